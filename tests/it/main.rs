@@ -1,0 +1,7 @@
+//! The integration tests: one binary, one module per area.
+mod cli;
+mod conformance;
+mod corpus;
+mod determinism;
+mod flowlog;
+mod rulesets;
