@@ -692,7 +692,13 @@ impl Vpc {
         }
         for acl in &mut self.network_acls {
             for (dir, list) in [("inbound", &mut acl.inbound), ("outbound", &mut acl.outbound)] {
-                list.retain(|e| e.rule_number < 32767);
+                // The `*` rules as describe-network-acls prints them are re-added below.
+                list.retain(|e| {
+                    !((e.rule_number == 32767 || e.rule_number == 32768)
+                        && e.action == RuleAction::Deny
+                        && e.protocol == Protocol::All
+                        && e.cidr.prefix_len() == 0)
+                });
                 let mut seen: HashMap<u32, Origin> = HashMap::new();
                 for e in list.iter_mut() {
                     e.cidr = e.cidr.trunc();
@@ -788,21 +794,21 @@ impl Vpc {
         }
 
         // Security groups: references to groups and prefix lists, port ranges.
-        let sg_ids: HashSet<&str> = self.security_groups.iter().map(|g| g.id.as_str()).collect();
-        let pl_ids: HashSet<&str> = self.prefix_lists.iter().map(|p| p.id.as_str()).collect();
+        let sg_ids: HashSet<String> = self.security_groups.iter().map(|g| g.id.clone()).collect();
+        let pl_ids: HashSet<String> = self.prefix_lists.iter().map(|p| p.id.clone()).collect();
         for g in &self.security_groups {
             for (dir, rules) in [("ingress", &g.ingress), ("egress", &g.egress)] {
                 for (i, r) in rules.iter().enumerate() {
                     let field = format!("security_group {}.{dir}[{i}]", g.id);
                     match &r.peer {
-                        SgPeer::SecurityGroup(id) if !sg_ids.contains(id.as_str()) => {
+                        SgPeer::SecurityGroup(id) if !sg_ids.contains(id) => {
                             errs.push(RulesetError::new(
                                 &r.origin,
                                 format!("{field}.security_group"),
                                 format!("unknown security group `{id}`; known: {}", ids(sg_ids.iter())),
                             ))
                         }
-                        SgPeer::PrefixList(id) if !pl_ids.contains(id.as_str()) => errs.push(RulesetError::new(
+                        SgPeer::PrefixList(id) if !pl_ids.contains(id) => errs.push(RulesetError::new(
                             &r.origin,
                             format!("{field}.prefix_list"),
                             format!("unknown prefix list `{id}`; known: {}", ids(pl_ids.iter())),
@@ -882,7 +888,7 @@ impl Vpc {
                 }
             }
             for g in &e.security_groups {
-                if !sg_ids.contains(g.as_str()) {
+                if !sg_ids.contains(g) {
                     errs.push(RulesetError::new(
                         &e.origin,
                         format!("network_interface {}.security_groups", e.id),
