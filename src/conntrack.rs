@@ -1,1 +1,351 @@
-//! (being written)
+//! Connection tracking as security groups do it (EMULATION.md §4): one table per
+//! ENI (here one map keyed by the ENI's stable number), states and idle timeouts,
+//! and a tracked-connection allowance per instance.
+//!
+//! Time is an argument: every call takes the packet's capture time. Nothing here
+//! reads a clock, so replay is deterministic.
+//!
+//! What it does not do: decide whether a flow is tracked at all (the untracked
+//! condition needs the rules; see [`crate::engine`]).
+//!
+//! ```
+//! use vpcgate::conntrack::*;
+//! use vpcgate::model::{ConntrackTimeouts, Direction};
+//! let mut ct = ConnTable::new();
+//! let key = ConnKey::new(0, 17, "10.0.0.5".parse().unwrap(), 40000, "8.8.8.8".parse().unwrap(), 53);
+//! let t = ConntrackTimeouts::default();
+//! let s = 1_000_000_000u64; // one second in nanoseconds
+//! ct.insert(key, Direction::Egress, 0, 0, 0, &t);
+//! // The reply 10 s later belongs to the entry...
+//! assert!(ct.lookup(&key, Direction::Ingress, 0, 10 * s, &t).is_some());
+//! // ...but after 30 s of silence (the UDP timeout) it has expired.
+//! assert!(ct.lookup(&key, Direction::Ingress, 0, 41 * s, &t).is_none());
+//! ```
+
+use crate::model::{ConntrackTimeouts, Direction};
+use crate::packet::tcp_flags;
+use hashbrown::HashMap;
+use std::net::IpAddr;
+
+const NS: u64 = 1_000_000_000;
+
+/// (ENI, protocol, local address, local port or ICMP id, remote address, remote port).
+/// Ports are 0 for protocols without ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub eni: u32,
+    pub protocol: u8,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+}
+
+impl ConnKey {
+    pub fn new(eni: u32, protocol: u8, local: IpAddr, local_port: u16, remote: IpAddr, remote_port: u16) -> ConnKey {
+        ConnKey { eni, protocol, local_port, remote_port, local, remote }
+    }
+}
+
+/// The state of a tracked connection, which picks its idle timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    TcpUnestablished,
+    TcpEstablished,
+    TcpClosing,
+    Udp,
+    UdpStream,
+    Icmp,
+    Other,
+}
+
+impl ConnState {
+    pub fn timeout_secs(self, t: &ConntrackTimeouts) -> u32 {
+        match self {
+            ConnState::TcpUnestablished => t.tcp_unestablished,
+            ConnState::TcpEstablished => t.tcp_established,
+            ConnState::TcpClosing => t.tcp_closing,
+            ConnState::Udp => t.udp,
+            ConnState::UdpStream => t.udp_stream,
+            ConnState::Icmp => t.icmp,
+            ConnState::Other => t.other,
+        }
+    }
+}
+
+/// One tracked connection. 24 bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnEntry {
+    /// Capture time of the last packet, nanoseconds.
+    pub last_seen: u64,
+    pub state: ConnState,
+    /// Direction, at this ENI, of the packet that created the entry.
+    pub origin: Direction,
+    /// Packets seen from the originator and from the responder (saturating).
+    pub orig_packets: u16,
+    pub reply_packets: u16,
+    pub fin_orig: bool,
+    pub fin_reply: bool,
+    /// The allowance group (instance) the entry counts against.
+    pub group: u32,
+}
+
+impl ConnEntry {
+    fn expired(&self, now: u64, t: &ConntrackTimeouts) -> bool {
+        now.saturating_sub(self.last_seen) > self.state.timeout_secs(t) as u64 * NS
+    }
+
+    fn initial_state(protocol: u8, flags: u8) -> ConnState {
+        match protocol {
+            6 => {
+                if flags & tcp_flags::RST != 0 {
+                    ConnState::TcpClosing
+                } else if flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK {
+                    ConnState::TcpEstablished
+                } else {
+                    ConnState::TcpUnestablished
+                }
+            }
+            17 => ConnState::Udp,
+            1 | 58 => ConnState::Icmp,
+            _ => ConnState::Other,
+        }
+    }
+
+    /// Applies a packet seen in `dir` at the ENI: refreshes the idle time and moves
+    /// the state (EMULATION.md §4 table).
+    fn update(&mut self, dir: Direction, flags: u8, now: u64) {
+        self.last_seen = self.last_seen.max(now);
+        let reply = dir != self.origin;
+        if reply {
+            self.reply_packets = self.reply_packets.saturating_add(1);
+        } else {
+            self.orig_packets = self.orig_packets.saturating_add(1);
+        }
+        match self.state {
+            ConnState::TcpUnestablished | ConnState::TcpEstablished => {
+                if flags & tcp_flags::RST != 0 {
+                    self.state = ConnState::TcpClosing;
+                    return;
+                }
+                if flags & tcp_flags::FIN != 0 {
+                    if reply {
+                        self.fin_reply = true;
+                    } else {
+                        self.fin_orig = true;
+                    }
+                }
+                if self.fin_orig && self.fin_reply {
+                    self.state = ConnState::TcpClosing;
+                } else if self.state == ConnState::TcpUnestablished
+                    && (reply || flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK)
+                {
+                    self.state = ConnState::TcpEstablished;
+                }
+            }
+            ConnState::Udp => {
+                if self.orig_packets >= 2 && self.reply_packets >= 2 {
+                    self.state = ConnState::UdpStream;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The tracked connections of one worker (all ENIs whose flows it owns).
+#[derive(Default)]
+pub struct ConnTable {
+    map: HashMap<ConnKey, ConnEntry, foldhash::fast::RandomState>,
+    /// Live entries per allowance group.
+    group_count: HashMap<u32, u32, foldhash::fast::FixedState>,
+    /// Capture time of the last sweep, nanoseconds.
+    last_sweep: u64,
+    /// Entries removed by expiry so far.
+    pub expired: u64,
+}
+
+impl ConnTable {
+    pub fn new() -> ConnTable {
+        ConnTable::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Finds the live entry for `key`, applies the packet to it and returns its state
+    /// after the update. An expired entry is removed and `None` returned: the packet
+    /// is then judged by the rules again (a late packet after close).
+    pub fn lookup(
+        &mut self,
+        key: &ConnKey,
+        dir: Direction,
+        flags: u8,
+        now: u64,
+        t: &ConntrackTimeouts,
+    ) -> Option<ConnState> {
+        let e = self.map.get_mut(key)?;
+        if e.expired(now, t) {
+            let g = e.group;
+            self.map.remove(key);
+            self.expired += 1;
+            self.dec(g);
+            return None;
+        }
+        e.update(dir, flags, now);
+        Some(e.state)
+    }
+
+    /// Live entries in allowance group `group`.
+    pub fn group_len(&self, group: u32) -> u32 {
+        self.group_count.get(&group).copied().unwrap_or(0)
+    }
+
+    /// Creates an entry for a packet the rules allowed.
+    pub fn insert(&mut self, key: ConnKey, dir: Direction, flags: u8, group: u32, now: u64, _t: &ConntrackTimeouts) {
+        let mut e = ConnEntry {
+            last_seen: now,
+            state: ConnEntry::initial_state(key.protocol, flags),
+            origin: dir,
+            orig_packets: 1,
+            reply_packets: 0,
+            fin_orig: key.protocol == 6 && flags & tcp_flags::FIN != 0,
+            fin_reply: false,
+            group,
+        };
+        if e.state == ConnState::TcpClosing {
+            e.fin_orig = false;
+        }
+        if self.map.insert(key, e).is_none() {
+            *self.group_count.entry(group).or_insert(0) += 1;
+        }
+    }
+
+    fn dec(&mut self, group: u32) {
+        if let Some(c) = self.group_count.get_mut(&group) {
+            *c = c.saturating_sub(1);
+        }
+    }
+
+    /// Removes expired entries when at least `every_secs` of capture time passed since
+    /// the last sweep (or always, with `force`). Keeps memory proportional to live
+    /// flows. `timeouts` gives each ENI's timeouts by stable number.
+    pub fn sweep(&mut self, now: u64, every_secs: u64, force: bool, timeouts: &dyn Fn(u32) -> ConntrackTimeouts) {
+        if !force && now.saturating_sub(self.last_sweep) < every_secs * NS {
+            return;
+        }
+        self.last_sweep = now;
+        let mut removed: Vec<u32> = Vec::new();
+        self.map.retain(|k, e| {
+            let keep = !e.expired(now, &timeouts(k.eni));
+            if !keep {
+                removed.push(e.group);
+            }
+            keep
+        });
+        self.expired += removed.len() as u64;
+        for g in removed {
+            self.dec(g);
+        }
+    }
+
+    /// Moves entries of ENIs whose stable number maps to a new allowance group after a
+    /// ruleset change; entries of ENIs that no longer exist are dropped.
+    pub fn regroup(&mut self, group_of: &dyn Fn(u32) -> Option<u32>) {
+        self.map.retain(|k, e| match group_of(k.eni) {
+            Some(g) => {
+                e.group = g;
+                true
+            }
+            None => false,
+        });
+        self.group_count.clear();
+        for e in self.map.values() {
+            *self.group_count.entry(e.group).or_insert(0) += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = NS;
+
+    fn key(proto: u8) -> ConnKey {
+        ConnKey::new(1, proto, "10.0.0.5".parse().unwrap(), 40000, "203.0.113.9".parse().unwrap(), 443)
+    }
+
+    #[test]
+    fn tcp_handshake_establishes_and_fin_closes() {
+        let t = ConntrackTimeouts::default();
+        let mut ct = ConnTable::new();
+        let k = key(6);
+        ct.insert(k, Direction::Egress, tcp_flags::SYN, 0, 0, &t);
+        assert_eq!(ct.map[&k].state, ConnState::TcpUnestablished);
+        // Not established: 120 s idle is the limit.
+        assert_eq!(
+            ct.lookup(&k, Direction::Ingress, tcp_flags::SYN | tcp_flags::ACK, S, &t),
+            Some(ConnState::TcpEstablished)
+        );
+        assert_eq!(ct.lookup(&k, Direction::Egress, tcp_flags::FIN | tcp_flags::ACK, 2 * S, &t), Some(ConnState::TcpEstablished));
+        assert_eq!(ct.lookup(&k, Direction::Ingress, tcp_flags::FIN | tcp_flags::ACK, 3 * S, &t), Some(ConnState::TcpClosing));
+        // Closing: 5 s, and every packet resets the idle time.
+        assert_eq!(ct.lookup(&k, Direction::Egress, tcp_flags::ACK, 7 * S, &t), Some(ConnState::TcpClosing));
+        assert_eq!(ct.lookup(&k, Direction::Egress, tcp_flags::ACK, 13 * S, &t), None);
+        assert_eq!(ct.len(), 0);
+    }
+
+    #[test]
+    fn idle_exactly_at_timeout_is_still_live() {
+        let t = ConntrackTimeouts::default();
+        let mut ct = ConnTable::new();
+        let k = key(17);
+        ct.insert(k, Direction::Egress, 0, 0, 0, &t);
+        // "expires when its idle time exceeds the timeout": 30 s is not more than 30 s.
+        assert!(ct.lookup(&k, Direction::Ingress, 0, 30 * S, &t).is_some());
+        assert!(ct.lookup(&k, Direction::Ingress, 0, 60 * S + 1, &t).is_none());
+    }
+
+    #[test]
+    fn udp_becomes_stream_after_two_each_way() {
+        let t = ConntrackTimeouts::default();
+        let mut ct = ConnTable::new();
+        let k = key(17);
+        ct.insert(k, Direction::Egress, 0, 0, 0, &t);
+        assert_eq!(ct.lookup(&k, Direction::Ingress, 0, S, &t), Some(ConnState::Udp));
+        assert_eq!(ct.lookup(&k, Direction::Egress, 0, 2 * S, &t), Some(ConnState::Udp));
+        assert_eq!(ct.lookup(&k, Direction::Ingress, 0, 3 * S, &t), Some(ConnState::UdpStream));
+        // A stream lives 180 s idle.
+        assert!(ct.lookup(&k, Direction::Ingress, 0, 150 * S, &t).is_some());
+    }
+
+    #[test]
+    fn rst_closes_at_once() {
+        let t = ConntrackTimeouts::default();
+        let mut ct = ConnTable::new();
+        let k = key(6);
+        ct.insert(k, Direction::Ingress, tcp_flags::SYN, 0, 0, &t);
+        assert_eq!(ct.lookup(&k, Direction::Egress, tcp_flags::RST, S, &t), Some(ConnState::TcpClosing));
+    }
+
+    #[test]
+    fn sweep_frees_expired_and_group_counts() {
+        let t = ConntrackTimeouts::default();
+        let mut ct = ConnTable::new();
+        for p in 0..10u16 {
+            let mut k = key(1);
+            k.local_port = p;
+            ct.insert(k, Direction::Egress, 0, 7, 0, &t);
+        }
+        assert_eq!(ct.group_len(7), 10);
+        ct.sweep(31 * S, 10, false, &|_| t);
+        assert_eq!(ct.len(), 0);
+        assert_eq!(ct.group_len(7), 0);
+    }
+}

@@ -1,1 +1,532 @@
-//! (being written)
+//! The data plane of one worker: `(packet, capture time) → verdict + flow-log
+//! observations` (EMULATION.md §2–§5).
+//!
+//! The engine is pure: it owns its connection-tracking table, its fragment memory
+//! and its counters, but no thread, file or clock. The pipeline feeds it packets in
+//! capture order (per flow) and gives it a new [`Policy`] when the ruleset changes.
+//!
+//! The path of a packet, as EMULATION.md §2 fixes it:
+//!
+//! | source | destination | checks, in order |
+//! |---|---|---|
+//! | ENI A | ENI B, same subnet | SG(A) egress → SG(B) ingress |
+//! | ENI A | ENI B, other subnet | SG(A) egress → NACL(A) outbound → NACL(B) inbound → SG(B) ingress |
+//! | ENI A | outside | SG(A) egress → NACL(A) outbound |
+//! | outside | ENI B | NACL(B) inbound → SG(B) ingress |
+//!
+//! ```
+//! use std::sync::Arc;
+//! use vpcgate::{engine::*, model::*, packet::*, policy::Policy};
+//! let mut vpc = Vpc::new("vpc-1");
+//! vpc.cidrs.push("10.0.0.0/16".parse().unwrap());
+//! vpc.subnets.push(Subnet::new("subnet-a", "10.0.1.0/24".parse().unwrap()));
+//! let mut sg = SecurityGroup::new("sg-web"); // no inbound rules: nothing comes in
+//! vpc.security_groups.push(sg);
+//! let mut eni = NetworkInterface::new("eni-web", "subnet-a", "10.0.1.10".parse().unwrap());
+//! eni.security_groups.push("sg-web".into());
+//! vpc.network_interfaces.push(eni);
+//! vpc.validate().unwrap();
+//! let policy = Arc::new(Policy::compile(Arc::new(vpc), &["eni-web".to_string()]));
+//! let mut engine = Engine::new(policy);
+//! let syn = Packet {
+//!     src: "198.51.100.7".parse().unwrap(), dst: "10.0.1.10".parse().unwrap(),
+//!     protocol: 6, src_port: 50000, dst_port: 443, icmp_type: 0, icmp_code: 0, icmp_id: 0,
+//!     tcp_flags: tcp_flags::SYN, ip_len: 60, fragment: Fragment::None,
+//! };
+//! let d = engine.process(&syn, Timestamp::from_secs_nanos(1_700_000_000, 0));
+//! assert_eq!(d.verdict, Verdict::Reject);
+//! assert_eq!(d.reason_text(engine.policy()), "sg-ingress eni-web no rule");
+//! ```
+
+use crate::conntrack::{ConnKey, ConnTable};
+use crate::flowlog::Observation;
+use crate::model::{Action, Direction};
+use crate::packet::{Fragment, Packet, Timestamp};
+use crate::policy::{ExemptService, NaclRuleRef, Policy, SgRuleRef};
+use hashbrown::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+const NS: u64 = 1_000_000_000;
+/// How long a first fragment's verdict is remembered for its later fragments.
+const FRAGMENT_MEMORY_SECS: u64 = 30;
+/// At most this many remembered first fragments; more are not remembered (their later
+/// fragments are then judged with unknown ports).
+const FRAGMENT_MEMORY_MAX: usize = 65_536;
+/// Expired tracked connections are swept every this many seconds of capture time.
+const SWEEP_EVERY_SECS: u64 = 10;
+
+/// The outcome for one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    Accept,
+    Reject,
+    /// Not evaluated: not IP, malformed, exempt, or no ENI involved.
+    None,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Accept => "ACCEPT",
+            Verdict::Reject => "REJECT",
+            Verdict::None => "NONE",
+        }
+    }
+}
+
+/// Why a packet got its verdict: for REJECT the first check that denied it, for
+/// NONE why it was not evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    Accepted,
+    NaclInbound { rule: NaclRuleRef, rule_number: u32 },
+    NaclOutbound { rule: NaclRuleRef, rule_number: u32 },
+    /// No rule of the ENI's groups allowed it (`eni` is the model index).
+    SgIngress { eni: u32 },
+    SgEgress { eni: u32 },
+    /// It would have created a tracked connection, but the allowance was used up.
+    ConntrackFull { eni: u32 },
+    Exempt(ExemptService),
+    /// Neither address belongs to an ENI of the VPC.
+    NoEni,
+}
+
+/// What happened to one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub reason: Reason,
+    /// Up to two flow-log observations: the source ENI's egress, then the destination
+    /// ENI's ingress.
+    pub obs: [Option<Observation>; 2],
+}
+
+impl Decision {
+    fn none(reason: Reason) -> Decision {
+        Decision { verdict: Verdict::None, reason, obs: [None, None] }
+    }
+
+    /// The `reason` text of a verdict line (CLI.md), e.g. `nacl-inbound acl-0abc rule
+    /// 32767`, `sg-ingress eni-0abc no rule`, `conntrack-full eni-0abc`,
+    /// `exempt amazon-dns`, `no-eni`. Empty for an accepted packet.
+    pub fn reason_text(&self, policy: &Policy) -> String {
+        reason_text(self.reason, policy)
+    }
+}
+
+/// See [`Decision::reason_text`].
+pub fn reason_text(reason: Reason, policy: &Policy) -> String {
+    let vpc = &policy.vpc;
+    let eni = |i: u32| vpc.network_interfaces.get(i as usize).map_or("?", |e| e.id.as_str());
+    let acl = |r: NaclRuleRef| vpc.network_acls.get(r.acl as usize).map_or("?", |a| a.id.as_str());
+    match reason {
+        Reason::Accepted => String::new(),
+        Reason::NaclInbound { rule, rule_number } => format!("nacl-inbound {} rule {rule_number}", acl(rule)),
+        Reason::NaclOutbound { rule, rule_number } => format!("nacl-outbound {} rule {rule_number}", acl(rule)),
+        Reason::SgIngress { eni: e } => format!("sg-ingress {} no rule", eni(e)),
+        Reason::SgEgress { eni: e } => format!("sg-egress {} no rule", eni(e)),
+        Reason::ConntrackFull { eni: e } => format!("conntrack-full {}", eni(e)),
+        Reason::Exempt(s) => format!("exempt {}", s.name()),
+        Reason::NoEni => "no-eni".to_string(),
+    }
+}
+
+/// How a security group let a packet through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SgOutcome {
+    /// A live tracked connection allowed it.
+    Tracked,
+    /// A rule allowed it and a tracked connection was created.
+    New,
+    /// A rule allowed it and the flow is untracked (§2.2).
+    Untracked,
+    /// A rule allowed it, but its ports are unknown (a fragment): not tracked.
+    NoPorts,
+    Denied,
+    Full,
+}
+
+/// Counters of one engine; summed over workers for the summary.
+#[derive(Clone, Debug, Default)]
+pub struct EngineStats {
+    /// Hits per NACL entry, per ruleset generation.
+    pub nacl_hits: Vec<HashMap<NaclRuleRef, u64>>,
+    /// Hits per SG rule (the first allowing rule of the ENI), per ruleset generation.
+    pub sg_hits: Vec<HashMap<SgRuleRef, u64>>,
+    /// Packets allowed by a live tracked connection.
+    pub conntrack_hits: u64,
+    /// Tracked connections created.
+    pub conntrack_created: u64,
+    /// Packets of untracked flows allowed by the rules.
+    pub untracked: u64,
+    /// Packets rejected because the tracked-connection allowance was used up
+    /// (`conntrack_allowance_exceeded`).
+    pub conntrack_allowance_exceeded: u64,
+    /// Later fragments that took their first fragment's verdict, and those judged
+    /// without one.
+    pub fragments_remembered: u64,
+    pub fragments_orphaned: u64,
+    /// The most tracked connections alive at once (sampled at sweeps).
+    pub conntrack_peak: u64,
+}
+
+impl EngineStats {
+    /// Adds another worker's counters.
+    pub fn merge(&mut self, o: &EngineStats) {
+        for (dst, src) in [(&mut self.nacl_hits, &o.nacl_hits)] {
+            if dst.len() < src.len() {
+                dst.resize(src.len(), HashMap::new());
+            }
+            for (d, s) in dst.iter_mut().zip(src) {
+                for (k, v) in s {
+                    *d.entry(*k).or_insert(0) += v;
+                }
+            }
+        }
+        if self.sg_hits.len() < o.sg_hits.len() {
+            self.sg_hits.resize(o.sg_hits.len(), HashMap::new());
+        }
+        for (d, s) in self.sg_hits.iter_mut().zip(&o.sg_hits) {
+            for (k, v) in s {
+                *d.entry(*k).or_insert(0) += v;
+            }
+        }
+        self.conntrack_hits += o.conntrack_hits;
+        self.conntrack_created += o.conntrack_created;
+        self.untracked += o.untracked;
+        self.conntrack_allowance_exceeded += o.conntrack_allowance_exceeded;
+        self.fragments_remembered += o.fragments_remembered;
+        self.fragments_orphaned += o.fragments_orphaned;
+        self.conntrack_peak += o.conntrack_peak;
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FragKey {
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    id: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct FragMemory {
+    at: u64,
+    decision: Decision,
+}
+
+/// One worker's data plane.
+pub struct Engine {
+    policy: Arc<Policy>,
+    generation: usize,
+    /// Model index of each stable ENI number (`u32::MAX`: not in this ruleset).
+    by_number: Vec<u32>,
+    ct: ConnTable,
+    frags: HashMap<FragKey, FragMemory, foldhash::fast::RandomState>,
+    last_sweep: u64,
+    pub stats: EngineStats,
+}
+
+impl Engine {
+    pub fn new(policy: Arc<Policy>) -> Engine {
+        let mut e = Engine {
+            by_number: Vec::new(),
+            policy: policy.clone(),
+            generation: 0,
+            ct: ConnTable::new(),
+            frags: HashMap::default(),
+            last_sweep: 0,
+            stats: EngineStats::default(),
+        };
+        e.set_policy(policy, 0);
+        e
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// Tracked connections alive in this engine.
+    pub fn tracked(&self) -> usize {
+        self.ct.len()
+    }
+
+    /// Switches to a new ruleset from the next packet on (`--rules-at`). Live tracked
+    /// connections keep passing until they time out or close; untracked flows and
+    /// NACLs follow the new rules at once (EMULATION.md §4).
+    pub fn set_policy(&mut self, policy: Arc<Policy>, generation: usize) {
+        let n = policy.eni_number.iter().filter(|&&n| n != u32::MAX).map(|&n| n as usize + 1).max().unwrap_or(0);
+        let mut by_number = vec![u32::MAX; n];
+        for (i, &num) in policy.eni_number.iter().enumerate() {
+            if num != u32::MAX {
+                by_number[num as usize] = i as u32;
+            }
+        }
+        self.by_number = by_number;
+        self.policy = policy;
+        self.generation = generation;
+        if self.stats.nacl_hits.len() <= generation {
+            self.stats.nacl_hits.resize(generation + 1, HashMap::new());
+            self.stats.sg_hits.resize(generation + 1, HashMap::new());
+        }
+        let policy = self.policy.clone();
+        let by_number = self.by_number.clone();
+        self.ct.regroup(&|num| {
+            let local = *by_number.get(num as usize)?;
+            (local != u32::MAX).then(|| policy.eni_limit_group[local as usize])
+        });
+        // Remembered fragment verdicts name rules of the old ruleset.
+        self.frags.clear();
+    }
+
+    /// Sweeps expired tracked connections (see [`ConnTable::sweep`]).
+    fn sweep(&mut self, now: u64, every_secs: u64, force: bool) {
+        let (by_number, policy) = (&self.by_number, &self.policy);
+        self.ct.sweep(now, every_secs, force, &|num| match by_number.get(num as usize) {
+            Some(&l) if l != u32::MAX => policy.eni_timeouts[l as usize],
+            _ => policy.vpc.conntrack,
+        });
+    }
+
+    /// Frees expired state; the pipeline calls it as capture time advances.
+    pub fn housekeeping(&mut self, now: Timestamp) {
+        let now = now.0;
+        if now.saturating_sub(self.last_sweep) < SWEEP_EVERY_SECS * NS {
+            return;
+        }
+        self.stats.conntrack_peak = self.stats.conntrack_peak.max(self.ct.len() as u64);
+        self.sweep(now, SWEEP_EVERY_SECS, true);
+        self.last_sweep = now;
+        self.frags.retain(|_, f| now.saturating_sub(f.at) <= FRAGMENT_MEMORY_SECS * NS);
+    }
+
+    /// Evaluates one IP packet at capture time `ts`.
+    pub fn process(&mut self, pkt: &Packet, ts: Timestamp) -> Decision {
+        let policy = self.policy.clone();
+        // Exempt services: never filtered, never logged.
+        if let Some(s) = policy.exempt_service(pkt.dst).or_else(|| policy.exempt_service(pkt.src)) {
+            return Decision::none(Reason::Exempt(s));
+        }
+        if pkt.protocol == 17 && (67..=68).contains(&pkt.src_port) && (67..=68).contains(&pkt.dst_port) {
+            return Decision::none(Reason::Exempt(ExemptService::Dhcp));
+        }
+        let src = policy.owner(pkt.src);
+        let dst = policy.owner(pkt.dst);
+        if src.is_none() && dst.is_none() {
+            return Decision::none(Reason::NoEni);
+        }
+
+        // A later fragment takes its first fragment's verdict.
+        if let Fragment::Later { id } = pkt.fragment {
+            let key = FragKey { src: pkt.src, dst: pkt.dst, protocol: pkt.protocol, id };
+            if let Some(m) = self.frags.get(&key) {
+                if ts.0.saturating_sub(m.at) <= FRAGMENT_MEMORY_SECS * NS {
+                    self.stats.fragments_remembered += 1;
+                    let mut d = m.decision;
+                    for o in d.obs.iter_mut().flatten() {
+                        o.bytes = pkt.ip_len;
+                        o.tcp_flags = 0;
+                    }
+                    return d;
+                }
+            }
+            self.stats.fragments_orphaned += 1;
+        }
+
+        let now = ts.0;
+        let mut obs: [Option<Observation>; 2] = [None, None];
+        // Public addressing goes through the internet gateway: NACLs apply on both
+        // sides even within one subnet.
+        let via_public = src.is_some_and(|o| o.public) || dst.is_some_and(|o| o.public);
+        let cross_subnet = match (src, dst) {
+            (Some(a), Some(b)) => via_public || policy.eni_subnet[a.eni as usize] != policy.eni_subnet[b.eni as usize],
+            _ => true,
+        };
+        let mut verdict = Verdict::Accept;
+        let mut reason = Reason::Accepted;
+
+        if let Some(a) = src {
+            let eni = a.eni;
+            let mut ok = true;
+            match self.sg_check(eni, Direction::Egress, pkt, now) {
+                SgOutcome::Denied => {
+                    ok = false;
+                    reason = Reason::SgEgress { eni };
+                }
+                SgOutcome::Full => {
+                    ok = false;
+                    reason = Reason::ConntrackFull { eni };
+                }
+                _ => {}
+            }
+            if ok && cross_subnet {
+                let d = policy.nacl_decide(policy.eni_subnet[eni as usize], true, pkt);
+                *self.stats.nacl_hits[self.generation].entry(d.rule).or_insert(0) += 1;
+                if !d.allow {
+                    ok = false;
+                    reason = Reason::NaclOutbound { rule: d.rule, rule_number: d.rule_number };
+                }
+            }
+            let traffic_path = if dst.is_some() && !via_public { 1 } else { 8 };
+            obs[0] = Some(self.observation(eni, Direction::Egress, ok, pkt, Some(traffic_path)));
+            if !ok {
+                verdict = Verdict::Reject;
+            }
+        }
+        if verdict == Verdict::Accept {
+            if let Some(b) = dst {
+                let eni = b.eni;
+                let mut ok = true;
+                if cross_subnet {
+                    let d = policy.nacl_decide(policy.eni_subnet[eni as usize], false, pkt);
+                    *self.stats.nacl_hits[self.generation].entry(d.rule).or_insert(0) += 1;
+                    if !d.allow {
+                        ok = false;
+                        reason = Reason::NaclInbound { rule: d.rule, rule_number: d.rule_number };
+                    }
+                }
+                if ok {
+                    match self.sg_check(eni, Direction::Ingress, pkt, now) {
+                        SgOutcome::Denied => {
+                            ok = false;
+                            reason = Reason::SgIngress { eni };
+                        }
+                        SgOutcome::Full => {
+                            ok = false;
+                            reason = Reason::ConntrackFull { eni };
+                        }
+                        _ => {}
+                    }
+                }
+                obs[1] = Some(self.observation(eni, Direction::Ingress, ok, pkt, None));
+                if !ok {
+                    verdict = Verdict::Reject;
+                }
+            }
+        }
+        let decision = Decision { verdict, reason, obs };
+        if let Fragment::First { id } = pkt.fragment {
+            if self.frags.len() < FRAGMENT_MEMORY_MAX {
+                let key = FragKey { src: pkt.src, dst: pkt.dst, protocol: pkt.protocol, id };
+                self.frags.insert(key, FragMemory { at: now, decision });
+            }
+        }
+        decision
+    }
+
+    fn observation(&self, eni: u32, dir: Direction, ok: bool, pkt: &Packet, traffic_path: Option<u8>) -> Observation {
+        let e = &self.policy.vpc.network_interfaces[eni as usize];
+        // The ENI's side shows its primary private IPv4 (flow logs §6.9); IPv6 stays.
+        let own = |a: IpAddr| match a {
+            IpAddr::V4(_) => e.primary_ipv4().map_or(a, IpAddr::V4),
+            v6 => v6,
+        };
+        let (srcaddr, dstaddr) = match dir {
+            Direction::Egress => (own(pkt.src), pkt.dst),
+            Direction::Ingress => (pkt.src, own(pkt.dst)),
+        };
+        Observation {
+            eni: self.policy.eni_number[eni as usize],
+            direction: dir,
+            action: if ok { Action::Accept } else { Action::Reject },
+            srcaddr,
+            dstaddr,
+            pkt_srcaddr: pkt.src,
+            pkt_dstaddr: pkt.dst,
+            srcport: pkt.src_port,
+            dstport: pkt.dst_port,
+            protocol: pkt.protocol,
+            bytes: pkt.ip_len,
+            tcp_flags: if pkt.protocol == 6 { pkt.tcp_flags } else { 0 },
+            traffic_path,
+        }
+    }
+
+    /// The connection-tracking key of `pkt` at `eni` in `dir`.
+    fn conn_key(&self, eni: u32, dir: Direction, pkt: &Packet) -> ConnKey {
+        let number = self.policy.eni_number[eni as usize];
+        let (local, remote, lp, rp) = match dir {
+            Direction::Egress => (pkt.src, pkt.dst, pkt.src_port, pkt.dst_port),
+            Direction::Ingress => (pkt.dst, pkt.src, pkt.dst_port, pkt.src_port),
+        };
+        match pkt.protocol {
+            6 | 17 => ConnKey::new(number, pkt.protocol, local, lp, remote, rp),
+            // ICMP is keyed by its id (0 for errors and other messages).
+            1 | 58 => ConnKey::new(number, pkt.protocol, local, pkt.icmp_id, remote, 0),
+            p => ConnKey::new(number, p, local, 0, remote, 0),
+        }
+    }
+
+    /// The security group of `eni` in `dir`, with its connection tracking.
+    fn sg_check(&mut self, eni: u32, dir: Direction, pkt: &Packet, now: u64) -> SgOutcome {
+        let policy = self.policy.clone();
+        let remote = match dir {
+            Direction::Ingress => pkt.src,
+            Direction::Egress => pkt.dst,
+        };
+        let t = policy.eni_timeouts[eni as usize];
+        if !pkt.ports_known() {
+            // A fragment without its first fragment: rules only, with unknown ports.
+            return match policy.sg_match(eni, dir, remote, pkt) {
+                Some(r) => {
+                    *self.stats.sg_hits[self.generation].entry(r).or_insert(0) += 1;
+                    SgOutcome::NoPorts
+                }
+                None => SgOutcome::Denied,
+            };
+        }
+        let key = self.conn_key(eni, dir, pkt);
+        if self.ct.lookup(&key, dir, pkt.tcp_flags, now, &t).is_some() {
+            self.stats.conntrack_hits += 1;
+            return SgOutcome::Tracked;
+        }
+        let Some(rule) = policy.sg_match(eni, dir, remote, pkt) else {
+            return SgOutcome::Denied;
+        };
+        *self.stats.sg_hits[self.generation].entry(rule).or_insert(0) += 1;
+        if (pkt.protocol == 6 || pkt.protocol == 17) && self.untracked(eni, dir, pkt) {
+            self.stats.untracked += 1;
+            return SgOutcome::Untracked;
+        }
+        let group = policy.eni_limit_group[eni as usize];
+        if let Some(limit) = policy.group_limit[group as usize] {
+            if self.ct.group_len(group) >= limit {
+                // Free what has expired before refusing (at most once per second).
+                self.sweep(now, 1, false);
+                if self.ct.group_len(group) >= limit {
+                    self.stats.conntrack_allowance_exceeded += 1;
+                    return SgOutcome::Full;
+                }
+            }
+        }
+        self.ct.insert(key, dir, pkt.tcp_flags, group, now, &t);
+        self.stats.conntrack_created += 1;
+        SgOutcome::New
+    }
+
+    /// The untracked condition of EMULATION.md §4, with either side as the initiator.
+    fn untracked(&self, eni: u32, dir: Direction, pkt: &Packet) -> bool {
+        let p = &self.policy;
+        let v6 = pkt.src.is_ipv6();
+        let other = match dir {
+            Direction::Ingress => Direction::Egress,
+            Direction::Egress => Direction::Ingress,
+        };
+        // As a first packet: its own direction's open rule admits it, and the other
+        // direction has the open all-ports rule.
+        if p.sg_open_admits(eni, dir, v6, pkt) && p.sg_open_all_ports(eni, other, v6, pkt.protocol) {
+            return true;
+        }
+        // As a reply: the other direction's open rule admits the reversed packet, and
+        // its own direction has the open all-ports rule.
+        let reversed = Packet {
+            src: pkt.dst,
+            dst: pkt.src,
+            src_port: pkt.dst_port,
+            dst_port: pkt.src_port,
+            ..*pkt
+        };
+        p.sg_open_all_ports(eni, dir, v6, pkt.protocol) && p.sg_open_admits(eni, other, v6, &reversed)
+    }
+}

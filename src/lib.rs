@@ -19,6 +19,7 @@
 //! - [`engine`]: the evaluation path of one packet: checks, tracking, observations.
 //! - [`flowlog`]: aggregation windows, records, the custom format, writers.
 //! - [`pipeline`]: reader → workers → ordered merge → sinks.
+//! - [`synth`]: frames and conversations built by code, for the demo, tests and benchmarks.
 //! - [`manual`]: every emulation decision, in prose.
 #![deny(unsafe_code)]
 
@@ -30,5 +31,6 @@ pub mod load;
 pub mod manual;
 pub mod model;
 pub mod packet;
-pub mod pipeline;
+// TEMP until capture lands: pub mod pipeline;
 pub mod policy;
+// TEMP until capture lands: pub mod synth;

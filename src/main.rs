@@ -1,1 +1,426 @@
-fn main(){}
+//! The `vpcgate` binary: flags are parsed by clap, resolved into a validated
+//! [`vpcgate::pipeline::ReplayConfig`], and handed to the library. Nothing below the
+//! CLI layer sees clap.
+
+use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use vpcgate::flowlog::LogFormat;
+use vpcgate::packet::Timestamp;
+use vpcgate::pipeline::{self, ReplayConfig, RulesetAt, Summary};
+
+const AFTER_HELP: &str = "\
+Every place where vpcgate had to decide how AWS behaves is written down in the
+manual: run `vpcgate manual`, or read the \"Manual of emulation decisions\" section
+of README.md.";
+
+/// A packet filter that behaves like an AWS VPC data plane.
+///
+/// vpcgate replays pcap/pcapng captures through network ACLs (stateless, numbered
+/// rules, first match wins) and security groups (stateful, with connection tracking
+/// as AWS does it), and writes what AWS would have written: VPC Flow Log records,
+/// plus one verdict per packet that names the check that denied it.
+#[derive(Parser, Debug)]
+#[command(name = "vpcgate", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay captures through the emulated VPC.
+    #[command(after_help = REPLAY_HELP)]
+    Replay(ReplayArgs),
+    /// Print the manual of emulation decisions.
+    Manual,
+}
+
+const REPLAY_HELP: &str = "\
+Examples:
+  # The bundled SecureCart VPC and its demo capture:
+  vpcgate replay --rules rulesets/securecart.toml pcaps/securecart.pcap \\
+      --flow-log flows.log --verdicts verdicts.jsonl
+
+  # Your own VPC, exported with `aws ec2 describe-*` into one folder:
+  vpcgate replay --rules ./my-vpc/ capture.pcap --flow-log flows.log.gz
+
+  # A custom flow-log format with 60-second windows:
+  vpcgate replay --rules r.toml cap.pcap --flow-log - --aggregation-interval 60 \\
+      --log-format '${version} ${interface-id} ${srcaddr} ${dstaddr} ${action} ${tcp-flags}'
+
+  # What changes when a rule is removed mid-capture (tracked flows survive):
+  vpcgate replay --rules before.toml --rules-at 1700000060=after.toml cap.pcap
+
+Exit status: 0 done; 2 bad usage or a ruleset that does not load; 1 a capture
+that could not be read to the end (everything before the damage is still
+processed and written) or an output that could not be written.
+
+Every place where vpcgate had to decide how AWS behaves: `vpcgate manual`.";
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// Capture files (pcap or pcapng); `-` reads standard input.
+    #[arg(required = true, value_name = "CAPTURE")]
+    captures: Vec<PathBuf>,
+
+    /// A ruleset TOML file, a JSON file printed by an `aws ec2 describe-*` command,
+    /// or a directory of such files. Repeatable: all are merged into one VPC.
+    #[arg(long, required = true, value_name = "PATH")]
+    rules: Vec<PathBuf>,
+
+    /// From capture time TIME (Unix seconds, fractions allowed) on, the ruleset is
+    /// PATH (a file or a directory). Repeatable. Tracked connections survive the
+    /// change; untracked flows and NACLs follow the new rules at once.
+    #[arg(long = "rules-at", value_name = "TIME=PATH")]
+    rules_at: Vec<String>,
+
+    /// Write flow-log records here: a header line, then one record per line.
+    /// `-` is standard output; a path ending in `.gz` is gzipped.
+    #[arg(long = "flow-log", value_name = "PATH")]
+    flow_log: Option<PathBuf>,
+
+    /// An AWS custom flow-log format, e.g.
+    /// '${version} ${interface-id} ${srcaddr} ${action}'. Any field of versions 2
+    /// to 8. Default: the version 2 default format.
+    #[arg(long = "log-format", value_name = "FORMAT")]
+    log_format: Option<String>,
+
+    /// Flow-log aggregation interval in seconds: 60 or 600.
+    #[arg(long = "aggregation-interval", value_name = "SECONDS", default_value_t = 600)]
+    aggregation_interval: u32,
+
+    /// Do not write NODATA records for interfaces without traffic in a window.
+    #[arg(long = "no-nodata")]
+    no_nodata: bool,
+
+    /// Write one JSON object per packet, in capture order, saying ACCEPT, REJECT or
+    /// NONE and which check decided. `-` is standard output.
+    #[arg(long, value_name = "PATH")]
+    verdicts: Option<PathBuf>,
+
+    /// Write the accepted packets to this pcap file.
+    #[arg(long, value_name = "PATH")]
+    accepted: Option<PathBuf>,
+
+    /// Write the rejected packets to this pcap file.
+    #[arg(long, value_name = "PATH")]
+    rejected: Option<PathBuf>,
+
+    /// Worker threads. The output is the same bytes for every value.
+    /// Default: the number of CPUs.
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+
+    /// Print the summary as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+
+    /// Print no summary.
+    #[arg(long, short)]
+    quiet: bool,
+
+    /// Never show a progress bar (it shows only when stderr is a terminal).
+    #[arg(long = "no-progress")]
+    no_progress: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    match cli.command {
+        Command::Manual => {
+            print!("{}", vpcgate::manual::text());
+            ExitCode::SUCCESS
+        }
+        Command::Replay(args) => replay(args),
+    }
+}
+
+fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(2)
+}
+
+fn parse_time(s: &str) -> Option<Timestamp> {
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs: u64 = secs.parse().ok()?;
+    let mut nanos = 0u32;
+    for (i, b) in frac.bytes().take(9).enumerate() {
+        nanos += (b - b'0') as u32 * 10u32.pow(8 - i as u32);
+    }
+    Some(Timestamp::from_secs_nanos(secs, nanos))
+}
+
+fn replay(args: ReplayArgs) -> ExitCode {
+    if args.aggregation_interval != 60 && args.aggregation_interval != 600 {
+        return usage_error(format!(
+            "--aggregation-interval {}: AWS allows 60 or 600 seconds",
+            args.aggregation_interval
+        ));
+    }
+    let log_format = match &args.log_format {
+        Some(f) => match LogFormat::parse(f) {
+            Ok(f) => f,
+            Err(e) => return usage_error(format!("--log-format: {e}")),
+        },
+        None => LogFormat::default_format(),
+    };
+    let base = match vpcgate::load::load_paths(&args.rules) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("vpcgate: the ruleset did not load ({} problem(s)); nothing was replayed", e.0.len());
+            return ExitCode::from(2);
+        }
+    };
+    let mut rulesets = vec![RulesetAt {
+        from: None,
+        vpc: Arc::new(base),
+        label: args.rules.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + "),
+    }];
+    for spec in &args.rules_at {
+        let Some((t, path)) = spec.split_once('=') else {
+            return usage_error(format!("--rules-at {spec:?}: expected TIME=PATH, e.g. 1700000060.5=after.toml"));
+        };
+        let Some(ts) = parse_time(t) else {
+            return usage_error(format!(
+                "--rules-at {spec:?}: {t:?} is not a capture time; write Unix seconds, fractions allowed (1700000060.25)"
+            ));
+        };
+        match vpcgate::load::load_paths(&[PathBuf::from(path)]) {
+            Ok(v) => rulesets.push(RulesetAt { from: Some(ts), vpc: Arc::new(v), label: format!("{path} (from {t})") }),
+            Err(e) => {
+                eprintln!("{e}");
+                eprintln!("vpcgate: the ruleset of --rules-at {spec} did not load; nothing was replayed");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    rulesets[1..].sort_by_key(|r| r.from);
+
+    let stdout_used = [&args.flow_log, &args.verdicts, &args.accepted, &args.rejected]
+        .iter()
+        .filter(|p| p.as_ref().is_some_and(|p| p.as_os_str() == "-"))
+        .count();
+    if stdout_used > 1 {
+        return usage_error("only one output can be standard output (`-`)");
+    }
+    if args.accepted.as_ref().is_some_and(|p| p.as_os_str() == "-")
+        || args.rejected.as_ref().is_some_and(|p| p.as_os_str() == "-")
+    {
+        if std::io::stdout().is_terminal() {
+            return usage_error("refusing to write a pcap to a terminal; redirect standard output or name a file");
+        }
+    }
+    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if workers == 0 || workers > 1024 {
+        return usage_error(format!("--workers {workers}: give 1 to 1024"));
+    }
+    let cfg = ReplayConfig {
+        captures: args.captures.clone(),
+        rulesets,
+        flow_log: args.flow_log.clone(),
+        log_format,
+        interval: args.aggregation_interval,
+        nodata: !args.no_nodata,
+        verdicts: args.verdicts.clone(),
+        accepted: args.accepted.clone(),
+        rejected: args.rejected.clone(),
+        workers,
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+    };
+    let started = std::time::Instant::now();
+    let summary = match pipeline::run(&cfg, None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let elapsed = started.elapsed();
+    if !args.quiet {
+        let text = if args.json {
+            let mut v = summary_json(&summary, &cfg, elapsed);
+            v.push('\n');
+            v
+        } else {
+            summary_text(&summary, &cfg, elapsed)
+        };
+        if stdout_used > 0 {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    }
+    for e in &summary.capture_errors {
+        eprintln!("error: {e}");
+    }
+    if summary.capture_errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("vpcgate: every packet before the damage was processed and written out");
+        ExitCode::from(1)
+    }
+}
+
+fn summary_text(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duration) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let secs = elapsed.as_secs_f64();
+    let _ = writeln!(
+        o,
+        "vpcgate replay: {} packet(s) from {} capture(s) in {:.2} s ({} worker(s){})",
+        s.packets,
+        cfg.captures.len(),
+        secs,
+        s.workers,
+        if secs > 0.0 { format!(", {:.0} packets/s", s.packets as f64 / secs) } else { String::new() }
+    );
+    if let Some(n) = &s.workers_note {
+        let _ = writeln!(o, "  note: {n}");
+    }
+    if s.interrupted {
+        let _ = writeln!(o, "  interrupted: the replay stopped early; everything read was written out");
+    }
+    let _ = writeln!(o, "  accepted       {:>10}", s.accepted);
+    let _ = writeln!(o, "  rejected       {:>10}", s.rejected);
+    let _ = writeln!(o, "  not evaluated  {:>10}", s.not_evaluated);
+    let section = |o: &mut String, title: &str, m: &std::collections::BTreeMap<String, u64>| {
+        if m.is_empty() {
+            return;
+        }
+        let _ = writeln!(o, "{title}");
+        let mut v: Vec<_> = m.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        for (k, n) in v {
+            let _ = writeln!(o, "  {n:>10}  {k}");
+        }
+    };
+    section(&mut o, "Rejected, by the check and rule that denied:", &s.reject_reasons);
+    section(&mut o, "Not evaluated, by reason:", &s.none_reasons);
+    section(&mut o, "Frames the parser could not read, by reason:", &s.parse_problems);
+    let e = &s.engine;
+    let _ = writeln!(
+        o,
+        "Connection tracking: {} created, {} packets allowed by a tracked connection, {} packets of untracked flows, {} rejected at the allowance (conntrack_allowance_exceeded)",
+        e.conntrack_created, e.conntrack_hits, e.untracked, e.conntrack_allowance_exceeded
+    );
+    if e.fragments_remembered + e.fragments_orphaned > 0 {
+        let _ = writeln!(
+            o,
+            "Fragments: {} took their first fragment's verdict, {} were judged without it",
+            e.fragments_remembered, e.fragments_orphaned
+        );
+    }
+    if cfg.flow_log.is_some() {
+        let _ = writeln!(o, "Flow logs: {} record(s) and {} NODATA record(s)", s.flow_records, s.nodata_records);
+    }
+    if s.nodata_windows_skipped > 0 {
+        let _ = writeln!(
+            o,
+            "  {} empty window(s) in long gaps of the capture's timeline got no NODATA records",
+            s.nodata_windows_skipped
+        );
+    }
+    if s.pcap_link_type_skipped > 0 {
+        let _ = writeln!(
+            o,
+            "  {} packet(s) not written to the accepted/rejected pcaps: their link type differs from the file's",
+            s.pcap_link_type_skipped
+        );
+    }
+    for c in &s.coverage {
+        let _ = writeln!(o, "Rule coverage of {}:", c.label);
+        let _ = writeln!(o, "  network ACL rules (hits):");
+        for (r, n) in &c.nacl_hits {
+            let _ = writeln!(o, "  {n:>10}  {r}");
+        }
+        let _ = writeln!(o, "  security group rules (packets a rule let in or out; tracked replies count nowhere):");
+        for (r, n) in &c.sg_hits {
+            let _ = writeln!(o, "  {n:>10}  {r}");
+        }
+        let unhit: Vec<&String> =
+            c.nacl_hits.iter().chain(&c.sg_hits).filter(|(_, n)| *n == 0).map(|(r, _)| r).collect();
+        if unhit.is_empty() {
+            let _ = writeln!(o, "  every rule was hit by this capture");
+        } else {
+            let _ = writeln!(o, "  not exercised by this capture ({}):", unhit.len());
+            for r in unhit {
+                let _ = writeln!(o, "    {r}");
+            }
+        }
+    }
+    o
+}
+
+fn summary_json(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duration) -> String {
+    use serde_json::json;
+    let e = &s.engine;
+    let coverage: Vec<_> = s
+        .coverage
+        .iter()
+        .map(|c| {
+            json!({
+                "ruleset": c.label,
+                "nacl_rules": c.nacl_hits.iter().map(|(r, n)| json!({"rule": r, "hits": n})).collect::<Vec<_>>(),
+                "sg_rules": c.sg_hits.iter().map(|(r, n)| json!({"rule": r, "hits": n})).collect::<Vec<_>>(),
+                "not_hit": c.nacl_hits.iter().chain(&c.sg_hits).filter(|(_, n)| *n == 0).map(|(r, _)| r).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let v = json!({
+        "captures": cfg.captures.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "packets": s.packets,
+        "accepted": s.accepted,
+        "rejected": s.rejected,
+        "not_evaluated": s.not_evaluated,
+        "reject_reasons": s.reject_reasons,
+        "none_reasons": s.none_reasons,
+        "parse_problems": s.parse_problems,
+        "conntrack": {
+            "created": e.conntrack_created,
+            "tracked_packets": e.conntrack_hits,
+            "untracked_packets": e.untracked,
+            "conntrack_allowance_exceeded": e.conntrack_allowance_exceeded,
+        },
+        "fragments": {"remembered": e.fragments_remembered, "orphaned": e.fragments_orphaned},
+        "flow_records": s.flow_records,
+        "nodata_records": s.nodata_records,
+        "coverage": coverage,
+        "capture_errors": s.capture_errors,
+        "workers": s.workers,
+        "interrupted": s.interrupted,
+        "seconds": elapsed.as_secs_f64(),
+    });
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn rules_at_time() {
+        assert_eq!(parse_time("1700000060"), Some(Timestamp::from_secs_nanos(1_700_000_060, 0)));
+        assert_eq!(parse_time("1700000060.25"), Some(Timestamp::from_secs_nanos(1_700_000_060, 250_000_000)));
+        assert_eq!(parse_time("x"), None);
+        assert_eq!(parse_time("-5"), None);
+    }
+}

@@ -594,6 +594,35 @@ impl Vpc {
         self.network_interfaces.iter().find(|e| e.id == id)
     }
 
+    /// A copy with every [`Origin`] cleared: two rulesets that describe the same VPC
+    /// from different files (TOML, AWS JSON) then compare equal.
+    pub fn without_origins(&self) -> Vpc {
+        let mut v = self.clone();
+        v.origin = Origin::default();
+        for s in &mut v.subnets {
+            s.origin = Origin::default();
+        }
+        for a in &mut v.network_acls {
+            a.origin = Origin::default();
+            for e in a.inbound.iter_mut().chain(a.outbound.iter_mut()) {
+                e.origin = Origin::default();
+            }
+        }
+        for g in &mut v.security_groups {
+            g.origin = Origin::default();
+            for r in g.ingress.iter_mut().chain(g.egress.iter_mut()) {
+                r.origin = Origin::default();
+            }
+        }
+        for e in &mut v.network_interfaces {
+            e.origin = Origin::default();
+        }
+        for p in &mut v.prefix_lists {
+            p.origin = Origin::default();
+        }
+        v
+    }
+
     /// Checks the VPC and fills in what AWS fills in:
     /// - canonical CIDRs (host bits cleared, as the API stores them);
     /// - NACL entries sorted by rule number, with the `*` rules 32767 (IPv4) and

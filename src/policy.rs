@@ -1,1 +1,632 @@
-//! (being written)
+//! Security-group and network-ACL matching, compiled once per ruleset.
+//!
+//! [`Policy::compile`] turns a validated [`Vpc`] into the lookup structures the
+//! engine needs: which ENI owns an address (private, secondary or public), each
+//! ENI's united security-group rules per direction and address family with
+//! references and prefix lists resolved to address sets, each subnet's NACL entries
+//! per direction and family in rule-number order, and the exempt service addresses.
+//! Everything here is a pure function of (rules, packet): no state, no clock.
+//!
+//! What it does not do: connection tracking ([`crate::conntrack`]) and the order of
+//! checks ([`crate::engine`]).
+//!
+//! ```
+//! use vpcgate::model::*;
+//! use vpcgate::policy::Policy;
+//! let mut vpc = Vpc::new("vpc-1");
+//! vpc.cidrs.push("10.0.0.0/16".parse().unwrap());
+//! vpc.subnets.push(Subnet::new("subnet-a", "10.0.1.0/24".parse().unwrap()));
+//! vpc.validate().unwrap();
+//! let policy = Policy::compile(std::sync::Arc::new(vpc), &["eni-x".to_string()]);
+//! // 10.0.0.2 is the Amazon DNS resolver (VPC base + 2): never filtered.
+//! assert!(policy.exempt_service("10.0.0.2".parse().unwrap()).is_some());
+//! ```
+
+use crate::model::*;
+use crate::packet::Packet;
+use hashbrown::{HashMap, HashSet};
+use ipnet::IpNet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+
+/// A service that security groups and NACLs never filter (EMULATION.md §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ExemptService {
+    AmazonDns,
+    InstanceMetadata,
+    TimeSync,
+    VpcRouter,
+    Dhcp,
+}
+
+impl ExemptService {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExemptService::AmazonDns => "amazon-dns",
+            ExemptService::InstanceMetadata => "instance-metadata",
+            ExemptService::TimeSync => "time-sync",
+            ExemptService::VpcRouter => "vpc-router",
+            ExemptService::Dhcp => "dhcp",
+        }
+    }
+}
+
+/// Which ENI an address belongs to, and whether it was its public IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AddrOwner {
+    /// Index into `vpc.network_interfaces`.
+    pub eni: u32,
+    pub public: bool,
+}
+
+/// Names one rule of one security group: `(group index, egress?, rule index)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SgRuleRef {
+    pub group: u32,
+    pub egress: bool,
+    pub rule: u32,
+}
+
+/// Names one NACL entry: `(acl index, egress?, entry index)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NaclRuleRef {
+    pub acl: u32,
+    pub egress: bool,
+    pub entry: u32,
+}
+
+#[derive(Clone, Debug)]
+enum Peer {
+    Net(IpNet),
+    /// Resolved prefix list or SG reference: sorted, deduplicated networks.
+    Set(Arc<Vec<IpNet>>),
+}
+
+impl Peer {
+    fn contains(&self, a: IpAddr) -> bool {
+        match self {
+            Peer::Net(n) => n.contains(&a),
+            Peer::Set(s) => s.iter().any(|n| n.contains(&a)),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct CompiledSgRule {
+    protocol: Protocol,
+    ports: PortSpec,
+    peer: Peer,
+    /// The peer is the CIDR `0.0.0.0/0` or `::/0` (the untracked condition of §2.2).
+    open: bool,
+    id: SgRuleRef,
+}
+
+/// One ENI's united SG rules for one direction, split by address family.
+#[derive(Clone, Debug, Default)]
+struct DirRules {
+    v4: Vec<CompiledSgRule>,
+    v6: Vec<CompiledSgRule>,
+}
+
+impl DirRules {
+    fn family(&self, v6: bool) -> &[CompiledSgRule] {
+        if v6 {
+            &self.v6
+        } else {
+            &self.v4
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct CompiledNaclEntry {
+    protocol: Protocol,
+    ports: PortSpec,
+    cidr: IpNet,
+    allow: bool,
+    rule_number: u32,
+    entry: u32,
+}
+
+#[derive(Clone, Debug, Default)]
+struct NaclDir {
+    v4: Vec<CompiledNaclEntry>,
+    v6: Vec<CompiledNaclEntry>,
+}
+
+/// The outcome of a NACL check: which entry decided, and whether it allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NaclDecision {
+    pub allow: bool,
+    pub rule_number: u32,
+    pub rule: NaclRuleRef,
+}
+
+/// A ruleset compiled for the data path.
+#[derive(Debug)]
+pub struct Policy {
+    pub vpc: Arc<Vpc>,
+    /// Stable ENI number (see [`Policy::compile`]) of each ENI, by model index.
+    pub eni_number: Vec<u32>,
+    /// Subnet index of each ENI.
+    pub eni_subnet: Vec<u32>,
+    /// NACL index of each subnet.
+    pub subnet_nacl: Vec<u32>,
+    /// Connection-tracking timeouts of each ENI (VPC values with the ENI's overrides).
+    pub eni_timeouts: Vec<ConntrackTimeouts>,
+    /// The tracked-connection group of each ENI: ENIs of one instance share one.
+    pub eni_limit_group: Vec<u32>,
+    /// The allowance of each group (`None`: unlimited).
+    pub group_limit: Vec<Option<u32>>,
+    addrs: HashMap<IpAddr, AddrOwner>,
+    exempt: HashMap<IpAddr, ExemptService>,
+    sg_in: Vec<DirRules>,
+    sg_out: Vec<DirRules>,
+    nacl_in: Vec<NaclDir>,
+    nacl_out: Vec<NaclDir>,
+}
+
+fn proto_ports_match(protocol: Protocol, ports: PortSpec, pkt: &Packet) -> bool {
+    match protocol {
+        Protocol::All => true,
+        Protocol::Number(n) if n != pkt.protocol => false,
+        Protocol::Number(_) => {
+            if ports.is_any() {
+                return true;
+            }
+            if !pkt.ports_known() {
+                // A fragment without its first fragment: only rules that allow every
+                // port can allow it (EMULATION.md §4).
+                return false;
+            }
+            match ports {
+                PortSpec::Any => true,
+                PortSpec::Range { from, to } => (from..=to).contains(&pkt.dst_port),
+                PortSpec::Icmp { icmp_type, code } => {
+                    icmp_type.is_none_or(|t| t == pkt.icmp_type) && code.is_none_or(|c| c == pkt.icmp_code)
+                }
+            }
+        }
+    }
+}
+
+impl Policy {
+    /// Compiles a validated VPC. `eni_ids` is the sorted list of every ENI id of every
+    /// ruleset of the run: an ENI's stable number is its position there, so that flow
+    /// records and tracked connections survive a ruleset change (`--rules-at`).
+    pub fn compile(vpc: Arc<Vpc>, eni_ids: &[String]) -> Policy {
+        let subnet_index: std::collections::HashMap<&str, u32> =
+            vpc.subnets.iter().enumerate().map(|(i, s)| (s.id.as_str(), i as u32)).collect();
+        let acl_index: std::collections::HashMap<&str, u32> =
+            vpc.network_acls.iter().enumerate().map(|(i, a)| (a.id.as_str(), i as u32)).collect();
+        let sg_index: std::collections::HashMap<&str, u32> =
+            vpc.security_groups.iter().enumerate().map(|(i, g)| (g.id.as_str(), i as u32)).collect();
+
+        let mut addrs = HashMap::new();
+        for (i, e) in vpc.network_interfaces.iter().enumerate() {
+            for a in e.private_addrs() {
+                addrs.insert(a, AddrOwner { eni: i as u32, public: false });
+            }
+            if let Some(p) = e.public_ipv4 {
+                addrs.insert(IpAddr::V4(p), AddrOwner { eni: i as u32, public: true });
+            }
+        }
+
+        let mut exempt = HashMap::new();
+        let v4 = |s: &str| IpAddr::V4(s.parse::<Ipv4Addr>().unwrap());
+        let v6 = |s: &str| IpAddr::V6(s.parse::<Ipv6Addr>().unwrap());
+        exempt.insert(v4("169.254.169.253"), ExemptService::AmazonDns);
+        exempt.insert(v6("fd00:ec2::253"), ExemptService::AmazonDns);
+        exempt.insert(v4("169.254.169.254"), ExemptService::InstanceMetadata);
+        exempt.insert(v6("fd00:ec2::254"), ExemptService::InstanceMetadata);
+        exempt.insert(v4("169.254.169.123"), ExemptService::TimeSync);
+        exempt.insert(v6("fd00:ec2::123"), ExemptService::TimeSync);
+        for s in &vpc.subnets {
+            if let Some(c) = s.ipv4_cidr {
+                exempt.insert(IpAddr::V4(nth4(c.network(), 1)), ExemptService::VpcRouter);
+            }
+            for c in &s.ipv6_cidrs {
+                exempt.insert(IpAddr::V6(nth6(c.network(), 1)), ExemptService::VpcRouter);
+            }
+        }
+        if let Some(c) = vpc.primary_ipv4_cidr() {
+            exempt.insert(IpAddr::V4(nth4(c.network(), 2)), ExemptService::AmazonDns);
+        }
+
+        // SG references resolve to every private address of every member ENI.
+        let mut members: Vec<Vec<IpNet>> = vec![Vec::new(); vpc.security_groups.len()];
+        for e in &vpc.network_interfaces {
+            for g in &e.security_groups {
+                if let Some(&gi) = sg_index.get(g.as_str()) {
+                    members[gi as usize].extend(e.private_addrs().map(IpNet::from));
+                }
+            }
+        }
+        let members: Vec<Arc<Vec<IpNet>>> = members
+            .into_iter()
+            .map(|mut v| {
+                v.sort();
+                v.dedup();
+                Arc::new(v)
+            })
+            .collect();
+        let prefix_lists: std::collections::HashMap<&str, Arc<Vec<IpNet>>> = vpc
+            .prefix_lists
+            .iter()
+            .map(|p| {
+                let mut v = p.entries.clone();
+                v.sort();
+                v.dedup();
+                (p.id.as_str(), Arc::new(v))
+            })
+            .collect();
+
+        let mut sg_in = Vec::new();
+        let mut sg_out = Vec::new();
+        for e in &vpc.network_interfaces {
+            let mut din = DirRules::default();
+            let mut dout = DirRules::default();
+            for g in &e.security_groups {
+                let Some(&gi) = sg_index.get(g.as_str()) else { continue };
+                let group = &vpc.security_groups[gi as usize];
+                for (egress, rules, dir) in [(false, &group.ingress, &mut din), (true, &group.egress, &mut dout)] {
+                    for (ri, r) in rules.iter().enumerate() {
+                        let id = SgRuleRef { group: gi, egress, rule: ri as u32 };
+                        let (peer, open) = match &r.peer {
+                            SgPeer::Cidr(n) => (Peer::Net(*n), n.prefix_len() == 0),
+                            SgPeer::PrefixList(p) => {
+                                (Peer::Set(prefix_lists.get(p.as_str()).cloned().unwrap_or_default()), false)
+                            }
+                            SgPeer::SecurityGroup(s) => {
+                                let set = sg_index.get(s.as_str()).map(|&i| members[i as usize].clone()).unwrap_or_default();
+                                (Peer::Set(set), false)
+                            }
+                        };
+                        let rule = CompiledSgRule { protocol: r.protocol, ports: r.ports, peer, open, id };
+                        // A CIDR rule matches only its own family; a set may hold both.
+                        let (in_v4, in_v6) = match &rule.peer {
+                            Peer::Net(IpNet::V4(_)) => (true, false),
+                            Peer::Net(IpNet::V6(_)) => (false, true),
+                            Peer::Set(s) => (s.iter().any(|n| n.addr().is_ipv4()), s.iter().any(|n| n.addr().is_ipv6())),
+                        };
+                        if in_v4 {
+                            dir.v4.push(rule.clone());
+                        }
+                        if in_v6 {
+                            dir.v6.push(rule);
+                        }
+                    }
+                }
+            }
+            sg_in.push(din);
+            sg_out.push(dout);
+        }
+
+        let mut nacl_in = Vec::new();
+        let mut nacl_out = Vec::new();
+        for acl in &vpc.network_acls {
+            let compile = |entries: &Vec<NetworkAclEntry>| {
+                let mut d = NaclDir::default();
+                for (i, e) in entries.iter().enumerate() {
+                    let c = CompiledNaclEntry {
+                        protocol: e.protocol,
+                        ports: e.ports,
+                        cidr: e.cidr,
+                        allow: e.action == RuleAction::Allow,
+                        rule_number: e.rule_number,
+                        entry: i as u32,
+                    };
+                    if e.cidr.addr().is_ipv4() {
+                        d.v4.push(c);
+                    } else {
+                        d.v6.push(c);
+                    }
+                }
+                d
+            };
+            nacl_in.push(compile(&acl.inbound));
+            nacl_out.push(compile(&acl.outbound));
+        }
+
+        let eni_number = vpc
+            .network_interfaces
+            .iter()
+            .map(|e| eni_ids.binary_search(&e.id).map(|i| i as u32).unwrap_or(u32::MAX))
+            .collect();
+        let eni_subnet =
+            vpc.network_interfaces.iter().map(|e| subnet_index.get(e.subnet_id.as_str()).copied().unwrap_or(0)).collect();
+        let subnet_nacl = vpc
+            .subnets
+            .iter()
+            .map(|s| s.network_acl_id.as_deref().and_then(|a| acl_index.get(a).copied()).unwrap_or(0))
+            .collect();
+        let eni_timeouts = vpc.network_interfaces.iter().map(|e| e.conntrack.apply(vpc.conntrack)).collect();
+
+        // Tracked-connection allowance: per instance, else per ENI.
+        let mut group_of: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        let mut group_limit: Vec<Option<u32>> = Vec::new();
+        let mut eni_limit_group = Vec::new();
+        for e in &vpc.network_interfaces {
+            let key = e.instance_id.clone().unwrap_or_else(|| e.id.clone());
+            let g = *group_of.entry(key).or_insert_with(|| {
+                group_limit.push(None);
+                (group_limit.len() - 1) as u32
+            });
+            if let Some(l) = e.max_tracked_connections {
+                let cur = &mut group_limit[g as usize];
+                *cur = Some(cur.map_or(l, |c| c.min(l)));
+            }
+            eni_limit_group.push(g);
+        }
+
+        Policy {
+            vpc,
+            eni_number,
+            eni_subnet,
+            subnet_nacl,
+            eni_timeouts,
+            eni_limit_group,
+            group_limit,
+            addrs,
+            exempt,
+            sg_in,
+            sg_out,
+            nacl_in,
+            nacl_out,
+        }
+    }
+
+    /// The ENI that owns `addr` (private, secondary or public address).
+    #[inline]
+    pub fn owner(&self, addr: IpAddr) -> Option<AddrOwner> {
+        self.addrs.get(&addr).copied()
+    }
+
+    /// The exempt service at `addr`, if any.
+    #[inline]
+    pub fn exempt_service(&self, addr: IpAddr) -> Option<ExemptService> {
+        if self.exempt.is_empty() {
+            return None;
+        }
+        self.exempt.get(&addr).copied()
+    }
+
+    /// True when any ENI has a tracked-connection allowance.
+    pub fn has_conntrack_limits(&self) -> bool {
+        self.group_limit.iter().any(|l| l.is_some())
+    }
+
+    /// The first SG rule of `eni` (model index) that allows `pkt` in `dir`, where
+    /// `remote` is the packet's source (ingress) or destination (egress). Rules are
+    /// united across the ENI's groups; any match allows (the most permissive wins).
+    #[inline]
+    pub fn sg_match(&self, eni: u32, dir: Direction, remote: IpAddr, pkt: &Packet) -> Option<SgRuleRef> {
+        let rules = match dir {
+            Direction::Ingress => &self.sg_in[eni as usize],
+            Direction::Egress => &self.sg_out[eni as usize],
+        };
+        rules
+            .family(remote.is_ipv6())
+            .iter()
+            .find(|r| proto_ports_match(r.protocol, r.ports, pkt) && r.peer.contains(remote))
+            .map(|r| r.id)
+    }
+
+    /// True when an SG rule of `eni` whose peer is the CIDR `0.0.0.0/0` (or `::/0`)
+    /// allows `pkt` in `dir`: the initiating half of the untracked condition.
+    #[inline]
+    pub fn sg_open_admits(&self, eni: u32, dir: Direction, v6: bool, pkt: &Packet) -> bool {
+        let rules = match dir {
+            Direction::Ingress => &self.sg_in[eni as usize],
+            Direction::Egress => &self.sg_out[eni as usize],
+        };
+        rules.family(v6).iter().any(|r| r.open && proto_ports_match(r.protocol, r.ports, pkt))
+    }
+
+    /// True when `eni` has, in `dir`, an SG rule with the CIDR `0.0.0.0/0` (or `::/0`)
+    /// covering protocol -1, or `protocol` on every port: the response half of the
+    /// untracked condition.
+    #[inline]
+    pub fn sg_open_all_ports(&self, eni: u32, dir: Direction, v6: bool, protocol: u8) -> bool {
+        let rules = match dir {
+            Direction::Ingress => &self.sg_in[eni as usize],
+            Direction::Egress => &self.sg_out[eni as usize],
+        };
+        rules.family(v6).iter().any(|r| {
+            r.open
+                && match r.protocol {
+                    Protocol::All => true,
+                    Protocol::Number(n) => n == protocol && r.ports.is_any(),
+                }
+        })
+    }
+
+    /// The first NACL entry, in rule-number order, of subnet `subnet`'s NACL that
+    /// matches `pkt`. `egress` selects the outbound entries; the peer is the source
+    /// (inbound) or destination (outbound).
+    #[inline]
+    pub fn nacl_decide(&self, subnet: u32, egress: bool, pkt: &Packet) -> NaclDecision {
+        let acl = self.subnet_nacl[subnet as usize];
+        let dir = if egress { &self.nacl_out[acl as usize] } else { &self.nacl_in[acl as usize] };
+        let peer = if egress { pkt.dst } else { pkt.src };
+        let entries = if peer.is_ipv6() { &dir.v6 } else { &dir.v4 };
+        for e in entries {
+            if e.cidr.contains(&peer) && proto_ports_match(e.protocol, e.ports, pkt) {
+                return NaclDecision {
+                    allow: e.allow,
+                    rule_number: e.rule_number,
+                    rule: NaclRuleRef { acl, egress, entry: e.entry },
+                };
+            }
+        }
+        // Unreachable after validation (the `*` rules match everything of their
+        // family); an IPv6 packet in a VPC without IPv6 CIDRs has no `*` rule, and
+        // is denied as 32768 would.
+        NaclDecision {
+            allow: false,
+            rule_number: if peer.is_ipv6() { 32768 } else { 32767 },
+            rule: NaclRuleRef { acl, egress, entry: u32::MAX },
+        }
+    }
+
+    /// Every ENI number of this ruleset.
+    pub fn eni_numbers(&self) -> impl Iterator<Item = u32> + '_ {
+        self.eni_number.iter().copied()
+    }
+
+    /// The set of subnets' NACL entries that exist, for coverage reports.
+    pub fn all_nacl_rules(&self) -> Vec<NaclRuleRef> {
+        let mut v = Vec::new();
+        let used: HashSet<u32> = self.subnet_nacl.iter().copied().collect();
+        for (ai, acl) in self.vpc.network_acls.iter().enumerate() {
+            if !used.contains(&(ai as u32)) {
+                continue;
+            }
+            for (egress, list) in [(false, &acl.inbound), (true, &acl.outbound)] {
+                for i in 0..list.len() {
+                    v.push(NaclRuleRef { acl: ai as u32, egress, entry: i as u32 });
+                }
+            }
+        }
+        v
+    }
+
+    /// Every SG rule of a group attached to at least one ENI, for coverage reports.
+    pub fn all_sg_rules(&self) -> Vec<SgRuleRef> {
+        let mut attached: HashSet<&str> = HashSet::new();
+        for e in &self.vpc.network_interfaces {
+            for g in &e.security_groups {
+                attached.insert(g);
+            }
+        }
+        let mut v = Vec::new();
+        for (gi, g) in self.vpc.security_groups.iter().enumerate() {
+            if !attached.contains(g.id.as_str()) {
+                continue;
+            }
+            for (egress, list) in [(false, &g.ingress), (true, &g.egress)] {
+                for i in 0..list.len() {
+                    v.push(SgRuleRef { group: gi as u32, egress, rule: i as u32 });
+                }
+            }
+        }
+        v
+    }
+
+    /// `acl-0abc inbound rule 100 (allow tcp 443 from 0.0.0.0/0)`.
+    pub fn describe_nacl_rule(&self, r: NaclRuleRef) -> String {
+        let acl = &self.vpc.network_acls[r.acl as usize];
+        let list = if r.egress { &acl.outbound } else { &acl.inbound };
+        let dir = if r.egress { "outbound" } else { "inbound" };
+        match list.get(r.entry as usize) {
+            Some(e) => {
+                let num = if e.rule_number >= 32767 { "*".to_string() } else { e.rule_number.to_string() };
+                let proto = match e.protocol {
+                    Protocol::All => "all".to_string(),
+                    Protocol::Number(PROTO_TCP) => "tcp".into(),
+                    Protocol::Number(PROTO_UDP) => "udp".into(),
+                    Protocol::Number(PROTO_ICMP) => "icmp".into(),
+                    Protocol::Number(PROTO_ICMPV6) => "icmpv6".into(),
+                    Protocol::Number(n) => format!("proto {n}"),
+                };
+                let ports = if matches!(e.ports, PortSpec::Any) { String::new() } else { format!(" {}", e.ports) };
+                let peer = if r.egress { "to" } else { "from" };
+                format!("{} {dir} rule {num} ({} {proto}{ports} {peer} {})", acl.id, e.action, e.cidr)
+            }
+            None => format!("{} {dir} rule ?", acl.id),
+        }
+    }
+
+    /// `sg-0abc ingress: tcp 443 from 0.0.0.0/0`.
+    pub fn describe_sg_rule(&self, r: SgRuleRef) -> String {
+        let g = &self.vpc.security_groups[r.group as usize];
+        let list = if r.egress { &g.egress } else { &g.ingress };
+        let dir = if r.egress { "egress" } else { "ingress" };
+        match list.get(r.rule as usize) {
+            Some(rule) => format!("{} {dir}: {}", g.id, rule.describe(!r.egress)),
+            None => format!("{} {dir}: ?", g.id),
+        }
+    }
+}
+
+fn nth4(base: Ipv4Addr, n: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(base).wrapping_add(n))
+}
+
+fn nth6(base: Ipv6Addr, n: u128) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(base).wrapping_add(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::Fragment;
+
+    fn pkt(src: &str, dst: &str, proto: u8, dport: u16) -> Packet {
+        Packet {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            protocol: proto,
+            src_port: 40000,
+            dst_port: dport,
+            icmp_type: 0,
+            icmp_code: 0,
+            icmp_id: 0,
+            tcp_flags: 0,
+            ip_len: 60,
+            fragment: Fragment::None,
+        }
+    }
+
+    fn entry(n: u32, proto: Protocol, ports: PortSpec, cidr: &str, action: RuleAction) -> NetworkAclEntry {
+        NetworkAclEntry { rule_number: n, protocol: proto, cidr: cidr.parse().unwrap(), ports, action, origin: Origin::default() }
+    }
+
+    /// NACL-3 of aws-semantics.md §7.3 (VPC-NACL 2023, custom IPv4 NACL), inbound.
+    fn nacl3_vpc() -> Vpc {
+        let mut vpc = Vpc::new("vpc-1");
+        vpc.cidrs.push("10.0.0.0/16".parse().unwrap());
+        let mut s = Subnet::new("subnet-a", "10.0.1.0/24".parse().unwrap());
+        s.network_acl_id = Some("acl-3".into());
+        vpc.subnets.push(s);
+        let mut acl = NetworkAcl::new("acl-3");
+        let tcp = Protocol::Number(PROTO_TCP);
+        let r = |f, t| PortSpec::Range { from: f, to: t };
+        acl.inbound = vec![
+            entry(100, tcp, r(80, 80), "0.0.0.0/0", RuleAction::Allow),
+            entry(110, tcp, r(443, 443), "0.0.0.0/0", RuleAction::Allow),
+            entry(120, tcp, r(22, 22), "192.0.2.0/24", RuleAction::Allow),
+            entry(130, tcp, r(3389, 3389), "192.0.2.0/24", RuleAction::Allow),
+            entry(140, tcp, r(32768, 65535), "0.0.0.0/0", RuleAction::Allow),
+        ];
+        vpc.network_acls.push(acl);
+        vpc.validate().unwrap();
+        vpc
+    }
+
+    #[test]
+    fn nacl3_documented_outcomes() {
+        let p = Policy::compile(Arc::new(nacl3_vpc()), &[]);
+        // "Inbound packet to port 443: does not match 100, matches 110 ⇒ ALLOW."
+        let d = p.nacl_decide(0, false, &pkt("198.51.100.7", "10.0.1.5", 6, 443));
+        assert_eq!((d.allow, d.rule_number), (true, 110));
+        // "Inbound packet to port 139: matches nothing ⇒ * ⇒ DENY."
+        let d = p.nacl_decide(0, false, &pkt("198.51.100.7", "10.0.1.5", 6, 139));
+        assert_eq!((d.allow, d.rule_number), (false, 32767));
+        // SSH only from the home network.
+        assert!(p.nacl_decide(0, false, &pkt("192.0.2.9", "10.0.1.5", 6, 22)).allow);
+        assert!(!p.nacl_decide(0, false, &pkt("203.0.113.9", "10.0.1.5", 6, 22)).allow);
+    }
+
+    #[test]
+    fn exempt_addresses() {
+        let p = Policy::compile(Arc::new(nacl3_vpc()), &[]);
+        let e = |s: &str| p.exempt_service(s.parse().unwrap());
+        assert_eq!(e("10.0.0.2"), Some(ExemptService::AmazonDns));
+        assert_eq!(e("10.0.1.1"), Some(ExemptService::VpcRouter));
+        assert_eq!(e("169.254.169.254"), Some(ExemptService::InstanceMetadata));
+        assert_eq!(e("169.254.169.123"), Some(ExemptService::TimeSync));
+        assert_eq!(e("fd00:ec2::253"), Some(ExemptService::AmazonDns));
+        assert_eq!(e("10.0.1.2"), None);
+    }
+}

@@ -1,1 +1,532 @@
-//! (being written)
+//! Loading a VPC: the project's ruleset TOML and the JSON that `aws ec2 describe-*`
+//! prints, merged into one [`Vpc`] and [validated](Vpc::validate).
+//!
+//! What it does: reads files and directories, tells the formats apart, maps every
+//! AWS shape onto the [model](crate::model), and reports **every** problem it finds with
+//! the file, line, column and field, and what would be valid:
+//!
+//! ```text
+//! error: rulesets/x.toml:14:9: network_acls[0].inbound[2].rule: RuleNumber 40000 is outside 1..=32766
+//! error: aws/sg.json:31:17: SecurityGroups[1] (sg-0abc).IpPermissions[0]: missing required field `IpProtocol`
+//! ```
+//!
+//! What it does not do: talk to AWS, evaluate packets, or keep the files' formatting.
+//!
+//! ```
+//! let vpc = vpcgate::load::load_str("lab.toml", r#"
+//!     [vpc]
+//!     id = "vpc-0lab"
+//!     cidrs = ["10.0.0.0/16"]
+//!
+//!     [[subnets]]
+//!     id = "subnet-0a"
+//!     cidr = "10.0.1.0/24"
+//!     availability_zone = "us-east-1a"
+//! "#).unwrap();
+//! assert_eq!(vpc.region, "us-east-1"); // from the availability zone
+//! ```
+//!
+//! # Inputs
+//!
+//! [`load_paths`] takes files and directories, in order:
+//! - a file ending in `.toml` is a ruleset (below); `.json` is `aws ec2` output; any other
+//!   name is JSON when its first non-blank character is `{`, else TOML;
+//! - a directory contributes the `*.toml` and `*.json` files directly inside it, sorted by
+//!   name; subdirectories and other files (a README) are skipped.
+//!
+//! Everything is merged into one VPC. Objects are appended (an id defined twice is an
+//! error of [`Vpc::validate`]); the VPC's own facts (id, account, region, CIDRs) may come
+//! from any file but must agree. When any file has an error, loading stops before
+//! validation, so that one mistake does not cascade into unknown-reference errors.
+//!
+//! # AWS JSON
+//!
+//! The kind of a JSON file is its top-level key; several may share one file:
+//!
+//! | key | printed by | becomes |
+//! |---|---|---|
+//! | `Vpcs` | `describe-vpcs` | VPC id, account (`OwnerId`), IPv4 and IPv6 CIDRs (associated ones) |
+//! | `Subnets` | `describe-subnets` | subnets; the region comes from `AvailabilityZone` when nothing else says it |
+//! | `NetworkAcls` | `describe-network-acls` | NACLs, their `Associations` and `Entries` (the `*` entries 32767/32768 are re-added by validation) |
+//! | `SecurityGroups` | `describe-security-groups` | groups; each peer of an `IpPermission` is one rule |
+//! | `SecurityGroupRules` | `describe-security-group-rules` | rules merged into their group by `GroupId` (a group known only from rules is created); a rule already present is not added twice |
+//! | `NetworkInterfaces` | `describe-network-interfaces` | ENIs: addresses (primary first), `Association.PublicIp`, `Groups`, `Attachment.InstanceId`, `ConnectionTrackingConfiguration` |
+//! | `PrefixLists` | `describe-managed-prefix-lists` (ids and names), legacy `describe-prefix-lists` (with `Cidrs`) | prefix lists |
+//! | `Entries` | `get-managed-prefix-list-entries` | the entries of one prefix list (see below) |
+//!
+//! `NextToken` is ignored; any other top-level key is an error listing the accepted ones.
+//! Unknown fields inside objects are ignored (real accounts print many).
+//!
+//! `get-managed-prefix-list-entries` does not print the list's id. It is taken from a
+//! `"PrefixListId"` key next to `"Entries"` when there is one, else from the file name,
+//! which must contain the id: `pl-0abc1234.json` or
+//! `get-managed-prefix-list-entries.pl-0abc1234.json`.
+//!
+//! Mapping (aws-semantics §1.2, §3.3): TCP/UDP `FromPort`/`ToPort` → a port range;
+//! ICMP/ICMPv6 `FromPort` = type, `ToPort` = code, `-1` or absent = all; protocol `-1` or
+//! any other number → all ports. NACL entries of protocol 6/17 need `PortRange`; 1/58 take
+//! `IcmpTypeCode` (absent = all types). A `UserIdGroupPairs` / `ReferencedGroupInfo`
+//! peer in another VPC (`VpcPeeringConnectionId`, or a `VpcId` other than the group's)
+//! is skipped: vpcgate emulates one VPC and cannot know that group's members. An ENI's
+//! `OwnerId` equal to the VPC's account is stored as empty ("the VPC's account").
+//!
+//! # The ruleset TOML
+//!
+//! One file describes one VPC; every table rejects unknown keys, listing the valid ones.
+//! See `rulesets/securecart.toml` for a commented example.
+//!
+//! ```toml
+//! [vpc]
+//! id = "vpc-0a1b2c3d4e5f60001"       # required (here or in another file)
+//! account_id = "123456789012"        # 12 digits; flow logs' account-id
+//! region = "us-east-1"               # optional: derived from a subnet's availability zone
+//! cidrs = ["10.0.0.0/16", "2600:1f18:4a3:6d00::/56"]   # the first IPv4 is the primary
+//!
+//! [conntrack]                        # optional VPC-wide idle timeouts in seconds
+//! tcp_established = 432000           # also tcp_unestablished, tcp_closing, udp,
+//!                                    # udp_stream, icmp, other
+//! [[prefix_lists]]
+//! id = "pl-0a1b2c3d4e5f60001"
+//! name = "office"                    # optional
+//! entries = ["198.51.100.0/24"]
+//!
+//! [[subnets]]
+//! id = "subnet-0a1b2c3d4e5f60011"
+//! cidr = "10.0.1.0/24"               # IPv4; optional for an IPv6-only subnet
+//! ipv6_cidr = "2600:1f18:4a3:6d01::/64"  # optional; a string or an array
+//! availability_zone = "us-east-1a"   # optional
+//! availability_zone_id = "use1-az4"  # optional (flow logs' az-id)
+//! network_acl = "acl-0a1b2c3d4e5f60010"  # optional; else the VPC's default NACL
+//!
+//! [[network_acls]]
+//! id = "acl-0a1b2c3d4e5f60010"
+//! default = false                    # optional; exactly one NACL may be the default
+//! inbound = [                        # rule 1..=32766, first match wins; `*` is implicit
+//!   { rule = 100, protocol = "tcp", ports = "443", cidr = "0.0.0.0/0", action = "allow" },
+//!   { rule = 140, protocol = "icmp", icmp_type = 3, icmp_code = 4, cidr = "0.0.0.0/0", action = "allow" },
+//! ]
+//! outbound = [
+//!   { rule = 100, protocol = "tcp", ports = "1024-65535", cidr = "0.0.0.0/0", action = "allow" },
+//! ]
+//!
+//! [[security_groups]]
+//! id = "sg-0a1b2c3d4e5f60010"
+//! name = "alb"                       # optional
+//! description = "..."                # optional
+//! ingress = [                        # one peer per rule: cidr, security_group or prefix_list
+//!   { protocol = "tcp", ports = "443", cidr = "0.0.0.0/0", description = "customers" },
+//!   { protocol = "tcp", ports = "8080", security_group = "sg-0a1b2c3d4e5f60020" },
+//!   { protocol = "tcp", ports = 22, prefix_list = "pl-0a1b2c3d4e5f60001" },
+//!   { protocol = "icmp", icmp_type = 8, cidr = "0.0.0.0/0" },   # icmp_code omitted = all
+//! ]
+//! egress = [ { protocol = "-1", cidr = "0.0.0.0/0" } ]
+//!
+//! [[network_interfaces]]
+//! id = "eni-0a1b2c3d4e5f60101"
+//! subnet = "subnet-0a1b2c3d4e5f60011"
+//! private_ips = ["10.0.1.10", "10.0.1.11"]  # the first is the primary
+//! ipv6 = ["2600:1f18:4a3:6d01::10"]         # optional
+//! public_ip = "203.0.113.10"                 # optional: public or Elastic IP
+//! security_groups = ["sg-0a1b2c3d4e5f60010"]
+//! instance_id = "i-0a1b2c3d4e5f60001"        # optional
+//! owner_id = "123456789012"                  # optional; default the VPC's account
+//! description = "..."                        # optional
+//! max_tracked_connections = 100000           # optional; default unlimited
+//! conntrack = { tcp_established = 3600 }     # optional; same keys as [conntrack]
+//! ```
+//!
+//! Values: `protocol` is `-1` (or `all`), `tcp`, `udp`, `icmp`, `icmpv6` or a number
+//! 0-255, as a string or an integer. `ports` is `"443"`, `"1024-65535"`, `"all"`
+//! (0-65535) or an integer, and is required for tcp and udp, refused for other
+//! protocols. `icmp_type` / `icmp_code` are -1 (all) or 0-255, omitted = -1, only for icmp
+//! and icmpv6. `action` is `allow` or `deny`. CIDRs need a prefix length (`/32` for one
+//! address).
+
+mod aws;
+mod toml;
+pub(crate) mod tree;
+mod values;
+
+use crate::model::{
+    ConntrackOverrides, NetworkAcl, NetworkInterface, Origin, PrefixList, RulesetError,
+    RulesetErrors, SecurityGroup, SecurityGroupRule, Subnet, Vpc,
+};
+use ipnet::IpNet;
+use std::path::{Path, PathBuf};
+use tree::{Ctx, Syntax};
+
+/// Loads the files and directories in `paths` (see the [module docs](self)), merges them
+/// into one VPC and validates it.
+pub fn load_paths(paths: &[PathBuf]) -> Result<Vpc, RulesetErrors> {
+    let mut loader = Loader::new();
+    for p in paths {
+        loader.add_path(p);
+    }
+    loader.finish()
+}
+
+/// Loads one document held in memory. `name` is used in messages and decides the format
+/// as a path would (`.toml`, `.json`, else by the first character).
+pub fn load_str(name: &str, text: &str) -> Result<Vpc, RulesetErrors> {
+    let mut loader = Loader::new();
+    loader.add_str(name, text);
+    loader.finish()
+}
+
+/// Merges any number of files into one VPC: [`add_path`](Loader::add_path) and
+/// [`add_str`](Loader::add_str) collect, [`finish`](Loader::finish) merges and validates.
+#[derive(Default)]
+pub struct Loader {
+    parts: Parts,
+    errors: Vec<RulesetError>,
+    first_file: Option<String>,
+}
+
+/// A fact about the VPC itself (its id, account, region) and where it was read.
+/// `declared`: said by the VPC's own description (`[vpc]`, `describe-vpcs`), rather than
+/// seen on another object (`VpcId`, `OwnerId` of a group).
+#[derive(Clone, Debug)]
+pub(crate) struct Claim {
+    pub value: String,
+    pub origin: Origin,
+    pub field: String,
+    pub declared: bool,
+}
+
+/// What the files said, before merging.
+#[derive(Default)]
+pub(crate) struct Parts {
+    pub vpc_ids: Vec<Claim>,
+    pub accounts: Vec<Claim>,
+    pub regions: Vec<Claim>,
+    /// Availability zones seen on subnets and ENIs (the region is derived from them).
+    pub zones: Vec<Claim>,
+    pub cidrs: Vec<IpNet>,
+    pub vpc_origin: Option<Origin>,
+    pub conntrack: Option<(ConntrackOverrides, Origin)>,
+    pub subnets: Vec<Subnet>,
+    pub network_acls: Vec<NetworkAcl>,
+    pub security_groups: Vec<SecurityGroup>,
+    pub network_interfaces: Vec<NetworkInterface>,
+    pub prefix_lists: Vec<PrefixList>,
+    /// Rules from `describe-security-group-rules`, merged into their group at the end.
+    pub loose_rules: Vec<LooseRule>,
+    /// Entries from `get-managed-prefix-list-entries`, merged into their list at the end.
+    pub prefix_entries: Vec<(String, Vec<IpNet>, Origin)>,
+}
+
+pub(crate) struct LooseRule {
+    pub group_id: String,
+    pub egress: bool,
+    pub rule: SecurityGroupRule,
+}
+
+impl Loader {
+    pub fn new() -> Loader {
+        Loader::default()
+    }
+
+    /// Adds a file, or the `*.toml` and `*.json` files of a directory (sorted by name).
+    /// Errors are kept for [`finish`](Loader::finish).
+    pub fn add_path(&mut self, path: &Path) {
+        let name = path.display().to_string();
+        if path.is_dir() {
+            let entries = match std::fs::read_dir(path) {
+                Ok(rd) => rd
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .collect::<Vec<_>>(),
+                Err(e) => {
+                    self.file_error(&name, format!("cannot read directory: {e}"));
+                    return;
+                }
+            };
+            let mut files: Vec<PathBuf> = entries
+                .into_iter()
+                .filter(|p| p.is_file() && matches!(ext(p).as_deref(), Some("toml" | "json")))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                self.file_error(&name, "directory holds no *.toml or *.json file");
+            }
+            for f in files {
+                self.add_file(&f);
+            }
+        } else {
+            self.add_file(path);
+        }
+    }
+
+    fn add_file(&mut self, path: &Path) {
+        let name = path.display().to_string();
+        match std::fs::read(path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => self.add_str(&name, &text),
+                Err(e) => self.file_error(
+                    &name,
+                    format!(
+                        "not UTF-8 text (invalid byte at offset {})",
+                        e.utf8_error().valid_up_to()
+                    ),
+                ),
+            },
+            Err(e) => self.file_error(&name, format!("cannot read: {e}")),
+        }
+    }
+
+    fn file_error(&mut self, name: &str, message: impl Into<String>) {
+        self.first_file.get_or_insert_with(|| name.to_string());
+        self.errors
+            .push(RulesetError::new(&Origin::new(name, 0, 0), "", message));
+    }
+
+    /// Adds one document. `name` names it in messages and origins, and its extension
+    /// picks the format (`.toml`, `.json`, else the first character decides).
+    pub fn add_str(&mut self, name: &str, text: &str) {
+        self.first_file.get_or_insert_with(|| name.to_string());
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let syntax = match ext(Path::new(name)).as_deref() {
+            Some("toml") => Syntax::Toml,
+            Some("json") => Syntax::Json,
+            _ if text.trim_start().starts_with('{') => Syntax::Json,
+            _ => Syntax::Toml,
+        };
+        let mut ctx = Ctx::new(name, text, syntax);
+        match syntax {
+            Syntax::Toml => match tree::parse_toml(text) {
+                Ok(root) => toml::read(&mut ctx, &root, &mut self.parts),
+                Err((pos, msg)) => ctx.error(pos, "", format!("TOML syntax: {msg}")),
+            },
+            Syntax::Json => match tree::parse_json(text) {
+                Ok(root) => aws::read(&mut ctx, &root, &mut self.parts),
+                Err(tree::JsonError::Syntax {
+                    line,
+                    column,
+                    message,
+                }) => {
+                    let origin = Origin {
+                        file: ctx.file.clone(),
+                        line,
+                        column,
+                    };
+                    ctx.errors.push(RulesetError::new(
+                        &origin,
+                        "",
+                        format!("JSON syntax: {message}"),
+                    ));
+                }
+                Err(tree::JsonError::At(pos, msg)) => {
+                    ctx.error(pos, "", format!("JSON syntax: {msg}"))
+                }
+            },
+        }
+        self.errors.append(&mut ctx.errors);
+    }
+
+    /// Merges what was added into one VPC and validates it. Returns every error found;
+    /// when a file had errors, validation is not run.
+    pub fn finish(self) -> Result<Vpc, RulesetErrors> {
+        let Loader {
+            parts,
+            mut errors,
+            first_file,
+        } = self;
+        let file_origin = Origin::new(first_file.as_deref().unwrap_or("<no ruleset>"), 0, 0);
+        if first_file.is_none() {
+            errors.push(RulesetError::new(&file_origin, "", "no ruleset given"));
+        }
+        let mut vpc = merge(parts, &file_origin, &mut errors);
+        if !errors.is_empty() {
+            return Err(RulesetErrors(errors));
+        }
+        vpc.validate()?;
+        Ok(vpc)
+    }
+}
+
+fn ext(p: &Path) -> Option<String> {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+}
+
+/// The VPC's own facts must agree across files; the first declared one wins.
+fn pick(claims: &[Claim], what: &str, hint: &str, errors: &mut Vec<RulesetError>) -> Option<Claim> {
+    let chosen = claims
+        .iter()
+        .find(|c| c.declared)
+        .or_else(|| claims.first())?
+        .clone();
+    let mut reported: Vec<&str> = Vec::new();
+    for c in claims {
+        if c.value != chosen.value && !reported.contains(&c.value.as_str()) {
+            reported.push(&c.value);
+            errors.push(RulesetError::new(
+                &c.origin,
+                c.field.clone(),
+                format!(
+                    "{what} `{}` differs from `{}` (at {}); {hint}",
+                    c.value, chosen.value, chosen.origin
+                ),
+            ));
+        }
+    }
+    Some(chosen)
+}
+
+fn merge(parts: Parts, file_origin: &Origin, errors: &mut Vec<RulesetError>) -> Vpc {
+    let Parts {
+        vpc_ids,
+        accounts,
+        regions,
+        zones,
+        cidrs,
+        vpc_origin,
+        conntrack,
+        subnets,
+        network_acls,
+        mut security_groups,
+        mut network_interfaces,
+        mut prefix_lists,
+        loose_rules,
+        prefix_entries,
+        ..
+    } = parts;
+
+    let id = pick(
+        &vpc_ids,
+        "VPC",
+        "vpcgate emulates one VPC: load the files of one VPC only \
+         (e.g. `aws ec2 describe-subnets --filters Name=vpc-id,Values=<id>`)",
+        errors,
+    );
+    let mut vpc = Vpc::new(id.as_ref().map_or("", |c| c.value.as_str()));
+    vpc.origin = vpc_origin
+        .or_else(|| id.map(|c| c.origin))
+        .unwrap_or_else(|| file_origin.clone());
+
+    // Objects' OwnerId may differ from the VPC's in a shared VPC: only declarations must agree.
+    let declared: Vec<Claim> = accounts.iter().filter(|c| c.declared).cloned().collect();
+    let account = if declared.is_empty() {
+        accounts.first().cloned()
+    } else {
+        pick(&declared, "account", "a VPC has one owner account", errors)
+    };
+    vpc.account_id = account.map(|c| c.value).unwrap_or_default();
+
+    let region = pick(&regions, "region", "a VPC lives in one region", errors);
+    let derived = zones
+        .iter()
+        .find_map(|z| values::region_of_az(&z.value).map(|r| (r, z.clone())));
+    vpc.region = match (&region, &derived) {
+        (Some(r), _) => r.value.clone(),
+        (None, Some((r, _))) => r.clone(),
+        (None, None) => String::new(),
+    };
+    if !vpc.region.is_empty() {
+        let source = match (&region, &derived) {
+            (Some(r), _) => format!("`{}` at {}", r.value, r.origin),
+            (None, Some((r, z))) => format!(
+                "`{r}`, from availability zone `{}` at {}",
+                z.value, z.origin
+            ),
+            _ => String::new(),
+        };
+        for z in &zones {
+            if let Some(r) = values::region_of_az(&z.value) {
+                if r != vpc.region {
+                    errors.push(RulesetError::new(
+                        &z.origin,
+                        z.field.clone(),
+                        format!("availability zone `{}` is in region `{r}`, but the VPC's region is {source}", z.value),
+                    ));
+                }
+            }
+        }
+    }
+
+    for c in cidrs {
+        if !vpc.cidrs.contains(&c) {
+            vpc.cidrs.push(c);
+        }
+    }
+    if let Some((ct, _)) = conntrack {
+        vpc.conntrack = ct.apply(vpc.conntrack);
+    }
+
+    // describe-security-group-rules: into the group, creating it if needed.
+    for lr in loose_rules {
+        let g = match security_groups.iter().position(|g| g.id == lr.group_id) {
+            Some(i) => &mut security_groups[i],
+            None => {
+                let mut g = SecurityGroup::new(&lr.group_id);
+                g.origin = lr.rule.origin.clone();
+                security_groups.push(g);
+                security_groups.last_mut().expect("just pushed")
+            }
+        };
+        let list = if lr.egress {
+            &mut g.egress
+        } else {
+            &mut g.ingress
+        };
+        let same = |r: &SecurityGroupRule| {
+            r.protocol == lr.rule.protocol && r.ports == lr.rule.ports && r.peer == lr.rule.peer
+        };
+        if !list.iter().any(same) {
+            list.push(lr.rule);
+        }
+    }
+
+    // get-managed-prefix-list-entries: into the list, creating it if needed.
+    for (id, entries, origin) in prefix_entries {
+        let p = match prefix_lists.iter().position(|p| p.id == id) {
+            Some(i) => &mut prefix_lists[i],
+            None => {
+                prefix_lists.push(PrefixList {
+                    id,
+                    name: String::new(),
+                    entries: Vec::new(),
+                    origin,
+                });
+                prefix_lists.last_mut().expect("just pushed")
+            }
+        };
+        for e in entries {
+            if !p.entries.contains(&e) {
+                p.entries.push(e);
+            }
+        }
+    }
+
+    // A subnet that names its NACL is one of that NACL's associations, as
+    // describe-network-acls would show it.
+    let mut network_acls = network_acls;
+    for s in &subnets {
+        if let Some(acl_id) = &s.network_acl_id {
+            if let Some(acl) = network_acls.iter_mut().find(|a| &a.id == acl_id) {
+                acl.associations.push(s.id.clone());
+            }
+        }
+    }
+    for acl in &mut network_acls {
+        acl.associations.sort();
+        acl.associations.dedup();
+    }
+
+    for e in &mut network_interfaces {
+        if e.owner_id == vpc.account_id {
+            e.owner_id.clear();
+        }
+    }
+
+    vpc.subnets = subnets;
+    vpc.network_acls = network_acls;
+    vpc.security_groups = security_groups;
+    vpc.network_interfaces = network_interfaces;
+    vpc.prefix_lists = prefix_lists;
+    vpc
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,403 @@
-// (being written)
+//! The tcpdump project's capture corpus (`../shared/corpus/tcpdump-tests`, 830 real and
+//! deliberately malformed captures): every file goes through `CaptureReader` and every
+//! packet through `packet::parse` without a panic, and for IP packets the addresses,
+//! protocol and ports we extract are compared with what tshark extracts.
+//!
+//! Run `cargo test --test it corpus -- --nocapture` to see the summaries.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+use vpcgate::capture::CaptureReader;
+use vpcgate::packet::{link_type_name, parse, Fragment, Packet, ParseError};
+
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/tcpdump-tests");
+
+/// Files where tshark's dissection legitimately differs from ours, with the number of
+/// differing frames allowed and why. Everything else must agree exactly.
+const ALLOWED_MISMATCHES: &[(&str, usize, &str)] = &[];
+
+/// Encapsulations between the link header and IP that we deliberately do not decode
+/// (a VPC never delivers them): tshark finds IP inside, we say "not IP".
+/// Each entry is a tshark protocol name that must appear before the first `ip`/`ipv6`.
+const UNDECODED_ENCAPSULATIONS: &[(&str, &str)] = &[];
+
+/// What we made of one packet.
+#[derive(Clone, Debug)]
+enum Outcome {
+    Ip(Packet),
+    NotIp,
+    Malformed(&'static str),
+    Unsupported(u32),
+}
+
+struct FileResult {
+    path: PathBuf,
+    outcomes: Vec<Outcome>,
+    /// The capture error that ended the file early (or kept it from opening).
+    error: Option<String>,
+    /// Whether the file opened as a capture at all.
+    opened: bool,
+}
+
+impl FileResult {
+    fn name(&self) -> String {
+        self.path.file_name().unwrap().to_string_lossy().into_owned()
+    }
+    fn has_supported_packets(&self) -> bool {
+        self.outcomes.iter().any(|o| !matches!(o, Outcome::Unsupported(_)))
+    }
+}
+
+fn corpus_files() -> Vec<PathBuf> {
+    let dir = Path::new(CORPUS);
+    assert!(
+        dir.is_dir(),
+        "the capture corpus is missing: expected the tcpdump test captures in {CORPUS} \
+         (the shared corpus beside the checkout; CI always has it). This test does not pass without it."
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {CORPUS}: {e}"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(files.len() > 100, "only {} files in {CORPUS}: is the corpus complete?", files.len());
+    files
+}
+
+fn read_file(path: &Path) -> FileResult {
+    let mut result = FileResult { path: path.to_path_buf(), outcomes: Vec::new(), error: None, opened: false };
+    let mut reader = match CaptureReader::open(path) {
+        Ok(r) => r,
+        Err(e) => {
+            result.error = Some(e.to_string());
+            return result;
+        }
+    };
+    result.opened = true;
+    loop {
+        match reader.next_packet() {
+            Ok(Some(raw)) => {
+                let outcome = match parse(raw.link_type, raw.data) {
+                    Ok(p) => Outcome::Ip(p),
+                    Err(e) if e.is_not_ip() => Outcome::NotIp,
+                    Err(ParseError::UnsupportedLinkType { link_type }) => Outcome::Unsupported(link_type),
+                    Err(e) => Outcome::Malformed(e.reason()),
+                };
+                result.outcomes.push(outcome);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                result.error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    result
+}
+
+fn read_corpus() -> Vec<FileResult> {
+    corpus_files().iter().map(|p| read_file(p)).collect()
+}
+
+fn is_capture_name(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("pcap" | "pcapng" | "cap"))
+}
+
+#[test]
+fn corpus_reads_and_parses_without_panic() {
+    let start = Instant::now();
+    let results = read_corpus();
+    let mut packets = 0usize;
+    let mut ip = 0usize;
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut unsupported: BTreeMap<u32, (usize, usize)> = BTreeMap::new(); // link type -> (files, packets)
+    let mut damaged = Vec::new();
+    let mut not_captures = Vec::new();
+    for r in &results {
+        packets += r.outcomes.len();
+        let mut lts = BTreeSet::new();
+        for o in &r.outcomes {
+            match o {
+                Outcome::Ip(_) => ip += 1,
+                Outcome::NotIp => *reasons.entry("not-ip").or_default() += 1,
+                Outcome::Malformed(reason) => *reasons.entry(reason).or_default() += 1,
+                Outcome::Unsupported(lt) => {
+                    unsupported.entry(*lt).or_default().1 += 1;
+                    lts.insert(*lt);
+                }
+            }
+        }
+        for lt in lts {
+            unsupported.entry(lt).or_default().0 += 1;
+        }
+        match (&r.error, r.opened) {
+            (Some(e), true) => damaged.push(e.clone()),
+            (Some(e), false) => not_captures.push((r.path.clone(), e.clone())),
+            (None, _) => {}
+        }
+    }
+    println!("corpus: {} files, {packets} packets read in {:.1?}", results.len(), start.elapsed());
+    println!("  IP packets parsed: {ip}");
+    for (reason, n) in &reasons {
+        println!("  {reason}: {n}");
+    }
+    for (lt, (files, n)) in &unsupported {
+        let name = link_type_name(*lt).unwrap_or("unknown");
+        println!("  link type {lt} ({name}) not supported: {n} packets in {files} files");
+    }
+    println!("  {} files end with damage (every packet before it was read):", damaged.len());
+    for e in &damaged {
+        println!("    {e}");
+    }
+    for (p, e) in &not_captures {
+        println!("  not read: {e}");
+        // Only non-capture files (the licence) may fail to open.
+        assert!(!is_capture_name(p), "a capture file did not open: {e}");
+    }
+    assert!(ip > 10_000, "suspiciously few IP packets parsed: {ip}");
+}
+
+/// What tshark extracted from one frame's outer IP header.
+#[derive(Debug, Default)]
+struct Tshark {
+    /// The protocol path before the outer IP layer, e.g. `eth:ethertype:vlan:ethertype`.
+    path: String,
+    /// The names after the outer IP layer (`ipv6.routing`, `udp`, ...).
+    after: Vec<String>,
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    /// ip.proto, or ipv6.nxt (the IPv6 header's next header, not the upper layer).
+    next: Option<u8>,
+    v6: bool,
+    tcp: Option<(u16, u16)>,
+    udp: Option<(u16, u16)>,
+    fragment: bool,
+}
+
+const FIELDS: &[&str] = &[
+    "frame.number",
+    "frame.protocols",
+    "ip.src",
+    "ip.dst",
+    "ipv6.src",
+    "ipv6.dst",
+    "ip.proto",
+    "ipv6.nxt",
+    "tcp.srcport",
+    "tcp.dstport",
+    "udp.srcport",
+    "udp.dstport",
+    "ip.flags.mf",
+    "ip.frag_offset",
+    "ipv6.fraghdr.offset",
+    "ipv6.fraghdr.more",
+];
+
+/// Runs tshark on one file: frame number → what it saw (`None` when no outer IP).
+fn run_tshark(path: &Path) -> Result<BTreeMap<u32, Option<Tshark>>, String> {
+    let mut cmd = Command::new("tshark");
+    // -n: no name resolution; no reassembly, so that each frame stands alone as ours do.
+    cmd.args(["-n", "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE"]);
+    cmd.args(["-o", "tcp.desegment_tcp_streams:FALSE", "-T", "fields", "-E", "occurrence=f", "-r"]);
+    cmd.arg(path);
+    for f in FIELDS {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().map_err(|e| format!("running tshark: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut frames = BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != FIELDS.len() {
+            continue;
+        }
+        let Ok(number) = f[0].parse::<u32>() else { continue };
+        frames.insert(number, tshark_frame(&f));
+    }
+    Ok(frames)
+}
+
+fn tshark_frame(f: &[&str]) -> Option<Tshark> {
+    let protocols: Vec<&str> = f[1].split(':').collect();
+    let at = protocols.iter().position(|p| *p == "ip" || *p == "ipv6")?;
+    let v6 = protocols[at] == "ipv6";
+    let (src, dst, next) = if v6 { (f[4], f[5], f[7]) } else { (f[2], f[3], f[6]) };
+    let ports = |a: &str, b: &str| Some((a.parse().ok()?, b.parse().ok()?));
+    let flag = |s: &str| s == "1" || s.eq_ignore_ascii_case("true");
+    let fragment = if v6 {
+        !f[14].is_empty() && (f[14] != "0" || flag(f[15]))
+    } else {
+        flag(f[12]) || (!f[13].is_empty() && f[13] != "0")
+    };
+    Some(Tshark {
+        path: protocols[..at].join(":"),
+        after: protocols[at + 1..].iter().map(|s| s.to_string()).collect(),
+        src: src.parse().ok(),
+        dst: dst.parse().ok(),
+        next: next.parse().ok(),
+        v6,
+        tcp: ports(f[8], f[9]),
+        udp: ports(f[10], f[11]),
+        fragment,
+    })
+}
+
+/// The upper-layer protocol tshark found after the outer IP header, when it can be told.
+fn tshark_protocol(t: &Tshark) -> Option<u8> {
+    const EXTENSIONS: [u8; 5] = [0, 43, 44, 51, 60];
+    match t.next {
+        Some(n) if !t.v6 || !EXTENSIONS.contains(&n) => return Some(n),
+        _ => {}
+    }
+    // IPv6 with extension headers: the first name after them.
+    let upper = t.after.iter().find(|p| !p.starts_with("ipv6."))?;
+    match upper.as_str() {
+        "tcp" => Some(6),
+        "udp" => Some(17),
+        "icmpv6" => Some(58),
+        "icmp" => Some(1),
+        _ => None,
+    }
+}
+
+/// Differences between our packet and tshark's dissection of the same frame.
+fn compare(ours: &Packet, t: &Tshark) -> Vec<String> {
+    let mut diffs = Vec::new();
+    if t.src != Some(ours.src) || t.dst != Some(ours.dst) {
+        diffs.push(format!("addresses ours {} -> {}, tshark {:?} -> {:?}", ours.src, ours.dst, t.src, t.dst));
+    }
+    if let Some(proto) = tshark_protocol(t) {
+        if proto != ours.protocol {
+            diffs.push(format!("protocol ours {}, tshark {proto}", ours.protocol));
+        }
+    }
+    let theirs = match ours.protocol {
+        6 => t.tcp,
+        17 => t.udp,
+        _ => None,
+    };
+    let ports_comparable = match ours.fragment {
+        Fragment::None => !t.fragment,
+        // tshark dissects a first fragment's header only when it is all there.
+        Fragment::First { .. } => theirs.is_some(),
+        Fragment::Later { .. } => false,
+    };
+    if ports_comparable && matches!(ours.protocol, 6 | 17) && theirs != Some((ours.src_port, ours.dst_port)) {
+        diffs.push(format!(
+            "ports ours {} -> {}, tshark {:?}",
+            ours.src_port, ours.dst_port, theirs
+        ));
+    }
+    diffs
+}
+
+#[test]
+fn corpus_matches_tshark() {
+    let version = Command::new("tshark").arg("--version").output();
+    assert!(
+        matches!(&version, Ok(o) if o.status.success()),
+        "tshark is not installed, and this test compares our packet parsing with it: install it \
+         (`apt-get install -y tshark`; CI's .ci/run does)"
+    );
+    let start = Instant::now();
+    // Only files with packets of link types we read: the others have nothing to compare.
+    let results: Vec<FileResult> = read_corpus().into_iter().filter(|r| r.has_supported_packets()).collect();
+    let next = AtomicUsize::new(0);
+    let tshark: Mutex<HashMap<usize, Result<BTreeMap<u32, Option<Tshark>>, String>>> = Mutex::new(HashMap::new());
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 16);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(r) = results.get(i) else { break };
+                let frames = run_tshark(&r.path);
+                tshark.lock().unwrap().insert(i, frames);
+            });
+        }
+    });
+    let tshark = tshark.into_inner().unwrap();
+
+    let mut compared = 0usize;
+    let mut mismatches: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut we_reject: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut undecoded: BTreeMap<String, usize> = BTreeMap::new();
+    let mut count_differs = Vec::new();
+    for (i, r) in results.iter().enumerate() {
+        let name = r.name();
+        let frames = match &tshark[&i] {
+            Ok(f) => f,
+            Err(e) => panic!("{name}: {e}"),
+        };
+        // On a file we read to its end, tshark must see the same number of frames.
+        let theirs = frames.keys().next_back().copied().unwrap_or(0) as usize;
+        if r.error.is_none() && theirs != r.outcomes.len() {
+            count_differs.push(format!("{name}: we read {} packets, tshark {theirs}", r.outcomes.len()));
+        }
+        for (k, outcome) in r.outcomes.iter().enumerate() {
+            let frame = k as u32 + 1;
+            let t = frames.get(&frame).and_then(|t| t.as_ref());
+            let t = t.filter(|t| t.src.is_some() && t.dst.is_some());
+            match (outcome, t) {
+                (Outcome::Ip(p), Some(t)) => {
+                    compared += 1;
+                    for d in compare(p, t) {
+                        mismatches.entry(name.clone()).or_default().push(format!("frame {frame}: {d}"));
+                    }
+                }
+                (Outcome::Ip(p), None) => mismatches
+                    .entry(name.clone())
+                    .or_default()
+                    .push(format!("frame {frame}: ours {} -> {} protocol {}, tshark no IP", p.src, p.dst, p.protocol)),
+                (Outcome::Malformed(reason), Some(_)) => *we_reject.entry(reason).or_default() += 1,
+                (Outcome::NotIp, Some(t)) => *undecoded.entry(t.path.clone()).or_default() += 1,
+                _ => {}
+            }
+        }
+    }
+
+    println!(
+        "tshark comparison: {} files, {compared} IP packets compared in {:.1?} ({workers} tshark processes at a time)",
+        results.len(),
+        start.elapsed()
+    );
+    println!("  frames tshark decodes as IP that we count as malformed, by our reason:");
+    for (reason, n) in &we_reject {
+        println!("    {reason}: {n}");
+    }
+    println!("  frames tshark decodes as IP that we count as not IP, by tshark's path to IP:");
+    for (path, n) in &undecoded {
+        println!("    {path}: {n}");
+    }
+    for c in &count_differs {
+        println!("  frame count differs: {c}");
+    }
+    let mut failures = Vec::new();
+    for (file, diffs) in &mismatches {
+        let allowed = ALLOWED_MISMATCHES.iter().find(|(f, _, _)| f == file);
+        let note = match allowed {
+            Some((_, n, why)) if diffs.len() <= *n => format!("allowed: {why}"),
+            _ => {
+                failures.push(file.clone());
+                "NOT ALLOWED".to_string()
+            }
+        };
+        println!("  {file}: {} mismatches ({note})", diffs.len());
+        for d in diffs.iter().take(5) {
+            println!("    {d}");
+        }
+    }
+    let unexplained: Vec<&String> = undecoded
+        .keys()
+        .filter(|path| !path.split(':').any(|p| UNDECODED_ENCAPSULATIONS.iter().any(|(e, _)| *e == p)))
+        .collect();
+    assert!(compared > 10_000, "suspiciously few packets compared: {compared}");
+    assert!(failures.is_empty(), "mismatches with tshark in {failures:?} (details above)");
+    assert!(unexplained.is_empty(), "tshark finds IP where we see none, behind {unexplained:?}");
+    assert!(count_differs.is_empty(), "frame counts differ from tshark's: {count_differs:?}");
+}

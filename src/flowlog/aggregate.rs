@@ -1,0 +1,457 @@
+//! Per-worker flow-log accumulators: [`Observation`]s in, [`FlowRecord`]s out.
+//!
+//! Sans-IO: the capture time and the watermark are arguments; nothing here reads a clock.
+//! The aggregator does not decide which ENIs need a NODATA record, and it does not sort
+//! records of several workers together: the caller does both.
+
+use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+
+use super::record::{aws_tcp_flags, FlowRecord, LogStatus, Observation};
+use crate::model::{Action, Direction};
+use crate::packet::Timestamp;
+
+type Map = HashMap<Key, Accum, foldhash::fast::RandomState>;
+
+/// The record key within one window (EMULATION.md §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Key {
+    eni: u32,
+    direction: Direction,
+    action: Action,
+    protocol: u8,
+    srcport: u16,
+    dstport: u16,
+    srcaddr: IpAddr,
+    dstaddr: IpAddr,
+    pkt_srcaddr: IpAddr,
+    pkt_dstaddr: IpAddr,
+}
+
+impl Hash for Key {
+    /// A few wide writes instead of the derived field-by-field ones (the per-packet path).
+    #[inline]
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        let word = |a: IpAddr| match a {
+            IpAddr::V4(v4) => u128::from(v4.to_bits()),
+            IpAddr::V6(v6) => v6.to_bits(),
+        };
+        let family = |a: IpAddr, bit: u64| if a.is_ipv6() { bit } else { 0 };
+        let small =
+            u64::from(self.eni) | u64::from(self.srcport) << 32 | u64::from(self.dstport) << 48;
+        let tags = u64::from(self.protocol)
+            | (self.direction as u64) << 8
+            | (self.action as u64) << 9
+            | family(self.srcaddr, 1 << 10)
+            | family(self.dstaddr, 1 << 11)
+            | family(self.pkt_srcaddr, 1 << 12)
+            | family(self.pkt_dstaddr, 1 << 13);
+        h.write_u64(small);
+        h.write_u64(tags);
+        h.write_u128(word(self.srcaddr));
+        h.write_u128(word(self.dstaddr));
+        h.write_u128(word(self.pkt_srcaddr));
+        h.write_u128(word(self.pkt_dstaddr));
+    }
+}
+
+/// The counters of one record.
+#[derive(Clone, Copy, Debug)]
+struct Accum {
+    first_seq: u64,
+    packets: u64,
+    bytes: u64,
+    start: u64,
+    end: u64,
+    tcp_flags: u8,
+    traffic_path: Option<u8>,
+}
+
+/// The open accumulators of one aggregation window.
+#[derive(Debug)]
+struct Window {
+    start: u64,
+    flows: Map,
+}
+
+/// Empty maps kept for reuse after their windows closed (their capacity is the point).
+const SPARE_MAPS: usize = 2;
+
+/// Per-worker flow-log accumulators, one map per open aggregation window.
+///
+/// - Windows are aligned to multiples of the interval in Unix time: a packet at second
+///   `t` belongs to the window starting at `t - t % interval`.
+/// - A record's key is (ENI, direction, srcaddr, dstaddr, pkt-srcaddr, pkt-dstaddr,
+///   srcport, dstport, protocol, action): a flow whose packets were partly accepted and
+///   partly rejected in one window gives two records.
+/// - `start`/`end` are the floor seconds of the earliest and latest packet of the record
+///   (in capture order these are its first and last packet; if capture timestamps go
+///   backwards inside a window, `start <= end` still holds). `first_seq` is the smallest
+///   sequence number seen, `traffic_path` the first packet's.
+/// - A packet whose window was already closed opens a new accumulator for that window,
+///   which gives a second record for the same key and window.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use vpcgate::flowlog::{Aggregator, Observation};
+/// use vpcgate::model::{Action, Direction};
+/// use vpcgate::packet::Timestamp;
+///
+/// let a: IpAddr = "10.0.0.5".parse().unwrap();
+/// let b: IpAddr = "203.0.113.9".parse().unwrap();
+/// let obs = Observation {
+///     eni: 0, direction: Direction::Egress, action: Action::Accept,
+///     srcaddr: a, dstaddr: b, pkt_srcaddr: a, pkt_dstaddr: b,
+///     srcport: 40000, dstport: 443, protocol: 6, bytes: 60,
+///     tcp_flags: 0x02, traffic_path: Some(8),
+/// };
+/// let mut agg = Aggregator::new(60);
+/// agg.observe(&obs, Timestamp::from_secs_nanos(125, 0), 1);
+/// agg.observe(&obs, Timestamp::from_secs_nanos(170, 0), 2);
+/// let mut out = Vec::new();
+/// agg.close_before(179, &mut out);
+/// assert!(out.is_empty()); // the window [120, 180) is still open at second 179
+/// agg.close_before(180, &mut out);
+/// assert_eq!((out[0].packets, out[0].start, out[0].end), (2, 125, 170));
+/// ```
+#[derive(Debug)]
+pub struct Aggregator {
+    interval: u64,
+    /// Open windows, sorted by start (usually one or two).
+    windows: Vec<Window>,
+    spare: Vec<Map>,
+}
+
+impl Aggregator {
+    /// An aggregator with windows of `interval_secs` seconds (60 or 600 for AWS; any
+    /// positive value works).
+    ///
+    /// # Panics
+    /// If `interval_secs` is 0.
+    pub fn new(interval_secs: u32) -> Aggregator {
+        assert!(
+            interval_secs > 0,
+            "the aggregation interval must be at least one second"
+        );
+        Aggregator {
+            interval: u64::from(interval_secs),
+            windows: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// The aggregation interval in seconds.
+    pub fn interval_secs(&self) -> u32 {
+        self.interval as u32
+    }
+
+    /// The start of the window that second `secs` belongs to.
+    pub fn window_start(&self, secs: u64) -> u64 {
+        secs - secs % self.interval
+    }
+
+    /// Counts one packet seen at one ENI. `seq` is the packet's global capture sequence
+    /// number.
+    #[inline]
+    pub fn observe(&mut self, obs: &Observation, ts: Timestamp, seq: u64) {
+        let secs = ts.secs();
+        let window = self.window_start(secs);
+        let flows = self.window_mut(window);
+        let key = Key {
+            eni: obs.eni,
+            direction: obs.direction,
+            action: obs.action,
+            protocol: obs.protocol,
+            srcport: obs.srcport,
+            dstport: obs.dstport,
+            srcaddr: obs.srcaddr,
+            dstaddr: obs.dstaddr,
+            pkt_srcaddr: obs.pkt_srcaddr,
+            pkt_dstaddr: obs.pkt_dstaddr,
+        };
+        let flags = if obs.protocol == 6 {
+            aws_tcp_flags(obs.tcp_flags)
+        } else {
+            0
+        };
+        let bytes = u64::from(obs.bytes);
+        flows
+            .entry(key)
+            .and_modify(|a| {
+                a.packets += 1;
+                a.bytes += bytes;
+                a.start = a.start.min(secs);
+                a.end = a.end.max(secs);
+                a.tcp_flags |= flags;
+                a.first_seq = a.first_seq.min(seq);
+            })
+            .or_insert(Accum {
+                first_seq: seq,
+                packets: 1,
+                bytes,
+                start: secs,
+                end: secs,
+                tcp_flags: flags,
+                traffic_path: obs.traffic_path,
+            });
+    }
+
+    /// The map of the window starting at `start`, opened if needed.
+    #[inline]
+    fn window_mut(&mut self, start: u64) -> &mut Map {
+        // Usually the newest window: search from the back.
+        let mut at = self.windows.len();
+        while at > 0 && self.windows[at - 1].start > start {
+            at -= 1;
+        }
+        if at == 0 || self.windows[at - 1].start != start {
+            let flows = self.spare.pop().unwrap_or_default();
+            self.windows.insert(at, Window { start, flows });
+            &mut self.windows[at].flows
+        } else {
+            &mut self.windows[at - 1].flows
+        }
+    }
+
+    /// Moves out every record whose window has ended by `watermark_secs`: window start +
+    /// interval <= `watermark_secs`. Records are appended to `out` sorted (window, ENI,
+    /// first packet).
+    pub fn close_before(&mut self, watermark_secs: u64, out: &mut Vec<FlowRecord>) {
+        let closed = self
+            .windows
+            .iter()
+            .take_while(|w| w.start.saturating_add(self.interval) <= watermark_secs)
+            .count();
+        self.close_first(closed, out);
+    }
+
+    /// Moves out every open record, sorted (window, ENI, first packet).
+    pub fn close_all(&mut self, out: &mut Vec<FlowRecord>) {
+        self.close_first(self.windows.len(), out);
+    }
+
+    /// Records currently accumulating, over all open windows.
+    pub fn open_records(&self) -> usize {
+        self.windows.iter().map(|w| w.flows.len()).sum()
+    }
+
+    /// Closes the `n` oldest windows.
+    fn close_first(&mut self, n: usize, out: &mut Vec<FlowRecord>) {
+        if n == 0 {
+            return;
+        }
+        for mut window in self.windows.drain(..n) {
+            let from = out.len();
+            out.reserve(window.flows.len());
+            out.extend(
+                window
+                    .flows
+                    .drain()
+                    .map(|(k, a)| record(window.start, k, a)),
+            );
+            out[from..].sort_unstable();
+            if self.spare.len() < SPARE_MAPS {
+                self.spare.push(window.flows);
+            }
+        }
+    }
+}
+
+fn record(window_start: u64, k: Key, a: Accum) -> FlowRecord {
+    FlowRecord {
+        window_start,
+        eni: k.eni,
+        first_seq: a.first_seq,
+        direction: k.direction,
+        action: k.action,
+        srcaddr: k.srcaddr,
+        dstaddr: k.dstaddr,
+        pkt_srcaddr: k.pkt_srcaddr,
+        pkt_dstaddr: k.pkt_dstaddr,
+        srcport: k.srcport,
+        dstport: k.dstport,
+        protocol: k.protocol,
+        packets: a.packets,
+        bytes: a.bytes,
+        start: a.start,
+        end: a.end,
+        tcp_flags: a.tcp_flags,
+        traffic_path: a.traffic_path,
+        log_status: LogStatus::Ok,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::tcp_flags::{ACK, FIN, PSH, SYN};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn obs(eni: u32, direction: Direction, action: Action, flags: u8) -> Observation {
+        let (a, b) = (ip("10.0.0.5"), ip("198.51.100.7"));
+        let (srcaddr, dstaddr) = match direction {
+            Direction::Egress => (a, b),
+            Direction::Ingress => (b, a),
+        };
+        Observation {
+            eni,
+            direction,
+            action,
+            srcaddr,
+            dstaddr,
+            pkt_srcaddr: srcaddr,
+            pkt_dstaddr: dstaddr,
+            srcport: 40_000,
+            dstport: 443,
+            protocol: 6,
+            bytes: 100,
+            tcp_flags: flags,
+            traffic_path: if direction == Direction::Egress {
+                Some(8)
+            } else {
+                None
+            },
+        }
+    }
+
+    fn at(secs: u64, nanos: u32) -> Timestamp {
+        Timestamp::from_secs_nanos(secs, nanos)
+    }
+
+    #[test]
+    fn one_record_per_key_and_window() {
+        let mut agg = Aggregator::new(600);
+        let o = obs(1, Direction::Egress, Action::Accept, SYN);
+        agg.observe(&o, at(1_200, 900_000_000), 10);
+        agg.observe(&o.with_flags(ACK | PSH), at(1_250, 0), 11);
+        agg.observe(&o.with_flags(FIN | ACK), at(1_799, 999_999_999), 12);
+        assert_eq!(agg.open_records(), 1);
+        let mut out = Vec::new();
+        agg.close_all(&mut out);
+        assert_eq!(out.len(), 1);
+        let r = &out[0];
+        assert_eq!((r.window_start, r.start, r.end), (1_200, 1_200, 1_799));
+        assert_eq!(
+            (r.packets, r.bytes, r.tcp_flags, r.first_seq),
+            (3, 300, 3, 10)
+        );
+        assert_eq!(r.traffic_path, Some(8));
+        assert_eq!(r.log_status, LogStatus::Ok);
+        assert_eq!(agg.open_records(), 0);
+    }
+
+    #[test]
+    fn close_before_closes_only_ended_windows() {
+        let mut agg = Aggregator::new(60);
+        let o = obs(1, Direction::Egress, Action::Accept, 0);
+        agg.observe(&o, at(59, 0), 1);
+        agg.observe(&o, at(60, 0), 2);
+        agg.observe(&o, at(125, 0), 3);
+        let mut out = Vec::new();
+        agg.close_before(59, &mut out);
+        assert!(out.is_empty());
+        agg.close_before(60, &mut out);
+        assert_eq!(out.iter().map(|r| r.window_start).collect::<Vec<_>>(), [0]);
+        agg.close_before(179, &mut out);
+        assert_eq!(
+            out.iter().map(|r| r.window_start).collect::<Vec<_>>(),
+            [0, 60]
+        );
+        assert_eq!(agg.open_records(), 1);
+        agg.close_all(&mut out);
+        assert_eq!(
+            out.iter().map(|r| r.window_start).collect::<Vec<_>>(),
+            [0, 60, 120]
+        );
+    }
+
+    #[test]
+    fn late_packet_reopens_a_closed_window() {
+        let mut agg = Aggregator::new(60);
+        let o = obs(1, Direction::Egress, Action::Accept, 0);
+        agg.observe(&o, at(61, 0), 1);
+        let mut out = Vec::new();
+        agg.close_before(120, &mut out);
+        agg.observe(&o, at(130, 0), 2);
+        agg.observe(&o, at(62, 0), 3); // timestamp went backwards
+        assert_eq!(agg.open_records(), 2);
+        agg.close_all(&mut out);
+        let got: Vec<_> = out
+            .iter()
+            .map(|r| (r.window_start, r.first_seq, r.packets))
+            .collect();
+        assert_eq!(got, [(60, 1, 1), (60, 3, 1), (120, 2, 1)]);
+    }
+
+    #[test]
+    fn backwards_timestamps_keep_start_before_end() {
+        let mut agg = Aggregator::new(600);
+        let o = obs(1, Direction::Ingress, Action::Accept, 0);
+        agg.observe(&o, at(700, 0), 5);
+        agg.observe(&o, at(650, 0), 6);
+        let mut out = Vec::new();
+        agg.close_all(&mut out);
+        assert_eq!((out[0].start, out[0].end, out[0].first_seq), (650, 700, 5));
+    }
+
+    #[test]
+    fn action_and_direction_split_records() {
+        let mut agg = Aggregator::new(600);
+        agg.observe(&obs(1, Direction::Ingress, Action::Accept, 0), at(10, 0), 1);
+        agg.observe(&obs(1, Direction::Ingress, Action::Reject, 0), at(11, 0), 2);
+        agg.observe(&obs(1, Direction::Egress, Action::Accept, 0), at(12, 0), 3);
+        agg.observe(&obs(0, Direction::Egress, Action::Accept, 0), at(13, 0), 4);
+        let mut out = Vec::new();
+        agg.close_all(&mut out);
+        let got: Vec<_> = out
+            .iter()
+            .map(|r| (r.eni, r.first_seq, r.direction, r.action))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, 4, Direction::Egress, Action::Accept),
+                (1, 1, Direction::Ingress, Action::Accept),
+                (1, 2, Direction::Ingress, Action::Reject),
+                (1, 3, Direction::Egress, Action::Accept),
+            ]
+        );
+    }
+
+    #[test]
+    fn non_tcp_records_have_no_flags() {
+        let mut agg = Aggregator::new(60);
+        let mut o = obs(1, Direction::Egress, Action::Accept, SYN | ACK);
+        o.protocol = 17;
+        agg.observe(&o, at(1, 0), 1);
+        let mut out = Vec::new();
+        agg.close_all(&mut out);
+        assert_eq!(out[0].tcp_flags, 0);
+    }
+
+    #[test]
+    fn maps_are_reused_after_close() {
+        let mut agg = Aggregator::new(60);
+        let o = obs(1, Direction::Egress, Action::Accept, 0);
+        let mut out = Vec::new();
+        for w in 0..5u64 {
+            agg.observe(&o, at(w * 60, 0), w);
+            agg.close_before((w + 1) * 60, &mut out);
+            assert!(agg.spare.len() <= SPARE_MAPS);
+        }
+        assert_eq!(out.len(), 5);
+        assert!(out.windows(2).all(|p| p[0] < p[1]));
+    }
+
+    impl Observation {
+        fn with_flags(mut self, flags: u8) -> Observation {
+            self.tcp_flags = flags;
+            self
+        }
+    }
+}

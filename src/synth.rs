@@ -1,0 +1,265 @@
+//! Building real frames: the demo capture, test fixtures and (later) benchmark
+//! captures are made by this code, never by hand.
+//!
+//! [`Frame`] writes one Ethernet frame (IPv4 or IPv6; TCP, UDP, ICMP echo, ICMP
+//! errors, or any other protocol) with correct lengths and checksums, using
+//! etherparse's `PacketBuilder`. [`Timeline`] collects frames with capture times and
+//! writes them as a pcap; [`Timeline::tcp_session`] and friends write whole
+//! conversations (handshake, data both ways, FIN or RST).
+//!
+//! ```
+//! use vpcgate::synth::*;
+//! let mut t = Timeline::new(1_700_000_000);
+//! let client = "198.51.100.7".parse().unwrap();
+//! let server = "10.0.1.10".parse().unwrap();
+//! t.tcp_session(client, 50000, server, 443, &[(300, 1200)], Close::Fin);
+//! assert_eq!(t.len(), 3 + 2 + 4); // handshake, request + reply, FIN/ACK both ways
+//! ```
+
+use crate::capture::PcapWriter;
+use crate::packet::{linktype, tcp_flags, Timestamp};
+use etherparse::{IpNumber, PacketBuilder, TcpHeader};
+use std::net::IpAddr;
+
+const MAC_A: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
+const MAC_B: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
+
+/// One frame to build.
+#[derive(Clone, Copy, Debug)]
+pub enum Frame {
+    Tcp { src: IpAddr, sport: u16, dst: IpAddr, dport: u16, flags: u8, seq: u32, ack: u32, payload: usize },
+    Udp { src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: usize },
+    /// ICMP or ICMPv6 echo (the family follows the addresses).
+    Echo { src: IpAddr, dst: IpAddr, reply: bool, id: u16, seq: u16, payload: usize },
+    /// An ICMP destination-unreachable (v4 type 3 / v6 type 1) with `code`.
+    Unreachable { src: IpAddr, dst: IpAddr, code: u8, payload: usize },
+    /// Any other IP protocol, with a payload of zeros.
+    Other { src: IpAddr, dst: IpAddr, protocol: u8, payload: usize },
+}
+
+impl Frame {
+    /// The Ethernet frame's bytes. Panics only if `src` and `dst` are of different
+    /// families (a bug in the caller, never input data).
+    pub fn build(&self) -> Vec<u8> {
+        let (src, dst) = match *self {
+            Frame::Tcp { src, dst, .. }
+            | Frame::Udp { src, dst, .. }
+            | Frame::Echo { src, dst, .. }
+            | Frame::Unreachable { src, dst, .. }
+            | Frame::Other { src, dst, .. } => (src, dst),
+        };
+        let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
+        let ip = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+            _ => panic!("synth::Frame: source and destination of different address families"),
+        };
+        let mut out = Vec::with_capacity(128);
+        match *self {
+            Frame::Tcp { sport, dport, flags, seq, ack, payload, .. } => {
+                let mut h = TcpHeader::new(sport, dport, seq, 64240);
+                h.fin = flags & tcp_flags::FIN != 0;
+                h.syn = flags & tcp_flags::SYN != 0;
+                h.rst = flags & tcp_flags::RST != 0;
+                h.psh = flags & tcp_flags::PSH != 0;
+                h.ack = flags & tcp_flags::ACK != 0;
+                h.acknowledgment_number = if h.ack { ack } else { 0 };
+                ip.tcp_header(h).write(&mut out, &vec![0x61; payload]).expect("write to a Vec");
+            }
+            Frame::Udp { sport, dport, payload, .. } => {
+                ip.udp(sport, dport).write(&mut out, &vec![0x62; payload]).expect("write to a Vec");
+            }
+            Frame::Echo { reply, id, seq, payload, .. } => {
+                let data = vec![0x63; payload];
+                match (src.is_ipv4(), reply) {
+                    (true, false) => ip.icmpv4_echo_request(id, seq).write(&mut out, &data),
+                    (true, true) => ip.icmpv4_echo_reply(id, seq).write(&mut out, &data),
+                    (false, false) => ip.icmpv6_echo_request(id, seq).write(&mut out, &data),
+                    (false, true) => ip.icmpv6_echo_reply(id, seq).write(&mut out, &data),
+                }
+                .expect("write to a Vec");
+            }
+            Frame::Unreachable { code, payload, .. } => {
+                let data = vec![0x64; payload];
+                if src.is_ipv4() {
+                    ip.icmpv4_raw(3, code, [0; 4]).write(&mut out, &data).expect("write to a Vec");
+                } else {
+                    ip.icmpv6_raw(1, code, [0; 4]).write(&mut out, &data).expect("write to a Vec");
+                }
+            }
+            Frame::Other { protocol, payload, .. } => {
+                ip.write(&mut out, IpNumber(protocol), &vec![0x65; payload]).expect("write to a Vec");
+            }
+        }
+        out
+    }
+}
+
+/// How a TCP session ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Close {
+    /// FIN/ACK from the client, FIN/ACK from the server, last ACK.
+    Fin,
+    /// The client resets.
+    Rst,
+    /// Left open.
+    Open,
+}
+
+/// Frames with capture times, in order; writes a pcap.
+#[derive(Clone, Debug, Default)]
+pub struct Timeline {
+    /// Capture time of the next frame, nanoseconds.
+    now: u64,
+    /// Gap between frames of a conversation, nanoseconds.
+    pub step: u64,
+    frames: Vec<(Timestamp, Vec<u8>)>,
+}
+
+impl Timeline {
+    /// Starts at Unix second `start`, with 1 ms between frames.
+    pub fn new(start: u64) -> Timeline {
+        Timeline { now: start * 1_000_000_000, step: 1_000_000, frames: Vec::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn frames(&self) -> &[(Timestamp, Vec<u8>)] {
+        &self.frames
+    }
+
+    /// Capture time of the next frame.
+    pub fn now(&self) -> Timestamp {
+        Timestamp(self.now)
+    }
+
+    /// Moves the clock forward.
+    pub fn advance_ms(&mut self, ms: u64) {
+        self.now += ms * 1_000_000;
+    }
+
+    /// Moves the clock to Unix second `secs` (never backwards).
+    pub fn at(&mut self, secs: u64) {
+        self.now = self.now.max(secs * 1_000_000_000);
+    }
+
+    /// Adds one frame at the current time, then steps the clock.
+    pub fn push(&mut self, f: Frame) {
+        self.frames.push((Timestamp(self.now), f.build()));
+        self.now += self.step;
+    }
+
+    /// A TCP session: handshake, then for each `(request, response)` pair of payload
+    /// sizes a client segment and a server segment (0 means none), then `close`.
+    pub fn tcp_session(
+        &mut self,
+        client: IpAddr,
+        cport: u16,
+        server: IpAddr,
+        sport: u16,
+        exchanges: &[(usize, usize)],
+        close: Close,
+    ) {
+        use tcp_flags::*;
+        let (mut cs, mut ss) = (1000u32, 5000u32);
+        let c = |flags, seq, ack, payload| Frame::Tcp { src: client, sport: cport, dst: server, dport: sport, flags, seq, ack, payload };
+        let s = |flags, seq, ack, payload| Frame::Tcp { src: server, sport, dst: client, dport: cport, flags, seq, ack, payload };
+        self.push(c(SYN, cs, 0, 0));
+        cs += 1;
+        self.push(s(SYN | ACK, ss, cs, 0));
+        ss += 1;
+        self.push(c(ACK, cs, ss, 0));
+        for &(req, resp) in exchanges {
+            if req > 0 {
+                self.push(c(PSH | ACK, cs, ss, req));
+                cs = cs.wrapping_add(req as u32);
+            }
+            if resp > 0 {
+                self.push(s(PSH | ACK, ss, cs, resp));
+                ss = ss.wrapping_add(resp as u32);
+            }
+        }
+        match close {
+            Close::Fin => {
+                self.push(c(FIN | ACK, cs, ss, 0));
+                cs += 1;
+                self.push(s(FIN | ACK, ss, cs, 0));
+                ss += 1;
+                self.push(c(ACK, cs, ss, 0));
+                self.push(s(ACK, ss, cs, 0));
+            }
+            Close::Rst => self.push(c(RST, cs, 0, 0)),
+            Close::Open => {}
+        }
+    }
+
+    /// A TCP connection attempt that gets no answer: the SYN and `retries` more.
+    pub fn tcp_syn_attempt(&mut self, client: IpAddr, cport: u16, server: IpAddr, sport: u16, retries: usize) {
+        for _ in 0..=retries {
+            self.push(Frame::Tcp {
+                src: client,
+                sport: cport,
+                dst: server,
+                dport: sport,
+                flags: tcp_flags::SYN,
+                seq: 1000,
+                ack: 0,
+                payload: 0,
+            });
+            self.advance_ms(1000);
+        }
+    }
+
+    /// A UDP request and, if `response` > 0, its reply.
+    pub fn udp_exchange(&mut self, client: IpAddr, cport: u16, server: IpAddr, sport: u16, request: usize, response: usize) {
+        self.push(Frame::Udp { src: client, sport: cport, dst: server, dport: sport, payload: request });
+        if response > 0 {
+            self.push(Frame::Udp { src: server, sport, dst: client, dport: cport, payload: response });
+        }
+    }
+
+    /// `count` pings (request and reply) one second apart, as `ping` sends them:
+    /// 56 bytes of data, so 84 IP bytes each.
+    pub fn ping(&mut self, from: IpAddr, to: IpAddr, id: u16, count: u16, replies: bool) {
+        for seq in 1..=count {
+            self.push(Frame::Echo { src: from, dst: to, reply: false, id, seq, payload: 56 });
+            if replies {
+                self.push(Frame::Echo { src: to, dst: from, reply: true, id, seq, payload: 56 });
+            }
+            self.advance_ms(1000);
+        }
+    }
+
+    /// Sorts frames by time (stable), for timelines written out of order.
+    pub fn sort(&mut self) {
+        self.frames.sort_by_key(|(t, _)| *t);
+    }
+
+    /// Writes the frames as an Ethernet pcap.
+    pub fn write_pcap(&self, w: &mut PcapWriter) -> std::io::Result<()> {
+        for (ts, f) in &self.frames {
+            w.write_packet(*ts, linktype::ETHERNET, f, f.len() as u32)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_is_84_ip_bytes() {
+        // FL-5: four default pings are 336 bytes: 20 (IPv4) + 8 (ICMP) + 56 (data).
+        let f = Frame::Echo { src: "203.0.113.12".parse().unwrap(), dst: "172.31.16.139".parse().unwrap(), reply: false, id: 1, seq: 1, payload: 56 }.build();
+        assert_eq!(f.len(), 14 + 84);
+        // The IPv4 total length field at Ethernet offset 14 + 2.
+        assert_eq!(u16::from_be_bytes([f[16], f[17]]), 84);
+    }
+}
