@@ -31,6 +31,6 @@ pub mod load;
 pub mod manual;
 pub mod model;
 pub mod packet;
-// TEMP until capture lands: pub mod pipeline;
+pub mod pipeline;
 pub mod policy;
-// TEMP until capture lands: pub mod synth;
+pub mod synth;

@@ -144,9 +144,10 @@ impl Timeline {
         self.now += ms * 1_000_000;
     }
 
-    /// Moves the clock to Unix second `secs` (never backwards).
+    /// Sets the clock to Unix second `secs`, backwards too: conversations may
+    /// overlap in time; call [`Timeline::sort`] before writing.
     pub fn at(&mut self, secs: u64) {
-        self.now = self.now.max(secs * 1_000_000_000);
+        self.now = secs * 1_000_000_000;
     }
 
     /// Adds one frame at the current time, then steps the clock.
@@ -262,4 +263,133 @@ mod tests {
         // The IPv4 total length field at Ethernet offset 14 + 2.
         assert_eq!(u16::from_be_bytes([f[16], f[17]]), 84);
     }
+}
+
+/// A small deterministic generator (SplitMix64), so generated captures are the same
+/// bytes for the same seed on every machine.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+}
+
+/// The first second of the bundled demo capture: 2024-11-24 08:00:00 UTC, the start
+/// of a 600-second flow-log window.
+pub const SECURECART_DEMO_START: u64 = 1_732_435_200;
+
+/// The traffic of `pcaps/securecart.pcap`, for the SecureCart VPC of
+/// `rulesets/securecart.toml`, over about twelve minutes (two 600-second windows):
+///
+/// - customers on the internet (192.0.2.0/24, one on IPv6) open HTTPS sessions to the
+///   ALB's public addresses;
+/// - the ALB forwards each to an app task on 8080, and the task queries the RDS
+///   primary on 5432; the ALB's source ports are spread over 1024-65535, so a few
+///   land below 32768 and the task's SYN-ACK is **dropped by the app subnet's NACL**
+///   (the ruleset's teaching point): the ALB's SYN is retried and gets no answer;
+/// - an app task calls an API on the internet over HTTPS and resolves its name at the
+///   Amazon DNS resolver (exempt from filtering);
+/// - the office (198.51.100.0/24) uses SSH through the bastion to an app task;
+/// - a host on the internet tries SSH on the bastion (denied by the public NACL), a
+///   blocked scraper (192.0.2.200/29) tries HTTPS (denied by NACL rule 90), and
+///   someone pings the ALB (denied by the public NACL, which allows only ICMP 3/4).
+pub fn securecart_demo() -> Timeline {
+    let ip = |s: &str| -> IpAddr { s.parse().expect("a literal address") };
+    let alb_public = [ip("203.0.113.10"), ip("203.0.113.20")];
+    let alb_private = [ip("10.0.1.10"), ip("10.0.2.10")];
+    let tasks = [ip("10.0.11.10"), ip("10.0.11.11"), ip("10.0.12.10")];
+    let db = ip("10.0.21.10");
+    let bastion_public = ip("203.0.113.30");
+    let bastion = ip("10.0.1.20");
+    let mut rng = SplitMix64(0x5ec0_2eca_27);
+    let mut t = Timeline::new(SECURECART_DEMO_START);
+
+    for i in 0..24u64 {
+        t.at(SECURECART_DEMO_START + i * 28);
+        let customer = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10 + (i % 40) as u8));
+        let lb = (i % 2) as usize;
+        let cport = rng.range(49152, 65535) as u16;
+        // The customer's HTTPS session with the ALB (TLS handshake, a page).
+        t.tcp_session(customer, cport, alb_public[lb], 443, &[(517, 1460), (126, 51), (420, 1380)], Close::Open);
+        // The ALB's request to a task, and the task's query to the database.
+        let task = tasks[(i % 3) as usize];
+        let lport = rng.range(1024, 65535) as u16;
+        if lport < 32768 {
+            // The teaching point: the SYN-ACK to a port below 32768 is dropped by the
+            // app NACL, so the ALB retries its SYN and the task answers each time.
+            for _ in 0..3 {
+                t.push(Frame::Tcp { src: alb_private[lb], sport: lport, dst: task, dport: 8080, flags: tcp_flags::SYN, seq: 1, ack: 0, payload: 0 });
+                t.push(Frame::Tcp {
+                    src: task,
+                    sport: 8080,
+                    dst: alb_private[lb],
+                    dport: lport,
+                    flags: tcp_flags::SYN | tcp_flags::ACK,
+                    seq: 9,
+                    ack: 2,
+                    payload: 0,
+                });
+                t.advance_ms(1000);
+            }
+        } else {
+            t.tcp_session(alb_private[lb], lport, task, 8080, &[(380, 0)], Close::Open);
+            let dport = rng.range(32768, 60999) as u16;
+            t.tcp_session(task, dport, db, 5432, &[(210, 640), (90, 1200)], Close::Fin);
+            // The task's answer to the ALB, then the ALB's answer to the customer.
+            t.push(Frame::Tcp { src: task, sport: 8080, dst: alb_private[lb], dport: lport, flags: tcp_flags::PSH | tcp_flags::ACK, seq: 5001, ack: 1381, payload: 1400 });
+            t.push(Frame::Tcp { src: alb_private[lb], sport: lport, dst: task, dport: 8080, flags: tcp_flags::FIN | tcp_flags::ACK, seq: 1381, ack: 6401, payload: 0 });
+            t.push(Frame::Tcp { src: task, sport: 8080, dst: alb_private[lb], dport: lport, flags: tcp_flags::FIN | tcp_flags::ACK, seq: 6401, ack: 1382, payload: 0 });
+        }
+        t.push(Frame::Tcp { src: alb_public[lb], sport: 443, dst: customer, dport: cport, flags: tcp_flags::PSH | tcp_flags::ACK, seq: 9000, ack: 2000, payload: 1200 });
+        t.push(Frame::Tcp { src: customer, sport: cport, dst: alb_public[lb], dport: 443, flags: tcp_flags::FIN | tcp_flags::ACK, seq: 2000, ack: 10200, payload: 0 });
+        t.push(Frame::Tcp { src: alb_public[lb], sport: 443, dst: customer, dport: cport, flags: tcp_flags::FIN | tcp_flags::ACK, seq: 10200, ack: 2001, payload: 0 });
+    }
+
+    // A customer on IPv6.
+    t.at(SECURECART_DEMO_START + 95);
+    t.tcp_session(ip("2001:db8:5ca1::77"), 51234, ip("2600:1f18:4a3:6d01::10"), 443, &[(517, 1460), (300, 4000)], Close::Fin);
+
+    // An app task resolves and calls a payment API on the internet.
+    t.at(SECURECART_DEMO_START + 130);
+    t.udp_exchange(tasks[0], 40111, ip("10.0.0.2"), 53, 40, 120);
+    t.tcp_session(tasks[0], 44321, ip("192.0.2.80"), 443, &[(517, 2900), (700, 300)], Close::Fin);
+
+    // The office: SSH to the bastion, then from the bastion to a task.
+    t.at(SECURECART_DEMO_START + 200);
+    t.tcp_session(ip("198.51.100.25"), 50522, bastion_public, 22, &[(40, 40), (120, 680), (60, 60)], Close::Open);
+    t.tcp_session(bastion, 41022, tasks[1], 22, &[(40, 40), (80, 900)], Close::Fin);
+
+    // Someone on the internet tries SSH on the bastion: the public NACL denies it.
+    t.at(SECURECART_DEMO_START + 260);
+    t.tcp_syn_attempt(ip("192.0.2.66"), 61001, bastion_public, 22, 2);
+    // The blocked scraper (NACL rule 90) tries the shop.
+    t.at(SECURECART_DEMO_START + 300);
+    t.tcp_syn_attempt(ip("192.0.2.203"), 40404, alb_public[0], 443, 1);
+    // A ping to the ALB: its security group allows only ICMP 3/4 (path MTU).
+    t.at(SECURECART_DEMO_START + 330);
+    t.ping(ip("192.0.2.50"), alb_public[1], 0x4d2, 4, false);
+
+    // The second window: a few more customers, the office session ends.
+    for i in 0..6u64 {
+        t.at(SECURECART_DEMO_START + 610 + i * 15);
+        let customer = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 100 + i as u8));
+        let cport = rng.range(49152, 65535) as u16;
+        t.tcp_session(customer, cport, alb_public[(i % 2) as usize], 443, &[(517, 1460), (300, 2800)], Close::Fin);
+    }
+    t.at(SECURECART_DEMO_START + 700);
+    t.push(Frame::Tcp { src: ip("198.51.100.25"), sport: 50522, dst: bastion_public, dport: 22, flags: tcp_flags::FIN | tcp_flags::ACK, seq: 1300, ack: 9000, payload: 0 });
+    t.push(Frame::Tcp { src: bastion_public, sport: 22, dst: ip("198.51.100.25"), dport: 50522, flags: tcp_flags::FIN | tcp_flags::ACK, seq: 9000, ack: 1301, payload: 0 });
+    t.sort();
+    t
 }

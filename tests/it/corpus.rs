@@ -15,16 +15,35 @@ use std::time::Instant;
 use vpcgate::capture::CaptureReader;
 use vpcgate::packet::{link_type_name, parse, Fragment, Packet, ParseError};
 
-const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/tcpdump-tests");
+const CORPUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/corpus/tcpdump-tests"
+);
 
 /// Files where tshark's dissection legitimately differs from ours, with the number of
 /// differing frames allowed and why. Everything else must agree exactly.
-const ALLOWED_MISMATCHES: &[(&str, usize, &str)] = &[];
+const ALLOWED_MISMATCHES: &[(&str, usize, &str)] = &[
+    ("bigtcp-ipv6.pcap", 1, BIG_TCP),
+    ("bigtcp-ipv6-geneve-ipv4.pcap", 1, BIG_TCP),
+    ("bigtcp-ipv6-geneve-ipv6.pcap", 1, BIG_TCP),
+    ("bigtcp-ipv6-vxlan-ipv4.pcap", 1, BIG_TCP),
+    ("bigtcp-ipv6-vxlan-ipv6.pcap", 1, BIG_TCP),
+];
+const BIG_TCP: &str = "IPv6 payload length 0 without a jumbo option (a Linux BIG TCP capture): \
+    tshark 4.0 dissects an empty payload and shows no ports; we read them from the captured bytes";
 
 /// Encapsulations between the link header and IP that we deliberately do not decode
 /// (a VPC never delivers them): tshark finds IP inside, we say "not IP".
 /// Each entry is a tshark protocol name that must appear before the first `ip`/`ipv6`.
-const UNDECODED_ENCAPSULATIONS: &[(&str, &str)] = &[];
+const UNDECODED_ENCAPSULATIONS: &[(&str, &str)] = &[
+    ("mpls", "an MPLS label stack (EtherType 0x8847)"),
+    ("macsec", "IEEE 802.1AE MACsec (EtherType 0x88e5)"),
+    (
+        "avsp",
+        "Arista's vendor-specific timestamp header (EtherType 0xd28b)",
+    ),
+    ("nsh", "a Network Service Header (EtherType 0x894f)"),
+];
 
 /// What we made of one packet.
 #[derive(Clone, Debug)]
@@ -37,7 +56,8 @@ enum Outcome {
 
 struct FileResult {
     path: PathBuf,
-    outcomes: Vec<Outcome>,
+    /// Captured length and outcome of each packet, in file order.
+    outcomes: Vec<(usize, Outcome)>,
     /// The capture error that ended the file early (or kept it from opening).
     error: Option<String>,
     /// Whether the file opened as a capture at all.
@@ -46,10 +66,16 @@ struct FileResult {
 
 impl FileResult {
     fn name(&self) -> String {
-        self.path.file_name().unwrap().to_string_lossy().into_owned()
+        self.path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned()
     }
     fn has_supported_packets(&self) -> bool {
-        self.outcomes.iter().any(|o| !matches!(o, Outcome::Unsupported(_)))
+        self.outcomes
+            .iter()
+            .any(|(_, o)| !matches!(o, Outcome::Unsupported(_)))
     }
 }
 
@@ -66,12 +92,21 @@ fn corpus_files() -> Vec<PathBuf> {
         .filter(|p| p.is_file())
         .collect();
     files.sort();
-    assert!(files.len() > 100, "only {} files in {CORPUS}: is the corpus complete?", files.len());
+    assert!(
+        files.len() > 100,
+        "only {} files in {CORPUS}: is the corpus complete?",
+        files.len()
+    );
     files
 }
 
 fn read_file(path: &Path) -> FileResult {
-    let mut result = FileResult { path: path.to_path_buf(), outcomes: Vec::new(), error: None, opened: false };
+    let mut result = FileResult {
+        path: path.to_path_buf(),
+        outcomes: Vec::new(),
+        error: None,
+        opened: false,
+    };
     let mut reader = match CaptureReader::open(path) {
         Ok(r) => r,
         Err(e) => {
@@ -86,10 +121,12 @@ fn read_file(path: &Path) -> FileResult {
                 let outcome = match parse(raw.link_type, raw.data) {
                     Ok(p) => Outcome::Ip(p),
                     Err(e) if e.is_not_ip() => Outcome::NotIp,
-                    Err(ParseError::UnsupportedLinkType { link_type }) => Outcome::Unsupported(link_type),
+                    Err(ParseError::UnsupportedLinkType { link_type }) => {
+                        Outcome::Unsupported(link_type)
+                    }
                     Err(e) => Outcome::Malformed(e.reason()),
                 };
-                result.outcomes.push(outcome);
+                result.outcomes.push((raw.data.len(), outcome));
             }
             Ok(None) => break,
             Err(e) => {
@@ -106,7 +143,10 @@ fn read_corpus() -> Vec<FileResult> {
 }
 
 fn is_capture_name(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("pcap" | "pcapng" | "cap"))
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("pcap" | "pcapng" | "cap")
+    )
 }
 
 #[test]
@@ -122,7 +162,7 @@ fn corpus_reads_and_parses_without_panic() {
     for r in &results {
         packets += r.outcomes.len();
         let mut lts = BTreeSet::new();
-        for o in &r.outcomes {
+        for (_, o) in &r.outcomes {
             match o {
                 Outcome::Ip(_) => ip += 1,
                 Outcome::NotIp => *reasons.entry("not-ip").or_default() += 1,
@@ -142,7 +182,11 @@ fn corpus_reads_and_parses_without_panic() {
             (None, _) => {}
         }
     }
-    println!("corpus: {} files, {packets} packets read in {:.1?}", results.len(), start.elapsed());
+    println!(
+        "corpus: {} files, {packets} packets read in {:.1?}",
+        results.len(),
+        start.elapsed()
+    );
     println!("  IP packets parsed: {ip}");
     for (reason, n) in &reasons {
         println!("  {reason}: {n}");
@@ -151,7 +195,10 @@ fn corpus_reads_and_parses_without_panic() {
         let name = link_type_name(*lt).unwrap_or("unknown");
         println!("  link type {lt} ({name}) not supported: {n} packets in {files} files");
     }
-    println!("  {} files end with damage (every packet before it was read):", damaged.len());
+    println!(
+        "  {} files end with damage (every packet before it was read):",
+        damaged.len()
+    );
     for e in &damaged {
         println!("    {e}");
     }
@@ -160,7 +207,16 @@ fn corpus_reads_and_parses_without_panic() {
         // Only non-capture files (the licence) may fail to open.
         assert!(!is_capture_name(p), "a capture file did not open: {e}");
     }
-    assert!(ip > 10_000, "suspiciously few IP packets parsed: {ip}");
+    // The corpus (tcpdump commit 39b50f76) holds 5402 IP packets of link types we read.
+    assert!(ip > 5_000, "suspiciously few IP packets parsed: {ip}");
+}
+
+/// What tshark saw in one frame.
+#[derive(Debug)]
+struct Frame {
+    cap_len: usize,
+    /// The outer IP header, when tshark found one.
+    ip: Option<Tshark>,
 }
 
 /// What tshark extracted from one frame's outer IP header.
@@ -178,10 +234,15 @@ struct Tshark {
     tcp: Option<(u16, u16)>,
     udp: Option<(u16, u16)>,
     fragment: bool,
+    /// ip.len (the IPv4 total length, or the captured length when it is 0), or 40 + ipv6.plen.
+    ip_len: Option<u32>,
 }
 
+/// tshark's fields; with `-E occurrence=f` each is its first occurrence in the frame,
+/// which for the IP fields is the outer header (tunnels and ICMP-quoted headers come later).
 const FIELDS: &[&str] = &[
     "frame.number",
+    "frame.cap_len",
     "frame.protocols",
     "ip.src",
     "ip.dst",
@@ -197,14 +258,32 @@ const FIELDS: &[&str] = &[
     "ip.frag_offset",
     "ipv6.fraghdr.offset",
     "ipv6.fraghdr.more",
+    "ip.len",
+    "ipv6.plen",
 ];
 
-/// Runs tshark on one file: frame number → what it saw (`None` when no outer IP).
-fn run_tshark(path: &Path) -> Result<BTreeMap<u32, Option<Tshark>>, String> {
+type Frames = BTreeMap<u32, Frame>;
+
+/// Runs tshark on one capture: frame number → what it saw.
+fn run_tshark(path: &Path) -> Result<Frames, String> {
     let mut cmd = Command::new("tshark");
     // -n: no name resolution; no reassembly, so that each frame stands alone as ours do.
-    cmd.args(["-n", "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE"]);
-    cmd.args(["-o", "tcp.desegment_tcp_streams:FALSE", "-T", "fields", "-E", "occurrence=f", "-r"]);
+    cmd.args([
+        "-n",
+        "-o",
+        "ip.defragment:FALSE",
+        "-o",
+        "ipv6.defragment:FALSE",
+    ]);
+    cmd.args([
+        "-o",
+        "tcp.desegment_tcp_streams:FALSE",
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=f",
+        "-r",
+    ]);
     cmd.arg(path);
     for f in FIELDS {
         cmd.args(["-e", f]);
@@ -217,23 +296,35 @@ fn run_tshark(path: &Path) -> Result<BTreeMap<u32, Option<Tshark>>, String> {
         if f.len() != FIELDS.len() {
             continue;
         }
-        let Ok(number) = f[0].parse::<u32>() else { continue };
-        frames.insert(number, tshark_frame(&f));
+        let (Ok(number), Ok(cap_len)) = (f[0].parse::<u32>(), f[1].parse::<usize>()) else {
+            continue;
+        };
+        frames.insert(
+            number,
+            Frame {
+                cap_len,
+                ip: tshark_ip(&f[2..]),
+            },
+        );
     }
     Ok(frames)
 }
 
-fn tshark_frame(f: &[&str]) -> Option<Tshark> {
-    let protocols: Vec<&str> = f[1].split(':').collect();
+fn tshark_ip(f: &[&str]) -> Option<Tshark> {
+    let protocols: Vec<&str> = f[0].split(':').collect();
     let at = protocols.iter().position(|p| *p == "ip" || *p == "ipv6")?;
     let v6 = protocols[at] == "ipv6";
-    let (src, dst, next) = if v6 { (f[4], f[5], f[7]) } else { (f[2], f[3], f[6]) };
+    let (src, dst, next) = if v6 {
+        (f[3], f[4], f[6])
+    } else {
+        (f[1], f[2], f[5])
+    };
     let ports = |a: &str, b: &str| Some((a.parse().ok()?, b.parse().ok()?));
     let flag = |s: &str| s == "1" || s.eq_ignore_ascii_case("true");
     let fragment = if v6 {
-        !f[14].is_empty() && (f[14] != "0" || flag(f[15]))
+        !f[13].is_empty() && (f[13] != "0" || flag(f[14]))
     } else {
-        flag(f[12]) || (!f[13].is_empty() && f[13] != "0")
+        flag(f[11]) || (!f[12].is_empty() && f[12] != "0")
     };
     Some(Tshark {
         path: protocols[..at].join(":"),
@@ -242,10 +333,68 @@ fn tshark_frame(f: &[&str]) -> Option<Tshark> {
         dst: dst.parse().ok(),
         next: next.parse().ok(),
         v6,
-        tcp: ports(f[8], f[9]),
-        udp: ports(f[10], f[11]),
+        tcp: ports(f[7], f[8]),
+        udp: ports(f[9], f[10]),
         fragment,
+        // An IPv6 payload length of 0 (jumbogram, BIG TCP, damage): tshark shows 40, we
+        // take the captured length (as both do for an IPv4 total length of 0): not compared.
+        ip_len: if v6 {
+            f[16]
+                .parse::<u32>()
+                .ok()
+                .filter(|&n| n != 0)
+                .map(|n| n + 40)
+        } else {
+            f[15].parse().ok()
+        },
     })
+}
+
+/// tshark on a batch of files at once: `mergecap -a` concatenates them into one pcapng
+/// (each file keeps its link types as its own interfaces), one tshark reads it, and the
+/// frames are dealt back to the files by our packet counts. tshark's start-up (~0.3 s) is
+/// most of its time on these small files, so this is ~20 times faster than one run a file.
+/// The split is checked: the frame total must match, and every frame's captured length is
+/// compared later. Any doubt (mergecap refuses a link type, counts differ): one run a file.
+fn run_tshark_batch(
+    results: &[FileResult],
+    batch: &[usize],
+    dir: &Path,
+    k: usize,
+) -> Vec<(usize, Result<Frames, String>)> {
+    if batch.len() > 1 {
+        let merged = dir.join(format!("batch-{k}.pcapng"));
+        let ok = Command::new("mergecap")
+            .args(["-a", "-F", "pcapng", "-w"])
+            .arg(&merged)
+            .args(batch.iter().map(|&i| &results[i].path))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        let expected: usize = batch.iter().map(|&i| results[i].outcomes.len()).sum();
+        let frames = if ok { run_tshark(&merged).ok() } else { None };
+        if let Some(frames) = frames {
+            if frames.len() == expected
+                && frames
+                    .keys()
+                    .next_back()
+                    .is_none_or(|&n| n as usize == expected)
+            {
+                let mut all = frames.into_values();
+                return batch
+                    .iter()
+                    .map(|&i| {
+                        let n = results[i].outcomes.len();
+                        let frames: Frames = (1..=n as u32).zip(all.by_ref().take(n)).collect();
+                        (i, Ok(frames))
+                    })
+                    .collect();
+            }
+        }
+    }
+    batch
+        .iter()
+        .map(|&i| (i, run_tshark(&results[i].path)))
+        .collect()
 }
 
 /// The upper-layer protocol tshark found after the outer IP header, when it can be told.
@@ -255,7 +404,8 @@ fn tshark_protocol(t: &Tshark) -> Option<u8> {
         Some(n) if !t.v6 || !EXTENSIONS.contains(&n) => return Some(n),
         _ => {}
     }
-    // IPv6 with extension headers: the first name after them.
+    // IPv6 with extension headers: ipv6.nxt is the first of them; take the first
+    // protocol name after them instead, for the protocols we can name.
     let upper = t.after.iter().find(|p| !p.starts_with("ipv6."))?;
     match upper.as_str() {
         "tcp" => Some(6),
@@ -270,7 +420,16 @@ fn tshark_protocol(t: &Tshark) -> Option<u8> {
 fn compare(ours: &Packet, t: &Tshark) -> Vec<String> {
     let mut diffs = Vec::new();
     if t.src != Some(ours.src) || t.dst != Some(ours.dst) {
-        diffs.push(format!("addresses ours {} -> {}, tshark {:?} -> {:?}", ours.src, ours.dst, t.src, t.dst));
+        diffs.push(format!(
+            "addresses ours {} -> {}, tshark {:?} -> {:?}",
+            ours.src, ours.dst, t.src, t.dst
+        ));
+    }
+    match t.ip_len {
+        Some(len) if len != ours.ip_len => {
+            diffs.push(format!("IP length ours {}, tshark {len}", ours.ip_len))
+        }
+        _ => {}
     }
     if let Some(proto) = tshark_protocol(t) {
         if proto != ours.protocol {
@@ -280,15 +439,15 @@ fn compare(ours: &Packet, t: &Tshark) -> Vec<String> {
     let theirs = match ours.protocol {
         6 => t.tcp,
         17 => t.udp,
-        _ => None,
+        _ => return diffs,
     };
-    let ports_comparable = match ours.fragment {
+    let comparable = match ours.fragment {
         Fragment::None => !t.fragment,
-        // tshark dissects a first fragment's header only when it is all there.
+        // Without reassembly tshark dissects a first fragment's header only when it is whole.
         Fragment::First { .. } => theirs.is_some(),
         Fragment::Later { .. } => false,
     };
-    if ports_comparable && matches!(ours.protocol, 6 | 17) && theirs != Some((ours.src_port, ours.dst_port)) {
+    if comparable && theirs != Some((ours.src_port, ours.dst_port)) {
         diffs.push(format!(
             "ports ours {} -> {}, tshark {:?}",
             ours.src_port, ours.dst_port, theirs
@@ -307,17 +466,28 @@ fn corpus_matches_tshark() {
     );
     let start = Instant::now();
     // Only files with packets of link types we read: the others have nothing to compare.
-    let results: Vec<FileResult> = read_corpus().into_iter().filter(|r| r.has_supported_packets()).collect();
+    let results: Vec<FileResult> = read_corpus()
+        .into_iter()
+        .filter(|r| r.has_supported_packets())
+        .collect();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let batches: Vec<Vec<usize>> = (0..results.len())
+        .collect::<Vec<_>>()
+        .chunks(20)
+        .map(|c| c.to_vec())
+        .collect();
     let next = AtomicUsize::new(0);
-    let tshark: Mutex<HashMap<usize, Result<BTreeMap<u32, Option<Tshark>>, String>>> = Mutex::new(HashMap::new());
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 16);
+    let tshark: Mutex<HashMap<usize, Result<Frames, String>>> = Mutex::new(HashMap::new());
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(r) = results.get(i) else { break };
-                let frames = run_tshark(&r.path);
-                tshark.lock().unwrap().insert(i, frames);
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some(batch) = batches.get(k) else { break };
+                let frames = run_tshark_batch(&results, batch, dir.path(), k);
+                tshark.lock().unwrap().extend(frames);
             });
         }
     });
@@ -327,33 +497,52 @@ fn corpus_matches_tshark() {
     let mut mismatches: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut we_reject: BTreeMap<&str, usize> = BTreeMap::new();
     let mut undecoded: BTreeMap<String, usize> = BTreeMap::new();
-    let mut count_differs = Vec::new();
+    let mut reader_differs = Vec::new();
     for (i, r) in results.iter().enumerate() {
         let name = r.name();
         let frames = match &tshark[&i] {
             Ok(f) => f,
             Err(e) => panic!("{name}: {e}"),
         };
-        // On a file we read to its end, tshark must see the same number of frames.
-        let theirs = frames.keys().next_back().copied().unwrap_or(0) as usize;
-        if r.error.is_none() && theirs != r.outcomes.len() {
-            count_differs.push(format!("{name}: we read {} packets, tshark {theirs}", r.outcomes.len()));
+        // The reader: on a file we read to its end, tshark sees the same frames.
+        if r.error.is_none() && frames.len() != r.outcomes.len() {
+            reader_differs.push(format!(
+                "{name}: we read {} packets, tshark {}",
+                r.outcomes.len(),
+                frames.len()
+            ));
         }
-        for (k, outcome) in r.outcomes.iter().enumerate() {
-            let frame = k as u32 + 1;
-            let t = frames.get(&frame).and_then(|t| t.as_ref());
-            let t = t.filter(|t| t.src.is_some() && t.dst.is_some());
+        for (k, (cap_len, outcome)) in r.outcomes.iter().enumerate() {
+            let number = k as u32 + 1;
+            let Some(frame) = frames.get(&number) else {
+                continue;
+            };
+            if frame.cap_len != *cap_len {
+                reader_differs.push(format!(
+                    "{name} frame {number}: captured length ours {cap_len}, tshark {}",
+                    frame.cap_len
+                ));
+            }
+            let t = frame
+                .ip
+                .as_ref()
+                .filter(|t| t.src.is_some() && t.dst.is_some());
             match (outcome, t) {
                 (Outcome::Ip(p), Some(t)) => {
                     compared += 1;
                     for d in compare(p, t) {
-                        mismatches.entry(name.clone()).or_default().push(format!("frame {frame}: {d}"));
+                        mismatches
+                            .entry(name.clone())
+                            .or_default()
+                            .push(format!("frame {number}: {d}"));
                     }
                 }
-                (Outcome::Ip(p), None) => mismatches
-                    .entry(name.clone())
-                    .or_default()
-                    .push(format!("frame {frame}: ours {} -> {} protocol {}, tshark no IP", p.src, p.dst, p.protocol)),
+                (Outcome::Ip(p), None) => {
+                    mismatches.entry(name.clone()).or_default().push(format!(
+                        "frame {number}: ours {} -> {} protocol {}, tshark no IP",
+                        p.src, p.dst, p.protocol
+                    ))
+                }
                 (Outcome::Malformed(reason), Some(_)) => *we_reject.entry(reason).or_default() += 1,
                 (Outcome::NotIp, Some(t)) => *undecoded.entry(t.path.clone()).or_default() += 1,
                 _ => {}
@@ -361,21 +550,22 @@ fn corpus_matches_tshark() {
         }
     }
 
+    let packets: usize = results.iter().map(|r| r.outcomes.len()).sum();
     println!(
-        "tshark comparison: {} files, {compared} IP packets compared in {:.1?} ({workers} tshark processes at a time)",
+        "tshark comparison: {} files, {packets} frames, {compared} IP packets compared, in {:.1?} ({workers} workers)",
         results.len(),
         start.elapsed()
     );
-    println!("  frames tshark decodes as IP that we count as malformed, by our reason:");
+    println!("  frames tshark reads an IP header in that we count as malformed, by our reason:");
     for (reason, n) in &we_reject {
         println!("    {reason}: {n}");
     }
-    println!("  frames tshark decodes as IP that we count as not IP, by tshark's path to IP:");
+    println!("  frames tshark finds IP in that we count as not IP, by tshark's path to IP:");
     for (path, n) in &undecoded {
         println!("    {path}: {n}");
     }
-    for c in &count_differs {
-        println!("  frame count differs: {c}");
+    for c in &reader_differs {
+        println!("  reader differs: {c}");
     }
     let mut failures = Vec::new();
     for (file, diffs) in &mismatches {
@@ -394,10 +584,26 @@ fn corpus_matches_tshark() {
     }
     let unexplained: Vec<&String> = undecoded
         .keys()
-        .filter(|path| !path.split(':').any(|p| UNDECODED_ENCAPSULATIONS.iter().any(|(e, _)| *e == p)))
+        .filter(|path| {
+            !path
+                .split(':')
+                .any(|p| UNDECODED_ENCAPSULATIONS.iter().any(|(e, _)| *e == p))
+        })
         .collect();
-    assert!(compared > 10_000, "suspiciously few packets compared: {compared}");
-    assert!(failures.is_empty(), "mismatches with tshark in {failures:?} (details above)");
-    assert!(unexplained.is_empty(), "tshark finds IP where we see none, behind {unexplained:?}");
-    assert!(count_differs.is_empty(), "frame counts differ from tshark's: {count_differs:?}");
+    assert!(
+        compared > 5_000,
+        "suspiciously few packets compared: {compared}"
+    );
+    assert!(
+        reader_differs.is_empty(),
+        "our reader and tshark's differ: {reader_differs:?}"
+    );
+    assert!(
+        failures.is_empty(),
+        "mismatches with tshark in {failures:?} (details above)"
+    );
+    assert!(
+        unexplained.is_empty(),
+        "tshark finds IP where we see none, behind {unexplained:?}"
+    );
 }
