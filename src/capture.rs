@@ -1393,10 +1393,13 @@ mod tests {
             ng.block(5, &[0; 8]); // interface statistics: skipped
             ng.epb(1, 1_700_000_000_123_456_789, &[0x45; 21], 21);
             ng.epb(2, 1024 * 3 + 512, &[2; 16], 16);
-            // Simple packet block on interface 0: original length 70, 14 bytes captured... the
-            // block holds 16 (padding), so the original length and the snaplen decide: 16.
-            let mut spb = ng.u32(16).to_vec();
+            // Simple packet blocks (interface 0, no timestamp, no captured length): the
+            // packet is what the block holds, up to the original length.
+            let mut spb = ng.u32(100).to_vec(); // cut by the capture: 16 bytes held
             spb.extend_from_slice(&[3; 16]);
+            ng.block(3, &spb);
+            let mut spb = ng.u32(10).to_vec(); // whole: 10 bytes, padded to 12
+            spb.extend_from_slice(&[5; 10]);
             ng.block(3, &spb);
             // Obsolete packet block: interface 1 (u16), drops (u16), timestamp, lengths.
             let mut pb = ng.u16(1).to_vec();
@@ -1424,7 +1427,8 @@ mod tests {
                         21
                     ),
                     (Timestamp(103_500_000_000), 113, vec![2; 16], 16),
-                    (Timestamp(103_500_000_000), 1, vec![3; 16], 16),
+                    (Timestamp(103_500_000_000), 1, vec![3; 16], 100),
+                    (Timestamp(103_500_000_000), 1, vec![5; 10], 10),
                     (Timestamp(2_000_000_000), 101, vec![4; 3], 3),
                     (Timestamp(5_000_000_000), 228, vec![0x45; 20], 20),
                 ],

@@ -114,7 +114,8 @@ pub struct Packet {
     /// TCP flags byte (0 for non-TCP).
     pub tcp_flags: u8,
     /// IP bytes: the IP header's total length (IPv4) or 40 + payload length (IPv6),
-    /// which may exceed the captured bytes when the snaplen cut the packet.
+    /// which may exceed the captured bytes when the snaplen cut the packet. A length
+    /// field of 0 (TSO / BIG TCP super-frames, IPv6 jumbograms) gives the captured length.
     pub ip_len: u32,
     pub fragment: Fragment,
 }
@@ -1103,6 +1104,23 @@ mod tests {
         ip.extend_from_slice(&[0u8; 3000]);
         let p = parse(linktype::RAW, &ip).unwrap();
         assert_eq!((p.ip_len, p.dst_port), (3040, 443));
+    }
+
+    #[test]
+    fn ipv6_payload_length_zero_uses_the_captured_length() {
+        // A BIG TCP super-frame: payload length 0, no jumbo option.
+        let mut ip = ipv6_hdr(6, 0);
+        ip.extend_from_slice(&TCP);
+        ip.extend_from_slice(&[0u8; 70_000]);
+        let p = parse(linktype::IPV6, &ip).unwrap();
+        assert_eq!((p.ip_len, p.dst_port), (70_060, 443));
+        // A jumbogram: hop-by-hop header with the Jumbo Payload option (type 0xc2).
+        let mut ip = ipv6_hdr(0, 0);
+        ip.extend_from_slice(&[17, 0, 0xc2, 4, 0x00, 0x01, 0x00, 0x10]);
+        ip.extend_from_slice(&UDP);
+        ip.resize(40 + 0x10010, 0);
+        let p = parse(linktype::IPV6, &ip).unwrap();
+        assert_eq!((p.ip_len, p.protocol, p.dst_port), (40 + 0x10010, 17, 53));
     }
 
     #[test]

@@ -1,1 +1,201 @@
-// (being written)
+//! The command line: the README's commands, exit statuses and messages for people
+//! (CLI.md "Exit status"; STYLE.md "Errors are for people").
+
+use crate::determinism::root;
+use assert_cmd::Command;
+use std::io::Read;
+
+fn vpcgate() -> Command {
+    Command::cargo_bin("vpcgate").unwrap()
+}
+
+fn stderr_of(cmd: &mut Command, code: i32) -> String {
+    let out = cmd.assert().code(code).get_output().clone();
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn the_bundled_pcap_is_what_the_generator_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.pcap");
+    let mut w = vpcgate::capture::PcapWriter::create(&path).unwrap();
+    vpcgate::synth::securecart_demo().write_pcap(&mut w).unwrap();
+    w.finish().unwrap();
+    let committed = std::fs::read(root().join("pcaps/securecart.pcap")).unwrap();
+    assert!(
+        std::fs::read(&path).unwrap() == committed,
+        "pcaps/securecart.pcap is stale: run `cargo run --example securecart_pcap`"
+    );
+}
+
+#[test]
+fn readme_first_command_on_the_bundled_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows.log");
+    let verdicts = dir.path().join("verdicts.jsonl");
+    let out = vpcgate()
+        .current_dir(root())
+        .args(["replay", "--rules", "rulesets/securecart.toml", "pcaps/securecart.pcap", "--flow-log"])
+        .arg(&flows)
+        .arg("--verdicts")
+        .arg(&verdicts)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let summary = String::from_utf8(out.stdout).unwrap();
+    assert!(summary.contains("rejected"), "{summary}");
+    // The teaching point of the SecureCart ruleset shows in the summary.
+    assert!(summary.contains("nacl-outbound acl-0a1b2c3d4e5f60020 rule 32767"), "{summary}");
+    assert!(summary.contains("not exercised by this capture"), "{summary}");
+    let log = std::fs::read_to_string(&flows).unwrap();
+    assert_eq!(
+        log.lines().next().unwrap(),
+        "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status"
+    );
+    let packets = vpcgate_packets(&root().join("pcaps/securecart.pcap"));
+    let lines = std::fs::read_to_string(&verdicts).unwrap();
+    assert_eq!(lines.lines().count(), packets, "one verdict per packet");
+    for (i, l) in lines.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(v["packet"], i + 1);
+        assert!(["ACCEPT", "REJECT", "NONE"].contains(&v["action"].as_str().unwrap()));
+    }
+}
+
+fn vpcgate_packets(path: &std::path::Path) -> usize {
+    let mut r = vpcgate::capture::CaptureReader::open(path).unwrap();
+    let mut n = 0;
+    while r.next_packet().unwrap().is_some() {
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn json_summary_and_gzip_flow_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows.log.gz");
+    let out = vpcgate()
+        .current_dir(root())
+        .args(["replay", "--rules", "rulesets/securecart-aws", "pcaps/securecart.pcap", "--json", "--flow-log"])
+        .arg(&flows)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = |k: &str| v[k].as_u64().unwrap();
+    assert_eq!(n("packets"), n("accepted") + n("rejected") + n("not_evaluated"));
+    assert!(n("rejected") > 0);
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&flows).unwrap()).read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("version account-id"));
+    assert_eq!(text.lines().count() as u64, 1 + n("flow_records") + n("nodata_records"));
+}
+
+#[test]
+fn missing_rules_is_a_usage_error() {
+    let err = stderr_of(vpcgate().args(["replay", "x.pcap"]), 2);
+    assert!(err.contains("--rules"), "{err}");
+}
+
+#[test]
+fn bad_ruleset_names_file_line_column_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(root().join("rulesets/securecart.toml"))
+        .unwrap()
+        .replace("{ rule = 90,", "{ rule = 40000,");
+    std::fs::write(&bad, &text).unwrap();
+    let line = text.lines().position(|l| l.contains("rule = 40000")).unwrap() + 1;
+    let err = stderr_of(vpcgate().arg("replay").arg("--rules").arg(&bad).arg(root().join("pcaps/securecart.pcap")), 2);
+    assert!(err.contains(&format!("bad.toml:{line}:")), "no file:line in: {err}");
+    assert!(err.contains("40000") && err.contains("1..=32766"), "{err}");
+}
+
+#[test]
+fn bad_log_format_and_interval_are_usage_errors() {
+    let pcap = root().join("pcaps/securecart.pcap");
+    let rules = root().join("rulesets/securecart.toml");
+    let err =
+        stderr_of(vpcgate().arg("replay").arg("--rules").arg(&rules).arg(&pcap).args(["--log-format", "${versoin}"]), 2);
+    assert!(err.contains("versoin") && err.contains("version"), "{err}");
+    let err = stderr_of(
+        vpcgate().arg("replay").arg("--rules").arg(&rules).arg(&pcap).args(["--aggregation-interval", "30"]),
+        2,
+    );
+    assert!(err.contains("60 or 600"), "{err}");
+}
+
+#[test]
+fn damaged_capture_keeps_everything_before_the_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(root().join("pcaps/securecart.pcap")).unwrap();
+    // Cut inside the 101st record: walk the classic pcap records by hand.
+    let mut off = 24usize;
+    for _ in 0..100 {
+        let caplen = u32::from_le_bytes(whole[off + 8..off + 12].try_into().unwrap()) as usize;
+        off += 16 + caplen;
+    }
+    let cut = dir.path().join("cut.pcap");
+    std::fs::write(&cut, &whole[..off + 20]).unwrap();
+    let verdicts = dir.path().join("v.jsonl");
+    let flows = dir.path().join("f.log");
+    let err = stderr_of(
+        vpcgate()
+            .arg("replay")
+            .arg("--rules")
+            .arg(root().join("rulesets/securecart.toml"))
+            .arg(&cut)
+            .arg("--verdicts")
+            .arg(&verdicts)
+            .arg("--flow-log")
+            .arg(&flows)
+            .arg("-q"),
+        1,
+    );
+    assert!(err.contains("cut.pcap"), "{err}");
+    assert!(err.contains(&format!("byte offset {off}")), "expected offset {off} in: {err}");
+    assert_eq!(std::fs::read_to_string(&verdicts).unwrap().lines().count(), 100);
+    assert!(std::fs::read_to_string(&flows).unwrap().lines().count() > 1);
+}
+
+#[test]
+fn not_a_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("notes.txt");
+    std::fs::write(&f, "hello, this is not a pcap file at all").unwrap();
+    let err = stderr_of(vpcgate().arg("replay").arg("--rules").arg(root().join("rulesets/securecart.toml")).arg(&f), 1);
+    assert!(err.contains("notes.txt") && err.contains("offset 0"), "{err}");
+}
+
+#[test]
+fn help_teaches_and_points_to_the_manual() {
+    let out = vpcgate().args(["replay", "--help"]).assert().success().get_output().clone();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for s in ["--rules-at", "--log-format", "Examples:", "vpcgate manual", "Exit status"] {
+        assert!(help.contains(s), "--help lacks {s}");
+    }
+    let out = vpcgate().arg("manual").assert().success().get_output().clone();
+    let manual = String::from_utf8(out.stdout).unwrap();
+    assert!(manual.starts_with("## Manual of emulation decisions"));
+    assert!(manual.contains("Untracked"));
+}
+
+#[test]
+fn reads_standard_input() {
+    let pcap = std::fs::read(root().join("pcaps/securecart.pcap")).unwrap();
+    let out = vpcgate()
+        .arg("replay")
+        .arg("--rules")
+        .arg(root().join("rulesets/securecart.toml"))
+        .args(["-", "--json"])
+        .write_stdin(pcap)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["packets"].as_u64().unwrap() as usize, vpcgate_packets(&root().join("pcaps/securecart.pcap")));
+}

@@ -2,6 +2,6 @@
 mod cli;
 mod conformance;
 mod corpus;
-mod determinism;
+pub mod determinism;
 mod flowlog;
 mod rulesets;
