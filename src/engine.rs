@@ -80,13 +80,25 @@ impl Verdict {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
     Accepted,
-    NaclInbound { rule: NaclRuleRef, rule_number: u32 },
-    NaclOutbound { rule: NaclRuleRef, rule_number: u32 },
+    NaclInbound {
+        rule: NaclRuleRef,
+        rule_number: u32,
+    },
+    NaclOutbound {
+        rule: NaclRuleRef,
+        rule_number: u32,
+    },
     /// No rule of the ENI's groups allowed it (`eni` is the model index).
-    SgIngress { eni: u32 },
-    SgEgress { eni: u32 },
+    SgIngress {
+        eni: u32,
+    },
+    SgEgress {
+        eni: u32,
+    },
     /// It would have created a tracked connection, but the allowance was used up.
-    ConntrackFull { eni: u32 },
+    ConntrackFull {
+        eni: u32,
+    },
     Exempt(ExemptService),
     /// Neither address belongs to an ENI of the VPC.
     NoEni,
@@ -104,7 +116,11 @@ pub struct Decision {
 
 impl Decision {
     fn none(reason: Reason) -> Decision {
-        Decision { verdict: Verdict::None, reason, obs: [None, None] }
+        Decision {
+            verdict: Verdict::None,
+            reason,
+            obs: [None, None],
+        }
     }
 
     /// The `reason` text of a verdict line (CLI.md), e.g. `nacl-inbound acl-0abc rule
@@ -118,12 +134,24 @@ impl Decision {
 /// See [`Decision::reason_text`].
 pub fn reason_text(reason: Reason, policy: &Policy) -> String {
     let vpc = &policy.vpc;
-    let eni = |i: u32| vpc.network_interfaces.get(i as usize).map_or("?", |e| e.id.as_str());
-    let acl = |r: NaclRuleRef| vpc.network_acls.get(r.acl as usize).map_or("?", |a| a.id.as_str());
+    let eni = |i: u32| {
+        vpc.network_interfaces
+            .get(i as usize)
+            .map_or("?", |e| e.id.as_str())
+    };
+    let acl = |r: NaclRuleRef| {
+        vpc.network_acls
+            .get(r.acl as usize)
+            .map_or("?", |a| a.id.as_str())
+    };
     match reason {
         Reason::Accepted => String::new(),
-        Reason::NaclInbound { rule, rule_number } => format!("nacl-inbound {} rule {rule_number}", acl(rule)),
-        Reason::NaclOutbound { rule, rule_number } => format!("nacl-outbound {} rule {rule_number}", acl(rule)),
+        Reason::NaclInbound { rule, rule_number } => {
+            format!("nacl-inbound {} rule {rule_number}", acl(rule))
+        }
+        Reason::NaclOutbound { rule, rule_number } => {
+            format!("nacl-outbound {} rule {rule_number}", acl(rule))
+        }
         Reason::SgIngress { eni: e } => format!("sg-ingress {} no rule", eni(e)),
         Reason::SgEgress { eni: e } => format!("sg-egress {} no rule", eni(e)),
         Reason::ConntrackFull { eni: e } => format!("conntrack-full {}", eni(e)),
@@ -219,6 +247,12 @@ struct FragMemory {
 /// One worker's data plane.
 pub struct Engine {
     policy: Arc<Policy>,
+    core: Core,
+}
+
+/// The engine's state, apart from the policy it reads, so that the per-packet path
+/// borrows the policy instead of cloning its `Arc` (no atomic per packet).
+struct Core {
     generation: usize,
     /// Model index of each stable ENI number (`u32::MAX`: not in this ruleset).
     by_number: Vec<u32>,
@@ -231,13 +265,15 @@ pub struct Engine {
 impl Engine {
     pub fn new(policy: Arc<Policy>) -> Engine {
         let mut e = Engine {
-            by_number: Vec::new(),
             policy: policy.clone(),
-            generation: 0,
-            ct: ConnTable::new(),
-            frags: HashMap::default(),
-            last_sweep: 0,
-            stats: EngineStats::default(),
+            core: Core {
+                by_number: Vec::new(),
+                generation: 0,
+                ct: ConnTable::new(),
+                frags: HashMap::default(),
+                last_sweep: 0,
+                stats: EngineStats::default(),
+            },
         };
         e.set_policy(policy, 0);
         e
@@ -249,66 +285,98 @@ impl Engine {
 
     /// Tracked connections alive in this engine.
     pub fn tracked(&self) -> usize {
-        self.ct.len()
+        self.core.ct.len()
+    }
+
+    /// The engine's counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.core.stats
+    }
+
+    /// Frees expired state; the pipeline calls it as capture time advances.
+    pub fn housekeeping(&mut self, now: Timestamp) {
+        self.core.housekeeping(&self.policy, now)
+    }
+
+    /// Evaluates one IP packet at capture time `ts`.
+    #[inline]
+    pub fn process(&mut self, pkt: &Packet, ts: Timestamp) -> Decision {
+        self.core.process(&self.policy, pkt, ts)
     }
 
     /// Switches to a new ruleset from the next packet on (`--rules-at`). Live tracked
     /// connections keep passing until they time out or close; untracked flows and
     /// NACLs follow the new rules at once (EMULATION.md §4).
     pub fn set_policy(&mut self, policy: Arc<Policy>, generation: usize) {
-        let n = policy.eni_number.iter().filter(|&&n| n != u32::MAX).map(|&n| n as usize + 1).max().unwrap_or(0);
+        let n = policy
+            .eni_number
+            .iter()
+            .filter(|&&n| n != u32::MAX)
+            .map(|&n| n as usize + 1)
+            .max()
+            .unwrap_or(0);
         let mut by_number = vec![u32::MAX; n];
         for (i, &num) in policy.eni_number.iter().enumerate() {
             if num != u32::MAX {
                 by_number[num as usize] = i as u32;
             }
         }
-        self.by_number = by_number;
-        self.policy = policy;
-        self.generation = generation;
-        if self.stats.nacl_hits.len() <= generation {
-            self.stats.nacl_hits.resize(generation + 1, HashMap::new());
-            self.stats.sg_hits.resize(generation + 1, HashMap::new());
+        let core = &mut self.core;
+        core.generation = generation;
+        if core.stats.nacl_hits.len() <= generation {
+            core.stats.nacl_hits.resize(generation + 1, HashMap::new());
+            core.stats.sg_hits.resize(generation + 1, HashMap::new());
         }
-        let policy = self.policy.clone();
-        let by_number = self.by_number.clone();
-        self.ct.regroup(&|num| {
+        core.ct.regroup(&|num| {
             let local = *by_number.get(num as usize)?;
             (local != u32::MAX).then(|| policy.eni_limit_group[local as usize])
         });
+        core.by_number = by_number;
         // Remembered fragment verdicts name rules of the old ruleset.
-        self.frags.clear();
+        core.frags.clear();
+        self.policy = policy;
     }
+}
 
+impl Core {
     /// Sweeps expired tracked connections (see [`ConnTable::sweep`]).
-    fn sweep(&mut self, now: u64, every_secs: u64, force: bool) {
-        let (by_number, policy) = (&self.by_number, &self.policy);
-        self.ct.sweep(now, every_secs, force, &|num| match by_number.get(num as usize) {
-            Some(&l) if l != u32::MAX => policy.eni_timeouts[l as usize],
-            _ => policy.vpc.conntrack,
-        });
+    fn sweep(&mut self, policy: &Policy, now: u64, every_secs: u64, force: bool) {
+        let by_number = &self.by_number;
+        self.ct.sweep(
+            now,
+            every_secs,
+            force,
+            &|num| match by_number.get(num as usize) {
+                Some(&l) if l != u32::MAX => policy.eni_timeouts[l as usize],
+                _ => policy.vpc.conntrack,
+            },
+        );
     }
 
-    /// Frees expired state; the pipeline calls it as capture time advances.
-    pub fn housekeeping(&mut self, now: Timestamp) {
+    fn housekeeping(&mut self, policy: &Policy, now: Timestamp) {
         let now = now.0;
         if now.saturating_sub(self.last_sweep) < SWEEP_EVERY_SECS * NS {
             return;
         }
         self.stats.conntrack_peak = self.stats.conntrack_peak.max(self.ct.len() as u64);
-        self.sweep(now, SWEEP_EVERY_SECS, true);
+        self.sweep(policy, now, SWEEP_EVERY_SECS, true);
         self.last_sweep = now;
-        self.frags.retain(|_, f| now.saturating_sub(f.at) <= FRAGMENT_MEMORY_SECS * NS);
+        self.frags
+            .retain(|_, f| now.saturating_sub(f.at) <= FRAGMENT_MEMORY_SECS * NS);
     }
 
-    /// Evaluates one IP packet at capture time `ts`.
-    pub fn process(&mut self, pkt: &Packet, ts: Timestamp) -> Decision {
-        let policy = self.policy.clone();
+    fn process(&mut self, policy: &Policy, pkt: &Packet, ts: Timestamp) -> Decision {
         // Exempt services: never filtered, never logged.
-        if let Some(s) = policy.exempt_service(pkt.dst).or_else(|| policy.exempt_service(pkt.src)) {
+        if let Some(s) = policy
+            .exempt_service(pkt.dst)
+            .or_else(|| policy.exempt_service(pkt.src))
+        {
             return Decision::none(Reason::Exempt(s));
         }
-        if pkt.protocol == 17 && (67..=68).contains(&pkt.src_port) && (67..=68).contains(&pkt.dst_port) {
+        if pkt.protocol == 17
+            && (67..=68).contains(&pkt.src_port)
+            && (67..=68).contains(&pkt.dst_port)
+        {
             return Decision::none(Reason::Exempt(ExemptService::Dhcp));
         }
         let src = policy.owner(pkt.src);
@@ -319,7 +387,12 @@ impl Engine {
 
         // A later fragment takes its first fragment's verdict.
         if let Fragment::Later { id } = pkt.fragment {
-            let key = FragKey { src: pkt.src, dst: pkt.dst, protocol: pkt.protocol, id };
+            let key = FragKey {
+                src: pkt.src,
+                dst: pkt.dst,
+                protocol: pkt.protocol,
+                id,
+            };
             if let Some(m) = self.frags.get(&key) {
                 if ts.0.saturating_sub(m.at) <= FRAGMENT_MEMORY_SECS * NS {
                     self.stats.fragments_remembered += 1;
@@ -340,7 +413,9 @@ impl Engine {
         // sides even within one subnet.
         let via_public = src.is_some_and(|o| o.public) || dst.is_some_and(|o| o.public);
         let cross_subnet = match (src, dst) {
-            (Some(a), Some(b)) => via_public || policy.eni_subnet[a.eni as usize] != policy.eni_subnet[b.eni as usize],
+            (Some(a), Some(b)) => {
+                via_public || policy.eni_subnet[a.eni as usize] != policy.eni_subnet[b.eni as usize]
+            }
             _ => true,
         };
         let mut verdict = Verdict::Accept;
@@ -349,7 +424,7 @@ impl Engine {
         if let Some(a) = src {
             let eni = a.eni;
             let mut ok = true;
-            match self.sg_check(eni, Direction::Egress, pkt, now) {
+            match self.sg_check(policy, eni, Direction::Egress, pkt, now) {
                 SgOutcome::Denied => {
                     ok = false;
                     reason = Reason::SgEgress { eni };
@@ -362,14 +437,26 @@ impl Engine {
             }
             if ok && cross_subnet {
                 let d = policy.nacl_decide(policy.eni_subnet[eni as usize], true, pkt);
-                *self.stats.nacl_hits[self.generation].entry(d.rule).or_insert(0) += 1;
+                *self.stats.nacl_hits[self.generation]
+                    .entry(d.rule)
+                    .or_insert(0) += 1;
                 if !d.allow {
                     ok = false;
-                    reason = Reason::NaclOutbound { rule: d.rule, rule_number: d.rule_number };
+                    reason = Reason::NaclOutbound {
+                        rule: d.rule,
+                        rule_number: d.rule_number,
+                    };
                 }
             }
             let traffic_path = if dst.is_some() && !via_public { 1 } else { 8 };
-            obs[0] = Some(self.observation(eni, Direction::Egress, ok, pkt, Some(traffic_path)));
+            obs[0] = Some(observation(
+                policy,
+                eni,
+                Direction::Egress,
+                ok,
+                pkt,
+                Some(traffic_path),
+            ));
             if !ok {
                 verdict = Verdict::Reject;
             }
@@ -380,14 +467,19 @@ impl Engine {
                 let mut ok = true;
                 if cross_subnet {
                     let d = policy.nacl_decide(policy.eni_subnet[eni as usize], false, pkt);
-                    *self.stats.nacl_hits[self.generation].entry(d.rule).or_insert(0) += 1;
+                    *self.stats.nacl_hits[self.generation]
+                        .entry(d.rule)
+                        .or_insert(0) += 1;
                     if !d.allow {
                         ok = false;
-                        reason = Reason::NaclInbound { rule: d.rule, rule_number: d.rule_number };
+                        reason = Reason::NaclInbound {
+                            rule: d.rule,
+                            rule_number: d.rule_number,
+                        };
                     }
                 }
                 if ok {
-                    match self.sg_check(eni, Direction::Ingress, pkt, now) {
+                    match self.sg_check(policy, eni, Direction::Ingress, pkt, now) {
                         SgOutcome::Denied => {
                             ok = false;
                             reason = Reason::SgIngress { eni };
@@ -399,24 +491,42 @@ impl Engine {
                         _ => {}
                     }
                 }
-                obs[1] = Some(self.observation(eni, Direction::Ingress, ok, pkt, None));
+                obs[1] = Some(observation(policy, eni, Direction::Ingress, ok, pkt, None));
                 if !ok {
                     verdict = Verdict::Reject;
                 }
             }
         }
-        let decision = Decision { verdict, reason, obs };
+        let decision = Decision {
+            verdict,
+            reason,
+            obs,
+        };
         if let Fragment::First { id } = pkt.fragment {
             if self.frags.len() < FRAGMENT_MEMORY_MAX {
-                let key = FragKey { src: pkt.src, dst: pkt.dst, protocol: pkt.protocol, id };
+                let key = FragKey {
+                    src: pkt.src,
+                    dst: pkt.dst,
+                    protocol: pkt.protocol,
+                    id,
+                };
                 self.frags.insert(key, FragMemory { at: now, decision });
             }
         }
         decision
     }
+}
 
-    fn observation(&self, eni: u32, dir: Direction, ok: bool, pkt: &Packet, traffic_path: Option<u8>) -> Observation {
-        let e = &self.policy.vpc.network_interfaces[eni as usize];
+fn observation(
+    policy: &Policy,
+    eni: u32,
+    dir: Direction,
+    ok: bool,
+    pkt: &Packet,
+    traffic_path: Option<u8>,
+) -> Observation {
+    {
+        let e = &policy.vpc.network_interfaces[eni as usize];
         // The ENI's side shows its primary private IPv4 (flow logs §6.9); IPv6 stays.
         let own = |a: IpAddr| match a {
             IpAddr::V4(_) => e.primary_ipv4().map_or(a, IpAddr::V4),
@@ -427,7 +537,7 @@ impl Engine {
             Direction::Ingress => (pkt.src, own(pkt.dst)),
         };
         Observation {
-            eni: self.policy.eni_number[eni as usize],
+            eni: policy.eni_number[eni as usize],
             direction: dir,
             action: if ok { Action::Accept } else { Action::Reject },
             srcaddr,
@@ -442,14 +552,26 @@ impl Engine {
             traffic_path,
         }
     }
+}
 
-    /// The connection-tracking key of `pkt` at `eni` in `dir`.
-    fn conn_key(&self, eni: u32, dir: Direction, pkt: &Packet) -> ConnKey {
-        let number = self.policy.eni_number[eni as usize];
-        let (local, remote, lp, rp) = match dir {
+/// The connection-tracking key of `pkt` at `eni` in `dir`. The ENI's public IPv4 is
+/// keyed as its primary private address (what the internet gateway translates it
+/// to), so a capture taken on either side of the gateway tracks the same connection.
+fn conn_key(policy: &Policy, eni: u32, dir: Direction, pkt: &Packet) -> ConnKey {
+    {
+        let number = policy.eni_number[eni as usize];
+        let (mut local, remote, lp, rp) = match dir {
             Direction::Egress => (pkt.src, pkt.dst, pkt.src_port, pkt.dst_port),
             Direction::Ingress => (pkt.dst, pkt.src, pkt.dst_port, pkt.src_port),
         };
+        let e = &policy.vpc.network_interfaces[eni as usize];
+        if let (IpAddr::V4(a), Some(public), Some(primary)) =
+            (local, e.public_ipv4, e.primary_ipv4())
+        {
+            if a == public {
+                local = IpAddr::V4(primary);
+            }
+        }
         match pkt.protocol {
             6 | 17 => ConnKey::new(number, pkt.protocol, local, lp, remote, rp),
             // ICMP is keyed by its id (0 for errors and other messages).
@@ -457,10 +579,18 @@ impl Engine {
             p => ConnKey::new(number, p, local, 0, remote, 0),
         }
     }
+}
 
+impl Core {
     /// The security group of `eni` in `dir`, with its connection tracking.
-    fn sg_check(&mut self, eni: u32, dir: Direction, pkt: &Packet, now: u64) -> SgOutcome {
-        let policy = self.policy.clone();
+    fn sg_check(
+        &mut self,
+        policy: &Policy,
+        eni: u32,
+        dir: Direction,
+        pkt: &Packet,
+        now: u64,
+    ) -> SgOutcome {
         let remote = match dir {
             Direction::Ingress => pkt.src,
             Direction::Egress => pkt.dst,
@@ -476,7 +606,7 @@ impl Engine {
                 None => SgOutcome::Denied,
             };
         }
-        let key = self.conn_key(eni, dir, pkt);
+        let key = conn_key(policy, eni, dir, pkt);
         if self.ct.lookup(&key, dir, pkt.tcp_flags, now, &t).is_some() {
             self.stats.conntrack_hits += 1;
             return SgOutcome::Tracked;
@@ -485,7 +615,7 @@ impl Engine {
             return SgOutcome::Denied;
         };
         *self.stats.sg_hits[self.generation].entry(rule).or_insert(0) += 1;
-        if (pkt.protocol == 6 || pkt.protocol == 17) && self.untracked(eni, dir, pkt) {
+        if (pkt.protocol == 6 || pkt.protocol == 17) && untracked(policy, eni, dir, pkt) {
             self.stats.untracked += 1;
             return SgOutcome::Untracked;
         }
@@ -493,7 +623,7 @@ impl Engine {
         if let Some(limit) = policy.group_limit[group as usize] {
             if self.ct.group_len(group) >= limit {
                 // Free what has expired before refusing (at most once per second).
-                self.sweep(now, 1, false);
+                self.sweep(policy, now, 1, false);
                 if self.ct.group_len(group) >= limit {
                     self.stats.conntrack_allowance_exceeded += 1;
                     return SgOutcome::Full;
@@ -504,10 +634,11 @@ impl Engine {
         self.stats.conntrack_created += 1;
         SgOutcome::New
     }
+}
 
-    /// The untracked condition of EMULATION.md §4, with either side as the initiator.
-    fn untracked(&self, eni: u32, dir: Direction, pkt: &Packet) -> bool {
-        let p = &self.policy;
+/// The untracked condition of EMULATION.md §4, with either side as the initiator.
+fn untracked(p: &Policy, eni: u32, dir: Direction, pkt: &Packet) -> bool {
+    {
         let v6 = pkt.src.is_ipv6();
         let other = match dir {
             Direction::Ingress => Direction::Egress,
@@ -515,7 +646,8 @@ impl Engine {
         };
         // As a first packet: its own direction's open rule admits it, and the other
         // direction has the open all-ports rule.
-        if p.sg_open_admits(eni, dir, v6, pkt) && p.sg_open_all_ports(eni, other, v6, pkt.protocol) {
+        if p.sg_open_admits(eni, dir, v6, pkt) && p.sg_open_all_ports(eni, other, v6, pkt.protocol)
+        {
             return true;
         }
         // As a reply: the other direction's open rule admits the reversed packet, and
@@ -527,6 +659,7 @@ impl Engine {
             dst_port: pkt.src_port,
             ..*pkt
         };
-        p.sg_open_all_ports(eni, dir, v6, pkt.protocol) && p.sg_open_admits(eni, other, v6, &reversed)
+        p.sg_open_all_ports(eni, dir, v6, pkt.protocol)
+            && p.sg_open_admits(eni, other, v6, &reversed)
     }
 }

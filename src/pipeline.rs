@@ -545,7 +545,7 @@ fn worker_loop(
     }
     let mut records = Vec::new();
     agg.close_all(&mut records);
-    let _ = merge_tx.send(ToMerger::Done { records, stats: engine.stats.clone(), rejects, none });
+    let _ = merge_tx.send(ToMerger::Done { records, stats: engine.stats().clone(), rejects, none });
 }
 
 /// One verdict line (CLI.md "Per-packet verdicts").
