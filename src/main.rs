@@ -240,8 +240,15 @@ fn replay(args: ReplayArgs) -> ExitCode {
         workers,
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     };
+    // Ctrl-C or SIGTERM: stop reading, then process and write out everything read so
+    // far. A second signal ends the process at once.
+    let interrupt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, interrupt.clone());
+        let _ = signal_hook::flag::register(sig, interrupt.clone());
+    }
     let started = std::time::Instant::now();
-    let summary = match pipeline::run(&cfg, None) {
+    let summary = match pipeline::run(&cfg, Some(&interrupt)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -266,7 +273,10 @@ fn replay(args: ReplayArgs) -> ExitCode {
     for e in &summary.capture_errors {
         eprintln!("error: {e}");
     }
-    if summary.capture_errors.is_empty() {
+    if summary.interrupted {
+        eprintln!("vpcgate: interrupted; every packet read before the signal was processed and written out");
+        ExitCode::from(130)
+    } else if summary.capture_errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         eprintln!("vpcgate: every packet before the damage was processed and written out");
