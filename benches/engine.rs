@@ -24,10 +24,17 @@ fn benches(c: &mut Criterion) {
     let frames = load_frames();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let vpc = vpcgate::load::load_paths(&[root.join("rulesets/securecart.toml")]).unwrap();
-    let mut ids: Vec<String> = vpc.network_interfaces.iter().map(|e| e.id.clone()).collect();
+    let mut ids: Vec<String> = vpc
+        .network_interfaces
+        .iter()
+        .map(|e| e.id.clone())
+        .collect();
     ids.sort();
     let policy = Arc::new(Policy::compile(Arc::new(vpc), &ids));
-    let packets: Vec<_> = frames.iter().filter_map(|(ts, lt, f)| parse(*lt, f).ok().map(|p| (*ts, p))).collect();
+    let packets: Vec<_> = frames
+        .iter()
+        .filter_map(|(ts, lt, f)| parse(*lt, f).ok().map(|p| (*ts, p)))
+        .collect();
 
     let mut g = c.benchmark_group("securecart-demo");
     g.throughput(Throughput::Elements(frames.len() as u64));

@@ -42,8 +42,22 @@ pub struct ConnKey {
 }
 
 impl ConnKey {
-    pub fn new(eni: u32, protocol: u8, local: IpAddr, local_port: u16, remote: IpAddr, remote_port: u16) -> ConnKey {
-        ConnKey { eni, protocol, local_port, remote_port, local, remote }
+    pub fn new(
+        eni: u32,
+        protocol: u8,
+        local: IpAddr,
+        local_port: u16,
+        remote: IpAddr,
+        remote_port: u16,
+    ) -> ConnKey {
+        ConnKey {
+            eni,
+            protocol,
+            local_port,
+            remote_port,
+            local,
+            remote,
+        }
     }
 }
 
@@ -100,7 +114,9 @@ impl ConnEntry {
             6 => {
                 if flags & tcp_flags::RST != 0 {
                     ConnState::TcpClosing
-                } else if flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK {
+                } else if flags & (tcp_flags::SYN | tcp_flags::ACK)
+                    == tcp_flags::SYN | tcp_flags::ACK
+                {
                     ConnState::TcpEstablished
                 } else {
                     ConnState::TcpUnestablished
@@ -138,7 +154,9 @@ impl ConnEntry {
                 if self.fin_orig && self.fin_reply {
                     self.state = ConnState::TcpClosing;
                 } else if self.state == ConnState::TcpUnestablished
-                    && (reply || flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK)
+                    && (reply
+                        || flags & (tcp_flags::SYN | tcp_flags::ACK)
+                            == tcp_flags::SYN | tcp_flags::ACK)
                 {
                     self.state = ConnState::TcpEstablished;
                 }
@@ -207,7 +225,15 @@ impl ConnTable {
     }
 
     /// Creates an entry for a packet the rules allowed.
-    pub fn insert(&mut self, key: ConnKey, dir: Direction, flags: u8, group: u32, now: u64, _t: &ConntrackTimeouts) {
+    pub fn insert(
+        &mut self,
+        key: ConnKey,
+        dir: Direction,
+        flags: u8,
+        group: u32,
+        now: u64,
+        _t: &ConntrackTimeouts,
+    ) {
         let mut e = ConnEntry {
             last_seen: now,
             state: ConnEntry::initial_state(key.protocol, flags),
@@ -235,7 +261,13 @@ impl ConnTable {
     /// Removes expired entries when at least `every_secs` of capture time passed since
     /// the last sweep (or always, with `force`). Keeps memory proportional to live
     /// flows. `timeouts` gives each ENI's timeouts by stable number.
-    pub fn sweep(&mut self, now: u64, every_secs: u64, force: bool, timeouts: &dyn Fn(u32) -> ConntrackTimeouts) {
+    pub fn sweep(
+        &mut self,
+        now: u64,
+        every_secs: u64,
+        force: bool,
+        timeouts: &dyn Fn(u32) -> ConntrackTimeouts,
+    ) {
         if !force && now.saturating_sub(self.last_sweep) < every_secs * NS {
             return;
         }
@@ -278,7 +310,14 @@ mod tests {
     const S: u64 = NS;
 
     fn key(proto: u8) -> ConnKey {
-        ConnKey::new(1, proto, "10.0.0.5".parse().unwrap(), 40000, "203.0.113.9".parse().unwrap(), 443)
+        ConnKey::new(
+            1,
+            proto,
+            "10.0.0.5".parse().unwrap(),
+            40000,
+            "203.0.113.9".parse().unwrap(),
+            443,
+        )
     }
 
     #[test]
@@ -290,14 +329,44 @@ mod tests {
         assert_eq!(ct.map[&k].state, ConnState::TcpUnestablished);
         // Not established: 120 s idle is the limit.
         assert_eq!(
-            ct.lookup(&k, Direction::Ingress, tcp_flags::SYN | tcp_flags::ACK, S, &t),
+            ct.lookup(
+                &k,
+                Direction::Ingress,
+                tcp_flags::SYN | tcp_flags::ACK,
+                S,
+                &t
+            ),
             Some(ConnState::TcpEstablished)
         );
-        assert_eq!(ct.lookup(&k, Direction::Egress, tcp_flags::FIN | tcp_flags::ACK, 2 * S, &t), Some(ConnState::TcpEstablished));
-        assert_eq!(ct.lookup(&k, Direction::Ingress, tcp_flags::FIN | tcp_flags::ACK, 3 * S, &t), Some(ConnState::TcpClosing));
+        assert_eq!(
+            ct.lookup(
+                &k,
+                Direction::Egress,
+                tcp_flags::FIN | tcp_flags::ACK,
+                2 * S,
+                &t
+            ),
+            Some(ConnState::TcpEstablished)
+        );
+        assert_eq!(
+            ct.lookup(
+                &k,
+                Direction::Ingress,
+                tcp_flags::FIN | tcp_flags::ACK,
+                3 * S,
+                &t
+            ),
+            Some(ConnState::TcpClosing)
+        );
         // Closing: 5 s, and every packet resets the idle time.
-        assert_eq!(ct.lookup(&k, Direction::Egress, tcp_flags::ACK, 7 * S, &t), Some(ConnState::TcpClosing));
-        assert_eq!(ct.lookup(&k, Direction::Egress, tcp_flags::ACK, 13 * S, &t), None);
+        assert_eq!(
+            ct.lookup(&k, Direction::Egress, tcp_flags::ACK, 7 * S, &t),
+            Some(ConnState::TcpClosing)
+        );
+        assert_eq!(
+            ct.lookup(&k, Direction::Egress, tcp_flags::ACK, 13 * S, &t),
+            None
+        );
         assert_eq!(ct.len(), 0);
     }
 
@@ -309,7 +378,9 @@ mod tests {
         ct.insert(k, Direction::Egress, 0, 0, 0, &t);
         // "expires when its idle time exceeds the timeout": 30 s is not more than 30 s.
         assert!(ct.lookup(&k, Direction::Ingress, 0, 30 * S, &t).is_some());
-        assert!(ct.lookup(&k, Direction::Ingress, 0, 60 * S + 1, &t).is_none());
+        assert!(ct
+            .lookup(&k, Direction::Ingress, 0, 60 * S + 1, &t)
+            .is_none());
     }
 
     #[test]
@@ -318,9 +389,18 @@ mod tests {
         let mut ct = ConnTable::new();
         let k = key(17);
         ct.insert(k, Direction::Egress, 0, 0, 0, &t);
-        assert_eq!(ct.lookup(&k, Direction::Ingress, 0, S, &t), Some(ConnState::Udp));
-        assert_eq!(ct.lookup(&k, Direction::Egress, 0, 2 * S, &t), Some(ConnState::Udp));
-        assert_eq!(ct.lookup(&k, Direction::Ingress, 0, 3 * S, &t), Some(ConnState::UdpStream));
+        assert_eq!(
+            ct.lookup(&k, Direction::Ingress, 0, S, &t),
+            Some(ConnState::Udp)
+        );
+        assert_eq!(
+            ct.lookup(&k, Direction::Egress, 0, 2 * S, &t),
+            Some(ConnState::Udp)
+        );
+        assert_eq!(
+            ct.lookup(&k, Direction::Ingress, 0, 3 * S, &t),
+            Some(ConnState::UdpStream)
+        );
         // A stream lives 180 s idle.
         assert!(ct.lookup(&k, Direction::Ingress, 0, 150 * S, &t).is_some());
     }
@@ -331,7 +411,10 @@ mod tests {
         let mut ct = ConnTable::new();
         let k = key(6);
         ct.insert(k, Direction::Ingress, tcp_flags::SYN, 0, 0, &t);
-        assert_eq!(ct.lookup(&k, Direction::Egress, tcp_flags::RST, S, &t), Some(ConnState::TcpClosing));
+        assert_eq!(
+            ct.lookup(&k, Direction::Egress, tcp_flags::RST, S, &t),
+            Some(ConnState::TcpClosing)
+        );
     }
 
     #[test]

@@ -89,7 +89,11 @@ struct ReplayArgs {
     log_format: Option<String>,
 
     /// Flow-log aggregation interval in seconds: 60 or 600.
-    #[arg(long = "aggregation-interval", value_name = "SECONDS", default_value_t = 600)]
+    #[arg(
+        long = "aggregation-interval",
+        value_name = "SECONDS",
+        default_value_t = 600
+    )]
     aggregation_interval: u32,
 
     /// Do not write NODATA records for interfaces without traffic in a window.
@@ -132,7 +136,11 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     match cli.command {
@@ -151,7 +159,10 @@ fn usage_error(msg: impl std::fmt::Display) -> ExitCode {
 
 fn parse_time(s: &str) -> Option<Timestamp> {
     let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
-    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if secs.is_empty()
+        || !secs.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let secs: u64 = secs.parse().ok()?;
@@ -180,18 +191,28 @@ fn replay(args: ReplayArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => {
             eprintln!("{e}");
-            eprintln!("vpcgate: the ruleset did not load ({} problem(s)); nothing was replayed", e.0.len());
+            eprintln!(
+                "vpcgate: the ruleset did not load ({} problem(s)); nothing was replayed",
+                e.0.len()
+            );
             return ExitCode::from(2);
         }
     };
     let mut rulesets = vec![RulesetAt {
         from: None,
         vpc: Arc::new(base),
-        label: args.rules.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + "),
+        label: args
+            .rules
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + "),
     }];
     for spec in &args.rules_at {
         let Some((t, path)) = spec.split_once('=') else {
-            return usage_error(format!("--rules-at {spec:?}: expected TIME=PATH, e.g. 1700000060.5=after.toml"));
+            return usage_error(format!(
+                "--rules-at {spec:?}: expected TIME=PATH, e.g. 1700000060.5=after.toml"
+            ));
         };
         let Some(ts) = parse_time(t) else {
             return usage_error(format!(
@@ -199,20 +220,31 @@ fn replay(args: ReplayArgs) -> ExitCode {
             ));
         };
         match vpcgate::load::load_paths(&[PathBuf::from(path)]) {
-            Ok(v) => rulesets.push(RulesetAt { from: Some(ts), vpc: Arc::new(v), label: format!("{path} (from {t})") }),
+            Ok(v) => rulesets.push(RulesetAt {
+                from: Some(ts),
+                vpc: Arc::new(v),
+                label: format!("{path} (from {t})"),
+            }),
             Err(e) => {
                 eprintln!("{e}");
-                eprintln!("vpcgate: the ruleset of --rules-at {spec} did not load; nothing was replayed");
+                eprintln!(
+                    "vpcgate: the ruleset of --rules-at {spec} did not load; nothing was replayed"
+                );
                 return ExitCode::from(2);
             }
         }
     }
     rulesets[1..].sort_by_key(|r| r.from);
 
-    let stdout_used = [&args.flow_log, &args.verdicts, &args.accepted, &args.rejected]
-        .iter()
-        .filter(|p| p.as_ref().is_some_and(|p| p.as_os_str() == "-"))
-        .count();
+    let stdout_used = [
+        &args.flow_log,
+        &args.verdicts,
+        &args.accepted,
+        &args.rejected,
+    ]
+    .iter()
+    .filter(|p| p.as_ref().is_some_and(|p| p.as_os_str() == "-"))
+    .count();
     if stdout_used > 1 {
         return usage_error("only one output can be standard output (`-`)");
     }
@@ -220,10 +252,14 @@ fn replay(args: ReplayArgs) -> ExitCode {
         || args.rejected.as_ref().is_some_and(|p| p.as_os_str() == "-")
     {
         if std::io::stdout().is_terminal() {
-            return usage_error("refusing to write a pcap to a terminal; redirect standard output or name a file");
+            return usage_error(
+                "refusing to write a pcap to a terminal; redirect standard output or name a file",
+            );
         }
     }
-    let workers = args.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if workers == 0 || workers > 1024 {
         return usage_error(format!("--workers {workers}: give 1 to 1024"));
     }
@@ -295,13 +331,20 @@ fn summary_text(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duration) -
         cfg.captures.len(),
         secs,
         s.workers,
-        if secs > 0.0 { format!(", {:.0} packets/s", s.packets as f64 / secs) } else { String::new() }
+        if secs > 0.0 {
+            format!(", {:.0} packets/s", s.packets as f64 / secs)
+        } else {
+            String::new()
+        }
     );
     if let Some(n) = &s.workers_note {
         let _ = writeln!(o, "  note: {n}");
     }
     if s.interrupted {
-        let _ = writeln!(o, "  interrupted: the replay stopped early; everything read was written out");
+        let _ = writeln!(
+            o,
+            "  interrupted: the replay stopped early; everything read was written out"
+        );
     }
     let _ = writeln!(o, "  accepted       {:>10}", s.accepted);
     let _ = writeln!(o, "  rejected       {:>10}", s.rejected);
@@ -317,9 +360,17 @@ fn summary_text(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duration) -
             let _ = writeln!(o, "  {n:>10}  {k}");
         }
     };
-    section(&mut o, "Rejected, by the check and rule that denied:", &s.reject_reasons);
+    section(
+        &mut o,
+        "Rejected, by the check and rule that denied:",
+        &s.reject_reasons,
+    );
     section(&mut o, "Not evaluated, by reason:", &s.none_reasons);
-    section(&mut o, "Frames the parser could not read, by reason:", &s.parse_problems);
+    section(
+        &mut o,
+        "Frames the parser could not read, by reason:",
+        &s.parse_problems,
+    );
     let e = &s.engine;
     let _ = writeln!(
         o,
@@ -334,7 +385,11 @@ fn summary_text(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duration) -
         );
     }
     if cfg.flow_log.is_some() {
-        let _ = writeln!(o, "Flow logs: {} record(s) and {} NODATA record(s)", s.flow_records, s.nodata_records);
+        let _ = writeln!(
+            o,
+            "Flow logs: {} record(s) and {} NODATA record(s)",
+            s.flow_records, s.nodata_records
+        );
     }
     if s.nodata_windows_skipped > 0 {
         let _ = writeln!(
@@ -356,12 +411,20 @@ fn summary_text(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duration) -
         for (r, n) in &c.nacl_hits {
             let _ = writeln!(o, "  {n:>10}  {r}");
         }
-        let _ = writeln!(o, "  security group rules (packets a rule let in or out; tracked replies count nowhere):");
+        let _ = writeln!(
+            o,
+            "  security group rules (packets a rule let in or out; tracked replies count nowhere):"
+        );
         for (r, n) in &c.sg_hits {
             let _ = writeln!(o, "  {n:>10}  {r}");
         }
-        let unhit: Vec<&String> =
-            c.nacl_hits.iter().chain(&c.sg_hits).filter(|(_, n)| *n == 0).map(|(r, _)| r).collect();
+        let unhit: Vec<&String> = c
+            .nacl_hits
+            .iter()
+            .chain(&c.sg_hits)
+            .filter(|(_, n)| *n == 0)
+            .map(|(r, _)| r)
+            .collect();
         if unhit.is_empty() {
             let _ = writeln!(o, "  every rule was hit by this capture");
         } else {
@@ -428,8 +491,14 @@ mod tests {
 
     #[test]
     fn rules_at_time() {
-        assert_eq!(parse_time("1700000060"), Some(Timestamp::from_secs_nanos(1_700_000_060, 0)));
-        assert_eq!(parse_time("1700000060.25"), Some(Timestamp::from_secs_nanos(1_700_000_060, 250_000_000)));
+        assert_eq!(
+            parse_time("1700000060"),
+            Some(Timestamp::from_secs_nanos(1_700_000_060, 0))
+        );
+        assert_eq!(
+            parse_time("1700000060.25"),
+            Some(Timestamp::from_secs_nanos(1_700_000_060, 250_000_000))
+        );
         assert_eq!(parse_time("x"), None);
         assert_eq!(parse_time("-5"), None);
     }

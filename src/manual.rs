@@ -16,7 +16,9 @@ pub fn text() -> &'static str {
         return "The manual is missing from this build (README.md has no manual section).\n";
     };
     let rest = &README[start..];
-    let end = rest[HEADING.len()..].find("\n## ").map_or(rest.len(), |i| i + HEADING.len() + 1);
+    let end = rest[HEADING.len()..]
+        .find("\n## ")
+        .map_or(rest.len(), |i| i + HEADING.len() + 1);
     &rest[..end]
 }
 
@@ -26,6 +28,9 @@ mod tests {
     fn manual_is_built_in() {
         let t = super::text();
         assert!(t.starts_with(super::HEADING));
-        assert!(t.len() > 1000, "the manual section of README.md is too short to be the manual");
+        assert!(
+            t.len() > 1000,
+            "the manual section of README.md is too short to be the manual"
+        );
     }
 }

@@ -36,7 +36,11 @@ pub struct Origin {
 
 impl Origin {
     pub fn new(file: &str, line: u32, column: u32) -> Origin {
-        Origin { file: file.into(), line, column }
+        Origin {
+            file: file.into(),
+            line,
+            column,
+        }
     }
 }
 
@@ -64,7 +68,11 @@ pub struct RulesetError {
 
 impl RulesetError {
     pub fn new(origin: &Origin, field: impl Into<String>, message: impl Into<String>) -> Self {
-        RulesetError { origin: origin.clone(), field: field.into(), message: message.into() }
+        RulesetError {
+            origin: origin.clone(),
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -132,7 +140,10 @@ impl Protocol {
 
     /// True when a rule of this protocol looks at ports (TCP, UDP).
     pub fn has_ports(self) -> bool {
-        matches!(self, Protocol::Number(PROTO_TCP) | Protocol::Number(PROTO_UDP))
+        matches!(
+            self,
+            Protocol::Number(PROTO_TCP) | Protocol::Number(PROTO_UDP)
+        )
     }
 
     pub fn matches(self, proto: u8) -> bool {
@@ -160,7 +171,10 @@ pub enum PortSpec {
     /// An inclusive destination-port range (TCP and UDP).
     Range { from: u16, to: u16 },
     /// ICMP / ICMPv6 type and code; `None` is the `-1` wildcard.
-    Icmp { icmp_type: Option<u8>, code: Option<u8> },
+    Icmp {
+        icmp_type: Option<u8>,
+        code: Option<u8>,
+    },
 }
 
 impl PortSpec {
@@ -639,7 +653,11 @@ impl Vpc {
         let mut errs: Vec<RulesetError> = Vec::new();
         let vpc_origin = self.origin.clone();
         if self.id.is_empty() {
-            errs.push(RulesetError::new(&vpc_origin, "vpc.id", "the VPC has no id (e.g. `vpc-0abc1234`)"));
+            errs.push(RulesetError::new(
+                &vpc_origin,
+                "vpc.id",
+                "the VPC has no id (e.g. `vpc-0abc1234`)",
+            ));
         }
         for c in &mut self.cidrs {
             *c = c.trunc();
@@ -664,15 +682,35 @@ impl Vpc {
                 }
             }
         }
-        dupes(&mut errs, "subnet", self.subnets.iter().map(|s| (s.id.as_str(), &s.origin)));
-        dupes(&mut errs, "network_acl", self.network_acls.iter().map(|s| (s.id.as_str(), &s.origin)));
-        dupes(&mut errs, "security_group", self.security_groups.iter().map(|s| (s.id.as_str(), &s.origin)));
+        dupes(
+            &mut errs,
+            "subnet",
+            self.subnets.iter().map(|s| (s.id.as_str(), &s.origin)),
+        );
+        dupes(
+            &mut errs,
+            "network_acl",
+            self.network_acls.iter().map(|s| (s.id.as_str(), &s.origin)),
+        );
+        dupes(
+            &mut errs,
+            "security_group",
+            self.security_groups
+                .iter()
+                .map(|s| (s.id.as_str(), &s.origin)),
+        );
         dupes(
             &mut errs,
             "network_interface",
-            self.network_interfaces.iter().map(|s| (s.id.as_str(), &s.origin)),
+            self.network_interfaces
+                .iter()
+                .map(|s| (s.id.as_str(), &s.origin)),
         );
-        dupes(&mut errs, "prefix_list", self.prefix_lists.iter().map(|s| (s.id.as_str(), &s.origin)));
+        dupes(
+            &mut errs,
+            "prefix_list",
+            self.prefix_lists.iter().map(|s| (s.id.as_str(), &s.origin)),
+        );
 
         // Subnets inside the VPC.
         for s in &mut self.subnets {
@@ -711,16 +749,23 @@ impl Vpc {
             let id = format!("acl-default-{}", self.id.trim_start_matches("vpc-"));
             self.network_acls.push(NetworkAcl::aws_default(&id, ipv6));
         }
-        let defaults: Vec<&NetworkAcl> = self.network_acls.iter().filter(|a| a.is_default).collect();
+        let defaults: Vec<&NetworkAcl> =
+            self.network_acls.iter().filter(|a| a.is_default).collect();
         if defaults.len() > 1 {
             errs.push(RulesetError::new(
                 &defaults[1].origin,
                 format!("network_acl {}.is_default", defaults[1].id),
-                format!("a VPC has exactly one default NACL; `{}` is already the default", defaults[0].id),
+                format!(
+                    "a VPC has exactly one default NACL; `{}` is already the default",
+                    defaults[0].id
+                ),
             ));
         }
         for acl in &mut self.network_acls {
-            for (dir, list) in [("inbound", &mut acl.inbound), ("outbound", &mut acl.outbound)] {
+            for (dir, list) in [
+                ("inbound", &mut acl.inbound),
+                ("outbound", &mut acl.outbound),
+            ] {
                 // The `*` rules as describe-network-acls prints them are re-added below.
                 list.retain(|e| {
                     !((e.rule_number == 32767 || e.rule_number == 32768)
@@ -759,13 +804,18 @@ impl Vpc {
                             errs.push(RulesetError::new(
                                 &e.origin,
                                 format!("{field}.port_range"),
-                                format!("from {from} is greater than to {to}; write the range low-high"),
+                                format!(
+                                    "from {from} is greater than to {to}; write the range low-high"
+                                ),
                             ));
                         }
                     }
                     // AWS ignores ports for protocols without them.
                     if !e.protocol.has_ports()
-                        && !matches!(e.protocol, Protocol::Number(PROTO_ICMP) | Protocol::Number(PROTO_ICMPV6))
+                        && !matches!(
+                            e.protocol,
+                            Protocol::Number(PROTO_ICMP) | Protocol::Number(PROTO_ICMPV6)
+                        )
                     {
                         e.ports = PortSpec::Any;
                     }
@@ -783,7 +833,11 @@ impl Vpc {
         }
 
         // Subnet → NACL.
-        let default_acl = self.network_acls.iter().find(|a| a.is_default).map(|a| a.id.clone());
+        let default_acl = self
+            .network_acls
+            .iter()
+            .find(|a| a.is_default)
+            .map(|a| a.id.clone());
         let mut assoc: HashMap<String, (String, Origin)> = HashMap::new();
         for acl in &self.network_acls {
             for sid in &acl.associations {
@@ -802,7 +856,10 @@ impl Vpc {
                     errs.push(RulesetError::new(
                         &acl.origin,
                         format!("network_acl {}.associations", acl.id),
-                        format!("unknown subnet `{sid}`; known subnets: {}", ids(self.subnets.iter().map(|s| &s.id))),
+                        format!(
+                            "unknown subnet `{sid}`; known subnets: {}",
+                            ids(self.subnets.iter().map(|s| &s.id))
+                        ),
                     ));
                 }
             }
@@ -817,7 +874,10 @@ impl Vpc {
                 )),
                 Some(_) => {}
                 None => {
-                    s.network_acl_id = assoc.get(&s.id).map(|(a, _)| a.clone()).or_else(|| default_acl.clone());
+                    s.network_acl_id = assoc
+                        .get(&s.id)
+                        .map(|(a, _)| a.clone())
+                        .or_else(|| default_acl.clone());
                 }
             }
         }
@@ -834,14 +894,22 @@ impl Vpc {
                             errs.push(RulesetError::new(
                                 &r.origin,
                                 format!("{field}.security_group"),
-                                format!("unknown security group `{id}`; known: {}", ids(sg_ids.iter())),
+                                format!(
+                                    "unknown security group `{id}`; known: {}",
+                                    ids(sg_ids.iter())
+                                ),
                             ))
                         }
-                        SgPeer::PrefixList(id) if !pl_ids.contains(id) => errs.push(RulesetError::new(
-                            &r.origin,
-                            format!("{field}.prefix_list"),
-                            format!("unknown prefix list `{id}`; known: {}", ids(pl_ids.iter())),
-                        )),
+                        SgPeer::PrefixList(id) if !pl_ids.contains(id) => {
+                            errs.push(RulesetError::new(
+                                &r.origin,
+                                format!("{field}.prefix_list"),
+                                format!(
+                                    "unknown prefix list `{id}`; known: {}",
+                                    ids(pl_ids.iter())
+                                ),
+                            ))
+                        }
                         _ => {}
                     }
                     if let PortSpec::Range { from, to } = r.ports {
@@ -849,11 +917,17 @@ impl Vpc {
                             errs.push(RulesetError::new(
                                 &r.origin,
                                 format!("{field}.ports"),
-                                format!("from {from} is greater than to {to}; write the range low-high"),
+                                format!(
+                                    "from {from} is greater than to {to}; write the range low-high"
+                                ),
                             ));
                         }
                     }
-                    if let PortSpec::Icmp { icmp_type: None, code: Some(c) } = r.ports {
+                    if let PortSpec::Icmp {
+                        icmp_type: None,
+                        code: Some(c),
+                    } = r.ports
+                    {
                         errs.push(RulesetError::new(
                             &r.origin,
                             format!("{field}.ports"),
@@ -869,7 +943,10 @@ impl Vpc {
                     *c = c.trunc();
                 }
                 if !r.protocol.has_ports()
-                    && !matches!(r.protocol, Protocol::Number(PROTO_ICMP) | Protocol::Number(PROTO_ICMPV6))
+                    && !matches!(
+                        r.protocol,
+                        Protocol::Number(PROTO_ICMP) | Protocol::Number(PROTO_ICMPV6)
+                    )
                 {
                     r.ports = PortSpec::Any;
                 }
@@ -911,7 +988,11 @@ impl Vpc {
                         format!(
                             "address {a} is outside its subnet `{}` ({})",
                             subnet.id,
-                            if cidrs.is_empty() { "no CIDR".to_string() } else { cidrs.join(", ") }
+                            if cidrs.is_empty() {
+                                "no CIDR".to_string()
+                            } else {
+                                cidrs.join(", ")
+                            }
                         ),
                     ));
                 }
@@ -921,7 +1002,10 @@ impl Vpc {
                     errs.push(RulesetError::new(
                         &e.origin,
                         format!("network_interface {}.security_groups", e.id),
-                        format!("unknown security group `{g}`; known: {}", ids(sg_ids.iter())),
+                        format!(
+                            "unknown security group `{g}`; known: {}",
+                            ids(sg_ids.iter())
+                        ),
                     ));
                 }
             }
@@ -965,7 +1049,11 @@ fn list(cidrs: &[IpNet]) -> String {
     if cidrs.is_empty() {
         return "none".into();
     }
-    cidrs.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+    cidrs
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn ids<'a, S: AsRef<str> + 'a>(it: impl Iterator<Item = S>) -> String {
@@ -985,7 +1073,8 @@ mod tests {
     fn base() -> Vpc {
         let mut vpc = Vpc::new("vpc-1");
         vpc.cidrs.push("10.0.0.0/16".parse().unwrap());
-        vpc.subnets.push(Subnet::new("subnet-a", "10.0.1.0/24".parse().unwrap()));
+        vpc.subnets
+            .push(Subnet::new("subnet-a", "10.0.1.0/24".parse().unwrap()));
         vpc
     }
 
@@ -995,8 +1084,17 @@ mod tests {
         vpc.validate().unwrap();
         let acl = &vpc.network_acls[0];
         assert!(acl.is_default);
-        assert_eq!(acl.inbound.iter().map(|e| e.rule_number).collect::<Vec<_>>(), vec![100, 32767]);
-        assert_eq!(vpc.subnets[0].network_acl_id.as_deref(), Some(acl.id.as_str()));
+        assert_eq!(
+            acl.inbound
+                .iter()
+                .map(|e| e.rule_number)
+                .collect::<Vec<_>>(),
+            vec![100, 32767]
+        );
+        assert_eq!(
+            vpc.subnets[0].network_acl_id.as_deref(),
+            Some(acl.id.as_str())
+        );
     }
 
     #[test]
@@ -1015,15 +1113,25 @@ mod tests {
         vpc.network_acls.push(acl);
         let err = vpc.validate().unwrap_err().to_string();
         assert!(err.contains("r.toml:7:3"), "{err}");
-        assert!(err.contains("RuleNumber 40000 is outside 1..=32766"), "{err}");
+        assert!(
+            err.contains("RuleNumber 40000 is outside 1..=32766"),
+            "{err}"
+        );
     }
 
     #[test]
     fn eni_outside_subnet() {
         let mut vpc = base();
-        vpc.network_interfaces.push(NetworkInterface::new("eni-1", "subnet-a", "10.0.2.5".parse().unwrap()));
+        vpc.network_interfaces.push(NetworkInterface::new(
+            "eni-1",
+            "subnet-a",
+            "10.0.2.5".parse().unwrap(),
+        ));
         let err = vpc.validate().unwrap_err().to_string();
-        assert!(err.contains("10.0.2.5 is outside its subnet `subnet-a` (10.0.1.0/24)"), "{err}");
+        assert!(
+            err.contains("10.0.2.5 is outside its subnet `subnet-a` (10.0.1.0/24)"),
+            "{err}"
+        );
     }
 
     #[test]

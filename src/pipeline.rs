@@ -159,7 +159,12 @@ enum ToMerger {
     Batch(Arc<Batch>),
     Out(WorkerOut),
     /// A worker's final records and counters.
-    Done { records: Vec<FlowRecord>, stats: EngineStats, rejects: BTreeMap<(usize, Reason), u64>, none: BTreeMap<String, u64> },
+    Done {
+        records: Vec<FlowRecord>,
+        stats: EngineStats,
+        rejects: BTreeMap<(usize, Reason), u64>,
+        none: BTreeMap<String, u64>,
+    },
 }
 
 fn symmetric_hash(p: &Packet) -> u64 {
@@ -181,19 +186,28 @@ fn symmetric_hash(p: &Packet) -> u64 {
 }
 
 fn out_err(path: &Path) -> impl Fn(io::Error) -> ReplayError + '_ {
-    move |error| ReplayError::Output { path: path.display().to_string(), error }
+    move |error| ReplayError::Output {
+        path: path.display().to_string(),
+        error,
+    }
 }
 
 /// Runs a replay. `interrupt`, when set, makes the reader stop at the next batch;
 /// everything read so far is still processed and written.
 pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary, ReplayError> {
     // Stable ENI numbers across every ruleset of the run.
-    let mut eni_ids: Vec<String> =
-        cfg.rulesets.iter().flat_map(|r| r.vpc.network_interfaces.iter().map(|e| e.id.clone())).collect();
+    let mut eni_ids: Vec<String> = cfg
+        .rulesets
+        .iter()
+        .flat_map(|r| r.vpc.network_interfaces.iter().map(|e| e.id.clone()))
+        .collect();
     eni_ids.sort();
     eni_ids.dedup();
-    let policies: Vec<Arc<Policy>> =
-        cfg.rulesets.iter().map(|r| Arc::new(Policy::compile(r.vpc.clone(), &eni_ids))).collect();
+    let policies: Vec<Arc<Policy>> = cfg
+        .rulesets
+        .iter()
+        .map(|r| Arc::new(Policy::compile(r.vpc.clone(), &eni_ids)))
+        .collect();
     let mut metas: Vec<Option<EniMeta>> = vec![None; eni_ids.len()];
     for r in &cfg.rulesets {
         let vpc = &r.vpc;
@@ -203,12 +217,18 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
                 let subnet = vpc.subnet(&e.subnet_id);
                 metas[n] = Some(EniMeta {
                     interface_id: e.id.clone(),
-                    account_id: if e.owner_id.is_empty() { vpc.account_id.clone() } else { e.owner_id.clone() },
+                    account_id: if e.owner_id.is_empty() {
+                        vpc.account_id.clone()
+                    } else {
+                        e.owner_id.clone()
+                    },
                     vpc_id: vpc.id.clone(),
                     subnet_id: e.subnet_id.clone(),
                     instance_id: e.instance_id.clone(),
                     region: vpc.region.clone(),
-                    az_id: subnet.map(|s| s.availability_zone_id.clone()).unwrap_or_default(),
+                    az_id: subnet
+                        .map(|s| s.availability_zone_id.clone())
+                        .unwrap_or_default(),
                 });
             }
         }
@@ -232,8 +252,13 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
         None => None,
     };
     let mut verdict_writer: Option<Box<dyn Write + Send>> = match &cfg.verdicts {
-        Some(p) if p.as_os_str() == "-" => Some(Box::new(BufWriter::with_capacity(1 << 20, io::stdout()))),
-        Some(p) => Some(Box::new(BufWriter::with_capacity(1 << 20, std::fs::File::create(p).map_err(out_err(p))?))),
+        Some(p) if p.as_os_str() == "-" => {
+            Some(Box::new(BufWriter::with_capacity(1 << 20, io::stdout())))
+        }
+        Some(p) => Some(Box::new(BufWriter::with_capacity(
+            1 << 20,
+            std::fs::File::create(p).map_err(out_err(p))?,
+        ))),
         None => None,
     };
     let mut accepted = match &cfg.accepted {
@@ -246,7 +271,11 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
     };
     let want_verdicts = verdict_writer.is_some();
     let multi_file = cfg.captures.len() > 1;
-    let file_names: Vec<String> = cfg.captures.iter().map(|p| p.display().to_string()).collect();
+    let file_names: Vec<String> = cfg
+        .captures
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
 
     let (merge_tx, merge_rx) = bounded::<ToMerger>(QUEUE_DEPTH * (workers + 1));
     let mut worker_txs = Vec::new();
@@ -260,7 +289,16 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
             let merge_tx = merge_tx.clone();
             let file_names = &file_names;
             scope.spawn(move || {
-                worker_loop(w, rx, merge_tx, policies, cfg.interval, want_verdicts, multi_file, file_names)
+                worker_loop(
+                    w,
+                    rx,
+                    merge_tx,
+                    policies,
+                    cfg.interval,
+                    want_verdicts,
+                    multi_file,
+                    file_names,
+                )
             });
         }
         drop(merge_tx);
@@ -310,7 +348,10 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
         summary.nodata_windows_skipped = m.nodata_skipped;
         summary.engine = m.stats;
         for ((gen, reason), n) in m.rejects {
-            *summary.reject_reasons.entry(reason_text(reason, &policies[gen])).or_insert(0) += n;
+            *summary
+                .reject_reasons
+                .entry(reason_text(reason, &policies[gen]))
+                .or_insert(0) += n;
         }
         Ok(())
     })?;
@@ -334,7 +375,10 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
 
     // Coverage per ruleset.
     for (gen, (policy, rs)) in policies.iter().zip(&cfg.rulesets).enumerate() {
-        let mut cov = Coverage { label: rs.label.clone(), ..Default::default() };
+        let mut cov = Coverage {
+            label: rs.label.clone(),
+            ..Default::default()
+        };
         let nh = summary.engine.nacl_hits.get(gen);
         for r in policy.all_nacl_rules() {
             let n = nh.and_then(|h| h.get(&r)).copied().unwrap_or(0);
@@ -362,12 +406,19 @@ fn read_all(
     let mut watermark = 0u64;
     let mut next_rules = 1usize;
     let progress = if cfg.progress {
-        let total: u64 = cfg.captures.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+        let total: u64 = cfg
+            .captures
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
         let bar = indicatif::ProgressBar::new(total);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} replay [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .unwrap()
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(
+                "{spinner} replay [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap()
+            .progress_chars("=> "),
         );
         Some(bar)
     } else {
@@ -410,7 +461,9 @@ fn read_all(
             };
             index += 1;
             // A ruleset change at this packet's time: close the batch, tell workers.
-            while next_rules < cfg.rulesets.len() && cfg.rulesets[next_rules].from.is_some_and(|t| pkt.ts >= t) {
+            while next_rules < cfg.rulesets.len()
+                && cfg.rulesets[next_rules].from.is_some_and(|t| pkt.ts >= t)
+            {
                 let full = std::mem::replace(&mut batch, new_batch(0, fi as u32));
                 dispatch(full, watermark, worker_txs, &mut batch_id);
                 batch.id = batch_id;
@@ -521,12 +574,24 @@ fn worker_loop(
             }
             match d.verdict {
                 Verdict::Reject => *rejects.entry((gen, d.reason)).or_insert(0) += 1,
-                Verdict::None => *none.entry(reason_text(d.reason, engine.policy())).or_insert(0) += 1,
+                Verdict::None => {
+                    *none
+                        .entry(reason_text(d.reason, engine.policy()))
+                        .or_insert(0) += 1
+                }
                 Verdict::Accept => {}
             }
             out.verdicts.push(d.verdict);
             if want_verdicts {
-                write_verdict(&mut out.lines, rec, Some(pkt), &d, engine.policy(), multi_file.then(|| file_names[batch.file as usize].as_str()), None);
+                write_verdict(
+                    &mut out.lines,
+                    rec,
+                    Some(pkt),
+                    &d,
+                    engine.policy(),
+                    multi_file.then(|| file_names[batch.file as usize].as_str()),
+                    None,
+                );
                 out.line_ends.push(out.lines.len() as u32);
             }
         }
@@ -545,7 +610,12 @@ fn worker_loop(
     }
     let mut records = Vec::new();
     agg.close_all(&mut records);
-    let _ = merge_tx.send(ToMerger::Done { records, stats: engine.stats().clone(), rejects, none });
+    let _ = merge_tx.send(ToMerger::Done {
+        records,
+        stats: engine.stats().clone(),
+        rejects,
+        none,
+    });
 }
 
 /// One verdict line (CLI.md "Per-packet verdicts").
@@ -558,23 +628,45 @@ fn write_verdict(
     file: Option<&str>,
     parse_error: Option<&ParseError>,
 ) {
-    let _ = write!(out, "{{\"packet\":{},\"time\":{}.{:09}", rec.index, rec.ts.secs(), rec.ts.subsec_nanos());
+    let _ = write!(
+        out,
+        "{{\"packet\":{},\"time\":{}.{:09}",
+        rec.index,
+        rec.ts.secs(),
+        rec.ts.subsec_nanos()
+    );
     if let Some(f) = file {
         out.extend_from_slice(b",\"file\":");
         let _ = serde_json::to_writer(&mut *out, f);
     }
     if let Some(p) = pkt {
-        let _ = write!(out, ",\"src\":\"{}\",\"dst\":\"{}\",\"protocol\":{}", p.src, p.dst, p.protocol);
+        let _ = write!(
+            out,
+            ",\"src\":\"{}\",\"dst\":\"{}\",\"protocol\":{}",
+            p.src, p.dst, p.protocol
+        );
         if p.protocol == 1 || p.protocol == 58 {
-            let _ = write!(out, ",\"src_port\":0,\"dst_port\":0,\"icmp_type\":{},\"icmp_code\":{}", p.icmp_type, p.icmp_code);
+            let _ = write!(
+                out,
+                ",\"src_port\":0,\"dst_port\":0,\"icmp_type\":{},\"icmp_code\":{}",
+                p.icmp_type, p.icmp_code
+            );
         } else {
-            let _ = write!(out, ",\"src_port\":{},\"dst_port\":{}", p.src_port, p.dst_port);
+            let _ = write!(
+                out,
+                ",\"src_port\":{},\"dst_port\":{}",
+                p.src_port, p.dst_port
+            );
         }
     }
     let _ = write!(out, ",\"action\":\"{}\"", d.verdict.as_str());
     match (d.verdict, parse_error) {
         (_, Some(e)) => {
-            let r = if e.is_not_ip() { "not-ip".to_string() } else { format!("malformed {}", e.reason()) };
+            let r = if e.is_not_ip() {
+                "not-ip".to_string()
+            } else {
+                format!("malformed {}", e.reason())
+            };
             let _ = write!(out, ",\"reason\":\"{r}\"");
         }
         (Verdict::Accept, None) => {}
@@ -631,8 +723,11 @@ impl FlowSink<'_> {
             if let Some(mut w) = self.next_window {
                 let mut gap = 0u64;
                 while w + interval <= upto {
-                    let has: std::collections::HashSet<u32> =
-                        ready.iter().filter(|r| r.window_start == w).map(|r| r.eni).collect();
+                    let has: std::collections::HashSet<u32> = ready
+                        .iter()
+                        .filter(|r| r.window_start == w)
+                        .map(|r| r.eni)
+                        .collect();
                     if has.is_empty() {
                         gap += 1;
                     } else {
@@ -656,7 +751,8 @@ impl FlowSink<'_> {
         ready.sort_by_key(|r| r.sort_key());
         if let Some(wr) = self.writer.as_mut() {
             for r in &ready {
-                wr.write(r, &self.metas[r.eni as usize]).map_err(out_err(path))?;
+                wr.write(r, &self.metas[r.eni as usize])
+                    .map_err(out_err(path))?;
             }
         }
         self.written += ready.len() as u64;
@@ -718,11 +814,18 @@ fn merger_loop(
                 batches.insert(b.id, b);
             }
             ToMerger::Out(o) => {
-                let slot = outs.entry(o.batch).or_insert_with(|| (0..workers).map(|_| None).collect());
+                let slot = outs
+                    .entry(o.batch)
+                    .or_insert_with(|| (0..workers).map(|_| None).collect());
                 let w = o.worker;
                 slot[w] = Some(o);
             }
-            ToMerger::Done { records, stats, rejects, none } => {
+            ToMerger::Done {
+                records,
+                stats,
+                rejects,
+                none,
+            } => {
                 done += 1;
                 sink.pending.extend(records);
                 m.stats.merge(&stats);
@@ -753,14 +856,22 @@ fn merger_loop(
                 let frame = &b.data[rec.start as usize..(rec.start + rec.len) as usize];
                 if let Err(e) = &b.parsed[i] {
                     m.none += 1;
-                    let r = if e.is_not_ip() { "not-ip".to_string() } else { format!("malformed {}", e.reason()) };
+                    let r = if e.is_not_ip() {
+                        "not-ip".to_string()
+                    } else {
+                        format!("malformed {}", e.reason())
+                    };
                     *m.none_reasons.entry(r).or_insert(0) += 1;
                     if !e.is_not_ip() {
                         *m.parse_problems.entry(e.reason().to_string()).or_insert(0) += 1;
                     }
                     if let Some(w) = verdict_writer.as_mut() {
                         let mut line = Vec::new();
-                        let d = Decision { verdict: Verdict::None, reason: Reason::NoEni, obs: [None, None] };
+                        let d = Decision {
+                            verdict: Verdict::None,
+                            reason: Reason::NoEni,
+                            obs: [None, None],
+                        };
                         write_verdict(
                             &mut line,
                             rec,
@@ -771,7 +882,10 @@ fn merger_loop(
                             Some(e),
                         );
                         if let Err(err) = w.write_all(&line) {
-                            verdict_error.get_or_insert(ReplayError::Output { path: "verdicts".into(), error: err });
+                            verdict_error.get_or_insert(ReplayError::Output {
+                                path: "verdicts".into(),
+                                error: err,
+                            });
                         }
                     }
                     continue;
@@ -784,7 +898,10 @@ fn merger_loop(
                     let end = o.line_ends[c.0] as usize;
                     if let Some(vw) = verdict_writer.as_mut() {
                         if let Err(err) = vw.write_all(&o.lines[c.1..end]) {
-                            verdict_error.get_or_insert(ReplayError::Output { path: "verdicts".into(), error: err });
+                            verdict_error.get_or_insert(ReplayError::Output {
+                                path: "verdicts".into(),
+                                error: err,
+                            });
                         }
                     }
                     c.1 = end;
@@ -795,14 +912,20 @@ fn merger_loop(
                         m.accepted += 1;
                         if let Some(p) = accepted.as_mut() {
                             p.write_packet(rec.ts, rec.link_type, frame, rec.orig_len)
-                                .map_err(|e| ReplayError::Output { path: "accepted pcap".into(), error: e })?;
+                                .map_err(|e| ReplayError::Output {
+                                    path: "accepted pcap".into(),
+                                    error: e,
+                                })?;
                         }
                     }
                     Verdict::Reject => {
                         m.rejected += 1;
                         if let Some(p) = rejected.as_mut() {
                             p.write_packet(rec.ts, rec.link_type, frame, rec.orig_len)
-                                .map_err(|e| ReplayError::Output { path: "rejected pcap".into(), error: e })?;
+                                .map_err(|e| ReplayError::Output {
+                                    path: "rejected pcap".into(),
+                                    error: e,
+                                })?;
                         }
                     }
                     Verdict::None => m.none += 1,
@@ -823,7 +946,16 @@ fn merger_loop(
     }
     // The last windows: up to the end of the window of the last packet.
     let end = last_ts.map_or(0, |t| (t.secs() / interval + 1) * interval);
-    sink.flush(end.max(sink.pending.iter().map(|r| r.window_start + interval).max().unwrap_or(0)), &flow_path)?;
+    sink.flush(
+        end.max(
+            sink.pending
+                .iter()
+                .map(|r| r.window_start + interval)
+                .max()
+                .unwrap_or(0),
+        ),
+        &flow_path,
+    )?;
     // Windows of out-of-order packets after the last one.
     sink.nodata = false;
     sink.flush(u64::MAX, &flow_path)?;

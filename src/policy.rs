@@ -183,7 +183,8 @@ fn proto_ports_match(protocol: Protocol, ports: PortSpec, pkt: &Packet) -> bool 
                 PortSpec::Any => true,
                 PortSpec::Range { from, to } => (from..=to).contains(&pkt.dst_port),
                 PortSpec::Icmp { icmp_type, code } => {
-                    icmp_type.is_none_or(|t| t == pkt.icmp_type) && code.is_none_or(|c| c == pkt.icmp_code)
+                    icmp_type.is_none_or(|t| t == pkt.icmp_type)
+                        && code.is_none_or(|c| c == pkt.icmp_code)
                 }
             }
         }
@@ -195,20 +196,44 @@ impl Policy {
     /// ruleset of the run: an ENI's stable number is its position there, so that flow
     /// records and tracked connections survive a ruleset change (`--rules-at`).
     pub fn compile(vpc: Arc<Vpc>, eni_ids: &[String]) -> Policy {
-        let subnet_index: std::collections::HashMap<&str, u32> =
-            vpc.subnets.iter().enumerate().map(|(i, s)| (s.id.as_str(), i as u32)).collect();
-        let acl_index: std::collections::HashMap<&str, u32> =
-            vpc.network_acls.iter().enumerate().map(|(i, a)| (a.id.as_str(), i as u32)).collect();
-        let sg_index: std::collections::HashMap<&str, u32> =
-            vpc.security_groups.iter().enumerate().map(|(i, g)| (g.id.as_str(), i as u32)).collect();
+        let subnet_index: std::collections::HashMap<&str, u32> = vpc
+            .subnets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i as u32))
+            .collect();
+        let acl_index: std::collections::HashMap<&str, u32> = vpc
+            .network_acls
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.as_str(), i as u32))
+            .collect();
+        let sg_index: std::collections::HashMap<&str, u32> = vpc
+            .security_groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.id.as_str(), i as u32))
+            .collect();
 
         let mut addrs = HashMap::new();
         for (i, e) in vpc.network_interfaces.iter().enumerate() {
             for a in e.private_addrs() {
-                addrs.insert(a, AddrOwner { eni: i as u32, public: false });
+                addrs.insert(
+                    a,
+                    AddrOwner {
+                        eni: i as u32,
+                        public: false,
+                    },
+                );
             }
             if let Some(p) = e.public_ipv4 {
-                addrs.insert(IpAddr::V4(p), AddrOwner { eni: i as u32, public: true });
+                addrs.insert(
+                    IpAddr::V4(p),
+                    AddrOwner {
+                        eni: i as u32,
+                        public: true,
+                    },
+                );
             }
         }
 
@@ -267,27 +292,51 @@ impl Policy {
             let mut din = DirRules::default();
             let mut dout = DirRules::default();
             for g in &e.security_groups {
-                let Some(&gi) = sg_index.get(g.as_str()) else { continue };
+                let Some(&gi) = sg_index.get(g.as_str()) else {
+                    continue;
+                };
                 let group = &vpc.security_groups[gi as usize];
-                for (egress, rules, dir) in [(false, &group.ingress, &mut din), (true, &group.egress, &mut dout)] {
+                for (egress, rules, dir) in [
+                    (false, &group.ingress, &mut din),
+                    (true, &group.egress, &mut dout),
+                ] {
                     for (ri, r) in rules.iter().enumerate() {
-                        let id = SgRuleRef { group: gi, egress, rule: ri as u32 };
+                        let id = SgRuleRef {
+                            group: gi,
+                            egress,
+                            rule: ri as u32,
+                        };
                         let (peer, open) = match &r.peer {
                             SgPeer::Cidr(n) => (Peer::Net(*n), n.prefix_len() == 0),
-                            SgPeer::PrefixList(p) => {
-                                (Peer::Set(prefix_lists.get(p.as_str()).cloned().unwrap_or_default()), false)
-                            }
+                            SgPeer::PrefixList(p) => (
+                                Peer::Set(
+                                    prefix_lists.get(p.as_str()).cloned().unwrap_or_default(),
+                                ),
+                                false,
+                            ),
                             SgPeer::SecurityGroup(s) => {
-                                let set = sg_index.get(s.as_str()).map(|&i| members[i as usize].clone()).unwrap_or_default();
+                                let set = sg_index
+                                    .get(s.as_str())
+                                    .map(|&i| members[i as usize].clone())
+                                    .unwrap_or_default();
                                 (Peer::Set(set), false)
                             }
                         };
-                        let rule = CompiledSgRule { protocol: r.protocol, ports: r.ports, peer, open, id };
+                        let rule = CompiledSgRule {
+                            protocol: r.protocol,
+                            ports: r.ports,
+                            peer,
+                            open,
+                            id,
+                        };
                         // A CIDR rule matches only its own family; a set may hold both.
                         let (in_v4, in_v6) = match &rule.peer {
                             Peer::Net(IpNet::V4(_)) => (true, false),
                             Peer::Net(IpNet::V6(_)) => (false, true),
-                            Peer::Set(s) => (s.iter().any(|n| n.addr().is_ipv4()), s.iter().any(|n| n.addr().is_ipv6())),
+                            Peer::Set(s) => (
+                                s.iter().any(|n| n.addr().is_ipv4()),
+                                s.iter().any(|n| n.addr().is_ipv6()),
+                            ),
                         };
                         if in_v4 {
                             dir.v4.push(rule.clone());
@@ -331,16 +380,33 @@ impl Policy {
         let eni_number = vpc
             .network_interfaces
             .iter()
-            .map(|e| eni_ids.binary_search(&e.id).map(|i| i as u32).unwrap_or(u32::MAX))
+            .map(|e| {
+                eni_ids
+                    .binary_search(&e.id)
+                    .map(|i| i as u32)
+                    .unwrap_or(u32::MAX)
+            })
             .collect();
-        let eni_subnet =
-            vpc.network_interfaces.iter().map(|e| subnet_index.get(e.subnet_id.as_str()).copied().unwrap_or(0)).collect();
+        let eni_subnet = vpc
+            .network_interfaces
+            .iter()
+            .map(|e| subnet_index.get(e.subnet_id.as_str()).copied().unwrap_or(0))
+            .collect();
         let subnet_nacl = vpc
             .subnets
             .iter()
-            .map(|s| s.network_acl_id.as_deref().and_then(|a| acl_index.get(a).copied()).unwrap_or(0))
+            .map(|s| {
+                s.network_acl_id
+                    .as_deref()
+                    .and_then(|a| acl_index.get(a).copied())
+                    .unwrap_or(0)
+            })
             .collect();
-        let eni_timeouts = vpc.network_interfaces.iter().map(|e| e.conntrack.apply(vpc.conntrack)).collect();
+        let eni_timeouts = vpc
+            .network_interfaces
+            .iter()
+            .map(|e| e.conntrack.apply(vpc.conntrack))
+            .collect();
 
         // Tracked-connection allowance: per instance, else per ENI.
         let mut group_of: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
@@ -400,7 +466,13 @@ impl Policy {
     /// `remote` is the packet's source (ingress) or destination (egress). Rules are
     /// united across the ENI's groups; any match allows (the most permissive wins).
     #[inline]
-    pub fn sg_match(&self, eni: u32, dir: Direction, remote: IpAddr, pkt: &Packet) -> Option<SgRuleRef> {
+    pub fn sg_match(
+        &self,
+        eni: u32,
+        dir: Direction,
+        remote: IpAddr,
+        pkt: &Packet,
+    ) -> Option<SgRuleRef> {
         let rules = match dir {
             Direction::Ingress => &self.sg_in[eni as usize],
             Direction::Egress => &self.sg_out[eni as usize],
@@ -420,7 +492,10 @@ impl Policy {
             Direction::Ingress => &self.sg_in[eni as usize],
             Direction::Egress => &self.sg_out[eni as usize],
         };
-        rules.family(v6).iter().any(|r| r.open && proto_ports_match(r.protocol, r.ports, pkt))
+        rules
+            .family(v6)
+            .iter()
+            .any(|r| r.open && proto_ports_match(r.protocol, r.ports, pkt))
     }
 
     /// True when `eni` has, in `dir`, an SG rule with the CIDR `0.0.0.0/0` (or `::/0`)
@@ -447,7 +522,11 @@ impl Policy {
     #[inline]
     pub fn nacl_decide(&self, subnet: u32, egress: bool, pkt: &Packet) -> NaclDecision {
         let acl = self.subnet_nacl[subnet as usize];
-        let dir = if egress { &self.nacl_out[acl as usize] } else { &self.nacl_in[acl as usize] };
+        let dir = if egress {
+            &self.nacl_out[acl as usize]
+        } else {
+            &self.nacl_in[acl as usize]
+        };
         let peer = if egress { pkt.dst } else { pkt.src };
         let entries = if peer.is_ipv6() { &dir.v6 } else { &dir.v4 };
         for e in entries {
@@ -455,7 +534,11 @@ impl Policy {
                 return NaclDecision {
                     allow: e.allow,
                     rule_number: e.rule_number,
-                    rule: NaclRuleRef { acl, egress, entry: e.entry },
+                    rule: NaclRuleRef {
+                        acl,
+                        egress,
+                        entry: e.entry,
+                    },
                 };
             }
         }
@@ -465,7 +548,11 @@ impl Policy {
         NaclDecision {
             allow: false,
             rule_number: if peer.is_ipv6() { 32768 } else { 32767 },
-            rule: NaclRuleRef { acl, egress, entry: u32::MAX },
+            rule: NaclRuleRef {
+                acl,
+                egress,
+                entry: u32::MAX,
+            },
         }
     }
 
@@ -484,7 +571,11 @@ impl Policy {
             }
             for (egress, list) in [(false, &acl.inbound), (true, &acl.outbound)] {
                 for i in 0..list.len() {
-                    v.push(NaclRuleRef { acl: ai as u32, egress, entry: i as u32 });
+                    v.push(NaclRuleRef {
+                        acl: ai as u32,
+                        egress,
+                        entry: i as u32,
+                    });
                 }
             }
         }
@@ -506,7 +597,11 @@ impl Policy {
             }
             for (egress, list) in [(false, &g.ingress), (true, &g.egress)] {
                 for i in 0..list.len() {
-                    v.push(SgRuleRef { group: gi as u32, egress, rule: i as u32 });
+                    v.push(SgRuleRef {
+                        group: gi as u32,
+                        egress,
+                        rule: i as u32,
+                    });
                 }
             }
         }
@@ -516,11 +611,19 @@ impl Policy {
     /// `acl-0abc inbound rule 100 (allow tcp 443 from 0.0.0.0/0)`.
     pub fn describe_nacl_rule(&self, r: NaclRuleRef) -> String {
         let acl = &self.vpc.network_acls[r.acl as usize];
-        let list = if r.egress { &acl.outbound } else { &acl.inbound };
+        let list = if r.egress {
+            &acl.outbound
+        } else {
+            &acl.inbound
+        };
         let dir = if r.egress { "outbound" } else { "inbound" };
         match list.get(r.entry as usize) {
             Some(e) => {
-                let num = if e.rule_number >= 32767 { "*".to_string() } else { e.rule_number.to_string() };
+                let num = if e.rule_number >= 32767 {
+                    "*".to_string()
+                } else {
+                    e.rule_number.to_string()
+                };
                 let proto = match e.protocol {
                     Protocol::All => "all".to_string(),
                     Protocol::Number(PROTO_TCP) => "tcp".into(),
@@ -529,9 +632,16 @@ impl Policy {
                     Protocol::Number(PROTO_ICMPV6) => "icmpv6".into(),
                     Protocol::Number(n) => format!("proto {n}"),
                 };
-                let ports = if matches!(e.ports, PortSpec::Any) { String::new() } else { format!(" {}", e.ports) };
+                let ports = if matches!(e.ports, PortSpec::Any) {
+                    String::new()
+                } else {
+                    format!(" {}", e.ports)
+                };
                 let peer = if r.egress { "to" } else { "from" };
-                format!("{} {dir} rule {num} ({} {proto}{ports} {peer} {})", acl.id, e.action, e.cidr)
+                format!(
+                    "{} {dir} rule {num} ({} {proto}{ports} {peer} {})",
+                    acl.id, e.action, e.cidr
+                )
             }
             None => format!("{} {dir} rule ?", acl.id),
         }
@@ -578,8 +688,21 @@ mod tests {
         }
     }
 
-    fn entry(n: u32, proto: Protocol, ports: PortSpec, cidr: &str, action: RuleAction) -> NetworkAclEntry {
-        NetworkAclEntry { rule_number: n, protocol: proto, cidr: cidr.parse().unwrap(), ports, action, origin: Origin::default() }
+    fn entry(
+        n: u32,
+        proto: Protocol,
+        ports: PortSpec,
+        cidr: &str,
+        action: RuleAction,
+    ) -> NetworkAclEntry {
+        NetworkAclEntry {
+            rule_number: n,
+            protocol: proto,
+            cidr: cidr.parse().unwrap(),
+            ports,
+            action,
+            origin: Origin::default(),
+        }
     }
 
     /// NACL-3 of aws-semantics.md §7.3 (VPC-NACL 2023, custom IPv4 NACL), inbound.
@@ -614,8 +737,14 @@ mod tests {
         let d = p.nacl_decide(0, false, &pkt("198.51.100.7", "10.0.1.5", 6, 139));
         assert_eq!((d.allow, d.rule_number), (false, 32767));
         // SSH only from the home network.
-        assert!(p.nacl_decide(0, false, &pkt("192.0.2.9", "10.0.1.5", 6, 22)).allow);
-        assert!(!p.nacl_decide(0, false, &pkt("203.0.113.9", "10.0.1.5", 6, 22)).allow);
+        assert!(
+            p.nacl_decide(0, false, &pkt("192.0.2.9", "10.0.1.5", 6, 22))
+                .allow
+        );
+        assert!(
+            !p.nacl_decide(0, false, &pkt("203.0.113.9", "10.0.1.5", 6, 22))
+                .allow
+        );
     }
 
     #[test]

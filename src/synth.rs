@@ -27,14 +27,46 @@ const MAC_B: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 /// One frame to build.
 #[derive(Clone, Copy, Debug)]
 pub enum Frame {
-    Tcp { src: IpAddr, sport: u16, dst: IpAddr, dport: u16, flags: u8, seq: u32, ack: u32, payload: usize },
-    Udp { src: IpAddr, sport: u16, dst: IpAddr, dport: u16, payload: usize },
+    Tcp {
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        payload: usize,
+    },
+    Udp {
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+        payload: usize,
+    },
     /// ICMP or ICMPv6 echo (the family follows the addresses).
-    Echo { src: IpAddr, dst: IpAddr, reply: bool, id: u16, seq: u16, payload: usize },
+    Echo {
+        src: IpAddr,
+        dst: IpAddr,
+        reply: bool,
+        id: u16,
+        seq: u16,
+        payload: usize,
+    },
     /// An ICMP destination-unreachable (v4 type 3 / v6 type 1) with `code`.
-    Unreachable { src: IpAddr, dst: IpAddr, code: u8, payload: usize },
+    Unreachable {
+        src: IpAddr,
+        dst: IpAddr,
+        code: u8,
+        payload: usize,
+    },
     /// Any other IP protocol, with a payload of zeros.
-    Other { src: IpAddr, dst: IpAddr, protocol: u8, payload: usize },
+    Other {
+        src: IpAddr,
+        dst: IpAddr,
+        protocol: u8,
+        payload: usize,
+    },
 }
 
 impl Frame {
@@ -56,7 +88,15 @@ impl Frame {
         };
         let mut out = Vec::with_capacity(128);
         match *self {
-            Frame::Tcp { sport, dport, flags, seq, ack, payload, .. } => {
+            Frame::Tcp {
+                sport,
+                dport,
+                flags,
+                seq,
+                ack,
+                payload,
+                ..
+            } => {
                 let mut h = TcpHeader::new(sport, dport, seq, 64240);
                 h.fin = flags & tcp_flags::FIN != 0;
                 h.syn = flags & tcp_flags::SYN != 0;
@@ -64,12 +104,27 @@ impl Frame {
                 h.psh = flags & tcp_flags::PSH != 0;
                 h.ack = flags & tcp_flags::ACK != 0;
                 h.acknowledgment_number = if h.ack { ack } else { 0 };
-                ip.tcp_header(h).write(&mut out, &vec![0x61; payload]).expect("write to a Vec");
+                ip.tcp_header(h)
+                    .write(&mut out, &vec![0x61; payload])
+                    .expect("write to a Vec");
             }
-            Frame::Udp { sport, dport, payload, .. } => {
-                ip.udp(sport, dport).write(&mut out, &vec![0x62; payload]).expect("write to a Vec");
+            Frame::Udp {
+                sport,
+                dport,
+                payload,
+                ..
+            } => {
+                ip.udp(sport, dport)
+                    .write(&mut out, &vec![0x62; payload])
+                    .expect("write to a Vec");
             }
-            Frame::Echo { reply, id, seq, payload, .. } => {
+            Frame::Echo {
+                reply,
+                id,
+                seq,
+                payload,
+                ..
+            } => {
                 let data = vec![0x63; payload];
                 match (src.is_ipv4(), reply) {
                     (true, false) => ip.icmpv4_echo_request(id, seq).write(&mut out, &data),
@@ -82,13 +137,20 @@ impl Frame {
             Frame::Unreachable { code, payload, .. } => {
                 let data = vec![0x64; payload];
                 if src.is_ipv4() {
-                    ip.icmpv4_raw(3, code, [0; 4]).write(&mut out, &data).expect("write to a Vec");
+                    ip.icmpv4_raw(3, code, [0; 4])
+                        .write(&mut out, &data)
+                        .expect("write to a Vec");
                 } else {
-                    ip.icmpv6_raw(1, code, [0; 4]).write(&mut out, &data).expect("write to a Vec");
+                    ip.icmpv6_raw(1, code, [0; 4])
+                        .write(&mut out, &data)
+                        .expect("write to a Vec");
                 }
             }
-            Frame::Other { protocol, payload, .. } => {
-                ip.write(&mut out, IpNumber(protocol), &vec![0x65; payload]).expect("write to a Vec");
+            Frame::Other {
+                protocol, payload, ..
+            } => {
+                ip.write(&mut out, IpNumber(protocol), &vec![0x65; payload])
+                    .expect("write to a Vec");
             }
         }
         out
@@ -119,7 +181,11 @@ pub struct Timeline {
 impl Timeline {
     /// Starts at Unix second `start`, with 1 ms between frames.
     pub fn new(start: u64) -> Timeline {
-        Timeline { now: start * 1_000_000_000, step: 1_000_000, frames: Vec::new() }
+        Timeline {
+            now: start * 1_000_000_000,
+            step: 1_000_000,
+            frames: Vec::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -169,8 +235,26 @@ impl Timeline {
     ) {
         use tcp_flags::*;
         let (mut cs, mut ss) = (1000u32, 5000u32);
-        let c = |flags, seq, ack, payload| Frame::Tcp { src: client, sport: cport, dst: server, dport: sport, flags, seq, ack, payload };
-        let s = |flags, seq, ack, payload| Frame::Tcp { src: server, sport, dst: client, dport: cport, flags, seq, ack, payload };
+        let c = |flags, seq, ack, payload| Frame::Tcp {
+            src: client,
+            sport: cport,
+            dst: server,
+            dport: sport,
+            flags,
+            seq,
+            ack,
+            payload,
+        };
+        let s = |flags, seq, ack, payload| Frame::Tcp {
+            src: server,
+            sport,
+            dst: client,
+            dport: cport,
+            flags,
+            seq,
+            ack,
+            payload,
+        };
         self.push(c(SYN, cs, 0, 0));
         cs += 1;
         self.push(s(SYN | ACK, ss, cs, 0));
@@ -201,7 +285,14 @@ impl Timeline {
     }
 
     /// A TCP connection attempt that gets no answer: the SYN and `retries` more.
-    pub fn tcp_syn_attempt(&mut self, client: IpAddr, cport: u16, server: IpAddr, sport: u16, retries: usize) {
+    pub fn tcp_syn_attempt(
+        &mut self,
+        client: IpAddr,
+        cport: u16,
+        server: IpAddr,
+        sport: u16,
+        retries: usize,
+    ) {
         for _ in 0..=retries {
             self.push(Frame::Tcp {
                 src: client,
@@ -218,10 +309,30 @@ impl Timeline {
     }
 
     /// A UDP request and, if `response` > 0, its reply.
-    pub fn udp_exchange(&mut self, client: IpAddr, cport: u16, server: IpAddr, sport: u16, request: usize, response: usize) {
-        self.push(Frame::Udp { src: client, sport: cport, dst: server, dport: sport, payload: request });
+    pub fn udp_exchange(
+        &mut self,
+        client: IpAddr,
+        cport: u16,
+        server: IpAddr,
+        sport: u16,
+        request: usize,
+        response: usize,
+    ) {
+        self.push(Frame::Udp {
+            src: client,
+            sport: cport,
+            dst: server,
+            dport: sport,
+            payload: request,
+        });
         if response > 0 {
-            self.push(Frame::Udp { src: server, sport, dst: client, dport: cport, payload: response });
+            self.push(Frame::Udp {
+                src: server,
+                sport,
+                dst: client,
+                dport: cport,
+                payload: response,
+            });
         }
     }
 
@@ -229,9 +340,23 @@ impl Timeline {
     /// 56 bytes of data, so 84 IP bytes each.
     pub fn ping(&mut self, from: IpAddr, to: IpAddr, id: u16, count: u16, replies: bool) {
         for seq in 1..=count {
-            self.push(Frame::Echo { src: from, dst: to, reply: false, id, seq, payload: 56 });
+            self.push(Frame::Echo {
+                src: from,
+                dst: to,
+                reply: false,
+                id,
+                seq,
+                payload: 56,
+            });
             if replies {
-                self.push(Frame::Echo { src: to, dst: from, reply: true, id, seq, payload: 56 });
+                self.push(Frame::Echo {
+                    src: to,
+                    dst: from,
+                    reply: true,
+                    id,
+                    seq,
+                    payload: 56,
+                });
             }
             self.advance_ms(1000);
         }
@@ -258,7 +383,15 @@ mod tests {
     #[test]
     fn ping_is_84_ip_bytes() {
         // FL-5: four default pings are 336 bytes: 20 (IPv4) + 8 (ICMP) + 56 (data).
-        let f = Frame::Echo { src: "203.0.113.12".parse().unwrap(), dst: "172.31.16.139".parse().unwrap(), reply: false, id: 1, seq: 1, payload: 56 }.build();
+        let f = Frame::Echo {
+            src: "203.0.113.12".parse().unwrap(),
+            dst: "172.31.16.139".parse().unwrap(),
+            reply: false,
+            id: 1,
+            seq: 1,
+            payload: 56,
+        }
+        .build();
         assert_eq!(f.len(), 14 + 84);
         // The IPv4 total length field at Ethernet offset 14 + 2.
         assert_eq!(u16::from_be_bytes([f[16], f[17]]), 84);
@@ -321,7 +454,14 @@ pub fn securecart_demo() -> Timeline {
         let lb = (i % 2) as usize;
         let cport = rng.range(49152, 65535) as u16;
         // The customer's HTTPS session with the ALB (TLS handshake, a page).
-        t.tcp_session(customer, cport, alb_public[lb], 443, &[(517, 1460), (126, 51), (420, 1380)], Close::Open);
+        t.tcp_session(
+            customer,
+            cport,
+            alb_public[lb],
+            443,
+            &[(517, 1460), (126, 51), (420, 1380)],
+            Close::Open,
+        );
         // The ALB's request to a task, and the task's query to the database.
         let task = tasks[(i % 3) as usize];
         let lport = rng.range(1024, 65535) as u16;
@@ -329,7 +469,16 @@ pub fn securecart_demo() -> Timeline {
             // The teaching point: the SYN-ACK to a port below 32768 is dropped by the
             // app NACL, so the ALB retries its SYN and the task answers each time.
             for _ in 0..3 {
-                t.push(Frame::Tcp { src: alb_private[lb], sport: lport, dst: task, dport: 8080, flags: tcp_flags::SYN, seq: 1, ack: 0, payload: 0 });
+                t.push(Frame::Tcp {
+                    src: alb_private[lb],
+                    sport: lport,
+                    dst: task,
+                    dport: 8080,
+                    flags: tcp_flags::SYN,
+                    seq: 1,
+                    ack: 0,
+                    payload: 0,
+                });
                 t.push(Frame::Tcp {
                     src: task,
                     sport: 8080,
@@ -347,28 +496,110 @@ pub fn securecart_demo() -> Timeline {
             let dport = rng.range(32768, 60999) as u16;
             t.tcp_session(task, dport, db, 5432, &[(210, 640), (90, 1200)], Close::Fin);
             // The task's answer to the ALB, then the ALB's answer to the customer.
-            t.push(Frame::Tcp { src: task, sport: 8080, dst: alb_private[lb], dport: lport, flags: tcp_flags::PSH | tcp_flags::ACK, seq: 5001, ack: 1381, payload: 1400 });
-            t.push(Frame::Tcp { src: alb_private[lb], sport: lport, dst: task, dport: 8080, flags: tcp_flags::FIN | tcp_flags::ACK, seq: 1381, ack: 6401, payload: 0 });
-            t.push(Frame::Tcp { src: task, sport: 8080, dst: alb_private[lb], dport: lport, flags: tcp_flags::FIN | tcp_flags::ACK, seq: 6401, ack: 1382, payload: 0 });
+            t.push(Frame::Tcp {
+                src: task,
+                sport: 8080,
+                dst: alb_private[lb],
+                dport: lport,
+                flags: tcp_flags::PSH | tcp_flags::ACK,
+                seq: 5001,
+                ack: 1381,
+                payload: 1400,
+            });
+            t.push(Frame::Tcp {
+                src: alb_private[lb],
+                sport: lport,
+                dst: task,
+                dport: 8080,
+                flags: tcp_flags::FIN | tcp_flags::ACK,
+                seq: 1381,
+                ack: 6401,
+                payload: 0,
+            });
+            t.push(Frame::Tcp {
+                src: task,
+                sport: 8080,
+                dst: alb_private[lb],
+                dport: lport,
+                flags: tcp_flags::FIN | tcp_flags::ACK,
+                seq: 6401,
+                ack: 1382,
+                payload: 0,
+            });
         }
-        t.push(Frame::Tcp { src: alb_public[lb], sport: 443, dst: customer, dport: cport, flags: tcp_flags::PSH | tcp_flags::ACK, seq: 9000, ack: 2000, payload: 1200 });
-        t.push(Frame::Tcp { src: customer, sport: cport, dst: alb_public[lb], dport: 443, flags: tcp_flags::FIN | tcp_flags::ACK, seq: 2000, ack: 10200, payload: 0 });
-        t.push(Frame::Tcp { src: alb_public[lb], sport: 443, dst: customer, dport: cport, flags: tcp_flags::FIN | tcp_flags::ACK, seq: 10200, ack: 2001, payload: 0 });
+        t.push(Frame::Tcp {
+            src: alb_public[lb],
+            sport: 443,
+            dst: customer,
+            dport: cport,
+            flags: tcp_flags::PSH | tcp_flags::ACK,
+            seq: 9000,
+            ack: 2000,
+            payload: 1200,
+        });
+        t.push(Frame::Tcp {
+            src: customer,
+            sport: cport,
+            dst: alb_public[lb],
+            dport: 443,
+            flags: tcp_flags::FIN | tcp_flags::ACK,
+            seq: 2000,
+            ack: 10200,
+            payload: 0,
+        });
+        t.push(Frame::Tcp {
+            src: alb_public[lb],
+            sport: 443,
+            dst: customer,
+            dport: cport,
+            flags: tcp_flags::FIN | tcp_flags::ACK,
+            seq: 10200,
+            ack: 2001,
+            payload: 0,
+        });
     }
 
     // A customer on IPv6.
     t.at(SECURECART_DEMO_START + 95);
-    t.tcp_session(ip("2001:db8:5ca1::77"), 51234, ip("2600:1f18:4a3:6d01::10"), 443, &[(517, 1460), (300, 4000)], Close::Fin);
+    t.tcp_session(
+        ip("2001:db8:5ca1::77"),
+        51234,
+        ip("2600:1f18:4a3:6d01::10"),
+        443,
+        &[(517, 1460), (300, 4000)],
+        Close::Fin,
+    );
 
     // An app task resolves and calls a payment API on the internet.
     t.at(SECURECART_DEMO_START + 130);
     t.udp_exchange(tasks[0], 40111, ip("10.0.0.2"), 53, 40, 120);
-    t.tcp_session(tasks[0], 44321, ip("192.0.2.80"), 443, &[(517, 2900), (700, 300)], Close::Fin);
+    t.tcp_session(
+        tasks[0],
+        44321,
+        ip("192.0.2.80"),
+        443,
+        &[(517, 2900), (700, 300)],
+        Close::Fin,
+    );
 
     // The office: SSH to the bastion, then from the bastion to a task.
     t.at(SECURECART_DEMO_START + 200);
-    t.tcp_session(ip("198.51.100.25"), 50522, bastion_public, 22, &[(40, 40), (120, 680), (60, 60)], Close::Open);
-    t.tcp_session(bastion, 41022, tasks[1], 22, &[(40, 40), (80, 900)], Close::Fin);
+    t.tcp_session(
+        ip("198.51.100.25"),
+        50522,
+        bastion_public,
+        22,
+        &[(40, 40), (120, 680), (60, 60)],
+        Close::Open,
+    );
+    t.tcp_session(
+        bastion,
+        41022,
+        tasks[1],
+        22,
+        &[(40, 40), (80, 900)],
+        Close::Fin,
+    );
 
     // Someone on the internet tries SSH on the bastion: the public NACL denies it.
     t.at(SECURECART_DEMO_START + 260);
@@ -385,11 +616,36 @@ pub fn securecart_demo() -> Timeline {
         t.at(SECURECART_DEMO_START + 610 + i * 15);
         let customer = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 100 + i as u8));
         let cport = rng.range(49152, 65535) as u16;
-        t.tcp_session(customer, cport, alb_public[(i % 2) as usize], 443, &[(517, 1460), (300, 2800)], Close::Fin);
+        t.tcp_session(
+            customer,
+            cport,
+            alb_public[(i % 2) as usize],
+            443,
+            &[(517, 1460), (300, 2800)],
+            Close::Fin,
+        );
     }
     t.at(SECURECART_DEMO_START + 700);
-    t.push(Frame::Tcp { src: ip("198.51.100.25"), sport: 50522, dst: bastion_public, dport: 22, flags: tcp_flags::FIN | tcp_flags::ACK, seq: 1300, ack: 9000, payload: 0 });
-    t.push(Frame::Tcp { src: bastion_public, sport: 22, dst: ip("198.51.100.25"), dport: 50522, flags: tcp_flags::FIN | tcp_flags::ACK, seq: 9000, ack: 1301, payload: 0 });
+    t.push(Frame::Tcp {
+        src: ip("198.51.100.25"),
+        sport: 50522,
+        dst: bastion_public,
+        dport: 22,
+        flags: tcp_flags::FIN | tcp_flags::ACK,
+        seq: 1300,
+        ack: 9000,
+        payload: 0,
+    });
+    t.push(Frame::Tcp {
+        src: bastion_public,
+        sport: 22,
+        dst: ip("198.51.100.25"),
+        dport: 50522,
+        flags: tcp_flags::FIN | tcp_flags::ACK,
+        seq: 9000,
+        ack: 1301,
+        payload: 0,
+    });
     t.sort();
     t
 }

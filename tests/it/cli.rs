@@ -19,7 +19,9 @@ fn the_bundled_pcap_is_what_the_generator_writes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("demo.pcap");
     let mut w = vpcgate::capture::PcapWriter::create(&path).unwrap();
-    vpcgate::synth::securecart_demo().write_pcap(&mut w).unwrap();
+    vpcgate::synth::securecart_demo()
+        .write_pcap(&mut w)
+        .unwrap();
     w.finish().unwrap();
     let committed = std::fs::read(root().join("pcaps/securecart.pcap")).unwrap();
     assert!(
@@ -35,7 +37,13 @@ fn readme_first_command_on_the_bundled_example() {
     let verdicts = dir.path().join("verdicts.jsonl");
     let out = vpcgate()
         .current_dir(root())
-        .args(["replay", "--rules", "rulesets/securecart.toml", "pcaps/securecart.pcap", "--flow-log"])
+        .args([
+            "replay",
+            "--rules",
+            "rulesets/securecart.toml",
+            "pcaps/securecart.pcap",
+            "--flow-log",
+        ])
         .arg(&flows)
         .arg("--verdicts")
         .arg(&verdicts)
@@ -46,8 +54,14 @@ fn readme_first_command_on_the_bundled_example() {
     let summary = String::from_utf8(out.stdout).unwrap();
     assert!(summary.contains("rejected"), "{summary}");
     // The teaching point of the SecureCart ruleset shows in the summary.
-    assert!(summary.contains("nacl-outbound acl-0a1b2c3d4e5f60020 rule 32767"), "{summary}");
-    assert!(summary.contains("not exercised by this capture"), "{summary}");
+    assert!(
+        summary.contains("nacl-outbound acl-0a1b2c3d4e5f60020 rule 32767"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("not exercised by this capture"),
+        "{summary}"
+    );
     let log = std::fs::read_to_string(&flows).unwrap();
     assert_eq!(
         log.lines().next().unwrap(),
@@ -78,7 +92,14 @@ fn json_summary_and_gzip_flow_log() {
     let flows = dir.path().join("flows.log.gz");
     let out = vpcgate()
         .current_dir(root())
-        .args(["replay", "--rules", "rulesets/securecart-aws", "pcaps/securecart.pcap", "--json", "--flow-log"])
+        .args([
+            "replay",
+            "--rules",
+            "rulesets/securecart-aws",
+            "pcaps/securecart.pcap",
+            "--json",
+            "--flow-log",
+        ])
         .arg(&flows)
         .assert()
         .success()
@@ -86,12 +107,20 @@ fn json_summary_and_gzip_flow_log() {
         .clone();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let n = |k: &str| v[k].as_u64().unwrap();
-    assert_eq!(n("packets"), n("accepted") + n("rejected") + n("not_evaluated"));
+    assert_eq!(
+        n("packets"),
+        n("accepted") + n("rejected") + n("not_evaluated")
+    );
     assert!(n("rejected") > 0);
     let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(&flows).unwrap()).read_to_string(&mut text).unwrap();
+    flate2::read::GzDecoder::new(std::fs::File::open(&flows).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
     assert!(text.starts_with("version account-id"));
-    assert_eq!(text.lines().count() as u64, 1 + n("flow_records") + n("nodata_records"));
+    assert_eq!(
+        text.lines().count() as u64,
+        1 + n("flow_records") + n("nodata_records")
+    );
 }
 
 #[test]
@@ -108,9 +137,23 @@ fn bad_ruleset_names_file_line_column_and_field() {
         .unwrap()
         .replace("{ rule = 90,", "{ rule = 40000,");
     std::fs::write(&bad, &text).unwrap();
-    let line = text.lines().position(|l| l.contains("rule = 40000")).unwrap() + 1;
-    let err = stderr_of(vpcgate().arg("replay").arg("--rules").arg(&bad).arg(root().join("pcaps/securecart.pcap")), 2);
-    assert!(err.contains(&format!("bad.toml:{line}:")), "no file:line in: {err}");
+    let line = text
+        .lines()
+        .position(|l| l.contains("rule = 40000"))
+        .unwrap()
+        + 1;
+    let err = stderr_of(
+        vpcgate()
+            .arg("replay")
+            .arg("--rules")
+            .arg(&bad)
+            .arg(root().join("pcaps/securecart.pcap")),
+        2,
+    );
+    assert!(
+        err.contains(&format!("bad.toml:{line}:")),
+        "no file:line in: {err}"
+    );
     assert!(err.contains("40000") && err.contains("1..=32766"), "{err}");
 }
 
@@ -118,11 +161,23 @@ fn bad_ruleset_names_file_line_column_and_field() {
 fn bad_log_format_and_interval_are_usage_errors() {
     let pcap = root().join("pcaps/securecart.pcap");
     let rules = root().join("rulesets/securecart.toml");
-    let err =
-        stderr_of(vpcgate().arg("replay").arg("--rules").arg(&rules).arg(&pcap).args(["--log-format", "${versoin}"]), 2);
+    let err = stderr_of(
+        vpcgate()
+            .arg("replay")
+            .arg("--rules")
+            .arg(&rules)
+            .arg(&pcap)
+            .args(["--log-format", "${versoin}"]),
+        2,
+    );
     assert!(err.contains("versoin") && err.contains("version"), "{err}");
     let err = stderr_of(
-        vpcgate().arg("replay").arg("--rules").arg(&rules).arg(&pcap).args(["--aggregation-interval", "30"]),
+        vpcgate()
+            .arg("replay")
+            .arg("--rules")
+            .arg(&rules)
+            .arg(&pcap)
+            .args(["--aggregation-interval", "30"]),
         2,
     );
     assert!(err.contains("60 or 600"), "{err}");
@@ -156,8 +211,14 @@ fn damaged_capture_keeps_everything_before_the_damage() {
         1,
     );
     assert!(err.contains("cut.pcap"), "{err}");
-    assert!(err.contains(&format!("byte offset {off}")), "expected offset {off} in: {err}");
-    assert_eq!(std::fs::read_to_string(&verdicts).unwrap().lines().count(), 100);
+    assert!(
+        err.contains(&format!("byte offset {off}")),
+        "expected offset {off} in: {err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&verdicts).unwrap().lines().count(),
+        100
+    );
     assert!(std::fs::read_to_string(&flows).unwrap().lines().count() > 1);
 }
 
@@ -166,18 +227,44 @@ fn not_a_capture() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("notes.txt");
     std::fs::write(&f, "hello, this is not a pcap file at all").unwrap();
-    let err = stderr_of(vpcgate().arg("replay").arg("--rules").arg(root().join("rulesets/securecart.toml")).arg(&f), 1);
-    assert!(err.contains("notes.txt") && err.contains("offset 0"), "{err}");
+    let err = stderr_of(
+        vpcgate()
+            .arg("replay")
+            .arg("--rules")
+            .arg(root().join("rulesets/securecart.toml"))
+            .arg(&f),
+        1,
+    );
+    assert!(
+        err.contains("notes.txt") && err.contains("offset 0"),
+        "{err}"
+    );
 }
 
 #[test]
 fn help_teaches_and_points_to_the_manual() {
-    let out = vpcgate().args(["replay", "--help"]).assert().success().get_output().clone();
+    let out = vpcgate()
+        .args(["replay", "--help"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     let help = String::from_utf8(out.stdout).unwrap();
-    for s in ["--rules-at", "--log-format", "Examples:", "vpcgate manual", "Exit status"] {
+    for s in [
+        "--rules-at",
+        "--log-format",
+        "Examples:",
+        "vpcgate manual",
+        "Exit status",
+    ] {
         assert!(help.contains(s), "--help lacks {s}");
     }
-    let out = vpcgate().arg("manual").assert().success().get_output().clone();
+    let out = vpcgate()
+        .arg("manual")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     let manual = String::from_utf8(out.stdout).unwrap();
     assert!(manual.starts_with("## Manual of emulation decisions"));
     assert!(manual.contains("Untracked"));
@@ -197,5 +284,8 @@ fn reads_standard_input() {
         .get_output()
         .clone();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["packets"].as_u64().unwrap() as usize, vpcgate_packets(&root().join("pcaps/securecart.pcap")));
+    assert_eq!(
+        v["packets"].as_u64().unwrap() as usize,
+        vpcgate_packets(&root().join("pcaps/securecart.pcap"))
+    );
 }

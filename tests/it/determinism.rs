@@ -19,7 +19,16 @@ pub fn root() -> PathBuf {
 /// Many flows between the SecureCart ENIs and the internet, interleaved in time.
 pub fn mixed_capture(path: &Path, seed: u64, sessions: usize) {
     let ip = |s: String| -> IpAddr { s.parse().unwrap() };
-    let enis = ["10.0.1.10", "10.0.2.10", "10.0.1.20", "10.0.11.10", "10.0.11.11", "10.0.12.10", "10.0.21.10", "10.0.22.10"];
+    let enis = [
+        "10.0.1.10",
+        "10.0.2.10",
+        "10.0.1.20",
+        "10.0.11.10",
+        "10.0.11.11",
+        "10.0.12.10",
+        "10.0.21.10",
+        "10.0.22.10",
+    ];
     let publics = ["203.0.113.10", "203.0.113.20", "203.0.113.30"];
     let mut rng = SplitMix64(seed);
     let start = 1_732_435_200u64;
@@ -33,8 +42,22 @@ pub fn mixed_capture(path: &Path, seed: u64, sessions: usize) {
         let public = ip(publics[rng.range(0, 2) as usize].to_string());
         let cport = rng.range(1024, 65535) as u16;
         match i % 9 {
-            0 => t.tcp_session(outside, cport, public, [443, 80, 22][rng.range(0, 2) as usize], &[(300, 1400)], Close::Fin),
-            1 => t.tcp_session(inside, cport, other, [8080, 5432, 22, 443][rng.range(0, 3) as usize], &[(200, 900), (50, 0)], Close::Fin),
+            0 => t.tcp_session(
+                outside,
+                cport,
+                public,
+                [443, 80, 22][rng.range(0, 2) as usize],
+                &[(300, 1400)],
+                Close::Fin,
+            ),
+            1 => t.tcp_session(
+                inside,
+                cport,
+                other,
+                [8080, 5432, 22, 443][rng.range(0, 3) as usize],
+                &[(200, 900), (50, 0)],
+                Close::Fin,
+            ),
             2 => t.tcp_session(inside, cport, outside, 443, &[(500, 3000)], Close::Rst),
             3 => t.udp_exchange(inside, cport, outside, 53, 40, 120),
             4 => t.ping(outside, public, rng.range(1, 65535) as u16, 2, true),
@@ -46,7 +69,12 @@ pub fn mixed_capture(path: &Path, seed: u64, sessions: usize) {
                 &[(517, 1460)],
                 Close::Open,
             ),
-            6 => t.push(Frame::Other { src: inside, dst: outside, protocol: 47, payload: 100 }),
+            6 => t.push(Frame::Other {
+                src: inside,
+                dst: outside,
+                protocol: 47,
+                payload: 100,
+            }),
             7 => t.tcp_syn_attempt(outside, cport, public, rng.range(1, 1023) as u16, 1),
             _ => t.push(Frame::Tcp {
                 src: outside,
@@ -64,8 +92,21 @@ pub fn mixed_capture(path: &Path, seed: u64, sessions: usize) {
     let mut w = PcapWriter::create(path).unwrap();
     t.write_pcap(&mut w).unwrap();
     // A few packets whose timestamps go back in time, at the end.
-    let f = Frame::Udp { src: ip("10.0.11.10".into()), sport: 40000, dst: ip("192.0.2.9".into()), dport: 123, payload: 48 }.build();
-    w.write_packet(Timestamp::from_secs_nanos(start + 5, 0), 1, &f, f.len() as u32).unwrap();
+    let f = Frame::Udp {
+        src: ip("10.0.11.10".into()),
+        sport: 40000,
+        dst: ip("192.0.2.9".into()),
+        dport: 123,
+        payload: 48,
+    }
+    .build();
+    w.write_packet(
+        Timestamp::from_secs_nanos(start + 5, 0),
+        1,
+        &f,
+        f.len() as u32,
+    )
+    .unwrap();
     w.finish().unwrap();
 }
 
@@ -90,7 +131,10 @@ fn replay(dir: &Path, cap: &Path, workers: usize, extra: &[&str]) -> Vec<Vec<u8>
         .args(extra)
         .arg("--quiet");
     cmd.assert().success();
-    ["flows.log", "verdicts.jsonl", "acc.pcap", "rej.pcap"].iter().map(|f| std::fs::read(out.join(f)).unwrap()).collect()
+    ["flows.log", "verdicts.jsonl", "acc.pcap", "rej.pcap"]
+        .iter()
+        .map(|f| std::fs::read(out.join(f)).unwrap())
+        .collect()
 }
 
 #[test]
@@ -101,13 +145,25 @@ fn output_is_identical_for_1_2_and_4_workers() {
     let one = replay(dir.path(), &cap, 1, &["--aggregation-interval", "60"]);
     // The capture really exercises the engine: records, rejects and accepts.
     let flows = String::from_utf8(one[0].clone()).unwrap();
-    assert!(flows.lines().count() > 500, "too few records: {}", flows.lines().count());
-    assert!(flows.contains(" REJECT OK") && flows.contains(" ACCEPT OK") && flows.contains(" NODATA"));
+    assert!(
+        flows.lines().count() > 500,
+        "too few records: {}",
+        flows.lines().count()
+    );
+    assert!(
+        flows.contains(" REJECT OK") && flows.contains(" ACCEPT OK") && flows.contains(" NODATA")
+    );
     assert!(one[2].len() > 24 && one[3].len() > 24);
     for w in [2, 4] {
         let other = replay(dir.path(), &cap, w, &["--aggregation-interval", "60"]);
-        for (i, name) in ["flow log", "verdicts", "accepted pcap", "rejected pcap"].iter().enumerate() {
-            assert!(one[i] == other[i], "{name} differs between 1 and {w} workers");
+        for (i, name) in ["flow log", "verdicts", "accepted pcap", "rejected pcap"]
+            .iter()
+            .enumerate()
+        {
+            assert!(
+                one[i] == other[i],
+                "{name} differs between 1 and {w} workers"
+            );
         }
     }
 }
@@ -117,8 +173,14 @@ fn rule_changes_are_deterministic_too() {
     let dir = tempfile::tempdir().unwrap();
     let cap = dir.path().join("mixed.pcap");
     mixed_capture(&cap, 11, 600);
-    let at = format!("1732436100={}", root().join("rulesets/securecart-aws").display());
+    let at = format!(
+        "1732436100={}",
+        root().join("rulesets/securecart-aws").display()
+    );
     let one = replay(dir.path(), &cap, 1, &["--rules-at", &at]);
     let four = replay(dir.path(), &cap, 4, &["--rules-at", &at]);
-    assert!(one == four, "outputs differ between 1 and 4 workers with --rules-at");
+    assert!(
+        one == four,
+        "outputs differ between 1 and 4 workers with --rules-at"
+    );
 }
