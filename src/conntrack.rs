@@ -161,10 +161,8 @@ impl ConnEntry {
                     self.state = ConnState::TcpEstablished;
                 }
             }
-            ConnState::Udp => {
-                if self.orig_packets >= 2 && self.reply_packets >= 2 {
-                    self.state = ConnState::UdpStream;
-                }
+            ConnState::Udp if self.orig_packets >= 2 && self.reply_packets >= 2 => {
+                self.state = ConnState::UdpStream;
             }
             _ => {}
         }

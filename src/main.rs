@@ -33,7 +33,7 @@ struct Cli {
 enum Command {
     /// Replay captures through the emulated VPC.
     #[command(after_help = REPLAY_HELP)]
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
     /// Print the manual of emulation decisions.
     Manual,
 }
@@ -148,7 +148,7 @@ fn main() -> ExitCode {
             print!("{}", vpcgate::manual::text());
             ExitCode::SUCCESS
         }
-        Command::Replay(args) => replay(args),
+        Command::Replay(args) => replay(*args),
     }
 }
 
@@ -248,14 +248,13 @@ fn replay(args: ReplayArgs) -> ExitCode {
     if stdout_used > 1 {
         return usage_error("only one output can be standard output (`-`)");
     }
-    if args.accepted.as_ref().is_some_and(|p| p.as_os_str() == "-")
-        || args.rejected.as_ref().is_some_and(|p| p.as_os_str() == "-")
+    if (args.accepted.as_ref().is_some_and(|p| p.as_os_str() == "-")
+        || args.rejected.as_ref().is_some_and(|p| p.as_os_str() == "-"))
+        && std::io::stdout().is_terminal()
     {
-        if std::io::stdout().is_terminal() {
-            return usage_error(
-                "refusing to write a pcap to a terminal; redirect standard output or name a file",
-            );
-        }
+        return usage_error(
+            "refusing to write a pcap to a terminal; redirect standard output or name a file",
+        );
     }
     let workers = args
         .workers

@@ -445,7 +445,7 @@ pub fn securecart_demo() -> Timeline {
     let db = ip("10.0.21.10");
     let bastion_public = ip("203.0.113.30");
     let bastion = ip("10.0.1.20");
-    let mut rng = SplitMix64(0x5ec0_2eca_27);
+    let mut rng = SplitMix64(0x005e_c02e_ca27);
     let mut t = Timeline::new(SECURECART_DEMO_START);
 
     for i in 0..24u64 {
