@@ -315,6 +315,7 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
             let nodata = cfg.nodata;
             scope.spawn(move || {
                 merger_loop(
+                    cfg,
                     merge_rx,
                     workers,
                     interval,
@@ -762,6 +763,7 @@ impl FlowSink<'_> {
 
 #[allow(clippy::too_many_arguments)]
 fn merger_loop(
+    cfg: &ReplayConfig,
     rx: Receiver<ToMerger>,
     workers: usize,
     interval: u64,
@@ -788,7 +790,11 @@ fn merger_loop(
         stats: EngineStats::default(),
         rejects: BTreeMap::new(),
     };
-    let flow_path = PathBuf::from("flow log");
+    let path_of = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map_or(String::new(), |p| p.display().to_string())
+    };
+    let flow_path = cfg.flow_log.clone().unwrap_or_default();
     let mut sink = FlowSink {
         writer: flow_writer,
         metas,
@@ -883,7 +889,7 @@ fn merger_loop(
                         );
                         if let Err(err) = w.write_all(&line) {
                             verdict_error.get_or_insert(ReplayError::Output {
-                                path: "verdicts".into(),
+                                path: path_of(&cfg.verdicts),
                                 error: err,
                             });
                         }
@@ -899,7 +905,7 @@ fn merger_loop(
                     if let Some(vw) = verdict_writer.as_mut() {
                         if let Err(err) = vw.write_all(&o.lines[c.1..end]) {
                             verdict_error.get_or_insert(ReplayError::Output {
-                                path: "verdicts".into(),
+                                path: path_of(&cfg.verdicts),
                                 error: err,
                             });
                         }
@@ -913,7 +919,7 @@ fn merger_loop(
                         if let Some(p) = accepted.as_mut() {
                             p.write_packet(rec.ts, rec.link_type, frame, rec.orig_len)
                                 .map_err(|e| ReplayError::Output {
-                                    path: "accepted pcap".into(),
+                                    path: path_of(&cfg.accepted),
                                     error: e,
                                 })?;
                         }
@@ -923,7 +929,7 @@ fn merger_loop(
                         if let Some(p) = rejected.as_mut() {
                             p.write_packet(rec.ts, rec.link_type, frame, rec.orig_len)
                                 .map_err(|e| ReplayError::Output {
-                                    path: "rejected pcap".into(),
+                                    path: path_of(&cfg.rejected),
                                     error: e,
                                 })?;
                         }
