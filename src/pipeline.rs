@@ -195,45 +195,13 @@ fn out_err(path: &Path) -> impl Fn(io::Error) -> ReplayError + '_ {
 /// Runs a replay. `interrupt`, when set, makes the reader stop at the next batch;
 /// everything read so far is still processed and written.
 pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary, ReplayError> {
-    // Stable ENI numbers across every ruleset of the run.
-    let mut eni_ids: Vec<String> = cfg
-        .rulesets
-        .iter()
-        .flat_map(|r| r.vpc.network_interfaces.iter().map(|e| e.id.clone()))
-        .collect();
-    eni_ids.sort();
-    eni_ids.dedup();
+    let vpcs: Vec<&Vpc> = cfg.rulesets.iter().map(|r| &*r.vpc).collect();
+    let (eni_ids, metas) = eni_table(&vpcs);
     let policies: Vec<Arc<Policy>> = cfg
         .rulesets
         .iter()
         .map(|r| Arc::new(Policy::compile(r.vpc.clone(), &eni_ids)))
         .collect();
-    let mut metas: Vec<Option<EniMeta>> = vec![None; eni_ids.len()];
-    for r in &cfg.rulesets {
-        let vpc = &r.vpc;
-        for e in &vpc.network_interfaces {
-            let n = eni_ids.binary_search(&e.id).unwrap();
-            if metas[n].is_none() {
-                let subnet = vpc.subnet(&e.subnet_id);
-                metas[n] = Some(EniMeta {
-                    interface_id: e.id.clone(),
-                    account_id: if e.owner_id.is_empty() {
-                        vpc.account_id.clone()
-                    } else {
-                        e.owner_id.clone()
-                    },
-                    vpc_id: vpc.id.clone(),
-                    subnet_id: e.subnet_id.clone(),
-                    instance_id: e.instance_id.clone(),
-                    region: vpc.region.clone(),
-                    az_id: subnet
-                        .map(|s| s.availability_zone_id.clone())
-                        .unwrap_or_default(),
-                });
-            }
-        }
-    }
-    let metas: Vec<EniMeta> = metas.into_iter().map(|m| m.unwrap()).collect();
 
     let mut summary = Summary::default();
     let mut workers = cfg.workers.max(1);
@@ -393,6 +361,51 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
         summary.coverage.push(cov);
     }
     Ok(summary)
+}
+
+/// The stable ENI numbers of a run: every ENI id of every ruleset, sorted (an ENI's
+/// number is its position), with the flow-log metadata of each (from the first
+/// ruleset that has it).
+pub fn eni_table(vpcs: &[&Vpc]) -> (Vec<String>, Vec<EniMeta>) {
+    let mut eni_ids: Vec<String> = vpcs
+        .iter()
+        .flat_map(|v| v.network_interfaces.iter().map(|e| e.id.clone()))
+        .collect();
+    eni_ids.sort();
+    eni_ids.dedup();
+    let mut metas: Vec<Option<EniMeta>> = vec![None; eni_ids.len()];
+    for vpc in vpcs {
+        for e in &vpc.network_interfaces {
+            let n = eni_ids
+                .binary_search(&e.id)
+                .expect("every id was collected");
+            if metas[n].is_none() {
+                let subnet = vpc.subnet(&e.subnet_id);
+                metas[n] = Some(EniMeta {
+                    interface_id: e.id.clone(),
+                    account_id: if e.owner_id.is_empty() {
+                        vpc.account_id.clone()
+                    } else {
+                        e.owner_id.clone()
+                    },
+                    vpc_id: vpc.id.clone(),
+                    subnet_id: e.subnet_id.clone(),
+                    instance_id: e.instance_id.clone(),
+                    region: vpc.region.clone(),
+                    az_id: subnet
+                        .map(|s| s.availability_zone_id.clone())
+                        .unwrap_or_default(),
+                });
+            }
+        }
+    }
+    (
+        eni_ids,
+        metas
+            .into_iter()
+            .map(|m| m.expect("every id has an ENI"))
+            .collect(),
+    )
 }
 
 /// Reads every capture and feeds the workers. Returns after the last batch is sent.

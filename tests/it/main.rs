@@ -3,5 +3,6 @@ mod cli;
 mod conformance;
 mod corpus;
 pub mod determinism;
+mod emulation;
 mod flowlog;
 mod rulesets;
