@@ -2053,3 +2053,32 @@ fn records_count_ip_bytes() {
     lab.send(1, p);
     assert_eq!(lab.records("${bytes}"), ["84"]);
 }
+
+/// §3: a rule naming a prefix list matches its entries (and only them).
+#[test]
+fn sg_prefix_list_peer() {
+    let mut toml = one_eni(
+        "10.0.0.5",
+        "10.0.0.0/16",
+        r#"{ protocol = "tcp", ports = "22", prefix_list = "pl-office" }"#,
+        "",
+    );
+    toml.push_str(
+        r#"
+        [[prefix_lists]]
+        id = "pl-office"
+        entries = ["198.51.100.0/24", "192.0.2.128/25"]
+        "#,
+    );
+    let mut lab = Lab::new(&toml);
+    assert!(accepted(
+        lab.judge(1, tcp("198.51.100.20", 40000, S, 22, SYN))
+    ));
+    assert!(accepted(
+        lab.judge(1, tcp("192.0.2.200", 40000, S, 22, SYN))
+    ));
+    assert_eq!(
+        lab.judge(1, tcp("192.0.2.100", 40000, S, 22, SYN)).0,
+        REJECT
+    );
+}
