@@ -469,6 +469,7 @@ fn summary_json(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duration) -
         "fragments": {"remembered": e.fragments_remembered, "orphaned": e.fragments_orphaned},
         "flow_records": s.flow_records,
         "nodata_records": s.nodata_records,
+        "nodata_windows_skipped": s.nodata_windows_skipped,
         "coverage": coverage,
         "capture_errors": s.capture_errors,
         "workers": s.workers,

@@ -22,7 +22,7 @@ use crate::model::Vpc;
 use crate::packet::{self, Packet, ParseError, Timestamp};
 use crate::policy::Policy;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -486,10 +486,13 @@ fn read_all(
                 }
                 next_rules += 1;
             }
-            watermark = watermark.max(pkt.ts.secs());
             let start = batch.data.len() as u32;
             batch.data.extend_from_slice(pkt.data);
             let parsed = packet::parse(pkt.link_type, pkt.data);
+            // Flow-log windows follow the time of the packets that are evaluated.
+            if parsed.is_ok() {
+                watermark = watermark.max(pkt.ts.secs());
+            }
             let owner = match &parsed {
                 Ok(p) => (symmetric_hash(p) % workers as u64) as u16,
                 Err(_) => u16::MAX,
@@ -735,27 +738,44 @@ impl FlowSink<'_> {
         });
         if self.nodata {
             if let Some(mut w) = self.next_window {
+                // The ENIs with records, per window.
+                let mut seen: HashMap<u64, HashSet<u32>> = HashMap::new();
+                for r in &ready {
+                    seen.entry(r.window_start).or_default().insert(r.eni);
+                }
+                let none = HashSet::new();
+                // The first window that has not ended by `upto`.
+                let open = upto / interval * interval;
                 let mut gap = 0u64;
                 while w + interval <= upto {
-                    let has: std::collections::HashSet<u32> = ready
-                        .iter()
-                        .filter(|r| r.window_start == w)
-                        .map(|r| r.eni)
-                        .collect();
-                    if has.is_empty() {
-                        gap += 1;
-                    } else {
-                        gap = 0;
-                    }
-                    if gap <= MAX_NODATA_GAP_WINDOWS {
-                        for eni in 0..self.metas.len() as u32 {
-                            if !has.contains(&eni) {
-                                ready.push(FlowRecord::nodata(eni, w, interval as u32));
-                                self.nodata_written += 1;
-                            }
+                    let has = match seen.get(&w) {
+                        Some(h) => {
+                            gap = 0;
+                            h
                         }
-                    } else {
-                        self.nodata_skipped += 1;
+                        None => {
+                            gap += 1;
+                            if gap > MAX_NODATA_GAP_WINDOWS {
+                                // A long gap in the timeline (a bogus timestamp): skip
+                                // to the next window with records, counting.
+                                let next = seen
+                                    .keys()
+                                    .copied()
+                                    .filter(|&k| k > w && k < open)
+                                    .min()
+                                    .unwrap_or(open);
+                                self.nodata_skipped += (next - w) / interval;
+                                w = next;
+                                continue;
+                            }
+                            &none
+                        }
+                    };
+                    for eni in 0..self.metas.len() as u32 {
+                        if !has.contains(&eni) {
+                            ready.push(FlowRecord::nodata(eni, w, interval as u32));
+                            self.nodata_written += 1;
+                        }
                     }
                     w += interval;
                 }

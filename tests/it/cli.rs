@@ -289,3 +289,54 @@ fn reads_standard_input() {
         vpcgate_packets(&root().join("pcaps/securecart.pcap"))
     );
 }
+
+/// A packet with a bogus timestamp far in the future must not make vpcgate walk
+/// millions of empty windows (it did, writing NODATA, once): long gaps are skipped
+/// and counted.
+#[test]
+fn a_bogus_timestamp_gap_is_skipped_not_walked() {
+    use vpcgate::packet::Timestamp;
+    use vpcgate::synth::Frame;
+    let dir = tempfile::tempdir().unwrap();
+    let cap = dir.path().join("gap.pcap");
+    let mut w = vpcgate::capture::PcapWriter::create(&cap).unwrap();
+    let f = Frame::Udp {
+        src: "192.0.2.7".parse().unwrap(),
+        sport: 40000,
+        dst: "203.0.113.10".parse().unwrap(),
+        dport: 443,
+        payload: 10,
+    }
+    .build();
+    for secs in [1_700_000_000u64, 4_294_901_760] {
+        w.write_packet(Timestamp::from_secs_nanos(secs, 0), 1, &f, f.len() as u32)
+            .unwrap();
+    }
+    w.finish().unwrap();
+    let out = vpcgate()
+        .arg("replay")
+        .arg("--rules")
+        .arg(root().join("rulesets/securecart.toml"))
+        .arg(&cap)
+        .args(["--json", "--flow-log"])
+        .arg(dir.path().join("f.log"))
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let windows = (4_294_901_760u64 / 600 + 1) - 1_700_000_000 / 600;
+    let enis = 8;
+    // Each of the two windows with a packet has 7 NODATA records (one ENI had the
+    // packet); the first 10,000 empty windows after the first packet have 8 each;
+    // the rest are counted as skipped.
+    assert_eq!(
+        v["nodata_records"].as_u64().unwrap(),
+        2 * (enis - 1) + 10_000 * enis
+    );
+    assert_eq!(
+        v["nodata_windows_skipped"].as_u64().unwrap(),
+        windows - 2 - 10_000
+    );
+}
