@@ -309,16 +309,16 @@ fn fl5_vpc(sg_in_icmp: bool, nacl_out_icmp: bool) -> String {
 fn fl5_pings(lab: &mut Lab) -> Vec<(Verdict, String)> {
     let req = || icmp("203.0.113.12", "172.31.16.139", 8, 0, 7);
     let rep = || icmp("172.31.16.139", "203.0.113.12", 0, 0, 7);
-    let mut out = Vec::new();
-    out.push(lab.judge(1432917027, req()));
-    out.push(lab.judge(1432917094, req()));
-    out.push(lab.judge(1432917094, rep()));
-    out.push(lab.judge(1432917094, rep()));
-    out.push(lab.judge(1432917120, req()));
-    out.push(lab.judge(1432917120, rep()));
-    out.push(lab.judge(1432917142, req()));
-    out.push(lab.judge(1432917142, rep()));
-    out
+    vec![
+        lab.judge(1432917027, req()),
+        lab.judge(1432917094, req()),
+        lab.judge(1432917094, rep()),
+        lab.judge(1432917094, rep()),
+        lab.judge(1432917120, req()),
+        lab.judge(1432917120, rep()),
+        lab.judge(1432917142, req()),
+        lab.judge(1432917142, rep()),
+    ]
 }
 
 /// FL-5: the SG allows the replies (stateful), the NACL drops them (stateless): one
