@@ -146,6 +146,18 @@ impl Protocol {
         )
     }
 
+    /// A name for people: `all`, `tcp`, `udp`, `icmp`, `icmpv6` or `proto N`.
+    pub fn label(self) -> String {
+        match self {
+            Protocol::All => "all".into(),
+            Protocol::Number(PROTO_TCP) => "tcp".into(),
+            Protocol::Number(PROTO_UDP) => "udp".into(),
+            Protocol::Number(PROTO_ICMP) => "icmp".into(),
+            Protocol::Number(PROTO_ICMPV6) => "icmpv6".into(),
+            Protocol::Number(n) => format!("proto {n}"),
+        }
+    }
+
     pub fn matches(self, proto: u8) -> bool {
         match self {
             Protocol::All => true,
@@ -342,14 +354,7 @@ pub struct SecurityGroupRule {
 impl SecurityGroupRule {
     /// A short text for the summary: `tcp 443 from 0.0.0.0/0`.
     pub fn describe(&self, ingress: bool) -> String {
-        let proto = match self.protocol {
-            Protocol::All => "all".to_string(),
-            Protocol::Number(PROTO_TCP) => "tcp".into(),
-            Protocol::Number(PROTO_UDP) => "udp".into(),
-            Protocol::Number(PROTO_ICMP) => "icmp".into(),
-            Protocol::Number(PROTO_ICMPV6) => "icmpv6".into(),
-            Protocol::Number(n) => format!("proto {n}"),
-        };
+        let proto = self.protocol.label();
         let dir = if ingress { "from" } else { "to" };
         if matches!(self.ports, PortSpec::Any) {
             format!("{proto} {dir} {}", self.peer)

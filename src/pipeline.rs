@@ -635,6 +635,16 @@ fn worker_loop(
     });
 }
 
+/// The NONE reason of a frame the parser could not read: `not-ip` or
+/// `malformed <reason>`.
+fn none_reason(e: &ParseError) -> String {
+    if e.is_not_ip() {
+        "not-ip".to_string()
+    } else {
+        format!("malformed {}", e.reason())
+    }
+}
+
 /// One verdict line (CLI.md "Per-packet verdicts").
 fn write_verdict(
     out: &mut Vec<u8>,
@@ -679,12 +689,7 @@ fn write_verdict(
     let _ = write!(out, ",\"action\":\"{}\"", d.verdict.as_str());
     match (d.verdict, parse_error) {
         (_, Some(e)) => {
-            let r = if e.is_not_ip() {
-                "not-ip".to_string()
-            } else {
-                format!("malformed {}", e.reason())
-            };
-            let _ = write!(out, ",\"reason\":\"{r}\"");
+            let _ = write!(out, ",\"reason\":\"{}\"", none_reason(e));
         }
         (Verdict::Accept, None) => {}
         _ => {
@@ -895,12 +900,7 @@ fn merger_loop(
                 let frame = &b.data[rec.start as usize..(rec.start + rec.len) as usize];
                 if let Err(e) = &b.parsed[i] {
                     m.none += 1;
-                    let r = if e.is_not_ip() {
-                        "not-ip".to_string()
-                    } else {
-                        format!("malformed {}", e.reason())
-                    };
-                    *m.none_reasons.entry(r).or_insert(0) += 1;
+                    *m.none_reasons.entry(none_reason(e)).or_insert(0) += 1;
                     if !e.is_not_ip() {
                         *m.parse_problems.entry(e.reason().to_string()).or_insert(0) += 1;
                     }

@@ -624,14 +624,7 @@ impl Policy {
                 } else {
                     e.rule_number.to_string()
                 };
-                let proto = match e.protocol {
-                    Protocol::All => "all".to_string(),
-                    Protocol::Number(PROTO_TCP) => "tcp".into(),
-                    Protocol::Number(PROTO_UDP) => "udp".into(),
-                    Protocol::Number(PROTO_ICMP) => "icmp".into(),
-                    Protocol::Number(PROTO_ICMPV6) => "icmpv6".into(),
-                    Protocol::Number(n) => format!("proto {n}"),
-                };
+                let proto = e.protocol.label();
                 let ports = if matches!(e.ports, PortSpec::Any) {
                     String::new()
                 } else {

@@ -222,6 +222,31 @@ impl Timeline {
         self.now += self.step;
     }
 
+    /// One TCP segment.
+    #[allow(clippy::too_many_arguments)]
+    pub fn segment(
+        &mut self,
+        src: IpAddr,
+        sport: u16,
+        dst: IpAddr,
+        dport: u16,
+        flags: u8,
+        seq: u32,
+        ack: u32,
+        payload: usize,
+    ) {
+        self.push(Frame::Tcp {
+            src,
+            sport,
+            dst,
+            dport,
+            flags,
+            seq,
+            ack,
+            payload,
+        });
+    }
+
     /// A TCP session: handshake, then for each `(request, response)` pair of payload
     /// sizes a client segment and a server segment (0 means none), then `close`.
     pub fn tcp_session(
@@ -469,26 +494,17 @@ pub fn securecart_demo() -> Timeline {
             // The teaching point: the SYN-ACK to a port below 32768 is dropped by the
             // app NACL, so the ALB retries its SYN and the task answers each time.
             for _ in 0..3 {
-                t.push(Frame::Tcp {
-                    src: alb_private[lb],
-                    sport: lport,
-                    dst: task,
-                    dport: 8080,
-                    flags: tcp_flags::SYN,
-                    seq: 1,
-                    ack: 0,
-                    payload: 0,
-                });
-                t.push(Frame::Tcp {
-                    src: task,
-                    sport: 8080,
-                    dst: alb_private[lb],
-                    dport: lport,
-                    flags: tcp_flags::SYN | tcp_flags::ACK,
-                    seq: 9,
-                    ack: 2,
-                    payload: 0,
-                });
+                t.segment(alb_private[lb], lport, task, 8080, tcp_flags::SYN, 1, 0, 0);
+                t.segment(
+                    task,
+                    8080,
+                    alb_private[lb],
+                    lport,
+                    tcp_flags::SYN | tcp_flags::ACK,
+                    9,
+                    2,
+                    0,
+                );
                 t.advance_ms(1000);
             }
         } else {
@@ -496,67 +512,67 @@ pub fn securecart_demo() -> Timeline {
             let dport = rng.range(32768, 60999) as u16;
             t.tcp_session(task, dport, db, 5432, &[(210, 640), (90, 1200)], Close::Fin);
             // The task's answer to the ALB, then the ALB's answer to the customer.
-            t.push(Frame::Tcp {
-                src: task,
-                sport: 8080,
-                dst: alb_private[lb],
-                dport: lport,
-                flags: tcp_flags::PSH | tcp_flags::ACK,
-                seq: 5001,
-                ack: 1381,
-                payload: 1400,
-            });
-            t.push(Frame::Tcp {
-                src: alb_private[lb],
-                sport: lport,
-                dst: task,
-                dport: 8080,
-                flags: tcp_flags::FIN | tcp_flags::ACK,
-                seq: 1381,
-                ack: 6401,
-                payload: 0,
-            });
-            t.push(Frame::Tcp {
-                src: task,
-                sport: 8080,
-                dst: alb_private[lb],
-                dport: lport,
-                flags: tcp_flags::FIN | tcp_flags::ACK,
-                seq: 6401,
-                ack: 1382,
-                payload: 0,
-            });
+            t.segment(
+                task,
+                8080,
+                alb_private[lb],
+                lport,
+                tcp_flags::PSH | tcp_flags::ACK,
+                5001,
+                1381,
+                1400,
+            );
+            t.segment(
+                alb_private[lb],
+                lport,
+                task,
+                8080,
+                tcp_flags::FIN | tcp_flags::ACK,
+                1381,
+                6401,
+                0,
+            );
+            t.segment(
+                task,
+                8080,
+                alb_private[lb],
+                lport,
+                tcp_flags::FIN | tcp_flags::ACK,
+                6401,
+                1382,
+                0,
+            );
         }
-        t.push(Frame::Tcp {
-            src: alb_public[lb],
-            sport: 443,
-            dst: customer,
-            dport: cport,
-            flags: tcp_flags::PSH | tcp_flags::ACK,
-            seq: 9000,
-            ack: 2000,
-            payload: 1200,
-        });
-        t.push(Frame::Tcp {
-            src: customer,
-            sport: cport,
-            dst: alb_public[lb],
-            dport: 443,
-            flags: tcp_flags::FIN | tcp_flags::ACK,
-            seq: 2000,
-            ack: 10200,
-            payload: 0,
-        });
-        t.push(Frame::Tcp {
-            src: alb_public[lb],
-            sport: 443,
-            dst: customer,
-            dport: cport,
-            flags: tcp_flags::FIN | tcp_flags::ACK,
-            seq: 10200,
-            ack: 2001,
-            payload: 0,
-        });
+        t.segment(
+            alb_public[lb],
+            443,
+            customer,
+            cport,
+            tcp_flags::PSH | tcp_flags::ACK,
+            9000,
+            2000,
+            1200,
+        );
+        t.segment(
+            customer,
+            cport,
+            alb_public[lb],
+            443,
+            tcp_flags::FIN | tcp_flags::ACK,
+            2000,
+            10200,
+            0,
+        );
+        t.segment(
+            alb_public[lb],
+            443,
+            customer,
+            cport,
+            tcp_flags::FIN | tcp_flags::ACK,
+            10200,
+            2001,
+            0,
+        );
     }
 
     // A customer on IPv6.
@@ -626,26 +642,26 @@ pub fn securecart_demo() -> Timeline {
         );
     }
     t.at(SECURECART_DEMO_START + 700);
-    t.push(Frame::Tcp {
-        src: ip("198.51.100.25"),
-        sport: 50522,
-        dst: bastion_public,
-        dport: 22,
-        flags: tcp_flags::FIN | tcp_flags::ACK,
-        seq: 1300,
-        ack: 9000,
-        payload: 0,
-    });
-    t.push(Frame::Tcp {
-        src: bastion_public,
-        sport: 22,
-        dst: ip("198.51.100.25"),
-        dport: 50522,
-        flags: tcp_flags::FIN | tcp_flags::ACK,
-        seq: 9000,
-        ack: 1301,
-        payload: 0,
-    });
+    t.segment(
+        ip("198.51.100.25"),
+        50522,
+        bastion_public,
+        22,
+        tcp_flags::FIN | tcp_flags::ACK,
+        1300,
+        9000,
+        0,
+    );
+    t.segment(
+        bastion_public,
+        22,
+        ip("198.51.100.25"),
+        50522,
+        tcp_flags::FIN | tcp_flags::ACK,
+        9000,
+        1301,
+        0,
+    );
     t.sort();
     t
 }
