@@ -56,7 +56,8 @@ Examples:
 
 Exit status: 0 done; 2 bad usage or a ruleset that does not load; 1 a capture
 that could not be read to the end (everything before the damage is still
-processed and written) or an output that could not be written.
+processed and written) or an output that could not be written; 130
+interrupted by Ctrl-C or SIGTERM (everything read before was processed and written).
 
 Every place where vpcgate had to decide how AWS behaves: `vpcgate manual`.";
 
