@@ -448,7 +448,10 @@ impl Core {
                     };
                 }
             }
-            let traffic_path = if dst.is_some() && !via_public { 1 } else { 8 };
+            // 1: to a resource of this VPC (an ENI, or any address of its CIDRs);
+            // 8: through the internet gateway.
+            let inside = dst.is_some() || policy.vpc.cidrs.iter().any(|c| c.contains(&pkt.dst));
+            let traffic_path = if inside && !via_public { 1 } else { 8 };
             obs[0] = Some(observation(
                 policy,
                 eni,

@@ -2082,3 +2082,21 @@ fn sg_prefix_list_peer() {
         REJECT
     );
 }
+
+/// §6 traffic-path: egress to an address of the VPC that is no ENI (a resource
+/// vpcgate does not model) is 1, like traffic to an ENI; to the internet 8.
+#[test]
+fn records_traffic_path_for_vpc_addresses_without_an_eni() {
+    let mut lab = Lab::new(&one_eni(
+        "10.0.0.5",
+        "10.0.0.0/16",
+        "",
+        r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#,
+    ));
+    lab.send(1, udp(S, 40000, "10.0.9.9", 514));
+    lab.send(1, udp(S, 40000, "192.0.2.9", 514));
+    assert_eq!(
+        lab.records("${dstaddr} ${traffic-path}"),
+        ["10.0.9.9 1", "192.0.2.9 8"]
+    );
+}
