@@ -315,7 +315,10 @@ fn replay(args: ReplayArgs) -> ExitCode {
     } else if summary.capture_errors.is_empty() {
         ExitCode::SUCCESS
     } else {
-        eprintln!("vpcgate: every packet before the damage was processed and written out");
+        eprintln!(
+            "vpcgate: {} capture file(s) could not be read to the end; every packet read before that was processed and written out",
+            summary.capture_errors.len()
+        );
         ExitCode::from(1)
     }
 }
