@@ -1,5 +1,5 @@
-//! Writes the bundled demo capture, `pcaps/securecart.pcap`, from
-//! [`vpcgate::synth::securecart_demo`]. Run from the repository root:
+//! Writes the bundled captures, `pcaps/securecart.pcap` and `pcaps/lesson-stateful.pcap`,
+//! from [`vpcgate::synth::securecart_demo`] and [`vpcgate::synth::lesson_stateful`]. Run from the repository root:
 //!
 //! ```text
 //! cargo run --example securecart_pcap
@@ -9,11 +9,16 @@
 use vpcgate::capture::PcapWriter;
 
 fn main() -> std::io::Result<()> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/securecart.pcap");
-    let mut w = PcapWriter::create(&path)?;
-    let t = vpcgate::synth::securecart_demo();
-    t.write_pcap(&mut w)?;
-    w.finish()?;
-    println!("wrote {} packets to {}", t.len(), path.display());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps");
+    for (name, t) in [
+        ("securecart.pcap", vpcgate::synth::securecart_demo()),
+        ("lesson-stateful.pcap", vpcgate::synth::lesson_stateful()),
+    ] {
+        let path = dir.join(name);
+        let mut w = PcapWriter::create(&path)?;
+        t.write_pcap(&mut w)?;
+        w.finish()?;
+        println!("wrote {} packets to {}", t.len(), path.display());
+    }
     Ok(())
 }

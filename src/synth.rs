@@ -665,3 +665,26 @@ pub fn securecart_demo() -> Timeline {
     t.sort();
     t
 }
+
+/// The traffic of `pcaps/lesson-stateful.pcap`, for `rulesets/lesson-stateful.toml`:
+/// an HTTP session from a customer, four pings, and a connection the server opens
+/// itself (see the ruleset's comments for what each shows).
+pub fn lesson_stateful() -> Timeline {
+    let ip = |s: &str| -> IpAddr { s.parse().expect("a literal address") };
+    let (customer, server, server_private) =
+        (ip("192.0.2.10"), ip("203.0.113.50"), ip("10.1.1.10"));
+    let mut t = Timeline::new(SECURECART_DEMO_START);
+    t.tcp_session(
+        customer,
+        51000,
+        server,
+        80,
+        &[(420, 1460), (0, 1460), (380, 900)],
+        Close::Fin,
+    );
+    t.advance_ms(2000);
+    t.ping(customer, server, 0x2a, 4, true);
+    t.advance_ms(2000);
+    t.tcp_syn_attempt(server_private, 40100, ip("192.0.2.99"), 443, 2);
+    t
+}

@@ -15,19 +15,78 @@ fn stderr_of(cmd: &mut Command, code: i32) -> String {
 }
 
 #[test]
-fn the_bundled_pcap_is_what_the_generator_writes() {
+fn the_bundled_pcaps_are_what_the_generator_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("demo.pcap");
-    let mut w = vpcgate::capture::PcapWriter::create(&path).unwrap();
-    vpcgate::synth::securecart_demo()
-        .write_pcap(&mut w)
-        .unwrap();
-    w.finish().unwrap();
-    let committed = std::fs::read(root().join("pcaps/securecart.pcap")).unwrap();
+    for (name, t) in [
+        ("securecart.pcap", vpcgate::synth::securecart_demo()),
+        ("lesson-stateful.pcap", vpcgate::synth::lesson_stateful()),
+    ] {
+        let path = dir.path().join(name);
+        let mut w = vpcgate::capture::PcapWriter::create(&path).unwrap();
+        t.write_pcap(&mut w).unwrap();
+        w.finish().unwrap();
+        let committed = std::fs::read(root().join("pcaps").join(name)).unwrap();
+        assert!(
+            std::fs::read(&path).unwrap() == committed,
+            "pcaps/{name} is stale: run `cargo run --example securecart_pcap`"
+        );
+    }
+}
+
+/// The lesson of rulesets/lesson-stateful.toml, as its comments tell it.
+#[test]
+fn the_stateful_lesson_shows_what_it_says() {
+    let out = vpcgate()
+        .current_dir(root())
+        .args([
+            "replay",
+            "--rules",
+            "rulesets/lesson-stateful.toml",
+            "pcaps/lesson-stateful.pcap",
+        ])
+        .args(["--verdicts", "-", "--quiet"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let v: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |pred: &dyn Fn(&serde_json::Value) -> bool| -> Vec<(String, String)> {
+        v.iter()
+            .filter(|x| pred(x))
+            .map(|x| {
+                (
+                    x["action"].as_str().unwrap().to_string(),
+                    x["reason"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    };
+    // 1. HTTP: both ways accepted, although the SG has no outbound rule.
+    let http = of(&|x| x["protocol"] == 6 && (x["src_port"] == 80 || x["dst_port"] == 80));
     assert!(
-        std::fs::read(&path).unwrap() == committed,
-        "pcaps/securecart.pcap is stale: run `cargo run --example securecart_pcap`"
+        http.len() >= 10 && http.iter().all(|(a, _)| a == "ACCEPT"),
+        "{http:?}"
     );
+    // 2. Ping: requests accepted, replies dropped by the NACL's `*` rule.
+    let requests = of(&|x| x["icmp_type"] == 8);
+    let replies = of(&|x| x["icmp_type"] == 0);
+    assert_eq!(requests, vec![("ACCEPT".to_string(), String::new()); 4]);
+    let nacl = (
+        "REJECT".to_string(),
+        "nacl-outbound acl-0c1a55e0000000001 rule 32767".to_string(),
+    );
+    assert_eq!(replies, vec![nacl; 4]);
+    // 3. The server's own connection: rejected by the security group.
+    let own = of(&|x| x["dst_port"] == 443);
+    let sg = (
+        "REJECT".to_string(),
+        "sg-egress eni-0c1a55e0000000001 no rule".to_string(),
+    );
+    assert_eq!(own, vec![sg; 3]);
 }
 
 #[test]
