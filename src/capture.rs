@@ -615,7 +615,7 @@ impl CaptureReader {
                 big_endian
             };
             let length = u32_at(h, 4, big_endian);
-            if length < 12 || length % 4 != 0 || length > MAX_BLOCK_LEN {
+            if length < 12 || !length.is_multiple_of(4) || length > MAX_BLOCK_LEN {
                 return Err(CaptureErrorKind::BadBlockLength { block_type, length });
             }
             let have = self.input.fill(length as usize).map_err(io_error)?;

@@ -1,5 +1,6 @@
 //! The integration tests: one binary, one module per area.
 mod cli;
+mod conformance;
 mod corpus;
 pub mod determinism;
 mod emulation;
