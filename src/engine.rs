@@ -260,6 +260,12 @@ struct Core {
     frags: HashMap<FragKey, FragMemory, foldhash::fast::RandomState>,
     last_sweep: u64,
     pub stats: EngineStats,
+    /// Hits per NACL and SG slot ([`Policy::nacl_slot`]), per ruleset generation,
+    /// with the policy that names the slots: dense counters, so the per-packet path
+    /// hashes nothing. [`Engine::stats`] turns them into rule references.
+    nacl_counts: Vec<Vec<u64>>,
+    sg_counts: Vec<Vec<u64>>,
+    policies: Vec<Option<Arc<Policy>>>,
 }
 
 impl Engine {
@@ -273,6 +279,9 @@ impl Engine {
                 frags: HashMap::default(),
                 last_sweep: 0,
                 stats: EngineStats::default(),
+                nacl_counts: Vec::new(),
+                sg_counts: Vec::new(),
+                policies: Vec::new(),
             },
         };
         e.set_policy(policy, 0);
@@ -289,8 +298,25 @@ impl Engine {
     }
 
     /// The engine's counters.
-    pub fn stats(&self) -> &EngineStats {
-        &self.core.stats
+    pub fn stats(&self) -> EngineStats {
+        let mut s = self.core.stats.clone();
+        let gens = self.core.policies.len();
+        s.nacl_hits = vec![HashMap::new(); gens];
+        s.sg_hits = vec![HashMap::new(); gens];
+        for (g, p) in self.core.policies.iter().enumerate() {
+            let Some(p) = p else { continue };
+            for (r, &n) in p.nacl_slot_refs().iter().zip(&self.core.nacl_counts[g]) {
+                if n > 0 {
+                    s.nacl_hits[g].insert(*r, n);
+                }
+            }
+            for (r, &n) in p.sg_slot_refs().iter().zip(&self.core.sg_counts[g]) {
+                if n > 0 {
+                    s.sg_hits[g].insert(*r, n);
+                }
+            }
+        }
+        s
     }
 
     /// Frees expired state; the pipeline calls it as capture time advances.
@@ -323,9 +349,15 @@ impl Engine {
         }
         let core = &mut self.core;
         core.generation = generation;
-        if core.stats.nacl_hits.len() <= generation {
-            core.stats.nacl_hits.resize(generation + 1, HashMap::new());
-            core.stats.sg_hits.resize(generation + 1, HashMap::new());
+        if core.policies.len() <= generation {
+            core.policies.resize(generation + 1, None);
+            core.nacl_counts.resize(generation + 1, Vec::new());
+            core.sg_counts.resize(generation + 1, Vec::new());
+        }
+        if !matches!(&core.policies[generation], Some(p) if Arc::ptr_eq(p, &policy)) {
+            core.policies[generation] = Some(policy.clone());
+            core.nacl_counts[generation] = vec![0; policy.nacl_slots()];
+            core.sg_counts[generation] = vec![0; policy.sg_slots()];
         }
         core.ct.regroup(&|num| {
             let local = *by_number.get(num as usize)?;
@@ -367,10 +399,8 @@ impl Core {
 
     fn process(&mut self, policy: &Policy, pkt: &Packet, ts: Timestamp) -> Decision {
         // Exempt services: never filtered, never logged.
-        if let Some(s) = policy
-            .exempt_service(pkt.dst)
-            .or_else(|| policy.exempt_service(pkt.src))
-        {
+        let (src_info, dst_info) = (policy.addr_info(pkt.src), policy.addr_info(pkt.dst));
+        if let Some(s) = dst_info.exempt.or(src_info.exempt) {
             return Decision::none(Reason::Exempt(s));
         }
         if pkt.protocol == 17
@@ -379,8 +409,7 @@ impl Core {
         {
             return Decision::none(Reason::Exempt(ExemptService::Dhcp));
         }
-        let src = policy.owner(pkt.src);
-        let dst = policy.owner(pkt.dst);
+        let (src, dst) = (src_info.owner, dst_info.owner);
         if src.is_none() && dst.is_none() {
             return Decision::none(Reason::NoEni);
         }
@@ -437,9 +466,7 @@ impl Core {
             }
             if ok && cross_subnet {
                 let d = policy.nacl_decide(policy.eni_subnet[eni as usize], true, pkt);
-                *self.stats.nacl_hits[self.generation]
-                    .entry(d.rule)
-                    .or_insert(0) += 1;
+                self.nacl_counts[self.generation][policy.nacl_slot(d.rule)] += 1;
                 if !d.allow {
                     ok = false;
                     reason = Reason::NaclOutbound {
@@ -470,9 +497,7 @@ impl Core {
                 let mut ok = true;
                 if cross_subnet {
                     let d = policy.nacl_decide(policy.eni_subnet[eni as usize], false, pkt);
-                    *self.stats.nacl_hits[self.generation]
-                        .entry(d.rule)
-                        .or_insert(0) += 1;
+                    self.nacl_counts[self.generation][policy.nacl_slot(d.rule)] += 1;
                     if !d.allow {
                         ok = false;
                         reason = Reason::NaclInbound {
@@ -603,7 +628,7 @@ impl Core {
             // A fragment without its first fragment: rules only, with unknown ports.
             return match policy.sg_match(eni, dir, remote, pkt) {
                 Some(r) => {
-                    *self.stats.sg_hits[self.generation].entry(r).or_insert(0) += 1;
+                    self.sg_counts[self.generation][policy.sg_slot(r)] += 1;
                     SgOutcome::NoPorts
                 }
                 None => SgOutcome::Denied,
@@ -617,7 +642,7 @@ impl Core {
         let Some(rule) = policy.sg_match(eni, dir, remote, pkt) else {
             return SgOutcome::Denied;
         };
-        *self.stats.sg_hits[self.generation].entry(rule).or_insert(0) += 1;
+        self.sg_counts[self.generation][policy.sg_slot(rule)] += 1;
         if (pkt.protocol == 6 || pkt.protocol == 17) && untracked(policy, eni, dir, pkt) {
             self.stats.untracked += 1;
             return SgOutcome::Untracked;

@@ -24,6 +24,7 @@
 #![deny(unsafe_code)]
 
 pub mod capture;
+pub mod classify;
 pub mod conntrack;
 pub mod engine;
 pub mod flowlog;
@@ -33,4 +34,5 @@ pub mod model;
 pub mod packet;
 pub mod pipeline;
 pub mod policy;
+pub mod sink;
 pub mod synth;

@@ -629,7 +629,7 @@ fn worker_loop(
     agg.close_all(&mut records);
     let _ = merge_tx.send(ToMerger::Done {
         records,
-        stats: engine.stats().clone(),
+        stats: engine.stats(),
         rejects,
         none,
     });

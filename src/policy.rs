@@ -22,6 +22,7 @@
 //! assert!(policy.exempt_service("10.0.0.2".parse().unwrap()).is_some());
 //! ```
 
+use crate::classify::{Classifier, RuleFields, Step};
 use crate::model::*;
 use crate::packet::Packet;
 use hashbrown::{HashMap, HashSet};
@@ -59,6 +60,13 @@ pub struct AddrOwner {
     pub public: bool,
 }
 
+/// What the policy knows about one address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddrInfo {
+    pub owner: Option<AddrOwner>,
+    pub exempt: Option<ExemptService>,
+}
+
 /// Names one rule of one security group: `(group index, egress?, rule index)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SgRuleRef {
@@ -83,6 +91,7 @@ enum Peer {
 }
 
 impl Peer {
+    #[cfg(test)]
     fn contains(&self, a: IpAddr) -> bool {
         match self {
             Peer::Net(n) => n.contains(&a),
@@ -101,21 +110,92 @@ struct CompiledSgRule {
     id: SgRuleRef,
 }
 
-/// One ENI's united SG rules for one direction, split by address family.
-#[derive(Clone, Debug, Default)]
+/// One ENI's united SG rules for one direction, split by address family, each
+/// family compiled into a [`Classifier`].
+#[derive(Clone, Debug)]
 struct DirRules {
-    v4: Vec<CompiledSgRule>,
-    v6: Vec<CompiledSgRule>,
+    v4: Family<u32>,
+    v6: Family<u128>,
 }
 
-impl DirRules {
-    fn family(&self, v6: bool) -> &[CompiledSgRule] {
-        if v6 {
-            &self.v6
-        } else {
-            &self.v4
+/// The SG rules of one family and direction, compiled.
+#[derive(Clone, Debug)]
+struct Family<A> {
+    rules: Vec<CompiledSgRule>,
+    classifier: Classifier<A>,
+    /// Bitset of the rules whose peer is the CIDR `0.0.0.0/0` or `::/0`.
+    open: Vec<u64>,
+    /// Protocols (bit per number) an open rule covers on every port.
+    open_all_ports: [u64; 4],
+}
+
+impl<A: Copy + Ord + Default + Step> Family<A> {
+    fn new(rules: Vec<CompiledSgRule>, peers: impl Fn(&Peer) -> Vec<(A, A)>) -> Self {
+        let fields: Vec<RuleFields<A>> = rules
+            .iter()
+            .map(|r| RuleFields {
+                protocol: r.protocol,
+                ports: r.ports,
+                peers: peers(&r.peer),
+            })
+            .collect();
+        let classifier = Classifier::new(&fields);
+        let mut open = classifier.bitset();
+        let mut open_all_ports = [0u64; 4];
+        for (i, r) in rules.iter().enumerate() {
+            if !r.open {
+                continue;
+            }
+            open[i / 64] |= 1 << (i % 64);
+            match r.protocol {
+                Protocol::All => open_all_ports = [u64::MAX; 4],
+                Protocol::Number(n) if r.ports.is_any() => {
+                    open_all_ports[n as usize / 64] |= 1 << (n % 64)
+                }
+                Protocol::Number(_) => {}
+            }
+        }
+        Family {
+            rules,
+            classifier,
+            open,
+            open_all_ports,
         }
     }
+}
+
+fn ranges4(p: &Peer) -> Vec<(u32, u32)> {
+    let nets: &[IpNet] = match p {
+        Peer::Net(n) => std::slice::from_ref(n),
+        Peer::Set(s) => s,
+    };
+    nets.iter()
+        .filter_map(|n| match n {
+            IpNet::V4(n) => Some((u32::from(n.network()), u32::from(n.broadcast()))),
+            IpNet::V6(_) => None,
+        })
+        .collect()
+}
+
+fn ranges6(p: &Peer) -> Vec<(u128, u128)> {
+    let nets: &[IpNet] = match p {
+        Peer::Net(n) => std::slice::from_ref(n),
+        Peer::Set(s) => s,
+    };
+    nets.iter()
+        .filter_map(|n| match n {
+            IpNet::V6(n) => Some((u128::from(n.network()), u128::from(n.broadcast()))),
+            IpNet::V4(_) => None,
+        })
+        .collect()
+}
+
+fn net_ranges4(n: &IpNet) -> Vec<(u32, u32)> {
+    ranges4(&Peer::Net(*n))
+}
+
+fn net_ranges6(n: &IpNet) -> Vec<(u128, u128)> {
+    ranges6(&Peer::Net(*n))
 }
 
 #[derive(Clone, Debug)]
@@ -128,10 +208,39 @@ struct CompiledNaclEntry {
     entry: u32,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct NaclDir {
     v4: Vec<CompiledNaclEntry>,
     v6: Vec<CompiledNaclEntry>,
+    c4: Classifier<u32>,
+    c6: Classifier<u128>,
+}
+
+impl NaclDir {
+    fn new(v4: Vec<CompiledNaclEntry>, v6: Vec<CompiledNaclEntry>) -> NaclDir {
+        let fields4: Vec<RuleFields<u32>> = v4
+            .iter()
+            .map(|e| RuleFields {
+                protocol: e.protocol,
+                ports: e.ports,
+                peers: net_ranges4(&e.cidr),
+            })
+            .collect();
+        let fields6: Vec<RuleFields<u128>> = v6
+            .iter()
+            .map(|e| RuleFields {
+                protocol: e.protocol,
+                ports: e.ports,
+                peers: net_ranges6(&e.cidr),
+            })
+            .collect();
+        NaclDir {
+            c4: Classifier::new(&fields4),
+            c6: Classifier::new(&fields6),
+            v4,
+            v6,
+        }
+    }
 }
 
 /// The outcome of a NACL check: which entry decided, and whether it allowed.
@@ -158,14 +267,21 @@ pub struct Policy {
     pub eni_limit_group: Vec<u32>,
     /// The allowance of each group (`None`: unlimited).
     pub group_limit: Vec<Option<u32>>,
-    addrs: HashMap<IpAddr, AddrOwner>,
-    exempt: HashMap<IpAddr, ExemptService>,
+    /// Owner and exempt service of each known address, one map per family so the
+    /// per-packet lookup hashes a plain integer.
+    addrs4: HashMap<u32, AddrInfo, foldhash::fast::FixedState>,
+    addrs6: HashMap<u128, AddrInfo, foldhash::fast::FixedState>,
+    /// First hit-counter slot of each (NACL, direction): `acl * 2 + egress`.
+    nacl_base: Vec<u32>,
+    /// First hit-counter slot of each (security group, direction).
+    sg_base: Vec<u32>,
     sg_in: Vec<DirRules>,
     sg_out: Vec<DirRules>,
     nacl_in: Vec<NaclDir>,
     nacl_out: Vec<NaclDir>,
 }
 
+#[cfg(test)]
 fn proto_ports_match(protocol: Protocol, ports: PortSpec, pkt: &Packet) -> bool {
     match protocol {
         Protocol::All => true,
@@ -289,8 +405,8 @@ impl Policy {
         let mut sg_in = Vec::new();
         let mut sg_out = Vec::new();
         for e in &vpc.network_interfaces {
-            let mut din = DirRules::default();
-            let mut dout = DirRules::default();
+            let mut din = (Vec::new(), Vec::new());
+            let mut dout = (Vec::new(), Vec::new());
             for g in &e.security_groups {
                 let Some(&gi) = sg_index.get(g.as_str()) else {
                     continue;
@@ -339,23 +455,27 @@ impl Policy {
                             ),
                         };
                         if in_v4 {
-                            dir.v4.push(rule.clone());
+                            dir.0.push(rule.clone());
                         }
                         if in_v6 {
-                            dir.v6.push(rule);
+                            dir.1.push(rule);
                         }
                     }
                 }
             }
-            sg_in.push(din);
-            sg_out.push(dout);
+            for (d, out) in [(din, &mut sg_in), (dout, &mut sg_out)] {
+                out.push(DirRules {
+                    v4: Family::new(d.0, ranges4),
+                    v6: Family::new(d.1, ranges6),
+                });
+            }
         }
 
         let mut nacl_in = Vec::new();
         let mut nacl_out = Vec::new();
         for acl in &vpc.network_acls {
             let compile = |entries: &Vec<NetworkAclEntry>| {
-                let mut d = NaclDir::default();
+                let (mut v4, mut v6) = (Vec::new(), Vec::new());
                 for (i, e) in entries.iter().enumerate() {
                     let c = CompiledNaclEntry {
                         protocol: e.protocol,
@@ -366,12 +486,12 @@ impl Policy {
                         entry: i as u32,
                     };
                     if e.cidr.addr().is_ipv4() {
-                        d.v4.push(c);
+                        v4.push(c);
                     } else {
-                        d.v6.push(c);
+                        v6.push(c);
                     }
                 }
-                d
+                NaclDir::new(v4, v6)
             };
             nacl_in.push(compile(&acl.inbound));
             nacl_out.push(compile(&acl.outbound));
@@ -425,6 +545,39 @@ impl Policy {
             eni_limit_group.push(g);
         }
 
+        let mut addrs4: HashMap<u32, AddrInfo, foldhash::fast::FixedState> = HashMap::default();
+        let mut addrs6: HashMap<u128, AddrInfo, foldhash::fast::FixedState> = HashMap::default();
+        for (&a, &o) in &addrs {
+            match a {
+                IpAddr::V4(v) => addrs4.entry(u32::from(v)).or_default().owner = Some(o),
+                IpAddr::V6(v) => addrs6.entry(u128::from(v)).or_default().owner = Some(o),
+            }
+        }
+        for (&a, &x) in &exempt {
+            match a {
+                IpAddr::V4(v) => addrs4.entry(u32::from(v)).or_default().exempt = Some(x),
+                IpAddr::V6(v) => addrs6.entry(u128::from(v)).or_default().exempt = Some(x),
+            }
+        }
+        let mut nacl_base = Vec::with_capacity(vpc.network_acls.len() * 2 + 1);
+        let mut next = 0u32;
+        for acl in &vpc.network_acls {
+            for list in [&acl.inbound, &acl.outbound] {
+                nacl_base.push(next);
+                next += list.len() as u32 + 1;
+            }
+        }
+        nacl_base.push(next);
+        let mut sg_base = Vec::with_capacity(vpc.security_groups.len() * 2 + 1);
+        let mut next = 0u32;
+        for g in &vpc.security_groups {
+            for list in [&g.ingress, &g.egress] {
+                sg_base.push(next);
+                next += list.len() as u32;
+            }
+        }
+        sg_base.push(next);
+
         Policy {
             vpc,
             eni_number,
@@ -433,8 +586,10 @@ impl Policy {
             eni_timeouts,
             eni_limit_group,
             group_limit,
-            addrs,
-            exempt,
+            addrs4,
+            addrs6,
+            nacl_base,
+            sg_base,
             sg_in,
             sg_out,
             nacl_in,
@@ -445,16 +600,87 @@ impl Policy {
     /// The ENI that owns `addr` (private, secondary or public address).
     #[inline]
     pub fn owner(&self, addr: IpAddr) -> Option<AddrOwner> {
-        self.addrs.get(&addr).copied()
+        self.addr_info(addr).owner
     }
 
     /// The exempt service at `addr`, if any.
     #[inline]
     pub fn exempt_service(&self, addr: IpAddr) -> Option<ExemptService> {
-        if self.exempt.is_empty() {
-            return None;
+        self.addr_info(addr).exempt
+    }
+
+    /// The owner and exempt service of `addr` in one lookup.
+    #[inline]
+    pub fn addr_info(&self, addr: IpAddr) -> AddrInfo {
+        match addr {
+            IpAddr::V4(a) => self.addrs4.get(&u32::from(a)).copied(),
+            IpAddr::V6(a) => self.addrs6.get(&u128::from(a)).copied(),
         }
-        self.exempt.get(&addr).copied()
+        .unwrap_or_default()
+    }
+
+    /// The hit-counter slot of a NACL entry (dense, below [`Policy::nacl_slots`]); the
+    /// implicit deny of a family without a `*` rule has the last slot of its list.
+    #[inline]
+    pub fn nacl_slot(&self, r: NaclRuleRef) -> usize {
+        let i = r.acl as usize * 2 + r.egress as usize;
+        let (base, end) = (self.nacl_base[i], self.nacl_base[i + 1]);
+        (base + r.entry.min(end - base - 1)) as usize
+    }
+
+    /// Number of NACL hit-counter slots.
+    pub fn nacl_slots(&self) -> usize {
+        *self.nacl_base.last().unwrap_or(&0) as usize
+    }
+
+    /// Every NACL slot's entry, in slot order.
+    pub fn nacl_slot_refs(&self) -> Vec<NaclRuleRef> {
+        let mut v = Vec::with_capacity(self.nacl_slots());
+        for (ai, acl) in self.vpc.network_acls.iter().enumerate() {
+            for (egress, list) in [(false, &acl.inbound), (true, &acl.outbound)] {
+                for e in 0..list.len() as u32 {
+                    v.push(NaclRuleRef {
+                        acl: ai as u32,
+                        egress,
+                        entry: e,
+                    });
+                }
+                v.push(NaclRuleRef {
+                    acl: ai as u32,
+                    egress,
+                    entry: u32::MAX,
+                });
+            }
+        }
+        v
+    }
+
+    /// The hit-counter slot of an SG rule (dense, below [`Policy::sg_slots`]).
+    #[inline]
+    pub fn sg_slot(&self, r: SgRuleRef) -> usize {
+        (self.sg_base[r.group as usize * 2 + r.egress as usize] + r.rule) as usize
+    }
+
+    /// Number of SG hit-counter slots.
+    pub fn sg_slots(&self) -> usize {
+        *self.sg_base.last().unwrap_or(&0) as usize
+    }
+
+    /// Every SG slot's rule, in slot order.
+    pub fn sg_slot_refs(&self) -> Vec<SgRuleRef> {
+        let mut v = Vec::with_capacity(self.sg_slots());
+        for (gi, g) in self.vpc.security_groups.iter().enumerate() {
+            for (egress, list) in [(false, &g.ingress), (true, &g.egress)] {
+                for r in 0..list.len() as u32 {
+                    v.push(SgRuleRef {
+                        group: gi as u32,
+                        egress,
+                        rule: r,
+                    });
+                }
+            }
+        }
+        v
     }
 
     /// True when any ENI has a tracked-connection allowance.
@@ -473,29 +699,41 @@ impl Policy {
         remote: IpAddr,
         pkt: &Packet,
     ) -> Option<SgRuleRef> {
-        let rules = match dir {
+        let rules = self.sg_dir(eni, dir);
+        match remote {
+            IpAddr::V4(a) => {
+                let f = &rules.v4;
+                f.classifier
+                    .first_match(pkt, u32::from(a))
+                    .map(|i| f.rules[i].id)
+            }
+            IpAddr::V6(a) => {
+                let f = &rules.v6;
+                f.classifier
+                    .first_match(pkt, u128::from(a))
+                    .map(|i| f.rules[i].id)
+            }
+        }
+    }
+
+    #[inline]
+    fn sg_dir(&self, eni: u32, dir: Direction) -> &DirRules {
+        match dir {
             Direction::Ingress => &self.sg_in[eni as usize],
             Direction::Egress => &self.sg_out[eni as usize],
-        };
-        rules
-            .family(remote.is_ipv6())
-            .iter()
-            .find(|r| proto_ports_match(r.protocol, r.ports, pkt) && r.peer.contains(remote))
-            .map(|r| r.id)
+        }
     }
 
     /// True when an SG rule of `eni` whose peer is the CIDR `0.0.0.0/0` (or `::/0`)
     /// allows `pkt` in `dir`: the initiating half of the untracked condition.
     #[inline]
     pub fn sg_open_admits(&self, eni: u32, dir: Direction, v6: bool, pkt: &Packet) -> bool {
-        let rules = match dir {
-            Direction::Ingress => &self.sg_in[eni as usize],
-            Direction::Egress => &self.sg_out[eni as usize],
-        };
-        rules
-            .family(v6)
-            .iter()
-            .any(|r| r.open && proto_ports_match(r.protocol, r.ports, pkt))
+        let rules = self.sg_dir(eni, dir);
+        if v6 {
+            rules.v6.classifier.any_ports_match(pkt, &rules.v6.open)
+        } else {
+            rules.v4.classifier.any_ports_match(pkt, &rules.v4.open)
+        }
     }
 
     /// True when `eni` has, in `dir`, an SG rule with the CIDR `0.0.0.0/0` (or `::/0`)
@@ -503,17 +741,13 @@ impl Policy {
     /// untracked condition.
     #[inline]
     pub fn sg_open_all_ports(&self, eni: u32, dir: Direction, v6: bool, protocol: u8) -> bool {
-        let rules = match dir {
-            Direction::Ingress => &self.sg_in[eni as usize],
-            Direction::Egress => &self.sg_out[eni as usize],
+        let rules = self.sg_dir(eni, dir);
+        let set = if v6 {
+            &rules.v6.open_all_ports
+        } else {
+            &rules.v4.open_all_ports
         };
-        rules.family(v6).iter().any(|r| {
-            r.open
-                && match r.protocol {
-                    Protocol::All => true,
-                    Protocol::Number(n) => n == protocol && r.ports.is_any(),
-                }
-        })
+        set[protocol as usize / 64] & (1 << (protocol % 64)) != 0
     }
 
     /// The first NACL entry, in rule-number order, of subnet `subnet`'s NACL that
@@ -528,19 +762,26 @@ impl Policy {
             &self.nacl_in[acl as usize]
         };
         let peer = if egress { pkt.dst } else { pkt.src };
-        let entries = if peer.is_ipv6() { &dir.v6 } else { &dir.v4 };
-        for e in entries {
-            if e.cidr.contains(&peer) && proto_ports_match(e.protocol, e.ports, pkt) {
-                return NaclDecision {
-                    allow: e.allow,
-                    rule_number: e.rule_number,
-                    rule: NaclRuleRef {
-                        acl,
-                        egress,
-                        entry: e.entry,
-                    },
-                };
-            }
+        let hit = match peer {
+            IpAddr::V4(a) => dir
+                .c4
+                .first_match(pkt, u32::from(a))
+                .map(|i| &dir.v4[i]),
+            IpAddr::V6(a) => dir
+                .c6
+                .first_match(pkt, u128::from(a))
+                .map(|i| &dir.v6[i]),
+        };
+        if let Some(e) = hit {
+            return NaclDecision {
+                allow: e.allow,
+                rule_number: e.rule_number,
+                rule: NaclRuleRef {
+                    acl,
+                    egress,
+                    entry: e.entry,
+                },
+            };
         }
         // Unreachable after validation (the `*` rules match everything of their
         // family); an IPv6 packet in a VPC without IPv6 CIDRs has no `*` rule, and
@@ -750,5 +991,140 @@ mod tests {
         assert_eq!(e("169.254.169.123"), Some(ExemptService::TimeSync));
         assert_eq!(e("fd00:ec2::253"), Some(ExemptService::AmazonDns));
         assert_eq!(e("10.0.1.2"), None);
+    }
+}
+
+/// The compiled classifiers against a plain linear reading of the same rules, on
+/// random rules and packets (the property tests in `tests/it/props.rs` do the same
+/// from the model's side).
+#[cfg(test)]
+mod classifier_equivalence {
+    use super::*;
+    use crate::packet::Fragment;
+    use crate::synth::SplitMix64;
+
+    fn linear_sg(f: &[CompiledSgRule], remote: IpAddr, pkt: &Packet) -> Option<SgRuleRef> {
+        f.iter()
+            .find(|r| proto_ports_match(r.protocol, r.ports, pkt) && r.peer.contains(remote))
+            .map(|r| r.id)
+    }
+
+    fn linear_nacl(entries: &[CompiledNaclEntry], peer: IpAddr, pkt: &Packet) -> Option<u32> {
+        entries
+            .iter()
+            .find(|e| e.cidr.contains(&peer) && proto_ports_match(e.protocol, e.ports, pkt))
+            .map(|e| e.entry)
+    }
+
+    fn random_rule(r: &mut SplitMix64) -> (Protocol, PortSpec) {
+        let protocol = match r.range(0, 5) {
+            0 => Protocol::All,
+            1 | 2 => Protocol::Number(6),
+            3 => Protocol::Number(17),
+            4 => Protocol::Number(1),
+            _ => Protocol::Number(47),
+        };
+        let ports = match (protocol, r.range(0, 3)) {
+            (Protocol::All, _) | (_, 0) => PortSpec::Any,
+            (Protocol::Number(1), k) => PortSpec::Icmp {
+                icmp_type: (k != 1).then(|| r.range(0, 11) as u8),
+                code: (k != 2).then(|| r.range(0, 3) as u8),
+            },
+            _ => {
+                let a = (r.range(0, 65) * 1000) as u16;
+                let b = a.saturating_add(r.range(0, 2999) as u16);
+                PortSpec::Range { from: a, to: b }
+            }
+        };
+        (protocol, ports)
+    }
+
+    fn random_net(r: &mut SplitMix64) -> IpNet {
+        let len = r.range(0, 32) as u8;
+        let addr = Ipv4Addr::from((10u32 << 24) | (r.range(0, (1 << 16) - 1) as u32) << 8);
+        IpNet::new(IpAddr::V4(addr), len).unwrap().trunc()
+    }
+
+    fn random_packet(r: &mut SplitMix64) -> Packet {
+        let protocol = [6u8, 6, 17, 1, 47, 50][r.range(0, 5) as usize];
+        Packet {
+            src: IpAddr::V4(Ipv4Addr::from((10u32 << 24) | r.range(0, (1 << 24) - 1) as u32)),
+            dst: IpAddr::V4(Ipv4Addr::from((10u32 << 24) | r.range(0, (1 << 24) - 1) as u32)),
+            protocol,
+            src_port: r.range(0, 65535) as u16,
+            dst_port: r.range(0, 70_000).min(65535) as u16,
+            icmp_type: r.range(0, 11) as u8,
+            icmp_code: r.range(0, 3) as u8,
+            icmp_id: 0,
+            tcp_flags: 0,
+            ip_len: 60,
+            fragment: if r.range(0, 7) == 0 {
+                Fragment::Later { id: 1 }
+            } else {
+                Fragment::None
+            },
+        }
+    }
+
+    #[test]
+    fn compiled_matching_equals_linear_reading() {
+        let mut r = SplitMix64(7);
+        for round in 0..40 {
+            let n = [1usize, 5, 63, 64, 65, 200][round % 6];
+            let sg: Vec<CompiledSgRule> = (0..n)
+                .map(|i| {
+                    let (protocol, ports) = random_rule(&mut r);
+                    let peer = if r.range(0, 3) == 0 {
+                        Peer::Set(Arc::new((0..3).map(|_| random_net(&mut r)).collect()))
+                    } else {
+                        Peer::Net(random_net(&mut r))
+                    };
+                    CompiledSgRule {
+                        protocol,
+                        ports,
+                        open: matches!(peer, Peer::Net(n) if n.prefix_len() == 0),
+                        peer,
+                        id: SgRuleRef {
+                            group: 0,
+                            egress: false,
+                            rule: i as u32,
+                        },
+                    }
+                })
+                .collect();
+            let fam = Family::new(sg.clone(), ranges4);
+            let nacl: Vec<CompiledNaclEntry> = (0..n)
+                .map(|i| {
+                    let (protocol, ports) = random_rule(&mut r);
+                    CompiledNaclEntry {
+                        protocol,
+                        ports,
+                        cidr: random_net(&mut r),
+                        allow: r.range(0, 1) == 0,
+                        rule_number: i as u32 + 1,
+                        entry: i as u32,
+                    }
+                })
+                .collect();
+            let nd = NaclDir::new(nacl.clone(), Vec::new());
+            for _ in 0..2000 {
+                let p = random_packet(&mut r);
+                let IpAddr::V4(src) = p.src else { unreachable!() };
+                assert_eq!(
+                    fam.classifier.first_match(&p, u32::from(src)).map(|i| sg[i].id),
+                    linear_sg(&sg, p.src, &p),
+                    "SG, {n} rules, {p:?}"
+                );
+                assert_eq!(
+                    nd.c4.first_match(&p, u32::from(src)).map(|i| nacl[i].entry),
+                    linear_nacl(&nacl, p.src, &p),
+                    "NACL, {n} rules, {p:?}"
+                );
+                let open_linear = sg
+                    .iter()
+                    .any(|x| x.open && proto_ports_match(x.protocol, x.ports, &p));
+                assert_eq!(fam.classifier.any_ports_match(&p, &fam.open), open_linear);
+            }
+        }
     }
 }

@@ -161,14 +161,15 @@ impl Lab {
     }
 
     fn stats(&self) -> EngineStats {
-        self.engine.stats().clone()
+        self.engine.stats()
     }
 
     /// NACL entries hit under the current rules: `acl-x inbound 110` → hits.
     fn nacl_hits(&self) -> BTreeMap<String, u64> {
         let policy = self.engine.policy();
         let mut out = BTreeMap::new();
-        let Some(hits) = self.engine.stats().nacl_hits.get(self.generation) else {
+        let stats = self.engine.stats();
+        let Some(hits) = stats.nacl_hits.get(self.generation) else {
             return out;
         };
         for (r, n) in hits.iter() {
