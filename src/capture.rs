@@ -50,7 +50,7 @@
 use crate::packet::{linktype, Timestamp};
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 /// The largest captured length accepted for one packet (libpcap's and Wireshark's limit).
@@ -260,6 +260,26 @@ struct Input {
     end: usize,
     base: u64,
     eof: bool,
+    /// While a block is being gathered ([`CaptureReader::read_block`]), bytes already
+    /// handed out as records must not move: `fill` reads more only into the free tail
+    /// of the buffer and answers [`Pinned`] when that is not enough.
+    pinned: bool,
+}
+
+/// The answer of a pinned [`Input::fill`] that would have to move bytes.
+#[derive(Debug)]
+struct Pinned;
+
+impl fmt::Display for Pinned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the block is full")
+    }
+}
+
+impl std::error::Error for Pinned {}
+
+fn is_pinned(kind: &CaptureErrorKind) -> bool {
+    matches!(kind, CaptureErrorKind::Io(e) if e.get_ref().is_some_and(|x| x.is::<Pinned>()))
 }
 
 impl Input {
@@ -278,6 +298,9 @@ impl Input {
             return Ok(self.end - self.start);
         }
         if self.start + n > self.buf.len() {
+            if self.pinned {
+                return Err(io::Error::other(Pinned));
+            }
             self.buf.copy_within(self.start..self.end, 0);
             self.base += self.start as u64;
             self.end -= self.start;
@@ -352,6 +375,36 @@ pub struct CaptureReader {
     format: Format,
     file_len: Option<u64>,
     done: bool,
+    /// An error met while gathering a block that already held records: returned by
+    /// the next call.
+    deferred: Option<CaptureError>,
+}
+
+/// One record of a [`Block`]: `data[start..start + len]` is the captured frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockRecord {
+    pub ts: Timestamp,
+    pub link_type: u32,
+    pub start: u32,
+    pub len: u32,
+    pub orig_len: u32,
+}
+
+/// Whole records read in one go by [`CaptureReader::read_block`], in the buffer they
+/// were read into: no record is copied on its way to the workers.
+#[derive(Debug, Default)]
+pub struct Block {
+    pub data: Vec<u8>,
+    pub records: Vec<BlockRecord>,
+}
+
+impl Block {
+    /// The captured bytes of record `i`.
+    #[inline]
+    pub fn frame(&self, i: usize) -> &[u8] {
+        let r = &self.records[i];
+        &self.data[r.start as usize..(r.start + r.len) as usize]
+    }
 }
 
 fn u32_at(b: &[u8], at: usize, big_endian: bool) -> u32 {
@@ -403,6 +456,7 @@ impl CaptureReader {
             end: 0,
             base: 0,
             eof: false,
+            pinned: false,
         };
         let error = |kind| CaptureError {
             file: name.to_string(),
@@ -479,6 +533,7 @@ impl CaptureReader {
             format,
             file_len: None,
             done: false,
+            deferred: None,
         })
     }
 
@@ -513,6 +568,72 @@ impl CaptureReader {
                 })
             }
         }
+    }
+
+    /// Reads up to `max` whole records into `block`, without copying them: `block`
+    /// takes over the buffer they were read into, and the reader goes on in `block`'s
+    /// old buffer (only a partly read record at the end is copied over). A block holds
+    /// about one buffer of records, fewer at the end of the input.
+    ///
+    /// `Ok` with no records at the end of the capture. An error met after some
+    /// records were gathered is returned by the next call, so everything before the
+    /// damage is delivered first; after an error, every later call gives no records.
+    pub fn read_block(&mut self, block: &mut Block, max: usize) -> Result<(), CaptureError> {
+        block.records.clear();
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
+        if self.done {
+            return Ok(());
+        }
+        while block.records.len() < max {
+            self.input.pinned = !block.records.is_empty();
+            let step = match self.format {
+                Format::Pcap { .. } => self.next_pcap(),
+                Format::PcapNg { .. } => self.next_pcapng(),
+            };
+            self.input.pinned = false;
+            match step {
+                Ok(Some((ts, link_type, range, orig_len))) => block.records.push(BlockRecord {
+                    ts,
+                    link_type,
+                    start: range.start as u32,
+                    len: range.len() as u32,
+                    orig_len,
+                }),
+                Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                Err(kind) if is_pinned(&kind) => break,
+                Err(kind) => {
+                    self.done = true;
+                    let e = CaptureError {
+                        file: self.name.clone(),
+                        offset: self.input.offset(),
+                        kind,
+                    };
+                    if block.records.is_empty() {
+                        return Err(e);
+                    }
+                    self.deferred = Some(e);
+                    break;
+                }
+            }
+        }
+        // Hand the buffer over; keep reading in the block's old one.
+        let tail = self.input.end - self.input.start;
+        let mut next = std::mem::take(&mut block.data);
+        let size = BUFFER_SIZE.max(tail).max(next.len());
+        if next.len() < size {
+            next.resize(size, 0);
+        }
+        next[..tail].copy_from_slice(&self.input.buf[self.input.start..self.input.end]);
+        block.data = std::mem::replace(&mut self.input.buf, next);
+        self.input.base += self.input.start as u64;
+        self.input.start = 0;
+        self.input.end = tail;
+        Ok(())
     }
 
     /// Bytes of the input consumed so far: the end of the last packet returned (for a
@@ -812,23 +933,33 @@ fn read_interface_options(mut options: &[u8], big_endian: bool, interface: &mut 
 /// Writes a classic pcap file (nanosecond magic, snaplen [`WRITER_SNAPLEN`], little-endian).
 /// The file's link type is the first packet's; packets of another link type are
 /// skipped and counted.
+///
+/// Each packet (record header and data) goes to a
+/// [`RecordWriter`](crate::sink::RecordWriter) whole, so the file never ends inside a
+/// record, even when the disk fills up (see [`crate::sink`]).
 pub struct PcapWriter {
-    out: BufWriter<Box<dyn Write + Send>>,
+    out: crate::sink::RecordWriter,
     link_type: Option<u32>,
     written: u64,
     skipped: u64,
 }
 
 impl PcapWriter {
-    /// Creates (or truncates) a pcap file.
+    /// Creates (or truncates) a pcap file; `-` is standard output.
     pub fn create(path: &Path) -> io::Result<PcapWriter> {
-        Ok(PcapWriter::to_writer(Box::new(File::create(path)?)))
+        let out = crate::sink::RecordWriter::create(path)?;
+        Ok(PcapWriter::to_records(out))
     }
 
     /// Writes to any byte sink (memory, a pipe).
     pub fn to_writer(w: Box<dyn Write + Send>) -> PcapWriter {
+        PcapWriter::to_records(crate::sink::RecordWriter::from_writer(w))
+    }
+
+    /// Writes to a [`RecordWriter`](crate::sink::RecordWriter).
+    pub fn to_records(out: crate::sink::RecordWriter) -> PcapWriter {
         PcapWriter {
-            out: BufWriter::with_capacity(1 << 20, w),
+            out,
             link_type: None,
             written: 0,
             skipped: 0,
@@ -843,7 +974,7 @@ impl PcapWriter {
         h[16..20].copy_from_slice(&WRITER_SNAPLEN.to_le_bytes());
         h[20..24].copy_from_slice(&link_type.to_le_bytes());
         self.link_type = Some(link_type);
-        self.out.write_all(&h)
+        self.out.push(&h)
     }
 
     /// Appends one packet (cut to the snaplen if longer). A packet whose link type differs
@@ -870,8 +1001,7 @@ impl PcapWriter {
         h[4..8].copy_from_slice(&ts.subsec_nanos().to_le_bytes());
         h[8..12].copy_from_slice(&caplen.to_le_bytes());
         h[12..16].copy_from_slice(&orig_len.max(caplen).to_le_bytes());
-        self.out.write_all(&h)?;
-        self.out.write_all(data)?;
+        self.out.push_parts(&[&h, data])?;
         self.written += 1;
         Ok(())
     }
@@ -896,7 +1026,7 @@ impl PcapWriter {
         if self.link_type.is_none() {
             self.write_header(linktype::ETHERNET)?;
         }
-        self.out.flush()
+        self.out.finish()
     }
 }
 
@@ -949,6 +1079,49 @@ mod tests {
                 Ok(None) => return (out, None),
                 Err(e) => return (out, Some(e)),
             }
+        }
+    }
+
+    /// Every record through [`CaptureReader::read_block`], as owned packets.
+    fn read_blocks(mut r: CaptureReader, max: usize) -> (Vec<Owned>, Option<CaptureError>, usize) {
+        let mut out = Vec::new();
+        let mut block = Block::default();
+        let mut blocks = 0;
+        loop {
+            match r.read_block(&mut block, max) {
+                Ok(()) if block.records.is_empty() => return (out, None, blocks),
+                Ok(()) => {
+                    blocks += 1;
+                    for (i, rec) in block.records.iter().enumerate() {
+                        out.push((rec.ts, rec.link_type, block.frame(i).to_vec(), rec.orig_len));
+                    }
+                }
+                Err(e) => return (out, Some(e), blocks),
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_carry_the_same_records_as_packet_by_packet_reading() {
+        // 5,000 records of 1,000 bytes: several buffers, records straddling their ends,
+        // and damage at the end (a record header cut short).
+        let frames: Vec<Vec<u8>> = (0..5000u32).map(|i| vec![(i % 251) as u8; 1000]).collect();
+        let records: Vec<(u32, u32, &[u8], u32)> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (i as u32, 7, f.as_slice(), 1000))
+            .collect();
+        let mut file = pcap_file(0xa1b2_c3d4, false, 1, &records);
+        file.extend_from_slice(&[1, 2, 3]);
+        let open = || CaptureReader::from_reader("t", Box::new(std::io::Cursor::new(file.clone()))).unwrap();
+        let (want, want_err) = read_all(open());
+        for max in [1, 7, 4096] {
+            let (got, err, blocks) = read_blocks(open(), max);
+            assert_eq!(got.len(), 5000);
+            assert!(got == want, "max {max}");
+            assert!(blocks >= 5, "max {max}: {blocks} blocks");
+            let (a, b) = (err.unwrap(), want_err.as_ref().unwrap());
+            assert_eq!((a.offset, a.to_string()), (b.offset, b.to_string()));
         }
     }
 

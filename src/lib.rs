@@ -36,3 +36,4 @@ pub mod pipeline;
 pub mod policy;
 pub mod sink;
 pub mod synth;
+pub mod synthgen;

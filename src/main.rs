@@ -36,6 +36,10 @@ enum Command {
     Replay(Box<ReplayArgs>),
     /// Print the manual of emulation decisions.
     Manual,
+    /// Write a large, realistic capture for benchmarks (the same bytes for the same
+    /// flags).
+    #[command(after_help = SYNTH_HELP)]
+    Synth(SynthArgs),
 }
 
 const REPLAY_HELP: &str = "\
@@ -150,6 +154,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Replay(args) => replay(*args),
+        Command::Synth(args) => synth(args),
     }
 }
 
@@ -279,15 +284,30 @@ fn replay(args: ReplayArgs) -> ExitCode {
     // Ctrl-C or SIGTERM: stop reading, then process and write out everything read so
     // far. A second signal ends the process at once.
     let interrupt = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, interrupt.clone());
+        let _ = signal_hook::flag::register_usize(sig, signal.clone(), sig as usize);
         let _ = signal_hook::flag::register(sig, interrupt.clone());
+    }
+    // Every output is created before any is written: a bad path stops the run here and
+    // leaves no new file behind.
+    let outputs = [&cfg.flow_log, &cfg.verdicts, &cfg.accepted, &cfg.rejected];
+    if let Err((path, error)) =
+        vpcgate::sink::preflight(outputs.iter().filter_map(|p| p.as_deref()))
+    {
+        let e = pipeline::ReplayError::Output {
+            path: path.display().to_string(),
+            error,
+        };
+        eprintln!("vpcgate: {}", output_error_text(&e));
+        return ExitCode::from(1);
     }
     let started = std::time::Instant::now();
     let summary = match pipeline::run(&cfg, Some(&interrupt)) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("vpcgate: {}", output_error_text(&e));
             return ExitCode::from(1);
         }
     };
@@ -309,8 +329,12 @@ fn replay(args: ReplayArgs) -> ExitCode {
     for e in &summary.capture_errors {
         eprintln!("error: {e}");
     }
-    if summary.interrupted {
-        eprintln!("vpcgate: interrupted; every packet read before the signal was processed and written out");
+    let signal = signal.load(std::sync::atomic::Ordering::Relaxed);
+    if summary.interrupted || signal != 0 {
+        eprintln!(
+            "vpcgate: {}",
+            interrupted_text(signal, summary.packets, &cfg)
+        );
         ExitCode::from(130)
     } else if summary.capture_errors.is_empty() {
         ExitCode::SUCCESS
@@ -320,6 +344,62 @@ fn replay(args: ReplayArgs) -> ExitCode {
             summary.capture_errors.len()
         );
         ExitCode::from(1)
+    }
+}
+
+/// How an output that could not be written is reported: the path, the OS error, and
+/// what the file holds now.
+fn output_error_text(e: &pipeline::ReplayError) -> String {
+    use vpcgate::sink::{sink_error, Stage};
+    #[allow(unreachable_patterns)]
+    match e {
+        pipeline::ReplayError::Output { path, error } => {
+            let stdout = path == "-";
+            let name = if stdout { "standard output" } else { path };
+            match sink_error(error).map(|s| (s.stage, s.whole_records)) {
+                Some((Stage::Create, _)) => {
+                    format!("cannot create {name}: {error}; nothing was replayed")
+                }
+                Some((Stage::Write, true)) if stdout => format!(
+                    "cannot write {name}: {error}; every complete record up to then was written"
+                ),
+                Some((Stage::Write, true)) => format!(
+                    "cannot write {name}: {error}; the file holds every complete record up to then"
+                ),
+                Some((Stage::Write, false)) => {
+                    format!("cannot write {name}: {error}; its last record may be cut short")
+                }
+                None => format!("cannot write {name}: {error}"),
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+/// What is said when SIGINT or SIGTERM stopped a replay.
+fn interrupted_text(signal: usize, packets: u64, cfg: &ReplayConfig) -> String {
+    let name = match signal as i32 {
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        _ => "SIGINT",
+    };
+    let outputs: Vec<String> = [&cfg.verdicts, &cfg.flow_log, &cfg.accepted, &cfg.rejected]
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            if p.as_os_str() == "-" {
+                "standard output".to_string()
+            } else {
+                p.display().to_string()
+            }
+        })
+        .collect();
+    if outputs.is_empty() {
+        format!("interrupted by {name} after {packets} packet(s); every packet read before the signal was processed")
+    } else {
+        format!(
+            "interrupted by {name} after {packets} packet(s); every record up to then was written, whole, to {}",
+            outputs.join(", ")
+        )
     }
 }
 
@@ -481,6 +561,208 @@ fn summary_json(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duration) -
         "seconds": elapsed.as_secs_f64(),
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+const SYNTH_HELP: &str = "\
+What it writes: a classic pcap (nanosecond timestamps, Ethernet) of --packets
+packets spread over --duration seconds, from a pool of --flows flows open at once
+(a finished flow is replaced by a new one): TCP (about 70 %: handshake, 1 to 3
+request/response exchanges, FIN or RST), DNS-like UDP (about 20 %) and ICMP echo
+(about 10 %), about --ipv6-share of them over IPv6 where the ENIs have IPv6
+addresses. Every checksum is correct; payload bytes are zero.
+
+Addresses: those of the ruleset's ENIs (default: the SecureCart VPC of
+rulesets/securecart.toml, built in). Flows follow the rules (an SG rule naming
+another group gives ENI-to-ENI traffic across subnets; 0.0.0.0/0 gives internet
+hosts at random public addresses, which reach an ENI at its public IP), plus
+background: scans and pings from the internet, HTTPS, DNS and pings out.
+
+--reject-share counts FLOWS, not packets: the share of flows whose first packet
+the ruleset rejects (held to within one flow; each new flow's first packet is run
+through the engine). A rejected flow holds only its opener's attempts (a SYN sent
+1 to 3 times, a repeated query, unanswered pings), so its packets weigh less; and
+a network ACL (stateless) may still reject replies of flows that were let in:
+those flows count as not rejected, their replies add rejected packets.
+
+Examples:
+  # 2 million packets for SecureCart, then replay them:
+  vpcgate synth -o bench.pcap
+  vpcgate replay --rules rulesets/securecart.toml bench.pcap --flow-log flows.log
+
+  # Your VPC, 20 million packets over an hour, a quarter of the flows rejected:
+  vpcgate synth --rules ./my-vpc/ -o big.pcap --packets 20000000 --duration 3600 \\
+      --reject-share 0.25
+
+  # Another capture of the same shape, and headers only (64-byte snaplen):
+  vpcgate synth -o other.pcap --seed 2 --snaplen 64
+
+  # Straight into another tool:
+  vpcgate synth -o - --packets 100000 | tcpdump -r - -c 5 -nn
+
+Exit status: 0 done; 2 bad usage or a ruleset that does not load; 1 the capture
+could not be written.";
+
+#[derive(Args, Debug)]
+struct SynthArgs {
+    /// Where to write the pcap. `-` is standard output (not a terminal).
+    #[arg(short, long, value_name = "PATH")]
+    output: PathBuf,
+
+    /// Packets to write.
+    #[arg(long, value_name = "N", default_value_t = 2_000_000)]
+    packets: u64,
+
+    /// Flows open at once. Each step writes the next packet of one of them; a flow
+    /// that ends is replaced, so the capture holds as many flows as it takes to reach
+    /// --packets (about one per 12 packets).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    flows: usize,
+
+    /// The seed of every random choice: the same flags give the same bytes.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    seed: u64,
+
+    /// The ruleset whose ENIs send and receive the traffic (same forms as `replay
+    /// --rules`; repeatable, merged). Default: the SecureCart VPC of
+    /// rulesets/securecart.toml, built in.
+    #[arg(long, value_name = "PATH")]
+    rules: Vec<PathBuf>,
+
+    /// The share of flows (0 to 1) whose first packet the ruleset rejects. Flows, not
+    /// packets: see below.
+    #[arg(long = "reject-share", value_name = "F", default_value_t = 0.05)]
+    reject_share: f64,
+
+    /// The share of flows (0 to 1) over IPv6. Only ENIs with IPv6 addresses get IPv6
+    /// flows; without any, there is no IPv6 and the summary says so.
+    #[arg(long = "ipv6-share", value_name = "F", default_value_t = 0.1)]
+    ipv6_share: f64,
+
+    /// Capture time of the first packet, Unix seconds (default 2023-11-14 22:13:20 UTC).
+    #[arg(long, value_name = "UNIX_SECS", default_value_t = 1_700_000_000)]
+    start: u64,
+
+    /// Seconds of capture time the packets span (the default gives one 600-second
+    /// flow-log window, ten 60-second ones).
+    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    duration: f64,
+
+    /// Bytes kept of each frame; longer frames are cut, their length on the wire is
+    /// kept. Frames are 54 to 1514 bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 65_535)]
+    snaplen: u32,
+}
+
+fn synth(args: SynthArgs) -> ExitCode {
+    use vpcgate::synthgen::{self, SynthConfig};
+    let cfg = SynthConfig {
+        packets: args.packets,
+        flows: args.flows,
+        seed: args.seed,
+        reject_share: args.reject_share,
+        ipv6_share: args.ipv6_share,
+        start: args.start,
+        duration: args.duration,
+        snaplen: args.snaplen,
+    };
+    if let Err(e) = cfg.validate() {
+        return usage_error(e);
+    }
+    let (vpc, label) = if args.rules.is_empty() {
+        (
+            synthgen::builtin_vpc(),
+            format!("{} (built in)", synthgen::BUILTIN_RULESET),
+        )
+    } else {
+        match vpcgate::load::load_paths(&args.rules) {
+            Ok(v) => (
+                v,
+                args.rules
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                eprintln!(
+                    "vpcgate: the ruleset did not load ({} problem(s)); nothing was written",
+                    e.0.len()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let to_stdout = args.output.as_os_str() == "-";
+    if to_stdout && std::io::stdout().is_terminal() {
+        return usage_error(
+            "refusing to write a pcap to a terminal; redirect standard output or name a file",
+        );
+    }
+    let started = std::time::Instant::now();
+    let result = if to_stdout {
+        synthgen::generate(vpc, &cfg, std::io::stdout().lock())
+    } else {
+        match std::fs::File::create(&args.output) {
+            Ok(f) => synthgen::generate(vpc, &cfg, f),
+            Err(e) => {
+                eprintln!(
+                    "vpcgate: cannot create {}: {e}; nothing was written",
+                    args.output.display()
+                );
+                return ExitCode::from(1);
+            }
+        }
+    };
+    let s = match result {
+        Ok(s) => s,
+        Err(synthgen::SynthError::Io(e)) => {
+            eprintln!(
+                "vpcgate: cannot write {}: {e}",
+                if to_stdout {
+                    "standard output".to_string()
+                } else {
+                    args.output.display().to_string()
+                }
+            );
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            eprintln!("vpcgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let pct = |n: u64| {
+        if s.flows == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / s.flows as f64
+        }
+    };
+    eprintln!(
+        "vpcgate synth: {} packets, {} flows ({:.1} % rejected at the first packet, {:.1} % IPv6; TCP {:.0} %, UDP {:.0} %, ICMP {:.0} %), {:.1} MB, capture time {:.3} s, for {label}, written in {:.2} s ({:.2} M packets/s) to {}",
+        s.packets,
+        s.flows,
+        pct(s.rejected_flows),
+        pct(s.ipv6_flows),
+        pct(s.tcp_flows),
+        pct(s.udp_flows),
+        pct(s.icmp_flows),
+        s.bytes as f64 / 1e6,
+        s.last.0.saturating_sub(s.first.0) as f64 / 1e9,
+        secs,
+        if secs > 0.0 { s.packets as f64 / secs / 1e6 } else { 0.0 },
+        if to_stdout {
+            "standard output".to_string()
+        } else {
+            args.output.display().to_string()
+        }
+    );
+    for n in &s.notes {
+        eprintln!("  note: {n}");
+    }
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]

@@ -15,22 +15,25 @@
 //! changes (`--rules-at`) travel in-band between batches, so the output is the same
 //! bytes for any number of workers.
 
-use crate::capture::{CaptureReader, PcapWriter};
-use crate::engine::{reason_text, Decision, Engine, EngineStats, Reason, Verdict};
+use crate::capture::{Block, CaptureReader, PcapWriter};
+use crate::engine::{reason_text, Engine, EngineStats, Reason, Verdict};
 use crate::flowlog::{Aggregator, EniMeta, FlowLogWriter, FlowRecord, LogFormat};
 use crate::model::Vpc;
 use crate::packet::{self, Packet, ParseError, Timestamp};
 use crate::policy::Policy;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{self, BufWriter, Write};
+use hashbrown::HashMap;
+use std::collections::{BTreeMap, HashSet};
+use crate::sink::{self, RecordWriter};
+use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Packets per batch handed between threads.
-const BATCH_PACKETS: usize = 1024;
+/// At most this many packets per block handed between threads (a block is also
+/// bounded by the reader's buffer, 1 MiB).
+const BLOCK_PACKETS: usize = 8192;
 /// Batches in flight per channel.
 const QUEUE_DEPTH: usize = 8;
 /// At most this many empty windows of NODATA records are written for one gap in
@@ -118,53 +121,77 @@ impl std::fmt::Display for ReplayError {
 
 impl std::error::Error for ReplayError {}
 
-struct Rec {
-    ts: Timestamp,
-    link_type: u32,
-    orig_len: u32,
-    start: u32,
-    len: u32,
-    /// 1-based index in its capture file.
-    index: u64,
+/// A block of records read in one go, shared by every worker (each parses every
+/// frame, keeps its own), and by the merger when it writes pcaps. The buffer goes
+/// back to the reader when the last holder drops it.
+struct InBlock {
+    block: Block,
+    file: u32,
+    /// Global sequence number (over all files, from 0) of record 0.
+    first_seq: u64,
+    /// 1-based index in its file of record 0.
+    first_index: u64,
+    recycle: Sender<Block>,
 }
 
-struct Batch {
+impl Drop for InBlock {
+    fn drop(&mut self) {
+        let _ = self.recycle.try_send(std::mem::take(&mut self.block));
+    }
+}
+
+/// A run of records of one block: `block.records[from..to]`.
+struct Work {
     id: u64,
-    file: u32,
-    recs: Vec<Rec>,
-    data: Vec<u8>,
-    parsed: Vec<Result<Packet, ParseError>>,
-    /// Worker of each packet; `u16::MAX` for frames the parser could not read.
-    owner: Vec<u16>,
-    /// Highest capture second seen up to the end of this batch.
-    watermark: u64,
+    blk: Arc<InBlock>,
+    from: u32,
+    to: u32,
 }
 
 enum ToWorker {
-    Batch(Arc<Batch>),
-    /// From the next batch on, use ruleset generation N.
+    Work(Work),
+    /// From the next message on, use ruleset generation N.
     SetPolicy(usize),
 }
 
+/// What one worker made of one [`Work`].
 struct WorkerOut {
-    batch: u64,
+    id: u64,
     worker: usize,
+    /// Only with per-packet outputs: the block index of each packet this worker
+    /// answers for (its own, and for worker 0 also every frame that did not parse),
+    /// ascending, with its verdict and the end of its verdict line.
+    idx: Vec<u32>,
     verdicts: Vec<Verdict>,
     lines: Vec<u8>,
     line_ends: Vec<u32>,
     records: Vec<FlowRecord>,
+    /// Worker 0: the block, when pcaps are written.
+    blk: Option<Arc<InBlock>>,
+    /// The capture-time watermark (seconds) after this run; every worker computes
+    /// the same one, since every worker parses every frame.
+    watermark: u64,
+    /// First and last time of a frame that parsed in this run.
+    first_ts: Option<Timestamp>,
+    last_ts: Option<Timestamp>,
+}
+
+/// A worker's final records and counters.
+struct WorkerDone {
+    records: Vec<FlowRecord>,
+    stats: EngineStats,
+    accepted: u64,
+    rejected: u64,
+    none: u64,
+    rejects: HashMap<(usize, Reason), u64>,
+    none_reasons: HashMap<(usize, Reason), u64>,
+    /// Frames that did not parse (worker 0 only): (not IP?, reason) → count.
+    unparsed: HashMap<(bool, &'static str), u64>,
 }
 
 enum ToMerger {
-    Batch(Arc<Batch>),
     Out(WorkerOut),
-    /// A worker's final records and counters.
-    Done {
-        records: Vec<FlowRecord>,
-        stats: EngineStats,
-        rejects: BTreeMap<(usize, Reason), u64>,
-        none: BTreeMap<String, u64>,
-    },
+    Done(Box<WorkerDone>),
 }
 
 fn symmetric_hash(p: &Packet) -> u64 {
@@ -219,14 +246,8 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
         Some(p) => Some(FlowLogWriter::create(p, cfg.log_format.clone()).map_err(out_err(p))?),
         None => None,
     };
-    let mut verdict_writer: Option<Box<dyn Write + Send>> = match &cfg.verdicts {
-        Some(p) if p.as_os_str() == "-" => {
-            Some(Box::new(BufWriter::with_capacity(1 << 20, io::stdout())))
-        }
-        Some(p) => Some(Box::new(BufWriter::with_capacity(
-            1 << 20,
-            std::fs::File::create(p).map_err(out_err(p))?,
-        ))),
+    let mut verdict_writer: Option<RecordWriter> = match &cfg.verdicts {
+        Some(p) => Some(sink::open_verdicts(p).map_err(out_err(p))?),
         None => None,
     };
     let mut accepted = match &cfg.accepted {
@@ -238,6 +259,8 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
         None => None,
     };
     let want_verdicts = verdict_writer.is_some();
+    let want_block = accepted.is_some() || rejected.is_some();
+    let per_packet = want_verdicts || want_block;
     let multi_file = cfg.captures.len() > 1;
     let file_names: Vec<String> = cfg
         .captures
@@ -259,11 +282,14 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
             scope.spawn(move || {
                 worker_loop(
                     w,
+                    workers,
                     rx,
                     merge_tx,
                     policies,
                     cfg.interval,
+                    per_packet,
                     want_verdicts,
+                    want_block,
                     multi_file,
                     file_names,
                 )
@@ -279,7 +305,6 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
             let verdict_writer = &mut verdict_writer;
             let accepted = &mut accepted;
             let rejected = &mut rejected;
-            let file_names = &file_names;
             let nodata = cfg.nodata;
             scope.spawn(move || {
                 merger_loop(
@@ -294,13 +319,11 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
                     verdict_writer,
                     accepted,
                     rejected,
-                    multi_file,
-                    file_names,
                 )
             })
         };
 
-        let read = read_all(cfg, &worker_txs, workers, interrupt, &mut summary);
+        let read = read_all(cfg, &worker_txs, interrupt, &mut summary);
         // Closing the worker channels lets workers finish, then the merger.
         worker_txs.clear();
         let merged = merger.join().expect("merger thread panicked");
@@ -330,9 +353,9 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
         let p = cfg.flow_log.as_deref().unwrap();
         w.finish().map_err(out_err(p))?;
     }
-    if let Some(mut w) = verdict_writer {
+    if let Some(w) = verdict_writer {
         let p = cfg.verdicts.as_deref().unwrap();
-        w.flush().map_err(out_err(p))?;
+        w.finish().map_err(out_err(p))?;
     }
     for (w, p) in [(accepted, &cfg.accepted), (rejected, &cfg.rejected)] {
         if let Some(w) = w {
@@ -408,16 +431,16 @@ pub fn eni_table(vpcs: &[&Vpc]) -> (Vec<String>, Vec<EniMeta>) {
     )
 }
 
-/// Reads every capture and feeds the workers. Returns after the last batch is sent.
+/// Reads every capture in blocks and feeds the workers. Returns after the last
+/// block is sent.
 fn read_all(
     cfg: &ReplayConfig,
     worker_txs: &[Sender<ToWorker>],
-    workers: usize,
     interrupt: Option<&AtomicBool>,
     summary: &mut Summary,
 ) -> Result<(), ReplayError> {
-    let mut batch_id = 0u64;
-    let mut watermark = 0u64;
+    let mut next_id = 0u64;
+    let mut seq = 0u64;
     let mut next_rules = 1usize;
     let progress = if cfg.progress {
         let total: u64 = cfg
@@ -438,15 +461,24 @@ fn read_all(
     } else {
         None
     };
+    // Buffers come back here when every holder has dropped their block.
+    let (recycle_tx, recycle_rx) = bounded::<Block>(QUEUE_DEPTH * 2 + 4);
     let mut done_bytes = 0u64;
-    let new_batch = |id: u64, file: u32| Batch {
-        id,
-        file,
-        recs: Vec::with_capacity(BATCH_PACKETS),
-        data: Vec::with_capacity(BATCH_PACKETS * 256),
-        parsed: Vec::with_capacity(BATCH_PACKETS),
-        owner: Vec::with_capacity(BATCH_PACKETS),
-        watermark: 0,
+    // False when the workers are gone: the merger stopped on an output error.
+    let send = |w: Work, next_id: &mut u64| -> bool {
+        *next_id += 1;
+        let mut alive = true;
+        for tx in worker_txs {
+            alive &= tx
+                .send(ToWorker::Work(Work {
+                    id: w.id,
+                    blk: w.blk.clone(),
+                    from: w.from,
+                    to: w.to,
+                }))
+                .is_ok();
+        }
+        alive
     };
 
     'files: for (fi, path) in cfg.captures.iter().enumerate() {
@@ -457,67 +489,79 @@ fn read_all(
                 continue;
             }
         };
-        let mut batch = new_batch(batch_id, fi as u32);
-        let mut index = 0u64;
+        let mut index = 1u64;
         loop {
             if interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
                 summary.interrupted = true;
-                dispatch(batch, watermark, worker_txs, &mut batch_id);
                 break 'files;
             }
-            let pkt = match reader.next_packet() {
-                Ok(Some(p)) => p,
-                Ok(None) => break,
-                Err(e) => {
-                    summary.capture_errors.push(e.to_string());
+            let mut block = recycle_rx.try_recv().unwrap_or_default();
+            let read = reader.read_block(&mut block, BLOCK_PACKETS);
+            if let Err(e) = read {
+                summary.capture_errors.push(e.to_string());
+                break;
+            }
+            let n = block.records.len() as u32;
+            if n == 0 {
+                break;
+            }
+            let blk = Arc::new(InBlock {
+                block,
+                file: fi as u32,
+                first_seq: seq,
+                first_index: index,
+                recycle: recycle_tx.clone(),
+            });
+            seq += u64::from(n);
+            index += u64::from(n);
+            // Split the block where a ruleset takes effect.
+            let mut from = 0u32;
+            while next_rules < cfg.rulesets.len() {
+                let Some(t) = cfg.rulesets[next_rules].from else {
                     break;
+                };
+                let at = blk.block.records[from as usize..]
+                    .iter()
+                    .position(|r| r.ts >= t);
+                let Some(at) = at else { break };
+                let at = from + at as u32;
+                if at > from
+                    && !send(
+                        Work {
+                            id: next_id,
+                            blk: blk.clone(),
+                            from,
+                            to: at,
+                        },
+                        &mut next_id,
+                    )
+                {
+                    break 'files;
                 }
-            };
-            index += 1;
-            // A ruleset change at this packet's time: close the batch, tell workers.
-            while next_rules < cfg.rulesets.len()
-                && cfg.rulesets[next_rules].from.is_some_and(|t| pkt.ts >= t)
-            {
-                let full = std::mem::replace(&mut batch, new_batch(0, fi as u32));
-                dispatch(full, watermark, worker_txs, &mut batch_id);
-                batch.id = batch_id;
                 for tx in worker_txs {
                     let _ = tx.send(ToWorker::SetPolicy(next_rules));
                 }
                 next_rules += 1;
+                from = at;
             }
-            let start = batch.data.len() as u32;
-            batch.data.extend_from_slice(pkt.data);
-            let parsed = packet::parse(pkt.link_type, pkt.data);
-            // Flow-log windows follow the time of the packets that are evaluated.
-            if parsed.is_ok() {
-                watermark = watermark.max(pkt.ts.secs());
+            if from < n
+                && !send(
+                    Work {
+                        id: next_id,
+                        blk: blk.clone(),
+                        from,
+                        to: n,
+                    },
+                    &mut next_id,
+                )
+            {
+                break 'files;
             }
-            let owner = match &parsed {
-                Ok(p) => (symmetric_hash(p) % workers as u64) as u16,
-                Err(_) => u16::MAX,
-            };
-            batch.recs.push(Rec {
-                ts: pkt.ts,
-                link_type: pkt.link_type,
-                orig_len: pkt.orig_len,
-                start,
-                len: pkt.data.len() as u32,
-                index,
-            });
-            batch.parsed.push(parsed);
-            batch.owner.push(owner);
-            if batch.recs.len() >= BATCH_PACKETS {
-                if let Some(bar) = &progress {
-                    bar.set_position(done_bytes + reader.bytes_read());
-                }
-                let full = std::mem::replace(&mut batch, new_batch(0, fi as u32));
-                dispatch(full, watermark, worker_txs, &mut batch_id);
-                batch.id = batch_id;
+            if let Some(bar) = &progress {
+                bar.set_position(done_bytes + reader.bytes_read());
             }
         }
         done_bytes += reader.bytes_read();
-        dispatch(batch, watermark, worker_txs, &mut batch_id);
     }
     if let Some(bar) = progress {
         bar.finish_and_clear();
@@ -525,114 +569,153 @@ fn read_all(
     Ok(())
 }
 
-fn dispatch(mut b: Batch, watermark: u64, worker_txs: &[Sender<ToWorker>], batch_id: &mut u64) {
-    if b.recs.is_empty() {
-        return;
-    }
-    b.id = *batch_id;
-    b.watermark = watermark;
-    *batch_id += 1;
-    let b = Arc::new(b);
-    for tx in worker_txs {
-        let _ = tx.send(ToWorker::Batch(b.clone()));
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn worker_loop(
     me: usize,
+    workers: usize,
     rx: Receiver<ToWorker>,
     merge_tx: Sender<ToMerger>,
     policies: Vec<Arc<Policy>>,
     interval: u32,
+    per_packet: bool,
     want_verdicts: bool,
+    want_block: bool,
     multi_file: bool,
     file_names: &[String],
 ) {
     let mut engine = Engine::new(policies[0].clone());
     let mut gen = 0usize;
     let mut agg = Aggregator::new(interval);
-    let mut rejects: BTreeMap<(usize, Reason), u64> = BTreeMap::new();
-    let mut none: BTreeMap<String, u64> = BTreeMap::new();
+    let mut done = WorkerDone {
+        records: Vec::new(),
+        stats: EngineStats::default(),
+        accepted: 0,
+        rejected: 0,
+        none: 0,
+        rejects: HashMap::new(),
+        none_reasons: HashMap::new(),
+        unparsed: HashMap::new(),
+    };
     let mut closed_up_to = 0u64;
+    let mut watermark = 0u64;
     for msg in rx {
-        let batch = match msg {
+        let work = match msg {
             ToWorker::SetPolicy(g) => {
                 gen = g;
                 engine.set_policy(policies[g].clone(), g);
                 continue;
             }
-            ToWorker::Batch(b) => b,
+            ToWorker::Work(w) => w,
         };
-        // The merger gets each batch once, from worker 0.
-        if me == 0 {
-            let _ = merge_tx.send(ToMerger::Batch(batch.clone()));
-        }
+        let blk = &work.blk;
+        let file = multi_file.then(|| file_names[blk.file as usize].as_str());
         let mut out = WorkerOut {
-            batch: batch.id,
+            id: work.id,
             worker: me,
+            idx: Vec::new(),
             verdicts: Vec::new(),
             lines: Vec::new(),
             line_ends: Vec::new(),
             records: Vec::new(),
+            blk: (me == 0 && want_block).then(|| work.blk.clone()),
+            watermark: 0,
+            first_ts: None,
+            last_ts: None,
         };
-        let mut last_ts = Timestamp(0);
-        for (i, owner) in batch.owner.iter().enumerate() {
-            if *owner as usize != me {
+        for i in work.from..work.to {
+            let rec = &blk.block.records[i as usize];
+            let frame = blk.block.frame(i as usize);
+            let index = blk.first_index + u64::from(i);
+            let pkt = match packet::parse(rec.link_type, frame) {
+                Ok(p) => p,
+                Err(e) => {
+                    if me == 0 {
+                        done.none += 1;
+                        *done
+                            .unparsed
+                            .entry((e.is_not_ip(), e.reason()))
+                            .or_insert(0) += 1;
+                        if per_packet {
+                            out.idx.push(i);
+                            out.verdicts.push(Verdict::None);
+                            if want_verdicts {
+                                write_verdict(
+                                    &mut out.lines,
+                                    index,
+                                    rec.ts,
+                                    None,
+                                    Verdict::None,
+                                    None,
+                                    file,
+                                    Some(&e),
+                                );
+                                out.line_ends.push(out.lines.len() as u32);
+                            }
+                        }
+                    }
+                    continue;
+                }
+            };
+            // Flow-log windows follow the time of the packets that are evaluated.
+            watermark = watermark.max(rec.ts.secs());
+            out.first_ts.get_or_insert(rec.ts);
+            out.last_ts = Some(out.last_ts.map_or(rec.ts, |t| t.max(rec.ts)));
+            if workers > 1 && (symmetric_hash(&pkt) % workers as u64) as usize != me {
                 continue;
             }
-            let Ok(pkt) = &batch.parsed[i] else { continue };
-            let rec = &batch.recs[i];
-            let seq = (batch.id << 20) | i as u64;
-            let d = engine.process(pkt, rec.ts);
-            last_ts = last_ts.max(rec.ts);
+            let seq = blk.first_seq + u64::from(i);
+            let d = engine.process(&pkt, rec.ts);
             for o in d.obs.iter().flatten() {
                 agg.observe(o, rec.ts, seq);
             }
             match d.verdict {
-                Verdict::Reject => *rejects.entry((gen, d.reason)).or_insert(0) += 1,
-                Verdict::None => {
-                    *none
-                        .entry(reason_text(d.reason, engine.policy()))
-                        .or_insert(0) += 1
+                Verdict::Accept => done.accepted += 1,
+                Verdict::Reject => {
+                    done.rejected += 1;
+                    *done.rejects.entry((gen, d.reason)).or_insert(0) += 1
                 }
-                Verdict::Accept => {}
+                Verdict::None => {
+                    done.none += 1;
+                    *done.none_reasons.entry((gen, d.reason)).or_insert(0) += 1
+                }
             }
-            out.verdicts.push(d.verdict);
-            if want_verdicts {
-                write_verdict(
-                    &mut out.lines,
-                    rec,
-                    Some(pkt),
-                    &d,
-                    engine.policy(),
-                    multi_file.then(|| file_names[batch.file as usize].as_str()),
-                    None,
-                );
-                out.line_ends.push(out.lines.len() as u32);
+            if per_packet {
+                out.idx.push(i);
+                out.verdicts.push(d.verdict);
+                if want_verdicts {
+                    let reason = (d.verdict != Verdict::Accept)
+                        .then(|| reason_text(d.reason, engine.policy()));
+                    write_verdict(
+                        &mut out.lines,
+                        index,
+                        rec.ts,
+                        Some(&pkt),
+                        d.verdict,
+                        reason.as_deref(),
+                        file,
+                        None,
+                    );
+                    out.line_ends.push(out.lines.len() as u32);
+                }
             }
         }
-        if last_ts.0 > 0 {
-            engine.housekeeping(last_ts);
+        if let Some(t) = out.last_ts {
+            engine.housekeeping(t);
         }
         // Close the windows that ended by the watermark.
-        let wm_window = batch.watermark / interval as u64;
+        out.watermark = watermark;
+        let wm_window = watermark / interval as u64;
         if wm_window > closed_up_to {
             closed_up_to = wm_window;
-            agg.close_before(batch.watermark, &mut out.records);
+            agg.close_before(watermark, &mut out.records);
         }
         if merge_tx.send(ToMerger::Out(out)).is_err() {
             return;
         }
     }
-    let mut records = Vec::new();
-    agg.close_all(&mut records);
-    let _ = merge_tx.send(ToMerger::Done {
-        records,
-        stats: engine.stats(),
-        rejects,
-        none,
-    });
+    agg.close_all(&mut done.records);
+    done.stats = engine.stats();
+    let _ = merge_tx.send(ToMerger::Done(Box::new(done)));
 }
 
 /// The NONE reason of a frame the parser could not read: `not-ip` or
@@ -646,21 +729,23 @@ fn none_reason(e: &ParseError) -> String {
 }
 
 /// One verdict line (CLI.md "Per-packet verdicts").
+#[allow(clippy::too_many_arguments)]
 fn write_verdict(
     out: &mut Vec<u8>,
-    rec: &Rec,
+    index: u64,
+    ts: Timestamp,
     pkt: Option<&Packet>,
-    d: &Decision,
-    policy: &Policy,
+    verdict: Verdict,
+    reason: Option<&str>,
     file: Option<&str>,
     parse_error: Option<&ParseError>,
 ) {
     let _ = write!(
         out,
         "{{\"packet\":{},\"time\":{}.{:09}",
-        rec.index,
-        rec.ts.secs(),
-        rec.ts.subsec_nanos()
+        index,
+        ts.secs(),
+        ts.subsec_nanos()
     );
     if let Some(f) = file {
         out.extend_from_slice(b",\"file\":");
@@ -686,16 +771,16 @@ fn write_verdict(
             );
         }
     }
-    let _ = write!(out, ",\"action\":\"{}\"", d.verdict.as_str());
-    match (d.verdict, parse_error) {
-        (_, Some(e)) => {
+    let _ = write!(out, ",\"action\":\"{}\"", verdict.as_str());
+    match (parse_error, reason) {
+        (Some(e), _) => {
             let _ = write!(out, ",\"reason\":\"{}\"", none_reason(e));
         }
-        (Verdict::Accept, None) => {}
-        _ => {
+        (None, Some(r)) => {
             out.extend_from_slice(b",\"reason\":");
-            let _ = serde_json::to_writer(&mut *out, &reason_text(d.reason, policy));
+            let _ = serde_json::to_writer(&mut *out, r);
         }
+        (None, None) => {}
     }
     out.extend_from_slice(b"}\n");
 }
@@ -809,11 +894,9 @@ fn merger_loop(
     metas: &[EniMeta],
     policies: &[Arc<Policy>],
     flow_writer: &mut Option<FlowLogWriter>,
-    verdict_writer: &mut Option<Box<dyn Write + Send>>,
+    verdict_writer: &mut Option<RecordWriter>,
     accepted: &mut Option<PcapWriter>,
     rejected: &mut Option<PcapWriter>,
-    multi_file: bool,
-    file_names: &[String],
 ) -> Result<Merged, ReplayError> {
     let mut m = Merged {
         packets: 0,
@@ -844,144 +927,118 @@ fn merger_loop(
         nodata_written: 0,
         nodata_skipped: 0,
     };
-    let mut batches: BTreeMap<u64, Arc<Batch>> = BTreeMap::new();
     let mut outs: BTreeMap<u64, Vec<Option<WorkerOut>>> = BTreeMap::new();
     let mut next = 0u64;
     let mut done = 0usize;
     let mut last_ts: Option<Timestamp> = None;
-    let mut verdict_error: Option<ReplayError> = None;
-    let none_policy = &policies[0];
+    let mut none_reasons: HashMap<(usize, Reason), u64> = HashMap::new();
 
     for msg in rx {
         match msg {
-            ToMerger::Batch(b) => {
-                batches.insert(b.id, b);
-            }
             ToMerger::Out(o) => {
                 let slot = outs
-                    .entry(o.batch)
+                    .entry(o.id)
                     .or_insert_with(|| (0..workers).map(|_| None).collect());
                 let w = o.worker;
                 slot[w] = Some(o);
             }
-            ToMerger::Done {
-                records,
-                stats,
-                rejects,
-                none,
-            } => {
+            ToMerger::Done(d) => {
                 done += 1;
-                sink.pending.extend(records);
-                m.stats.merge(&stats);
-                for (k, v) in rejects {
+                sink.pending.extend(d.records);
+                m.stats.merge(&d.stats);
+                m.accepted += d.accepted;
+                m.rejected += d.rejected;
+                m.none += d.none;
+                for (k, v) in d.rejects {
                     *m.rejects.entry(k).or_insert(0) += v;
                 }
-                for (k, v) in none {
-                    *m.none_reasons.entry(k).or_insert(0) += v;
+                for (k, v) in d.none_reasons {
+                    *none_reasons.entry(k).or_insert(0) += v;
+                }
+                for ((not_ip, reason), v) in d.unparsed {
+                    let key = if not_ip {
+                        "not-ip".to_string()
+                    } else {
+                        *m.parse_problems.entry(reason.to_string()).or_insert(0) += v;
+                        format!("malformed {reason}")
+                    };
+                    *m.none_reasons.entry(key).or_insert(0) += v;
                 }
             }
         }
-        // Emit every batch that is complete, in order.
-        while let (Some(b), Some(slot)) = (batches.get(&next), outs.get(&next)) {
-            if slot.iter().any(|o| o.is_none()) {
-                break;
-            }
-            let b = b.clone();
-            let slot = outs.remove(&next).unwrap();
-            batches.remove(&next);
+        // Emit every run that is complete, in order.
+        while outs
+            .get(&next)
+            .is_some_and(|slot| slot.iter().all(|o| o.is_some()))
+        {
+            let slot: Vec<WorkerOut> = outs
+                .remove(&next)
+                .unwrap()
+                .into_iter()
+                .map(|o| o.unwrap())
+                .collect();
             next += 1;
-            let mut cursors: Vec<(usize, usize, u32)> = vec![(0, 0, 0); workers]; // (verdict idx, line start, _)
-            let slot: Vec<WorkerOut> = slot.into_iter().map(|o| o.unwrap()).collect();
             for o in &slot {
                 sink.pending.extend(o.records.iter().cloned());
             }
-            for (i, rec) in b.recs.iter().enumerate() {
-                m.packets += 1;
-                let frame = &b.data[rec.start as usize..(rec.start + rec.len) as usize];
-                if let Err(e) = &b.parsed[i] {
-                    m.none += 1;
-                    *m.none_reasons.entry(none_reason(e)).or_insert(0) += 1;
-                    if !e.is_not_ip() {
-                        *m.parse_problems.entry(e.reason().to_string()).or_insert(0) += 1;
-                    }
-                    if let Some(w) = verdict_writer.as_mut() {
-                        let mut line = Vec::new();
-                        let d = Decision {
-                            verdict: Verdict::None,
-                            reason: Reason::NoEni,
-                            obs: [None, None],
-                        };
-                        write_verdict(
-                            &mut line,
-                            rec,
-                            None,
-                            &d,
-                            none_policy,
-                            multi_file.then(|| file_names[b.file as usize].as_str()),
-                            Some(e),
-                        );
-                        if let Err(err) = w.write_all(&line) {
-                            verdict_error.get_or_insert(ReplayError::Output {
-                                path: path_of(&cfg.verdicts),
-                                error: err,
-                            });
-                        }
-                    }
-                    continue;
-                }
-                let w = b.owner[i] as usize;
-                let o = &slot[w];
-                let c = &mut cursors[w];
-                let verdict = o.verdicts[c.0];
-                if !o.line_ends.is_empty() {
-                    let end = o.line_ends[c.0] as usize;
-                    if let Some(vw) = verdict_writer.as_mut() {
-                        if let Err(err) = vw.write_all(&o.lines[c.1..end]) {
-                            verdict_error.get_or_insert(ReplayError::Output {
-                                path: path_of(&cfg.verdicts),
-                                error: err,
-                            });
-                        }
-                    }
-                    c.1 = end;
-                }
-                c.0 += 1;
-                match verdict {
-                    Verdict::Accept => {
-                        m.accepted += 1;
-                        if let Some(p) = accepted.as_mut() {
-                            p.write_packet(rec.ts, rec.link_type, frame, rec.orig_len)
-                                .map_err(|e| ReplayError::Output {
-                                    path: path_of(&cfg.accepted),
-                                    error: e,
-                                })?;
-                        }
-                    }
-                    Verdict::Reject => {
-                        m.rejected += 1;
-                        if let Some(p) = rejected.as_mut() {
-                            p.write_packet(rec.ts, rec.link_type, frame, rec.orig_len)
-                                .map_err(|e| ReplayError::Output {
-                                    path: path_of(&cfg.rejected),
-                                    error: e,
-                                })?;
-                        }
-                    }
-                    Verdict::None => m.none += 1,
-                }
-                last_ts = Some(last_ts.map_or(rec.ts, |t| t.max(rec.ts)));
+            let head = &slot[0];
+            if let Some(t) = head.first_ts {
                 if sink.next_window.is_none() {
-                    sink.next_window = Some(rec.ts.secs() / interval * interval);
+                    sink.next_window = Some(t.secs() / interval * interval);
                 }
             }
-            sink.flush(b.watermark, &flow_path)?;
+            if let Some(t) = head.last_ts {
+                last_ts = Some(last_ts.map_or(t, |l| l.max(t)));
+            }
+            // Per-packet outputs, in capture order: merge the workers' runs by index.
+            let total: usize = slot.iter().map(|o| o.idx.len()).sum();
+            if total > 0 {
+                let mut cur: Vec<(usize, usize)> = vec![(0, 0); workers]; // (entry, line start)
+                for _ in 0..total {
+                    let w = (0..workers)
+                        .filter(|&w| cur[w].0 < slot[w].idx.len())
+                        .min_by_key(|&w| slot[w].idx[cur[w].0])
+                        .expect("an entry is left");
+                    let o = &slot[w];
+                    let (k, line_start) = cur[w];
+                    if let Some(vw) = verdict_writer.as_mut() {
+                        let end = o.line_ends[k] as usize;
+                        vw.push(&o.lines[line_start..end])
+                            .map_err(|error| ReplayError::Output {
+                                path: path_of(&cfg.verdicts),
+                                error,
+                            })?;
+                        cur[w].1 = end;
+                    }
+                    cur[w].0 += 1;
+                    let (out, path) = match o.verdicts[k] {
+                        Verdict::Accept => (accepted.as_mut(), &cfg.accepted),
+                        Verdict::Reject => (rejected.as_mut(), &cfg.rejected),
+                        Verdict::None => (None, &None),
+                    };
+                    if let (Some(pw), Some(blk)) = (out, &head.blk) {
+                        let i = o.idx[k] as usize;
+                        let rec = &blk.block.records[i];
+                        pw.write_packet(rec.ts, rec.link_type, blk.block.frame(i), rec.orig_len)
+                            .map_err(|e| ReplayError::Output {
+                                path: path_of(path),
+                                error: e,
+                            })?;
+                    }
+                }
+            }
+            sink.flush(head.watermark, &flow_path)?;
         }
         if done == workers {
             break;
         }
     }
-    if let Some(e) = verdict_error {
-        return Err(e);
+    m.packets = m.accepted + m.rejected + m.none;
+    for ((gen, reason), v) in none_reasons {
+        *m
+            .none_reasons
+            .entry(reason_text(reason, &policies[gen]))
+            .or_insert(0) += v;
     }
     // The last windows: up to the end of the window of the last packet.
     let end = last_ts.map_or(0, |t| (t.secs() / interval + 1) * interval);

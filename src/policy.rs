@@ -407,10 +407,16 @@ impl Policy {
         for e in &vpc.network_interfaces {
             let mut din = (Vec::new(), Vec::new());
             let mut dout = (Vec::new(), Vec::new());
-            for g in &e.security_groups {
-                let Some(&gi) = sg_index.get(g.as_str()) else {
-                    continue;
-                };
+            // In group-id order (the model is sorted by id), whatever order the ENI
+            // lists them in: the manual credits a packet to the first rule that way.
+            let mut groups: Vec<u32> = e
+                .security_groups
+                .iter()
+                .filter_map(|g| sg_index.get(g.as_str()).copied())
+                .collect();
+            groups.sort_unstable();
+            groups.dedup();
+            for gi in groups {
                 let group = &vpc.security_groups[gi as usize];
                 for (egress, rules, dir) in [
                     (false, &group.ingress, &mut din),

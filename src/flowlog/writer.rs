@@ -1,11 +1,20 @@
 //! Text flow-log files: a header line, then one record per line; gzip when the path ends
 //! in `.gz`; `-` is standard output.
 //!
-//! Records are rendered into a buffer and handed to the file only as whole lines, so a
-//! run that stops early never leaves half a record in a plain-text file. The writer does
-//! not order records: give them in output order (`FlowRecord`'s `Ord`).
+//! Every record goes to a [`RecordWriter`] as one whole line, so the file never ends
+//! inside a record: not when a run stops early, and not when the disk fills up (the file
+//! is cut back to its last whole line, see [`crate::sink`]). The writer does not order
+//! records: give them in output order (`FlowRecord`'s `Ord`).
+//!
+//! **Gzip** is written as a series of gzip members, one per [`GZIP_MEMBER_TEXT`] bytes
+//! of text (and one more at each [`flush`](FlowLogWriter::flush) and at the end). The
+//! concatenation of gzip members is itself a valid gzip file (RFC 1952 §2.2) that
+//! `gzip -d`, `zcat`, Python's `gzip` and `flate2::read::MultiGzDecoder` read whole, and
+//! each member is one record for the [`RecordWriter`]: a full disk leaves a file of
+//! complete members that decodes without error to whole lines. (A reader that stops after
+//! the first member, such as `flate2::read::GzDecoder`, sees only the first 1 MiB of text
+//! of a large log.)
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -14,20 +23,61 @@ use flate2::Compression;
 
 use super::format::{EniMeta, LogFormat};
 use super::record::FlowRecord;
+use crate::sink::RecordWriter;
 
-/// Lines are handed to the underlying writer once this many bytes have accumulated.
+/// Plain text is handed to the file once this many bytes have accumulated.
 const CHUNK: usize = 64 * 1024;
 
+/// A gzip member is ended once it holds this much text (1 MiB; about 100-200 KiB
+/// compressed, held in memory until the member ends).
+const GZIP_MEMBER_TEXT: usize = 1 << 20;
+
 enum Sink {
-    Plain(Box<dyn Write + Send>),
-    Gzip(GzEncoder<File>),
+    Plain(RecordWriter),
+    Gzip {
+        out: RecordWriter,
+        /// The member being compressed, into memory.
+        member: GzEncoder<Vec<u8>>,
+        /// Text bytes in `member`.
+        text: usize,
+    },
+}
+
+fn new_member() -> GzEncoder<Vec<u8>> {
+    GzEncoder::new(Vec::new(), Compression::default())
 }
 
 impl Sink {
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// One whole line (or the header).
+    fn line(&mut self, line: &[u8]) -> io::Result<()> {
         match self {
-            Sink::Plain(w) => w.write_all(bytes),
-            Sink::Gzip(w) => w.write_all(bytes),
+            Sink::Plain(out) => out.push(line),
+            Sink::Gzip { member, text, .. } => {
+                member.write_all(line)?;
+                *text += line.len();
+                if *text >= GZIP_MEMBER_TEXT {
+                    self.end_member()?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the gzip member being written, if it holds any text, and hands it over whole.
+    fn end_member(&mut self) -> io::Result<()> {
+        if let Sink::Gzip { out, member, text } = self {
+            if *text > 0 {
+                let done = std::mem::replace(member, new_member());
+                *text = 0;
+                out.push(&done.finish()?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn out(&mut self) -> &mut RecordWriter {
+        match self {
+            Sink::Plain(out) | Sink::Gzip { out, .. } => out,
         }
     }
 }
@@ -49,26 +99,29 @@ impl Sink {
 pub struct FlowLogWriter {
     format: LogFormat,
     sink: Option<Sink>,
-    buf: Vec<u8>,
+    /// The line being rendered.
+    line: Vec<u8>,
     records: u64,
 }
 
 impl FlowLogWriter {
     /// Creates (truncates) `path` and writes the header line. `-` is standard output; a
-    /// path ending in `.gz` is written gzip-compressed.
+    /// path ending in `.gz` is written gzip-compressed (a series of gzip members: see
+    /// the module documentation).
     pub fn create(path: &Path, format: LogFormat) -> io::Result<FlowLogWriter> {
-        let sink = if path == Path::new("-") {
-            Sink::Plain(Box::new(io::stdout()))
-        } else {
-            let file = File::create(path)?;
-            let gz = path
+        let gz = path.as_os_str() != "-"
+            && path
                 .extension()
                 .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
-            if gz {
-                Sink::Gzip(GzEncoder::new(file, Compression::default()))
-            } else {
-                Sink::Plain(Box::new(file))
+        let out = RecordWriter::create(path)?.with_capacity(CHUNK);
+        let sink = if gz {
+            Sink::Gzip {
+                out,
+                member: new_member(),
+                text: 0,
             }
+        } else {
+            Sink::Plain(out)
         };
         FlowLogWriter::start(sink, format)
     }
@@ -76,23 +129,27 @@ impl FlowLogWriter {
     /// A writer of plain text into `out` (a file, a socket, a `Vec<u8>`…); writes the
     /// header line.
     pub fn from_writer(out: Box<dyn Write + Send>, format: LogFormat) -> io::Result<FlowLogWriter> {
-        FlowLogWriter::start(Sink::Plain(out), format)
+        FlowLogWriter::start(
+            Sink::Plain(RecordWriter::from_writer(out).with_capacity(CHUNK)),
+            format,
+        )
     }
 
-    fn start(sink: Sink, format: LogFormat) -> io::Result<FlowLogWriter> {
-        let mut buf = Vec::with_capacity(CHUNK + 1024);
-        buf.extend_from_slice(format.header().as_bytes());
-        buf.push(b'\n');
-        let mut w = FlowLogWriter {
+    fn start(mut sink: Sink, format: LogFormat) -> io::Result<FlowLogWriter> {
+        let mut header = format.header().into_bytes();
+        header.push(b'\n');
+        sink.line(&header)?;
+        // Plain text: the header goes out at once, so even a run that stops early leaves
+        // a file that says what its columns are. (Gzip: it starts the first member.)
+        if let Sink::Plain(out) = &mut sink {
+            out.flush()?;
+        }
+        Ok(FlowLogWriter {
             format,
             sink: Some(sink),
-            buf,
+            line: Vec::with_capacity(512),
             records: 0,
-        };
-        // The header goes out at once: even a run that stops early leaves a file that
-        // says what its columns are.
-        w.flush_lines()?;
-        Ok(w)
+        })
     }
 
     /// The format records are written in.
@@ -102,31 +159,32 @@ impl FlowLogWriter {
 
     /// Appends one record.
     pub fn write(&mut self, rec: &FlowRecord, meta: &EniMeta) -> io::Result<()> {
-        self.format.write_record(rec, meta, &mut self.buf);
-        self.records += 1;
-        if self.buf.len() >= CHUNK {
-            self.flush_lines()?;
+        self.line.clear();
+        self.format.write_record(rec, meta, &mut self.line);
+        if let Some(sink) = self.sink.as_mut() {
+            sink.line(&self.line)?;
         }
+        self.records += 1;
         Ok(())
     }
 
-    /// Hands every buffered line to the underlying writer and flushes it (for gzip: the
-    /// compressor's sync flush, so the file so far decodes).
+    /// Hands every buffered line to the file and flushes it. For gzip, this ends the
+    /// current gzip member: the file so far is a complete gzip file.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.flush_lines()?;
         match self.sink.as_mut() {
-            Some(Sink::Plain(w)) => w.flush(),
-            Some(Sink::Gzip(w)) => w.flush(),
+            Some(sink) => {
+                sink.end_member()?;
+                sink.out().flush()
+            }
             None => Ok(()),
         }
     }
 
     /// Writes out everything, flushes, and ends the gzip stream.
     pub fn finish(mut self) -> io::Result<()> {
-        self.flush_lines()?;
+        self.flush()?;
         match self.sink.take() {
-            Some(Sink::Plain(mut w)) => w.flush(),
-            Some(Sink::Gzip(w)) => w.finish().map(drop),
+            Some(Sink::Plain(out)) | Some(Sink::Gzip { out, .. }) => out.finish(),
             None => Ok(()),
         }
     }
@@ -135,29 +193,13 @@ impl FlowLogWriter {
     pub fn records_written(&self) -> u64 {
         self.records
     }
-
-    /// The buffer holds whole lines only; hand them over in one piece.
-    fn flush_lines(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        if let Some(sink) = self.sink.as_mut() {
-            let r = sink.write_all(&self.buf);
-            self.buf.clear();
-            r?;
-        }
-        Ok(())
-    }
 }
 
 impl Drop for FlowLogWriter {
     /// A writer dropped without [`finish`](FlowLogWriter::finish) (an error path) still
-    /// writes its whole lines out, best effort; a gzip stream is ended by its own drop.
+    /// writes its whole lines out, and ends its gzip member, best effort.
     fn drop(&mut self) {
-        let _ = self.flush_lines();
-        if let Some(Sink::Plain(w)) = self.sink.as_mut() {
-            let _ = w.flush();
-        }
+        let _ = self.flush();
     }
 }
 
@@ -165,7 +207,6 @@ impl std::fmt::Debug for FlowLogWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlowLogWriter")
             .field("format", &self.format.to_string())
-            .field("buffered", &self.buf.len())
             .field("records", &self.records)
             .finish()
     }
@@ -238,6 +279,43 @@ mod tests {
             calls.0.lock().unwrap().concat(),
             b"interface-id log-status\neni-1 NODATA\n"
         );
+    }
+
+    /// A large gzip log is a series of complete members, each ending at a line, that
+    /// together decode to the plain text.
+    #[test]
+    fn gzip_members_end_at_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("big.log");
+        let gz = dir.path().join("big.log.gz");
+        for p in [&plain, &gz] {
+            let mut w = FlowLogWriter::create(p, LogFormat::default_format()).unwrap();
+            for i in 0..40_000u64 {
+                w.write(&FlowRecord::nodata(0, i * 600, 600), &meta())
+                    .unwrap();
+            }
+            w.finish().unwrap();
+        }
+        let plain = std::fs::read(&plain).unwrap();
+        assert!(plain.len() > 2 * GZIP_MEMBER_TEXT);
+        let raw = std::fs::read(&gz).unwrap();
+        let mut all = Vec::new();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut all)
+            .unwrap();
+        assert_eq!(all, plain);
+        // Member by member: each one decodes alone to whole lines.
+        let mut rest = &raw[..];
+        let mut members = 0;
+        while !rest.is_empty() {
+            let mut d = flate2::bufread::GzDecoder::new(rest);
+            let mut text = Vec::new();
+            d.read_to_end(&mut text).unwrap();
+            assert!(text.ends_with(b"\n"));
+            rest = d.into_inner();
+            members += 1;
+        }
+        assert_eq!(members, plain.len().div_ceil(GZIP_MEMBER_TEXT));
     }
 
     #[test]

@@ -4,5 +4,8 @@ mod conformance;
 mod corpus;
 pub mod determinism;
 mod emulation;
+mod faults;
 mod flowlog;
+mod fuzz_regressions;
+mod props;
 mod rulesets;

@@ -1,0 +1,6 @@
+//! Fuzz target `parse_packet`: see `fuzz/src/harness.rs` and `fuzz/README.md`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    vpcgate_fuzz::harness::parse_packet(data);
+});
