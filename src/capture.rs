@@ -1113,7 +1113,9 @@ mod tests {
             .collect();
         let mut file = pcap_file(0xa1b2_c3d4, false, 1, &records);
         file.extend_from_slice(&[1, 2, 3]);
-        let open = || CaptureReader::from_reader("t", Box::new(std::io::Cursor::new(file.clone()))).unwrap();
+        let open = || {
+            CaptureReader::from_reader("t", Box::new(std::io::Cursor::new(file.clone()))).unwrap()
+        };
         let (want, want_err) = read_all(open());
         for max in [1, 7, 4096] {
             let (got, err, blocks) = read_blocks(open(), max);

@@ -171,7 +171,11 @@ impl<A: Copy + Ord + Default + Step> Classifier<A> {
                         } else {
                             // Any type with one code: one range per type.
                             for t in 0..=255u32 {
-                                icmp_ranges.push((i, t << 8 | u32::from(lo_c), t << 8 | u32::from(hi_c)));
+                                icmp_ranges.push((
+                                    i,
+                                    t << 8 | u32::from(lo_c),
+                                    t << 8 | u32::from(hi_c),
+                                ));
                             }
                         }
                     }

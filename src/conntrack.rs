@@ -102,6 +102,9 @@ pub struct ConnEntry {
     pub fin_reply: bool,
     /// The allowance group (instance) the entry counts against.
     pub group: u32,
+    /// The flow shard ([`crate::engine::flow_shard`]) the entry counts against for
+    /// the global `--max-flows` limit.
+    pub shard: u8,
 }
 
 impl ConnEntry {
@@ -175,6 +178,8 @@ pub struct ConnTable {
     map: HashMap<ConnKey, ConnEntry, foldhash::fast::RandomState>,
     /// Live entries per allowance group.
     group_count: HashMap<u32, u32, foldhash::fast::FixedState>,
+    /// Live entries per flow shard.
+    shard_count: Vec<u32>,
     /// Capture time of the last sweep, nanoseconds.
     last_sweep: u64,
     /// Entries removed by expiry so far.
@@ -207,10 +212,10 @@ impl ConnTable {
     ) -> Option<ConnState> {
         let e = self.map.get_mut(key)?;
         if e.expired(now, t) {
-            let g = e.group;
+            let (g, sh) = (e.group, e.shard);
             self.map.remove(key);
             self.expired += 1;
-            self.dec(g);
+            self.dec(g, sh);
             return None;
         }
         e.update(dir, flags, now);
@@ -222,13 +227,34 @@ impl ConnTable {
         self.group_count.get(&group).copied().unwrap_or(0)
     }
 
-    /// Creates an entry for a packet the rules allowed.
+    /// Live entries in flow shard `shard`.
+    pub fn shard_len(&self, shard: u8) -> u32 {
+        self.shard_count.get(shard as usize).copied().unwrap_or(0)
+    }
+
+    /// Creates an entry for a packet the rules allowed (in flow shard 0; see
+    /// [`ConnTable::insert_in_shard`]).
     pub fn insert(
         &mut self,
         key: ConnKey,
         dir: Direction,
         flags: u8,
         group: u32,
+        now: u64,
+        t: &ConntrackTimeouts,
+    ) {
+        self.insert_in_shard(key, dir, flags, group, 0, now, t)
+    }
+
+    /// Creates an entry for a packet the rules allowed, counted in `shard`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_in_shard(
+        &mut self,
+        key: ConnKey,
+        dir: Direction,
+        flags: u8,
+        group: u32,
+        shard: u8,
         now: u64,
         _t: &ConntrackTimeouts,
     ) {
@@ -241,17 +267,36 @@ impl ConnTable {
             fin_orig: key.protocol == 6 && flags & tcp_flags::FIN != 0,
             fin_reply: false,
             group,
+            shard,
         };
         if e.state == ConnState::TcpClosing {
             e.fin_orig = false;
         }
-        if self.map.insert(key, e).is_none() {
-            *self.group_count.entry(group).or_insert(0) += 1;
+        match self.map.insert(key, e) {
+            None => {
+                *self.group_count.entry(group).or_insert(0) += 1;
+                if self.shard_count.len() <= shard as usize {
+                    self.shard_count.resize(shard as usize + 1, 0);
+                }
+                self.shard_count[shard as usize] += 1;
+            }
+            Some(old) => {
+                // Replaced: move its counts to the new entry's group and shard.
+                self.dec(old.group, old.shard);
+                *self.group_count.entry(group).or_insert(0) += 1;
+                if self.shard_count.len() <= shard as usize {
+                    self.shard_count.resize(shard as usize + 1, 0);
+                }
+                self.shard_count[shard as usize] += 1;
+            }
         }
     }
 
-    fn dec(&mut self, group: u32) {
+    fn dec(&mut self, group: u32, shard: u8) {
         if let Some(c) = self.group_count.get_mut(&group) {
+            *c = c.saturating_sub(1);
+        }
+        if let Some(c) = self.shard_count.get_mut(shard as usize) {
             *c = c.saturating_sub(1);
         }
     }
@@ -270,17 +315,17 @@ impl ConnTable {
             return;
         }
         self.last_sweep = now;
-        let mut removed: Vec<u32> = Vec::new();
+        let mut removed: Vec<(u32, u8)> = Vec::new();
         self.map.retain(|k, e| {
             let keep = !e.expired(now, &timeouts(k.eni));
             if !keep {
-                removed.push(e.group);
+                removed.push((e.group, e.shard));
             }
             keep
         });
         self.expired += removed.len() as u64;
-        for g in removed {
-            self.dec(g);
+        for (g, sh) in removed {
+            self.dec(g, sh);
         }
     }
 
@@ -295,8 +340,13 @@ impl ConnTable {
             None => false,
         });
         self.group_count.clear();
+        self.shard_count.clear();
         for e in self.map.values() {
             *self.group_count.entry(e.group).or_insert(0) += 1;
+            if self.shard_count.len() <= e.shard as usize {
+                self.shard_count.resize(e.shard as usize + 1, 0);
+            }
+            self.shard_count[e.shard as usize] += 1;
         }
     }
 }

@@ -197,6 +197,8 @@ pub struct EngineStats {
     pub fragments_orphaned: u64,
     /// The most tracked connections alive at once (sampled at sweeps).
     pub conntrack_peak: u64,
+    /// Packets rejected because the global `--max-flows` limit was reached.
+    pub flow_limit_exceeded: u64,
 }
 
 impl EngineStats {
@@ -227,6 +229,7 @@ impl EngineStats {
         self.fragments_remembered += o.fragments_remembered;
         self.fragments_orphaned += o.fragments_orphaned;
         self.conntrack_peak += o.conntrack_peak;
+        self.flow_limit_exceeded += o.flow_limit_exceeded;
     }
 }
 
@@ -242,6 +245,39 @@ struct FragKey {
 struct FragMemory {
     at: u64,
     decision: Decision,
+}
+
+/// Number of flow shards. A packet's shard is a symmetric hash of its address pair
+/// and protocol, so both directions of a flow and every fragment of a packet share
+/// one. The pipeline gives each worker whole shards (shard mod workers), and the
+/// `--max-flows` limit is split evenly over the shards: where each flow goes, and
+/// when the limit bites, does not depend on the number of workers.
+pub const FLOW_SHARDS: u32 = 64;
+
+/// The flow hash of `p`: symmetric in source and destination.
+#[inline]
+pub fn flow_hash(p: &Packet) -> u64 {
+    fn fold(a: IpAddr) -> u64 {
+        match a {
+            IpAddr::V4(v) => u32::from(v) as u64,
+            IpAddr::V6(v) => {
+                let x = u128::from(v);
+                (x as u64) ^ ((x >> 64) as u64)
+            }
+        }
+    }
+    let (a, b) = (fold(p.src), fold(p.dst));
+    let mut h = a.wrapping_add(b) ^ (a ^ b).rotate_left(29) ^ (p.protocol as u64) << 56;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
+}
+
+/// The flow shard of `p`, below [`FLOW_SHARDS`].
+#[inline]
+pub fn flow_shard(p: &Packet) -> u8 {
+    (flow_hash(p) % u64::from(FLOW_SHARDS)) as u8
 }
 
 /// One worker's data plane.
@@ -266,6 +302,8 @@ struct Core {
     nacl_counts: Vec<Vec<u64>>,
     sg_counts: Vec<Vec<u64>>,
     policies: Vec<Option<Arc<Policy>>>,
+    /// Tracked connections allowed per flow shard (`--max-flows` / [`FLOW_SHARDS`]).
+    shard_limit: Option<u32>,
 }
 
 impl Engine {
@@ -282,6 +320,7 @@ impl Engine {
                 nacl_counts: Vec::new(),
                 sg_counts: Vec::new(),
                 policies: Vec::new(),
+                shard_limit: None,
             },
         };
         e.set_policy(policy, 0);
@@ -327,7 +366,22 @@ impl Engine {
     /// Evaluates one IP packet at capture time `ts`.
     #[inline]
     pub fn process(&mut self, pkt: &Packet, ts: Timestamp) -> Decision {
-        self.core.process(&self.policy, pkt, ts)
+        self.core.process(&self.policy, pkt, ts, flow_shard(pkt))
+    }
+
+    /// [`Engine::process`] for a packet whose [`flow_shard`] the caller computed.
+    #[inline]
+    pub fn process_in_shard(&mut self, pkt: &Packet, ts: Timestamp, shard: u8) -> Decision {
+        debug_assert_eq!(shard, flow_shard(pkt));
+        self.core.process(&self.policy, pkt, ts, shard)
+    }
+
+    /// Limits the tracked connections of this engine to `per_shard` in each flow
+    /// shard (`None`: no limit). A packet that would create an entry in a full shard
+    /// is rejected as `conntrack-full` and counted in
+    /// [`EngineStats::flow_limit_exceeded`]; live entries keep working.
+    pub fn set_flow_limit(&mut self, per_shard: Option<u32>) {
+        self.core.shard_limit = per_shard;
     }
 
     /// Switches to a new ruleset from the next packet on (`--rules-at`). Live tracked
@@ -397,7 +451,7 @@ impl Core {
             .retain(|_, f| now.saturating_sub(f.at) <= FRAGMENT_MEMORY_SECS * NS);
     }
 
-    fn process(&mut self, policy: &Policy, pkt: &Packet, ts: Timestamp) -> Decision {
+    fn process(&mut self, policy: &Policy, pkt: &Packet, ts: Timestamp, shard: u8) -> Decision {
         // Exempt services: never filtered, never logged.
         let (src_info, dst_info) = (policy.addr_info(pkt.src), policy.addr_info(pkt.dst));
         if let Some(s) = dst_info.exempt.or(src_info.exempt) {
@@ -453,7 +507,7 @@ impl Core {
         if let Some(a) = src {
             let eni = a.eni;
             let mut ok = true;
-            match self.sg_check(policy, eni, Direction::Egress, pkt, now) {
+            match self.sg_check(policy, eni, Direction::Egress, pkt, now, shard) {
                 SgOutcome::Denied => {
                     ok = false;
                     reason = Reason::SgEgress { eni };
@@ -507,7 +561,7 @@ impl Core {
                     }
                 }
                 if ok {
-                    match self.sg_check(policy, eni, Direction::Ingress, pkt, now) {
+                    match self.sg_check(policy, eni, Direction::Ingress, pkt, now, shard) {
                         SgOutcome::Denied => {
                             ok = false;
                             reason = Reason::SgIngress { eni };
@@ -618,6 +672,7 @@ impl Core {
         dir: Direction,
         pkt: &Packet,
         now: u64,
+        shard: u8,
     ) -> SgOutcome {
         let remote = match dir {
             Direction::Ingress => pkt.src,
@@ -658,7 +713,17 @@ impl Core {
                 }
             }
         }
-        self.ct.insert(key, dir, pkt.tcp_flags, group, now, &t);
+        if let Some(limit) = self.shard_limit {
+            if self.ct.shard_len(shard) >= limit {
+                self.sweep(policy, now, 1, false);
+                if self.ct.shard_len(shard) >= limit {
+                    self.stats.flow_limit_exceeded += 1;
+                    return SgOutcome::Full;
+                }
+            }
+        }
+        self.ct
+            .insert_in_shard(key, dir, pkt.tcp_flags, group, shard, now, &t);
         self.stats.conntrack_created += 1;
         SgOutcome::New
     }

@@ -123,6 +123,14 @@ struct ReplayArgs {
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
 
+    /// The most connections tracked at once over the whole run; a packet that
+    /// would open one more is rejected as `conntrack-full` (EMULATION.md §4), counted
+    /// and reported. Open flow-log records are bounded to twice this; packets beyond
+    /// it are counted in SKIPDATA records. `0`: no bound. Default: a quarter of the
+    /// available memory at about 512 bytes per flow.
+    #[arg(long = "max-flows", value_name = "N")]
+    max_flows: Option<u64>,
+
     /// Print the summary as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -134,6 +142,43 @@ struct ReplayArgs {
     /// Never show a progress bar (it shows only when stderr is a terminal).
     #[arg(long = "no-progress")]
     no_progress: bool,
+}
+
+/// Bytes one tracked flow may take, with its flow-log records (measured: see the
+/// README's limits section).
+const BYTES_PER_FLOW: u64 = 512;
+
+/// The default `--max-flows`: a quarter of the memory available now, at
+/// [`BYTES_PER_FLOW`] each, between 100,000 and 100,000,000.
+fn default_max_flows() -> u64 {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let field = |name: &str| {
+                m.lines()
+                    .find(|l| l.starts_with(name))?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse::<u64>()
+                    .ok()
+            };
+            field("MemAvailable:").or_else(|| field("MemTotal:"))
+        })
+        .map_or(4 << 30, |kib| kib * 1024);
+    (available / 4 / BYTES_PER_FLOW).clamp(100_000, 100_000_000)
+}
+
+/// The process's peak resident memory (Linux `VmHWM`), for the summary.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 fn main() -> ExitCode {
@@ -280,6 +325,11 @@ fn replay(args: ReplayArgs) -> ExitCode {
         rejected: args.rejected.clone(),
         workers,
         progress: !args.no_progress && std::io::stderr().is_terminal(),
+        max_flows: match args.max_flows {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => Some(default_max_flows()),
+        },
     };
     // Ctrl-C or SIGTERM: stop reading, then process and write out everything read so
     // far. A second signal ends the process at once.
@@ -460,6 +510,21 @@ fn summary_text(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duration) -
         "Connection tracking: {} created, {} packets allowed by a tracked connection, {} packets of untracked flows, {} rejected at the allowance (conntrack_allowance_exceeded)",
         e.conntrack_created, e.conntrack_hits, e.untracked, e.conntrack_allowance_exceeded
     );
+    if let Some(m) = s.max_flows {
+        let _ = writeln!(
+            o,
+            "Flow bound (--max-flows {m}): {} packet(s) rejected as conntrack-full at the bound{}",
+            e.flow_limit_exceeded,
+            if s.flow_log_skipped_packets > 0 {
+                format!(
+                    "; {} packet(s) counted only in SKIPDATA flow-log records",
+                    s.flow_log_skipped_packets
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     if e.fragments_remembered + e.fragments_orphaned > 0 {
         let _ = writeln!(
             o,
@@ -549,7 +614,11 @@ fn summary_json(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duration) -
             "tracked_packets": e.conntrack_hits,
             "untracked_packets": e.untracked,
             "conntrack_allowance_exceeded": e.conntrack_allowance_exceeded,
+            "max_flows": s.max_flows,
+            "max_flows_exceeded": e.flow_limit_exceeded,
         },
+        "flow_log_skipped_packets": s.flow_log_skipped_packets,
+        "peak_rss_bytes": peak_rss_bytes(),
         "fragments": {"remembered": e.fragments_remembered, "orphaned": e.fragments_orphaned},
         "flow_records": s.flow_records,
         "nodata_records": s.nodata_records,

@@ -16,17 +16,16 @@
 //! bytes for any number of workers.
 
 use crate::capture::{Block, CaptureReader, PcapWriter};
-use crate::engine::{reason_text, Engine, EngineStats, Reason, Verdict};
-use crate::flowlog::{Aggregator, EniMeta, FlowLogWriter, FlowRecord, LogFormat};
+use crate::engine::{flow_shard, reason_text, Engine, EngineStats, Reason, Verdict, FLOW_SHARDS};
+use crate::flowlog::{Aggregator, EniMeta, FlowLogWriter, FlowRecord, LogFormat, LogStatus};
 use crate::model::Vpc;
 use crate::packet::{self, Packet, ParseError, Timestamp};
 use crate::policy::Policy;
+use crate::sink::{self, RecordWriter};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use hashbrown::HashMap;
 use std::collections::{BTreeMap, HashSet};
-use crate::sink::{self, RecordWriter};
 use std::io::{self, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,6 +65,10 @@ pub struct ReplayConfig {
     pub rejected: Option<PathBuf>,
     pub workers: usize,
     pub progress: bool,
+    /// The most tracked connections at once over the whole run (`--max-flows`), and
+    /// twice that many open flow-log records; `None`: unbounded. Split evenly over the
+    /// [`FLOW_SHARDS`] flow shards, so the outcome does not depend on `workers`.
+    pub max_flows: Option<u64>,
 }
 
 /// What a replay did, for the summary.
@@ -94,6 +97,11 @@ pub struct Summary {
     pub capture_errors: Vec<String>,
     pub pcap_link_type_skipped: u64,
     pub interrupted: bool,
+    /// The `--max-flows` bound the run used.
+    pub max_flows: Option<u64>,
+    /// Packets counted only in SKIPDATA records: their record found the bound on open
+    /// flow-log records reached.
+    pub flow_log_skipped_packets: u64,
 }
 
 /// Rule coverage of one ruleset.
@@ -187,29 +195,12 @@ struct WorkerDone {
     none_reasons: HashMap<(usize, Reason), u64>,
     /// Frames that did not parse (worker 0 only): (not IP?, reason) → count.
     unparsed: HashMap<(bool, &'static str), u64>,
+    flow_log_skipped: u64,
 }
 
 enum ToMerger {
     Out(WorkerOut),
     Done(Box<WorkerDone>),
-}
-
-fn symmetric_hash(p: &Packet) -> u64 {
-    fn fold(a: IpAddr) -> u64 {
-        match a {
-            IpAddr::V4(v) => u32::from(v) as u64,
-            IpAddr::V6(v) => {
-                let x = u128::from(v);
-                (x as u64) ^ ((x >> 64) as u64)
-            }
-        }
-    }
-    let (a, b) = (fold(p.src), fold(p.dst));
-    let mut h = a.wrapping_add(b) ^ (a ^ b).rotate_left(29) ^ (p.protocol as u64) << 56;
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h
 }
 
 fn out_err(path: &Path) -> impl Fn(io::Error) -> ReplayError + '_ {
@@ -292,6 +283,7 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
                     want_block,
                     multi_file,
                     file_names,
+                    cfg.max_flows,
                 )
             });
         }
@@ -339,6 +331,8 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
         summary.nodata_records = m.nodata_records;
         summary.nodata_windows_skipped = m.nodata_skipped;
         summary.engine = m.stats;
+        summary.flow_log_skipped_packets = m.flow_log_skipped;
+        summary.max_flows = cfg.max_flows;
         for ((gen, reason), n) in m.rejects {
             *summary
                 .reject_reasons
@@ -582,10 +576,17 @@ fn worker_loop(
     want_block: bool,
     multi_file: bool,
     file_names: &[String],
+    max_flows: Option<u64>,
 ) {
     let mut engine = Engine::new(policies[0].clone());
     let mut gen = 0usize;
     let mut agg = Aggregator::new(interval);
+    let per_shard = max_flows.map(|m| {
+        m.div_ceil(u64::from(FLOW_SHARDS))
+            .min(u64::from(u32::MAX / 2)) as u32
+    });
+    engine.set_flow_limit(per_shard);
+    agg.set_limit(per_shard.map(|l| l * 2));
     let mut done = WorkerDone {
         records: Vec::new(),
         stats: EngineStats::default(),
@@ -595,6 +596,7 @@ fn worker_loop(
         rejects: HashMap::new(),
         none_reasons: HashMap::new(),
         unparsed: HashMap::new(),
+        flow_log_skipped: 0,
     };
     let mut closed_up_to = 0u64;
     let mut watermark = 0u64;
@@ -660,13 +662,14 @@ fn worker_loop(
             watermark = watermark.max(rec.ts.secs());
             out.first_ts.get_or_insert(rec.ts);
             out.last_ts = Some(out.last_ts.map_or(rec.ts, |t| t.max(rec.ts)));
-            if workers > 1 && (symmetric_hash(&pkt) % workers as u64) as usize != me {
+            let shard = flow_shard(&pkt);
+            if workers > 1 && shard as usize % workers != me {
                 continue;
             }
             let seq = blk.first_seq + u64::from(i);
-            let d = engine.process(&pkt, rec.ts);
+            let d = engine.process_in_shard(&pkt, rec.ts, shard);
             for o in d.obs.iter().flatten() {
-                agg.observe(o, rec.ts, seq);
+                agg.observe_in_shard(o, rec.ts, seq, shard);
             }
             match d.verdict {
                 Verdict::Accept => done.accepted += 1,
@@ -714,6 +717,7 @@ fn worker_loop(
         }
     }
     agg.close_all(&mut done.records);
+    done.flow_log_skipped = agg.skipped_packets();
     done.stats = engine.stats();
     let _ = merge_tx.send(ToMerger::Done(Box::new(done)));
 }
@@ -786,6 +790,7 @@ fn write_verdict(
 }
 
 struct Merged {
+    flow_log_skipped: u64,
     packets: u64,
     accepted: u64,
     rejected: u64,
@@ -872,6 +877,25 @@ impl FlowSink<'_> {
                 self.next_window = Some(w);
             }
         }
+        // Each worker counts its own skipped packets: one SKIPDATA record per ENI and
+        // window, as a single worker would write it.
+        if ready.iter().any(|r| r.log_status == LogStatus::SkipData) {
+            let mut skip: BTreeMap<(u64, u32), FlowRecord> = BTreeMap::new();
+            ready.retain(|r| {
+                if r.log_status != LogStatus::SkipData {
+                    return true;
+                }
+                skip.entry((r.window_start, r.eni))
+                    .and_modify(|s| {
+                        s.first_seq = s.first_seq.min(r.first_seq);
+                        s.start = s.start.min(r.start);
+                        s.end = s.end.max(r.end);
+                    })
+                    .or_insert_with(|| r.clone());
+                false
+            });
+            ready.extend(skip.into_values());
+        }
         ready.sort_by_key(|r| r.sort_key());
         if let Some(wr) = self.writer.as_mut() {
             for r in &ready {
@@ -899,6 +923,7 @@ fn merger_loop(
     rejected: &mut Option<PcapWriter>,
 ) -> Result<Merged, ReplayError> {
     let mut m = Merged {
+        flow_log_skipped: 0,
         packets: 0,
         accepted: 0,
         rejected: 0,
@@ -932,6 +957,7 @@ fn merger_loop(
     let mut done = 0usize;
     let mut last_ts: Option<Timestamp> = None;
     let mut none_reasons: HashMap<(usize, Reason), u64> = HashMap::new();
+    let mut final_records: Vec<FlowRecord> = Vec::new();
 
     for msg in rx {
         match msg {
@@ -944,11 +970,15 @@ fn merger_loop(
             }
             ToMerger::Done(d) => {
                 done += 1;
-                sink.pending.extend(d.records);
+                // A worker's last records join the others only when every worker is
+                // done: added now, the next flush would write them before records
+                // other workers have not sent yet, in an order set by thread timing.
+                final_records.extend(d.records);
                 m.stats.merge(&d.stats);
                 m.accepted += d.accepted;
                 m.rejected += d.rejected;
                 m.none += d.none;
+                m.flow_log_skipped += d.flow_log_skipped;
                 for (k, v) in d.rejects {
                     *m.rejects.entry(k).or_insert(0) += v;
                 }
@@ -1003,11 +1033,12 @@ fn merger_loop(
                     let (k, line_start) = cur[w];
                     if let Some(vw) = verdict_writer.as_mut() {
                         let end = o.line_ends[k] as usize;
-                        vw.push(&o.lines[line_start..end])
-                            .map_err(|error| ReplayError::Output {
+                        vw.push(&o.lines[line_start..end]).map_err(|error| {
+                            ReplayError::Output {
                                 path: path_of(&cfg.verdicts),
                                 error,
-                            })?;
+                            }
+                        })?;
                         cur[w].1 = end;
                     }
                     cur[w].0 += 1;
@@ -1033,10 +1064,10 @@ fn merger_loop(
             break;
         }
     }
+    sink.pending.extend(final_records);
     m.packets = m.accepted + m.rejected + m.none;
     for ((gen, reason), v) in none_reasons {
-        *m
-            .none_reasons
+        *m.none_reasons
             .entry(reason_text(reason, &policies[gen]))
             .or_insert(0) += v;
     }

@@ -769,14 +769,8 @@ impl Policy {
         };
         let peer = if egress { pkt.dst } else { pkt.src };
         let hit = match peer {
-            IpAddr::V4(a) => dir
-                .c4
-                .first_match(pkt, u32::from(a))
-                .map(|i| &dir.v4[i]),
-            IpAddr::V6(a) => dir
-                .c6
-                .first_match(pkt, u128::from(a))
-                .map(|i| &dir.v6[i]),
+            IpAddr::V4(a) => dir.c4.first_match(pkt, u32::from(a)).map(|i| &dir.v4[i]),
+            IpAddr::V6(a) => dir.c6.first_match(pkt, u128::from(a)).map(|i| &dir.v6[i]),
         };
         if let Some(e) = hit {
             return NaclDecision {
@@ -1054,8 +1048,12 @@ mod classifier_equivalence {
     fn random_packet(r: &mut SplitMix64) -> Packet {
         let protocol = [6u8, 6, 17, 1, 47, 50][r.range(0, 5) as usize];
         Packet {
-            src: IpAddr::V4(Ipv4Addr::from((10u32 << 24) | r.range(0, (1 << 24) - 1) as u32)),
-            dst: IpAddr::V4(Ipv4Addr::from((10u32 << 24) | r.range(0, (1 << 24) - 1) as u32)),
+            src: IpAddr::V4(Ipv4Addr::from(
+                (10u32 << 24) | r.range(0, (1 << 24) - 1) as u32,
+            )),
+            dst: IpAddr::V4(Ipv4Addr::from(
+                (10u32 << 24) | r.range(0, (1 << 24) - 1) as u32,
+            )),
             protocol,
             src_port: r.range(0, 65535) as u16,
             dst_port: r.range(0, 70_000).min(65535) as u16,
@@ -1115,9 +1113,13 @@ mod classifier_equivalence {
             let nd = NaclDir::new(nacl.clone(), Vec::new());
             for _ in 0..2000 {
                 let p = random_packet(&mut r);
-                let IpAddr::V4(src) = p.src else { unreachable!() };
+                let IpAddr::V4(src) = p.src else {
+                    unreachable!()
+                };
                 assert_eq!(
-                    fam.classifier.first_match(&p, u32::from(src)).map(|i| sg[i].id),
+                    fam.classifier
+                        .first_match(&p, u32::from(src))
+                        .map(|i| sg[i].id),
                     linear_sg(&sg, p.src, &p),
                     "SG, {n} rules, {p:?}"
                 );

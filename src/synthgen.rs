@@ -249,11 +249,7 @@ impl From<io::Error> for SynthError {
 /// Writes the capture `cfg` describes, for the ENIs of `vpc` (a validated VPC, as
 /// [`crate::load`] returns it), to `out`. Nothing is written when the settings are
 /// wrong or the VPC has no ENI.
-pub fn generate<W: Write>(
-    vpc: Vpc,
-    cfg: &SynthConfig,
-    out: W,
-) -> Result<SynthSummary, SynthError> {
+pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSummary, SynthError> {
     cfg.validate().map_err(SynthError::Config)?;
     if vpc.network_interfaces.is_empty() {
         return Err(SynthError::NoInterfaces);
@@ -287,18 +283,24 @@ pub fn generate<W: Write>(
     let mut sched = SplitMix64(cfg.seed ^ 0x0c01_d5c4_ed00_0000);
     let cold = |r: u64| (((r >> 32) * n_flows as u64) >> 32) as usize;
     let mut ahead = [0u64; LOOKAHEAD];
-    let mut next_ahead = LOOKAHEAD;
+    let look: usize = std::env::var("LOOK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(LOOKAHEAD);
+    let mut next_ahead = look;
     let notouch = std::env::var("NOTOUCH").map(|_| 1).unwrap_or(0);
     for _ in 0..cfg.packets {
-        if next_ahead == LOOKAHEAD {
+        if next_ahead == look {
             let mut touch = 0u8;
-            for r in &mut ahead {
+            for r in &mut ahead[..look] {
                 *r = sched.next_u64();
             }
-            if notouch == 0 { for r in &ahead {
-                let f = &pool[cold(*r)];
-                touch ^= f.a[0] ^ f.state as u8;
-            } }
+            if notouch == 0 {
+                for r in &ahead[..look] {
+                    let f = &pool[cold(*r)];
+                    touch ^= f.a[0] ^ f.state as u8;
+                }
+            }
             std::hint::black_box(touch);
             next_ahead = 0;
         }
@@ -373,7 +375,17 @@ pub fn generate<W: Write>(
         }
         s.packets += 1;
     }
-    if std::env::var("SYNTH_DEBUG").is_ok() { eprintln!("tries {:?} hits {:?} classified {} impossible {:?} hot_len {}", planner.tries, planner.hits, planner.classified, planner.impossible, hot_len); }
+    if std::env::var("SYNTH_DEBUG").is_ok() {
+        eprintln!(
+            "tries {:?} hits {:?} classified {} impossible {:?} hot_len {} outcomes {:?}",
+            planner.tries,
+            planner.hits,
+            planner.classified,
+            planner.impossible,
+            hot_len,
+            planner.outcomes
+        );
+    }
     s.last = Timestamp(ts);
     s.bytes = out.finish()?;
 
@@ -444,7 +456,14 @@ impl<W: Write> Out<W> {
     fn new(w: W, snaplen: u32) -> Self {
         Out {
             w,
-            buf: vec![0; std::env::var("SYNTH_BUF").ok().and_then(|v| v.parse().ok()).unwrap_or(BUF_SIZE) + MAX_RECORD],
+            buf: vec![
+                0;
+                std::env::var("SYNTH_BUF")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(BUF_SIZE)
+                    + MAX_RECORD
+            ],
             pos: 0,
             written: 0,
             snaplen: snaplen as usize,
@@ -508,7 +527,7 @@ impl<W: Write> Out<W> {
 /// Flows in the middle of an exchange; their next packet comes soon.
 const HOT: usize = 32;
 /// Steps whose random choices are drawn, and whose flows are loaded, at once.
-const LOOKAHEAD: usize = 32;
+const LOOKAHEAD: usize = 64;
 /// The MAC address of the VPC router, the other end of every frame from or to a host
 /// that is not an ENI.
 const ROUTER_MAC: [u8; 6] = [0x0e, 0x3c, 0x41, 0x7a, 0x00, 0x01];
@@ -1047,7 +1066,12 @@ fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64)
 const PROBE_PORTS: [u16; 12] = [22, 23, 25, 80, 443, 445, 1433, 3306, 3389, 5900, 6379, 8080];
 /// Services to pick when a rule allows every port.
 const COMMON_PORTS: [u16; 8] = [443, 80, 22, 8080, 8443, 5432, 3306, 6379];
-const RESOLVERS_V4: [[u8; 4]; 4] = [[8, 8, 8, 8], [1, 1, 1, 1], [9, 9, 9, 9], [208, 67, 222, 222]];
+const RESOLVERS_V4: [[u8; 4]; 4] = [
+    [8, 8, 8, 8],
+    [1, 1, 1, 1],
+    [9, 9, 9, 9],
+    [208, 67, 222, 222],
+];
 const RESOLVERS_V6: [u128; 2] = [
     0x2001_4860_4860_0000_0000_0000_0000_8888,
     0x2606_4700_4700_0000_0000_0000_0000_1111,
@@ -1058,8 +1082,48 @@ const TRIES: usize = 32;
 const STASH: usize = 64;
 /// After this many fruitless tries, a (protocol, verdict) pair is given up.
 const GIVE_UP: u64 = 2048;
-/// The scratch engine is replaced after this many classifications (bounded memory).
-const ENGINE_RENEW: u64 = 1 << 16;
+/// The scratch engine is replaced after this many classifications: its tables stay
+/// small (in cache), and its state cannot pile up.
+const ENGINE_RENEW: u64 = 1 << 12;
+
+/// Where a candidate flow comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// A flow a rule of the ruleset describes.
+    Rule,
+    /// From the internet to an ENI's public address.
+    Probe,
+    /// From an ENI to the internet.
+    Outbound,
+    /// Between two ENIs.
+    Internal,
+    /// A DNS query to the Amazon resolver.
+    DnsVpc,
+    /// A DNS query to a resolver on the internet.
+    DnsInternet,
+}
+
+/// The sources of new flows and their weights, by kind (TCP, UDP, ICMP).
+const SOURCES: [[(Source, f64); 4]; 3] = [
+    [
+        (Source::Rule, 60.0),
+        (Source::Probe, 16.0),
+        (Source::Outbound, 14.0),
+        (Source::Internal, 10.0),
+    ],
+    [
+        (Source::DnsVpc, 40.0),
+        (Source::DnsInternet, 30.0),
+        (Source::Rule, 15.0),
+        (Source::Probe, 15.0),
+    ],
+    [
+        (Source::Rule, 40.0),
+        (Source::Probe, 20.0),
+        (Source::Outbound, 20.0),
+        (Source::Internal, 20.0),
+    ],
+];
 
 /// Who sends a flow's packets: an ENI (by model index), a host on the internet, or a
 /// service of the VPC (the Amazon resolver).
@@ -1181,6 +1245,8 @@ struct Planner {
     tries: [[u64; 2]; 3],
     hits: [[u64; 2]; 3],
     impossible: [[bool; 2]; 3],
+    /// Candidates that passed and that were rejected, by [kind][source].
+    outcomes: [[[u64; 2]; 4]; 3],
     share_misses: u64,
 }
 
@@ -1198,7 +1264,11 @@ fn family_v6(n: &IpNet) -> bool {
 
 impl Planner {
     fn new(vpc: Vpc, rng: &mut SplitMix64) -> Planner {
-        let mut ids: Vec<String> = vpc.network_interfaces.iter().map(|e| e.id.clone()).collect();
+        let mut ids: Vec<String> = vpc
+            .network_interfaces
+            .iter()
+            .map(|e| e.id.clone())
+            .collect();
         ids.sort();
         let vpc = Arc::new(vpc);
         let policy = Arc::new(Policy::compile(vpc.clone(), &ids));
@@ -1217,9 +1287,7 @@ impl Planner {
                 (32768, 60999)
             };
             enis.push(EniInfo {
-                v4: e
-                    .primary_ipv4()
-                    .unwrap_or(Ipv4Addr::new(10, 0, 0, 10)),
+                v4: e.primary_ipv4().unwrap_or(Ipv4Addr::new(10, 0, 0, 10)),
                 v6: e.ipv6.first().copied(),
                 public: e.public_ipv4,
                 mac,
@@ -1435,6 +1503,7 @@ impl Planner {
             tries: [[0; 2]; 3],
             hits: [[0; 2]; 3],
             impossible: [[false; 2]; 3],
+            outcomes: [[[0; 2]; 4]; 3],
             share_misses: 0,
         }
     }
@@ -1464,7 +1533,7 @@ impl Planner {
                 return c;
             }
             for _ in 0..TRIES {
-                let c = self.candidate(rng, k, v6, ts);
+                let c = self.candidate(rng, k, v6, reject, ts);
                 self.tries[ki][want] += 1;
                 let got = (c.fate == Fate::Rejected) as usize;
                 if got == want {
@@ -1480,7 +1549,7 @@ impl Planner {
             }
         }
         self.share_misses += 1;
-        self.candidate(rng, kind, v6, ts)
+        self.candidate(rng, kind, v6, reject, ts)
     }
 
     /// Runs the first packet, then its reply, through the scratch engine.
@@ -1499,31 +1568,49 @@ impl Planner {
         };
     }
 
-    fn candidate(&mut self, rng: &mut SplitMix64, kind: Kind, v6: bool, ts: Timestamp) -> Cand {
-        let roll = below(rng, 100);
-        let mut c = match kind {
-            Kind::Tcp => (roll < 60)
-                .then(|| self.from_rule(rng, Kind::Tcp, v6))
-                .flatten()
-                .unwrap_or_else(|| self.background_tcp(rng, v6)),
-            Kind::Udp => {
-                if roll < 40 {
-                    self.dns(rng, v6, false)
-                } else if roll < 70 {
-                    self.dns(rng, v6, true)
-                } else {
-                    (roll < 85)
-                        .then(|| self.from_rule(rng, Kind::Udp, v6))
-                        .flatten()
-                        .unwrap_or_else(|| self.inbound_probe(rng, Kind::Udp, v6))
-                }
+    /// One candidate of `kind`, classified. Its source (a rule, a probe from the
+    /// internet, ...) is drawn by weight × the share of that source's candidates that
+    /// came out `reject` so far: the same mix as drawing by weight and keeping the
+    /// candidates with the wanted verdict, with fewer candidates thrown away.
+    fn candidate(
+        &mut self,
+        rng: &mut SplitMix64,
+        kind: Kind,
+        v6: bool,
+        reject: bool,
+        ts: Timestamp,
+    ) -> Cand {
+        let ki = kind as usize;
+        let no_rules = self.rules[ki][0].is_empty() && self.rules[ki][1].is_empty();
+        let mut w = [0f64; 4];
+        let mut total = 0.0;
+        for (j, &(src, base)) in SOURCES[ki].iter().enumerate() {
+            if src == Source::Rule && no_rules {
+                continue;
             }
-            Kind::Icmp => (roll < 40)
-                .then(|| self.from_rule(rng, Kind::Icmp, v6))
-                .flatten()
-                .unwrap_or_else(|| self.background_icmp(rng, v6)),
+            let [pass, rejected] = self.outcomes[ki][j];
+            let hit = if reject { rejected } else { pass };
+            w[j] = base * (hit as f64 + 1.0) / ((pass + rejected) as f64 + 2.0);
+            total += w[j];
+        }
+        let mut x = unit(rng) * total;
+        let mut j = 0;
+        while j < 3 && (w[j] == 0.0 || x >= w[j]) {
+            x -= w[j];
+            j += 1;
+        }
+        let mut c = match SOURCES[ki][j].0 {
+            Source::Rule => self
+                .from_rule(rng, kind, v6)
+                .unwrap_or_else(|| self.inbound_probe(rng, kind, v6)),
+            Source::Probe => self.inbound_probe(rng, kind, v6),
+            Source::Outbound => self.outbound(rng, kind, v6),
+            Source::Internal => self.internal(rng, kind, v6),
+            Source::DnsVpc => self.dns(rng, v6, false),
+            Source::DnsInternet => self.dns(rng, v6, true),
         };
         self.classify(&mut c, ts);
+        self.outcomes[ki][j][(c.fate == Fate::Rejected) as usize] += 1;
         c
     }
 
@@ -1546,7 +1633,7 @@ impl Planner {
             }
             _ => {
                 let (lo, hi) = match below(rng, 20) {
-                    0..=9 => (32768, 60999),  // Linux
+                    0..=9 => (32768, 60999),   // Linux
                     10..=16 => (49152, 65535), // Windows, macOS
                     _ => (1024, 65535),
                 };
@@ -1702,12 +1789,18 @@ impl Planner {
     /// An ENI with a public address of the family, if any.
     fn public_eni(&self, rng: &mut SplitMix64, v6: bool) -> Option<(u32, bool)> {
         if v6 && !self.v6_enis.is_empty() {
-            return Some((self.v6_enis[below(rng, self.v6_enis.len() as u64) as usize], true));
+            return Some((
+                self.v6_enis[below(rng, self.v6_enis.len() as u64) as usize],
+                true,
+            ));
         }
         if self.public_v4.is_empty() {
             return None;
         }
-        Some((self.public_v4[below(rng, self.public_v4.len() as u64) as usize], false))
+        Some((
+            self.public_v4[below(rng, self.public_v4.len() as u64) as usize],
+            false,
+        ))
     }
 
     /// Two different ENIs, both with IPv6 for `v6` if possible.
@@ -1790,22 +1883,6 @@ impl Planner {
         self.cand(rng, kind, a, Side::Eni(x), b, Side::Eni(y), port)
     }
 
-    fn background_tcp(&mut self, rng: &mut SplitMix64, v6: bool) -> Cand {
-        match below(rng, 100) {
-            0..=39 => self.inbound_probe(rng, Kind::Tcp, v6),
-            40..=74 => self.outbound(rng, Kind::Tcp, v6),
-            _ => self.internal(rng, Kind::Tcp, v6),
-        }
-    }
-
-    fn background_icmp(&mut self, rng: &mut SplitMix64, v6: bool) -> Cand {
-        match below(rng, 3) {
-            0 => self.inbound_probe(rng, Kind::Icmp, v6),
-            1 => self.outbound(rng, Kind::Icmp, v6),
-            _ => self.internal(rng, Kind::Icmp, v6),
-        }
-    }
-
     fn resolver(&self, rng: &mut SplitMix64, v6: bool) -> IpAddr {
         if v6 {
             IpAddr::V6(Ipv6Addr::from(
@@ -1825,7 +1902,10 @@ impl Planner {
         let (dst, side) = if internet {
             (self.resolver(rng, fam), Side::Internet)
         } else if fam {
-            (IpAddr::V6("fd00:ec2::253".parse().expect("an address")), Side::Service)
+            (
+                IpAddr::V6("fd00:ec2::253".parse().expect("an address")),
+                Side::Service,
+            )
         } else {
             (IpAddr::V4(self.resolver_v4), Side::Service)
         };

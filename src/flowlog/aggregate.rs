@@ -67,6 +67,17 @@ struct Accum {
     end: u64,
     tcp_flags: u8,
     traffic_path: Option<u8>,
+    /// The flow shard the accumulator counts against (see [`Aggregator::set_limit`]).
+    shard: u8,
+}
+
+/// Packets that found no room for their record, per (window, ENI): one `SKIPDATA`
+/// record each.
+#[derive(Clone, Copy, Debug)]
+struct Skipped {
+    first_seq: u64,
+    start: u64,
+    end: u64,
 }
 
 /// The open accumulators of one aggregation window.
@@ -122,6 +133,12 @@ pub struct Aggregator {
     /// Open windows, sorted by start (usually one or two).
     windows: Vec<Window>,
     spare: Vec<Map>,
+    /// Open accumulators allowed per flow shard (`None`: no limit).
+    limit: Option<u32>,
+    /// Open accumulators per flow shard.
+    open: Vec<u32>,
+    skipped: HashMap<(u64, u32), Skipped, foldhash::fast::FixedState>,
+    skipped_packets: u64,
 }
 
 impl Aggregator {
@@ -139,6 +156,10 @@ impl Aggregator {
             interval: u64::from(interval_secs),
             windows: Vec::new(),
             spare: Vec::new(),
+            limit: None,
+            open: vec![0; crate::engine::FLOW_SHARDS as usize],
+            skipped: HashMap::default(),
+            skipped_packets: 0,
         }
     }
 
@@ -156,8 +177,30 @@ impl Aggregator {
     /// number.
     #[inline]
     pub fn observe(&mut self, obs: &Observation, ts: Timestamp, seq: u64) {
+        self.observe_in_shard(obs, ts, seq, 0)
+    }
+
+    /// Bounds the open accumulators (records not yet closed) to `per_shard` in each
+    /// flow shard of [`crate::engine::flow_shard`]. A packet whose record is not open
+    /// and finds its shard full is not counted in a record: it is counted in a
+    /// `SKIPDATA` record of its ENI and window instead, as AWS does when "an internal
+    /// capacity constraint" skips records.
+    pub fn set_limit(&mut self, per_shard: Option<u32>) {
+        self.limit = per_shard;
+    }
+
+    /// Packets counted in `SKIPDATA` records so far.
+    pub fn skipped_packets(&self) -> u64 {
+        self.skipped_packets
+    }
+
+    /// [`Aggregator::observe`] for a packet of flow shard `shard`.
+    #[inline]
+    pub fn observe_in_shard(&mut self, obs: &Observation, ts: Timestamp, seq: u64, shard: u8) {
         let secs = ts.secs();
         let window = self.window_start(secs);
+        let limit = self.limit;
+        let full = limit.is_some_and(|l| self.open[shard as usize] >= l);
         let flows = self.window_mut(window);
         let key = Key {
             eni: obs.eni,
@@ -177,17 +220,34 @@ impl Aggregator {
             0
         };
         let bytes = u64::from(obs.bytes);
-        flows
-            .entry(key)
-            .and_modify(|a| {
-                a.packets += 1;
-                a.bytes += bytes;
-                a.start = a.start.min(secs);
-                a.end = a.end.max(secs);
-                a.tcp_flags |= flags;
-                a.first_seq = a.first_seq.min(seq);
-            })
-            .or_insert(Accum {
+        if let Some(a) = flows.get_mut(&key) {
+            a.packets += 1;
+            a.bytes += bytes;
+            a.start = a.start.min(secs);
+            a.end = a.end.max(secs);
+            a.tcp_flags |= flags;
+            a.first_seq = a.first_seq.min(seq);
+            return;
+        }
+        if full {
+            self.skipped_packets += 1;
+            self.skipped
+                .entry((window, obs.eni))
+                .and_modify(|s| {
+                    s.first_seq = s.first_seq.min(seq);
+                    s.start = s.start.min(secs);
+                    s.end = s.end.max(secs);
+                })
+                .or_insert(Skipped {
+                    first_seq: seq,
+                    start: secs,
+                    end: secs,
+                });
+            return;
+        }
+        flows.insert(
+            key,
+            Accum {
                 first_seq: seq,
                 packets: 1,
                 bytes,
@@ -195,10 +255,12 @@ impl Aggregator {
                 end: secs,
                 tcp_flags: flags,
                 traffic_path: obs.traffic_path,
-            });
+                shard,
+            },
+        );
+        self.open[shard as usize] += 1;
     }
 
-    /// The map of the window starting at `start`, opened if needed.
     #[inline]
     fn window_mut(&mut self, start: u64) -> &mut Map {
         // Usually the newest window: search from the back.
@@ -245,12 +307,27 @@ impl Aggregator {
         for mut window in self.windows.drain(..n) {
             let from = out.len();
             out.reserve(window.flows.len());
-            out.extend(
-                window
-                    .flows
-                    .drain()
-                    .map(|(k, a)| record(window.start, k, a)),
-            );
+            let open = &mut self.open;
+            out.extend(window.flows.drain().map(|(k, a)| {
+                open[a.shard as usize] -= 1;
+                record(window.start, k, a)
+            }));
+            if !self.skipped.is_empty() {
+                let start = window.start;
+                let interval = self.interval;
+                self.skipped.retain(|&(w, eni), s| {
+                    if w != start {
+                        return true;
+                    }
+                    let mut r = FlowRecord::nodata(eni, w, interval as u32);
+                    r.log_status = LogStatus::SkipData;
+                    r.first_seq = s.first_seq;
+                    r.start = s.start;
+                    r.end = s.end;
+                    out.push(r);
+                    false
+                });
+            }
             out[from..].sort_unstable();
             if self.spare.len() < SPARE_MAPS {
                 self.spare.push(window.flows);

@@ -41,13 +41,17 @@ pub struct Observation {
 
 /// A record's `log-status`.
 ///
-/// vpcgate never skips records, so AWS's `SKIPDATA` has no variant.
+/// vpcgate writes `SKIPDATA` only when the open flow-log records reach the
+/// `--max-flows` bound (see [`crate::flowlog::Aggregator::set_limit`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LogStatus {
     /// `OK`: a record of traffic.
     Ok,
     /// `NODATA`: no traffic to or from the ENI in the window.
     NoData,
+    /// `SKIPDATA`: packets of the ENI in the window that no record counts, because
+    /// of a capacity limit. `start`/`end` span those packets.
+    SkipData,
 }
 
 impl LogStatus {
@@ -56,6 +60,7 @@ impl LogStatus {
         match self {
             LogStatus::Ok => "OK",
             LogStatus::NoData => "NODATA",
+            LogStatus::SkipData => "SKIPDATA",
         }
     }
 }
