@@ -822,15 +822,12 @@ impl FlowSink<'_> {
     /// with NODATA records for ENIs without traffic in those windows.
     fn flush(&mut self, upto: u64, path: &Path) -> Result<(), ReplayError> {
         let interval = self.interval;
-        let mut ready: Vec<FlowRecord> = Vec::new();
-        self.pending.retain(|r| {
-            if r.window_start + interval <= upto {
-                ready.push(r.clone());
-                false
-            } else {
-                true
-            }
-        });
+        // Moved, not copied: a window can hold hundreds of thousands of records.
+        let (mut ready, keep): (Vec<FlowRecord>, Vec<FlowRecord>) =
+            std::mem::take(&mut self.pending)
+                .into_iter()
+                .partition(|r| r.window_start + interval <= upto);
+        self.pending = keep;
         if self.nodata {
             if let Some(mut w) = self.next_window {
                 // The ENIs with records, per window.
@@ -1001,15 +998,15 @@ fn merger_loop(
             .get(&next)
             .is_some_and(|slot| slot.iter().all(|o| o.is_some()))
         {
-            let slot: Vec<WorkerOut> = outs
+            let mut slot: Vec<WorkerOut> = outs
                 .remove(&next)
                 .unwrap()
                 .into_iter()
                 .map(|o| o.unwrap())
                 .collect();
             next += 1;
-            for o in &slot {
-                sink.pending.extend(o.records.iter().cloned());
+            for o in &mut slot {
+                sink.pending.append(&mut o.records);
             }
             let head = &slot[0];
             if let Some(t) = head.first_ts {

@@ -89,6 +89,8 @@ struct Window {
 
 /// Empty maps kept for reuse after their windows closed (their capacity is the point).
 const SPARE_MAPS: usize = 2;
+/// Drained maps larger than this are freed, not kept for reuse.
+const SPARE_MAX_CAPACITY: usize = 1 << 16;
 
 /// Per-worker flow-log accumulators, one map per open aggregation window.
 ///
@@ -329,7 +331,9 @@ impl Aggregator {
                 });
             }
             out[from..].sort_unstable();
-            if self.spare.len() < SPARE_MAPS {
+            // A drained map keeps its memory: reuse small ones for the next window,
+            // free big ones (peak memory would be two windows' worth of records).
+            if self.spare.len() < SPARE_MAPS && window.flows.capacity() <= SPARE_MAX_CAPACITY {
                 self.spare.push(window.flows);
             }
         }
