@@ -284,6 +284,7 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
                     multi_file,
                     file_names,
                     cfg.max_flows,
+                    cfg.flow_log.is_some(),
                 )
             });
         }
@@ -577,6 +578,7 @@ fn worker_loop(
     multi_file: bool,
     file_names: &[String],
     max_flows: Option<u64>,
+    want_flow_log: bool,
 ) {
     let mut engine = Engine::new(policies[0].clone());
     let mut gen = 0usize;
@@ -668,8 +670,10 @@ fn worker_loop(
             }
             let seq = blk.first_seq + u64::from(i);
             let d = engine.process_in_shard(&pkt, rec.ts, shard);
-            for o in d.obs.iter().flatten() {
-                agg.observe_in_shard(o, rec.ts, seq, shard);
+            if want_flow_log {
+                for o in d.obs.iter().flatten() {
+                    agg.observe_in_shard(o, rec.ts, seq, shard);
+                }
             }
             match d.verdict {
                 Verdict::Accept => done.accepted += 1,
