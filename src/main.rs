@@ -638,13 +638,16 @@ packets spread over --duration seconds, from a pool of --flows flows open at onc
 (a finished flow is replaced by a new one): TCP (about 70 %: handshake, 1 to 3
 request/response exchanges, FIN or RST), DNS-like UDP (about 20 %) and ICMP echo
 (about 10 %), about --ipv6-share of them over IPv6 where the ENIs have IPv6
-addresses. Every checksum is correct; payload bytes are zero.
+addresses. Every checksum is correct; payload bytes are zero. The bytes depend
+on the flags and on the ruleset: the same flags give the same file.
 
 Addresses: those of the ruleset's ENIs (default: the SecureCart VPC of
 rulesets/securecart.toml, built in). Flows follow the rules (an SG rule naming
 another group gives ENI-to-ENI traffic across subnets; 0.0.0.0/0 gives internet
 hosts at random public addresses, which reach an ENI at its public IP), plus
-background: scans and pings from the internet, HTTPS, DNS and pings out.
+background: scans and pings from the internet, HTTPS, DNS and pings out. A kind
+of flow the ruleset never lets through (pings, in SecureCart) shows up only among
+the rejected flows, and the others take its share; the summary says so.
 
 --reject-share counts FLOWS, not packets: the share of flows whose first packet
 the ruleset rejects (held to within one flow; each new flow's first packet is run
@@ -662,8 +665,9 @@ Examples:
   vpcgate synth --rules ./my-vpc/ -o big.pcap --packets 20000000 --duration 3600 \\
       --reject-share 0.25
 
-  # Another capture of the same shape, and headers only (64-byte snaplen):
-  vpcgate synth -o other.pcap --seed 2 --snaplen 64
+  # Another capture of the same shape, with frames cut after 96 bytes (every
+  # header fits):
+  vpcgate synth -o other.pcap --seed 2 --snaplen 96
 
   # Straight into another tool:
   vpcgate synth -o - --packets 100000 | tcpdump -r - -c 5 -nn
@@ -682,8 +686,9 @@ struct SynthArgs {
     packets: u64,
 
     /// Flows open at once. Each step writes the next packet of one of them; a flow
-    /// that ends is replaced, so the capture holds as many flows as it takes to reach
-    /// --packets (about one per 12 packets).
+    /// that ends is replaced by a new one, so the capture holds at least N flows, more
+    /// when --packets is larger than N flows send (2 million packets with 100000 flows
+    /// open: about 150000 flows, most of them still open at the end).
     #[arg(long, value_name = "N", default_value_t = 100_000)]
     flows: usize,
 
@@ -810,7 +815,7 @@ fn synth(args: SynthArgs) -> ExitCode {
         }
     };
     eprintln!(
-        "vpcgate synth: {} packets, {} flows ({:.1} % rejected at the first packet, {:.1} % IPv6; TCP {:.0} %, UDP {:.0} %, ICMP {:.0} %), {:.1} MB, capture time {:.3} s, for {label}, written in {:.2} s ({:.2} M packets/s) to {}",
+        "vpcgate synth: {} packets, {} flows ({:.1} % rejected at the first packet, {:.1} % IPv6; TCP {:.1} %, UDP {:.1} %, ICMP {:.1} %), {:.1} MB, capture time {:.3} s, for {label}, written in {:.2} s ({:.2} M packets/s) to {}",
         s.packets,
         s.flows,
         pct(s.rejected_flows),

@@ -15,7 +15,10 @@
 //!
 //! The traffic is a pool of concurrently open flows (`flows`). Each step picks a flow
 //! and writes its next packet; a flow that ends is replaced by a new one, so the
-//! capture holds as many flows as it takes to reach `packets`. Packets that answer
+//! capture holds at least `flows` flows, more when `packets` is larger than they
+//! send (with the defaults, 2 million packets and 100 000 flows open, about 150 000
+//! flows, most of them still open at the end: so many open flows share the packets
+//! thinly, and a flow's exchanges are far apart). Packets that answer
 //! each other closely (a SYN, its SYN-ACK and the ACK; a request and its response
 //! segments; a DNS query and its answer; an echo request and its reply) come within
 //! a few dozen packets of each other, interleaved with other flows' exchanges; the
@@ -24,9 +27,10 @@
 //! - **TCP, about 70 %**: the three-way handshake (the SYN and SYN-ACK carry MSS,
 //!   window-scale and SACK options), then 1 to 3 request/response exchanges (a request
 //!   of 1–2 segments, a response of 1–8; 2 to 30 data segments in all, frames of 64
-//!   to 1514 bytes, half the response segments full-sized), the receiver acknowledging
-//!   every second segment; closed by FIN/ACK from either side (90 %) or an RST (10 %).
-//!   Sequence and acknowledgment numbers add up.
+//!   to 1514 bytes, a quarter of the response segments full-sized, the rest mostly
+//!   small), the receiver acknowledging every second segment; closed by FIN/ACK from
+//!   either side (90 %) or an RST (10 %). Sequence and acknowledgment numbers add up.
+//!   Records average about 400 bytes.
 //! - **UDP, about 20 %**: DNS-like: 1 or 2 queries (UDP payloads of 18–78 bytes, to
 //!   port 53, or to the UDP port a rule names) each answered (58–458 bytes); to the
 //!   Amazon resolver (exempt from filtering), to an internet resolver, or from the
@@ -34,6 +38,10 @@
 //! - **ICMP echo, about 10 %**: 1 to 4 requests, each answered; ICMPv6 for IPv6.
 //! - **IPv6**: about `ipv6_share` of the flows, where the ENIs have IPv6 addresses
 //!   (none otherwise: no IPv6 flow is made up without them; the summary says so).
+//!
+//! A kind the ruleset never lets through (SecureCart answers no ping) shows up only
+//! among the rejected flows, and the other kinds take its share of the rest; the
+//! summary's notes say so.
 //!
 //! # Addresses and verdicts
 //!
@@ -54,11 +62,11 @@
 //! decides what the capture holds:
 //!
 //! - **rejected** (the first packet is rejected): only the opener's packets, as a
-//!   real capture shows them: a SYN retried 1–3 times, a query repeated, unanswered
-//!   pings;
+//!   real capture shows them: a SYN sent 1–3 times, a query sent 1–3 times, 1–4
+//!   unanswered pings;
 //! - **reply dropped** (the first packet passes, its reply is rejected, as a
 //!   stateless network ACL does to replies it has no rule for): TCP shows the SYN and
-//!   the SYN-ACK, retried; UDP and ICMP their requests and replies;
+//!   the SYN-ACK, 1–3 times, and no more; UDP and ICMP their requests and replies;
 //! - **passed** (accepted or not evaluated): the whole conversation.
 //!
 //! `reject_share` is the share of **flows** rejected at their first packet, held
@@ -69,8 +77,11 @@
 //! # Speed
 //!
 //! No allocation per packet: each packet's headers are written from its flow's state
-//! into one reused 4 MiB buffer whose payload bytes are already zero, and checksums
+//! into one reused 1 MiB buffer whose payload bytes are already zero, and checksums
 //! are computed over headers only (zeros add nothing to a ones'-complement sum).
+//! The random choices of the next 64 steps are drawn at once and the flows they may
+//! pick are loaded together, so that their cache misses overlap. A new flow costs
+//! one or two runs through the engine (for its first packet and its first reply).
 //!
 //! ```
 //! use vpcgate::synthgen::{builtin_vpc, generate, SynthConfig};
@@ -93,6 +104,7 @@ use crate::packet::{tcp_flags, Fragment, Packet, Timestamp};
 use crate::policy::Policy;
 use crate::synth::SplitMix64;
 use ipnet::IpNet;
+use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -264,14 +276,13 @@ pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSu
     let mut hot = [0u32; HOT];
     let mut hot_len = 0usize;
     let mut ts = cfg.start * NS;
-    // Uniform steps in [0, 2 * mean): the packets span `duration` on average.
-    let two_mean = if cfg.packets == 0 {
-        0
-    } else {
-        ((cfg.duration * 1e9) as u128 * 2 / cfg.packets as u128) as u64
-    };
+    // Uniform steps in [0, 2 * mean) between packets: the packets span `duration`
+    // on average.
+    let two_mean =
+        ((cfg.duration * 1e9) as u128 * 2 / cfg.packets.saturating_sub(1).max(1) as u128) as u64;
     let mut s = SynthSummary {
         first: Timestamp(ts),
+        last: Timestamp(ts),
         ..SynthSummary::default()
     };
     // Error diffusion: |rejected − share × flows| stays below one flow.
@@ -283,23 +294,16 @@ pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSu
     let mut sched = SplitMix64(cfg.seed ^ 0x0c01_d5c4_ed00_0000);
     let cold = |r: u64| (((r >> 32) * n_flows as u64) >> 32) as usize;
     let mut ahead = [0u64; LOOKAHEAD];
-    let look: usize = std::env::var("LOOK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(LOOKAHEAD);
-    let mut next_ahead = look;
-    let notouch = std::env::var("NOTOUCH").map(|_| 1).unwrap_or(0);
+    let mut next_ahead = LOOKAHEAD;
     for _ in 0..cfg.packets {
-        if next_ahead == look {
+        if next_ahead == LOOKAHEAD {
             let mut touch = 0u8;
-            for r in &mut ahead[..look] {
+            for r in &mut ahead {
                 *r = sched.next_u64();
             }
-            if notouch == 0 {
-                for r in &ahead[..look] {
-                    let f = &pool[cold(*r)];
-                    touch ^= f.a[0] ^ f.state as u8;
-                }
+            for r in &ahead {
+                let f = &pool[cold(*r)];
+                touch ^= f.a[0] ^ f.state as u8;
             }
             std::hint::black_box(touch);
             next_ahead = 0;
@@ -312,7 +316,6 @@ pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSu
         } else {
             (cold(r), None)
         };
-        ts += (((r >> 5) & ((1 << 27) - 1)) as u128 * two_mean as u128 >> 27) as u64;
         let f = &mut pool[idx];
         if f.state == State::Unborn {
             deficit += cfg.reject_share;
@@ -374,25 +377,23 @@ pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSu
             }
         }
         s.packets += 1;
+        s.last = Timestamp(ts);
+        // The next packet comes a random step later.
+        ts += ((((r >> 5) & ((1 << 27) - 1)) as u128 * two_mean as u128) >> 27) as u64;
     }
-    if std::env::var("SYNTH_DEBUG").is_ok() {
-        eprintln!(
-            "tries {:?} hits {:?} classified {} impossible {:?} hot_len {} outcomes {:?}",
-            planner.tries,
-            planner.hits,
-            planner.classified,
-            planner.impossible,
-            hot_len,
-            planner.outcomes
-        );
-    }
-    s.last = Timestamp(ts);
     s.bytes = out.finish()?;
 
     if s.ipv6_flows == 0 && cfg.ipv6_share > 0.0 && planner.v6_enis.is_empty() {
         s.notes.push(
             "no IPv6 traffic: no network interface of the ruleset has an IPv6 address".into(),
         );
+    }
+    for (k, name) in ["TCP", "UDP", "ICMP echo"].iter().enumerate() {
+        if planner.impossible[k][0] {
+            s.notes.push(format!(
+                "the ruleset let no {name} flow tried through: the {name} flows here are rejected ones"
+            ));
+        }
     }
     if planner.share_misses > 0 {
         s.notes.push(format!(
@@ -436,7 +437,9 @@ fn unit(rng: &mut SplitMix64) -> f64 {
 // ---------------------------------------------------------------------------------
 
 const NS: u64 = 1_000_000_000;
-const BUF_SIZE: usize = 4 << 20;
+/// 1 MiB: small enough that zeroing it and the kernel's copy out of it stay in cache
+/// (4 MiB measured slower), large enough that system calls cost nothing.
+const BUF_SIZE: usize = 1 << 20;
 /// A record header and the longest frame.
 const MAX_RECORD: usize = 16 + 1514;
 const PCAP_MAGIC_NANOS: u32 = 0xa1b2_3c4d;
@@ -456,14 +459,7 @@ impl<W: Write> Out<W> {
     fn new(w: W, snaplen: u32) -> Self {
         Out {
             w,
-            buf: vec![
-                0;
-                std::env::var("SYNTH_BUF")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(BUF_SIZE)
-                    + MAX_RECORD
-            ],
+            buf: vec![0; BUF_SIZE + MAX_RECORD],
             pos: 0,
             written: 0,
             snaplen: snaplen as usize,
@@ -933,7 +929,7 @@ fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64)
                     f.segs = 1 + below(rng, 8) as u8;
                     f.sent = 0;
                 }
-            } else if f.sent % 2 == 0 {
+            } else if f.sent.is_multiple_of(2) {
                 f.state = State::DelayedAck;
             }
             Next::Hot
@@ -1220,7 +1216,7 @@ struct EniInfo {
     public: Option<Ipv4Addr>,
     mac: [u8; 6],
     ttl: u8,
-    /// The ephemeral port range, and the next port's counter.
+    /// The ephemeral port range, and the counter of ports to the internet.
     eph: (u16, u16),
     counter: u32,
     /// TCP ports its security groups admit (single ports and small ranges).
@@ -1247,6 +1243,8 @@ struct Planner {
     impossible: [[bool; 2]; 3],
     /// Candidates that passed and that were rejected, by [kind][source].
     outcomes: [[[u64; 2]; 4]; 3],
+    /// Port counters of ENIs, by (ENI, destination, port) inside the VPC.
+    port_counters: HashMap<(u32, IpAddr, u16), u32>,
     share_misses: u64,
 }
 
@@ -1291,7 +1289,7 @@ impl Planner {
                 v6: e.ipv6.first().copied(),
                 public: e.public_ipv4,
                 mac,
-                ttl: if h % 5 == 0 { 128 } else { 64 },
+                ttl: if h.is_multiple_of(5) { 128 } else { 64 },
                 eph,
                 counter: below(rng, 1 << 16) as u32,
                 services: Vec::new(),
@@ -1504,6 +1502,7 @@ impl Planner {
             hits: [[0; 2]; 3],
             impossible: [[false; 2]; 3],
             outcomes: [[[0; 2]; 4]; 3],
+            port_counters: HashMap::new(),
             share_misses: 0,
         }
     }
@@ -1555,7 +1554,7 @@ impl Planner {
     /// Runs the first packet, then its reply, through the scratch engine.
     fn classify(&mut self, c: &mut Cand, ts: Timestamp) {
         self.classified += 1;
-        if self.fresh_each || self.classified % ENGINE_RENEW == 0 {
+        if self.fresh_each || self.classified.is_multiple_of(ENGINE_RENEW) {
             self.engine = Engine::new(self.policy.clone());
         }
         c.fate = match self.engine.process(&c.packet(false), ts).verdict {
@@ -1601,7 +1600,7 @@ impl Planner {
         }
         let mut c = match SOURCES[ki][j].0 {
             Source::Rule => self
-                .from_rule(rng, kind, v6)
+                .rule_flow(rng, kind, v6)
                 .unwrap_or_else(|| self.inbound_probe(rng, kind, v6)),
             Source::Probe => self.inbound_probe(rng, kind, v6),
             Source::Outbound => self.outbound(rng, kind, v6),
@@ -1623,13 +1622,33 @@ impl Planner {
         }
     }
 
-    /// The next ephemeral port of a client.
-    fn client_port(&mut self, rng: &mut SplitMix64, side: Side) -> u16 {
+    /// The next ephemeral port of a client opening a flow to `dst` port `dport`. An
+    /// ENI walks its range in a scrambled order, per destination inside the VPC (as
+    /// Linux does), so a 5-tuple comes back only after the whole range was used.
+    fn client_port(
+        &mut self,
+        rng: &mut SplitMix64,
+        side: Side,
+        dst: IpAddr,
+        dport: u16,
+        dst_side: Side,
+    ) -> u16 {
         let (lo, hi, n) = match side {
             Side::Eni(i) => {
-                let e = &mut self.enis[i as usize];
-                e.counter = e.counter.wrapping_add(1);
-                (e.eph.0, e.eph.1, e.counter as u64)
+                let (lo, hi) = self.enis[i as usize].eph;
+                let n = if dst_side == Side::Internet {
+                    let e = &mut self.enis[i as usize];
+                    e.counter = e.counter.wrapping_add(1);
+                    e.counter
+                } else {
+                    let c = self
+                        .port_counters
+                        .entry((i, dst, dport))
+                        .or_insert_with(|| rng.next_u64() as u32);
+                    *c = c.wrapping_add(1);
+                    *c
+                };
+                (lo, hi, n as u64)
             }
             _ => {
                 let (lo, hi) = match below(rng, 20) {
@@ -1642,7 +1661,7 @@ impl Planner {
         };
         // A stride coprime with the range's length walks the whole range.
         let len = (hi - lo) as u64 + 1;
-        let stride = if len % 7919 == 0 { 1 } else { 7919 };
+        let stride = if len.is_multiple_of(7919) { 1 } else { 7919 };
         lo + ((n.wrapping_mul(stride)) % len) as u16
     }
 
@@ -1721,7 +1740,7 @@ impl Planner {
     ) -> Cand {
         let port_a = match kind {
             Kind::Icmp => rng.next_u64() as u16,
-            _ => self.client_port(rng, side_a),
+            _ => self.client_port(rng, side_a, b, port_b, side_b),
         };
         Cand {
             kind,
@@ -1736,7 +1755,7 @@ impl Planner {
     }
 
     /// A flow one of the ruleset's rules describes.
-    fn from_rule(&mut self, rng: &mut SplitMix64, kind: Kind, v6: bool) -> Option<Cand> {
+    fn rule_flow(&mut self, rng: &mut SplitMix64, kind: Kind, v6: bool) -> Option<Cand> {
         let mut fam = v6;
         if self.rules[kind as usize][fam as usize].is_empty() {
             if !fam {
@@ -2008,7 +2027,7 @@ mod tests {
     }
 
     #[test]
-    fn every_frame_parses_and_first_packets_match_the_plan() {
+    fn every_frame_parses() {
         let (bytes, s) = small(7);
         assert_eq!(s.bytes, bytes.len() as u64);
         let dir = std::env::temp_dir().join(format!("vpcgate-synthgen-{}", std::process::id()));
@@ -2022,6 +2041,39 @@ mod tests {
         }
         std::fs::remove_file(&dir).unwrap();
         assert_eq!(n, 5_000);
+    }
+
+    /// The engine classified a flow by the packets [`Cand::packet`] describes: the
+    /// frames written must be those packets.
+    #[test]
+    fn the_packets_written_are_the_packets_classified() {
+        let mut rng = SplitMix64(5);
+        let mut planner = Planner::new(builtin_vpc(), &mut rng);
+        let mut fates = [0; 3];
+        for i in 0..600 {
+            let kind = [Kind::Tcp, Kind::Udp, Kind::Icmp][i % 3];
+            let c = planner.candidate(&mut rng, kind, i % 2 == 0, i % 4 == 0, Timestamp(0));
+            fates[c.fate as usize] += 1;
+            let mut f = planner.flow(&c, &mut rng);
+            let mut out = Out::new(Vec::new(), 65_535);
+            let replied = c.fate != Fate::Rejected;
+            step(&mut f, &mut rng, &mut out, 0);
+            if replied {
+                step(&mut f, &mut rng, &mut out, 0);
+            }
+            let mut at = 0;
+            for reply in [false, true].into_iter().take(1 + replied as usize) {
+                let cap = u32::from_le_bytes(out.buf[at + 8..at + 12].try_into().unwrap());
+                let frame = &out.buf[at + 16..at + 16 + cap as usize];
+                at += 16 + cap as usize;
+                let got = parse(linktype::ETHERNET, frame).unwrap();
+                let mut want = c.packet(reply);
+                want.ip_len = got.ip_len;
+                assert_eq!(got, want, "{c:?}");
+            }
+            assert_eq!(at, out.pos);
+        }
+        assert!(fates.iter().all(|&n| n > 0), "{fates:?}");
     }
 
     #[test]

@@ -10,3 +10,4 @@ mod flowlog;
 mod fuzz_regressions;
 mod props;
 mod rulesets;
+mod synth;
