@@ -826,12 +826,17 @@ impl FlowSink<'_> {
     /// with NODATA records for ENIs without traffic in those windows.
     fn flush(&mut self, upto: u64, path: &Path) -> Result<(), ReplayError> {
         let interval = self.interval;
-        // Moved, not copied: a window can hold hundreds of thousands of records.
-        let (mut ready, keep): (Vec<FlowRecord>, Vec<FlowRecord>) =
+        // Moved, not copied, and without growing a second vector by doubling: a
+        // window can hold hundreds of thousands of records.
+        let is_ready = |r: &FlowRecord| r.window_start + interval <= upto;
+        let n = self.pending.iter().filter(|r| is_ready(r)).count();
+        let mut ready: Vec<FlowRecord> = if n == self.pending.len() {
             std::mem::take(&mut self.pending)
-                .into_iter()
-                .partition(|r| r.window_start + interval <= upto);
-        self.pending = keep;
+        } else {
+            let mut v = Vec::with_capacity(n);
+            v.extend(self.pending.extract_if(.., |r| is_ready(r)));
+            v
+        };
         if self.nodata {
             if let Some(mut w) = self.next_window {
                 // The ENIs with records, per window.
@@ -1010,7 +1015,11 @@ fn merger_loop(
                 .collect();
             next += 1;
             for o in &mut slot {
-                sink.pending.append(&mut o.records);
+                if sink.pending.is_empty() {
+                    sink.pending = std::mem::take(&mut o.records);
+                } else {
+                    sink.pending.append(&mut o.records);
+                }
             }
             let head = &slot[0];
             if let Some(t) = head.first_ts {

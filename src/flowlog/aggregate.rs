@@ -13,10 +13,11 @@ use super::record::{aws_tcp_flags, FlowRecord, LogStatus, Observation};
 use crate::model::{Action, Direction};
 use crate::packet::Timestamp;
 
-type Map = HashMap<Key, Accum, foldhash::fast::RandomState>;
+type Map = HashMap<Compact, Accum, foldhash::fast::RandomState>;
+type WideMap = HashMap<Key, Accum, foldhash::fast::RandomState>;
 
-/// The record key within one window (EMULATION.md §6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The record key within one window (EMULATION.md §6), in full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
     eni: u32,
     direction: Direction,
@@ -30,30 +31,125 @@ struct Key {
     pkt_dstaddr: IpAddr,
 }
 
-impl Hash for Key {
+/// The same key in 52 bytes instead of 80, for the per-window maps that can hold
+/// hundreds of thousands of records: the record addresses in full, and each packet
+/// address only where it differs from its record address, which the engine does only
+/// by mapping an IPv4 address to the ENI's primary (flow logs §6.9). A key that does
+/// not fit (a packet address differing in IPv6) goes to a window's `wide` map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Compact {
+    eni: u32,
+    /// protocol | direction << 8 | action << 9 | src v6 << 10 | dst v6 << 11 |
+    /// pkt-src differs << 12 | pkt-dst differs << 13
+    tags: u32,
+    ports: u32,
+    src: [u32; 4],
+    dst: [u32; 4],
+    pkt_src: u32,
+    pkt_dst: u32,
+}
+
+const PKT_SRC_DIFFERS: u32 = 1 << 12;
+const PKT_DST_DIFFERS: u32 = 1 << 13;
+
+fn words(a: IpAddr) -> [u32; 4] {
+    match a {
+        IpAddr::V4(v) => [v.to_bits(), 0, 0, 0],
+        IpAddr::V6(v) => {
+            let x = v.to_bits();
+            [x as u32, (x >> 32) as u32, (x >> 64) as u32, (x >> 96) as u32]
+        }
+    }
+}
+
+fn addr(w: [u32; 4], v6: bool) -> IpAddr {
+    if v6 {
+        let x = u128::from(w[0])
+            | u128::from(w[1]) << 32
+            | u128::from(w[2]) << 64
+            | u128::from(w[3]) << 96;
+        IpAddr::V6(x.into())
+    } else {
+        IpAddr::V4(w[0].into())
+    }
+}
+
+impl Compact {
+    #[inline]
+    fn of(k: &Key) -> Option<Compact> {
+        let alt = |record: IpAddr, pkt: IpAddr, bit: u32| -> Option<(u32, u32)> {
+            match pkt {
+                _ if pkt == record => Some((0, 0)),
+                IpAddr::V4(v) => Some((v.to_bits(), bit)),
+                IpAddr::V6(_) => None,
+            }
+        };
+        let (pkt_src, a) = alt(k.srcaddr, k.pkt_srcaddr, PKT_SRC_DIFFERS)?;
+        let (pkt_dst, b) = alt(k.dstaddr, k.pkt_dstaddr, PKT_DST_DIFFERS)?;
+        Some(Compact {
+            eni: k.eni,
+            tags: u32::from(k.protocol)
+                | (k.direction as u32) << 8
+                | (k.action as u32) << 9
+                | u32::from(k.srcaddr.is_ipv6()) << 10
+                | u32::from(k.dstaddr.is_ipv6()) << 11
+                | a
+                | b,
+            ports: u32::from(k.srcport) | u32::from(k.dstport) << 16,
+            src: words(k.srcaddr),
+            dst: words(k.dstaddr),
+            pkt_src,
+            pkt_dst,
+        })
+    }
+
+    fn key(&self) -> Key {
+        let srcaddr = addr(self.src, self.tags & 1 << 10 != 0);
+        let dstaddr = addr(self.dst, self.tags & 1 << 11 != 0);
+        Key {
+            eni: self.eni,
+            direction: if self.tags & 1 << 8 != 0 {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            },
+            action: if self.tags & 1 << 9 != 0 {
+                Action::Reject
+            } else {
+                Action::Accept
+            },
+            protocol: self.tags as u8,
+            srcport: self.ports as u16,
+            dstport: (self.ports >> 16) as u16,
+            srcaddr,
+            dstaddr,
+            pkt_srcaddr: if self.tags & PKT_SRC_DIFFERS != 0 {
+                IpAddr::V4(self.pkt_src.into())
+            } else {
+                srcaddr
+            },
+            pkt_dstaddr: if self.tags & PKT_DST_DIFFERS != 0 {
+                IpAddr::V4(self.pkt_dst.into())
+            } else {
+                dstaddr
+            },
+        }
+    }
+}
+
+impl Hash for Compact {
     /// A few wide writes instead of the derived field-by-field ones (the per-packet path).
     #[inline]
     fn hash<H: Hasher>(&self, h: &mut H) {
-        let word = |a: IpAddr| match a {
-            IpAddr::V4(v4) => u128::from(v4.to_bits()),
-            IpAddr::V6(v6) => v6.to_bits(),
-        };
-        let family = |a: IpAddr, bit: u64| if a.is_ipv6() { bit } else { 0 };
-        let small =
-            u64::from(self.eni) | u64::from(self.srcport) << 32 | u64::from(self.dstport) << 48;
-        let tags = u64::from(self.protocol)
-            | (self.direction as u64) << 8
-            | (self.action as u64) << 9
-            | family(self.srcaddr, 1 << 10)
-            | family(self.dstaddr, 1 << 11)
-            | family(self.pkt_srcaddr, 1 << 12)
-            | family(self.pkt_dstaddr, 1 << 13);
-        h.write_u64(small);
-        h.write_u64(tags);
-        h.write_u128(word(self.srcaddr));
-        h.write_u128(word(self.dstaddr));
-        h.write_u128(word(self.pkt_srcaddr));
-        h.write_u128(word(self.pkt_dstaddr));
+        h.write_u64(u64::from(self.eni) | u64::from(self.tags) << 32);
+        h.write_u64(u64::from(self.ports) | u64::from(self.pkt_src) << 32);
+        h.write_u64(u64::from(self.src[0]) | u64::from(self.dst[0]) << 32);
+        if self.tags & (3 << 10) != 0 {
+            h.write_u64(u64::from(self.src[1]) | u64::from(self.src[2]) << 32);
+            h.write_u64(u64::from(self.src[3]) | u64::from(self.dst[1]) << 32);
+            h.write_u64(u64::from(self.dst[2]) | u64::from(self.dst[3]) << 32);
+        }
+        h.write_u32(self.pkt_dst);
     }
 }
 
@@ -63,8 +159,9 @@ struct Accum {
     first_seq: u64,
     packets: u64,
     bytes: u64,
-    start: u64,
-    end: u64,
+    /// Seconds after the window's start of the earliest and latest packet.
+    start: u32,
+    end: u32,
     tcp_flags: u8,
     traffic_path: Option<u8>,
     /// The flow shard the accumulator counts against (see [`Aggregator::set_limit`]).
@@ -85,6 +182,8 @@ struct Skipped {
 struct Window {
     start: u64,
     flows: Map,
+    /// Keys that do not fit [`Compact`] (never made by the engine).
+    wide: WideMap,
 }
 
 /// Empty maps kept for reuse after their windows closed (their capacity is the point).
@@ -203,7 +302,7 @@ impl Aggregator {
         let window = self.window_start(secs);
         let limit = self.limit;
         let full = limit.is_some_and(|l| self.open[shard as usize] >= l);
-        let flows = self.window_mut(window);
+        let w = self.window_mut(window);
         let key = Key {
             eni: obs.eni,
             direction: obs.direction,
@@ -222,11 +321,17 @@ impl Aggregator {
             0
         };
         let bytes = u64::from(obs.bytes);
-        if let Some(a) = flows.get_mut(&key) {
+        let at = (secs - window) as u32;
+        let compact = Compact::of(&key);
+        let found = match &compact {
+            Some(c) => w.flows.get_mut(c),
+            None => w.wide.get_mut(&key),
+        };
+        if let Some(a) = found {
             a.packets += 1;
             a.bytes += bytes;
-            a.start = a.start.min(secs);
-            a.end = a.end.max(secs);
+            a.start = a.start.min(at);
+            a.end = a.end.max(at);
             a.tcp_flags |= flags;
             a.first_seq = a.first_seq.min(seq);
             return;
@@ -247,24 +352,29 @@ impl Aggregator {
                 });
             return;
         }
-        flows.insert(
-            key,
-            Accum {
-                first_seq: seq,
-                packets: 1,
-                bytes,
-                start: secs,
-                end: secs,
-                tcp_flags: flags,
-                traffic_path: obs.traffic_path,
-                shard,
-            },
-        );
+        let accum = Accum {
+            first_seq: seq,
+            packets: 1,
+            bytes,
+            start: at,
+            end: at,
+            tcp_flags: flags,
+            traffic_path: obs.traffic_path,
+            shard,
+        };
+        match compact {
+            Some(c) => {
+                w.flows.insert(c, accum);
+            }
+            None => {
+                w.wide.insert(key, accum);
+            }
+        }
         self.open[shard as usize] += 1;
     }
 
     #[inline]
-    fn window_mut(&mut self, start: u64) -> &mut Map {
+    fn window_mut(&mut self, start: u64) -> &mut Window {
         // Usually the newest window: search from the back.
         let mut at = self.windows.len();
         while at > 0 && self.windows[at - 1].start > start {
@@ -272,10 +382,17 @@ impl Aggregator {
         }
         if at == 0 || self.windows[at - 1].start != start {
             let flows = self.spare.pop().unwrap_or_default();
-            self.windows.insert(at, Window { start, flows });
-            &mut self.windows[at].flows
+            self.windows.insert(
+                at,
+                Window {
+                    start,
+                    flows,
+                    wide: WideMap::default(),
+                },
+            );
+            &mut self.windows[at]
         } else {
-            &mut self.windows[at - 1].flows
+            &mut self.windows[at - 1]
         }
     }
 
@@ -298,7 +415,7 @@ impl Aggregator {
 
     /// Records currently accumulating, over all open windows.
     pub fn open_records(&self) -> usize {
-        self.windows.iter().map(|w| w.flows.len()).sum()
+        self.windows.iter().map(|w| w.flows.len() + w.wide.len()).sum()
     }
 
     /// Closes the `n` oldest windows.
@@ -308,9 +425,13 @@ impl Aggregator {
         }
         for mut window in self.windows.drain(..n) {
             let from = out.len();
-            out.reserve(window.flows.len());
+            out.reserve(window.flows.len() + window.wide.len());
             let open = &mut self.open;
             out.extend(window.flows.drain().map(|(k, a)| {
+                open[a.shard as usize] -= 1;
+                record(window.start, k.key(), a)
+            }));
+            out.extend(window.wide.drain().map(|(k, a)| {
                 open[a.shard as usize] -= 1;
                 record(window.start, k, a)
             }));
@@ -356,8 +477,8 @@ fn record(window_start: u64, k: Key, a: Accum) -> FlowRecord {
         protocol: k.protocol,
         packets: a.packets,
         bytes: a.bytes,
-        start: a.start,
-        end: a.end,
+        start: window_start + u64::from(a.start),
+        end: window_start + u64::from(a.end),
         tcp_flags: a.tcp_flags,
         traffic_path: a.traffic_path,
         log_status: LogStatus::Ok,
@@ -368,6 +489,59 @@ fn record(window_start: u64, k: Key, a: Accum) -> FlowRecord {
 mod tests {
     use super::*;
     use crate::packet::tcp_flags::{ACK, FIN, PSH, SYN};
+
+    #[test]
+    fn compact_keys_round_trip_and_wide_keys_do_not_fit() {
+        let v4 = ip("10.0.1.5");
+        let public = ip("203.0.113.10");
+        let v6 = ip("2600:1f18::5");
+        let other6 = ip("2600:1f18::6");
+        let remote6 = ip("2001:db8::1");
+        for (src, dst, psrc, pdst, fits) in [
+            (v4, public, v4, public, true),
+            (v4, public, public, public, true), // egress from the public IP
+            (public, v4, public, ip("203.0.113.20"), true), // ingress to the public IP
+            (v6, remote6, v6, remote6, true),
+            (remote6, v6, remote6, v6, true),
+            (v6, remote6, other6, remote6, false),
+            (v4, remote6, v4, other6, false),
+        ] {
+            for direction in [Direction::Ingress, Direction::Egress] {
+                for action in [Action::Accept, Action::Reject] {
+                    let k = Key {
+                        eni: 7,
+                        direction,
+                        action,
+                        protocol: 58,
+                        srcport: 65535,
+                        dstport: 1,
+                        srcaddr: src,
+                        dstaddr: dst,
+                        pkt_srcaddr: psrc,
+                        pkt_dstaddr: pdst,
+                    };
+                    match Compact::of(&k) {
+                        Some(c) => {
+                            assert!(fits, "{k:?}");
+                            assert_eq!(c.key(), k);
+                        }
+                        None => assert!(!fits, "{k:?}"),
+                    }
+                }
+            }
+        }
+        // A wide key is counted like any other.
+        let mut agg = Aggregator::new(60);
+        let mut o = obs(0, Direction::Egress, Action::Accept, 0);
+        o.srcaddr = v6;
+        o.pkt_srcaddr = other6;
+        agg.observe(&o, Timestamp::from_secs_nanos(61, 0), 1);
+        agg.observe(&o, Timestamp::from_secs_nanos(62, 0), 2);
+        assert_eq!(agg.open_records(), 1);
+        let mut out = Vec::new();
+        agg.close_all(&mut out);
+        assert_eq!((out[0].packets, out[0].pkt_srcaddr, out[0].start), (2, other6, 61));
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
