@@ -76,7 +76,7 @@ fn replay_json(capture: &Path, flow_log: &Path, workers: u32, max_flows: u64) ->
 
 #[test]
 fn a_syn_flood_runs_within_the_flow_bound_and_reports_what_it_dropped() {
-    const SYNS: u32 = 1_000_000;
+    const SYNS: u32 = 2_000_000;
     const MAX: u64 = 6_400; // 100 per flow shard
     let dir = tempfile::tempdir().unwrap();
     let cap = dir.path().join("flood.pcap");
@@ -94,7 +94,7 @@ fn a_syn_flood_runs_within_the_flow_bound_and_reports_what_it_dropped() {
         Some(exceeded),
         "{one}"
     );
-    // The flood lasts 10 s; an unestablished TCP entry lives far longer, so the
+    // The flood lasts 20 s; an unestablished TCP entry lives far longer, so the
     // table fills at the bound and stays full: almost all of the flood is refused.
     assert!(created <= MAX, "{created} entries for a bound of {MAX}");
     assert!(exceeded >= u64::from(SYNS) - MAX);
@@ -113,7 +113,7 @@ fn a_syn_flood_runs_within_the_flow_bound_and_reports_what_it_dropped() {
     // Records of traffic: at most the bound on open records.
     let ok = log.lines().filter(|l| l.ends_with(" OK")).count() as u64;
     assert!(ok <= 2 * MAX, "{ok} records");
-    // Memory: a million flows unbounded would take hundreds of MiB.
+    // Memory: two million flows unbounded would take hundreds of MiB.
     let rss = one["peak_rss_bytes"].as_u64().unwrap();
     assert!(rss < 200 << 20, "peak RSS {} MiB", rss >> 20);
     // The bound is split over flow shards, not workers: same bytes with 2 workers.
@@ -131,4 +131,123 @@ fn a_syn_flood_runs_within_the_flow_bound_and_reports_what_it_dropped() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// A pcap header and one record header claiming `caplen` bytes (none follow).
+fn pcap_with_record(snaplen: u32, caplen: u32, data: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    f.extend_from_slice(&2u16.to_le_bytes());
+    f.extend_from_slice(&4u16.to_le_bytes());
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&snaplen.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&0u32.to_le_bytes());
+    f.extend_from_slice(&caplen.to_le_bytes());
+    f.extend_from_slice(&caplen.to_le_bytes());
+    f.extend_from_slice(data);
+    f
+}
+
+fn read_all(bytes: Vec<u8>) -> (usize, Option<String>) {
+    use vpcgate::capture::{Block, CaptureReader};
+    let mut r = match CaptureReader::from_reader("t", Box::new(std::io::Cursor::new(bytes))) {
+        Ok(r) => r,
+        Err(e) => return (0, Some(e.to_string())),
+    };
+    let mut b = Block::default();
+    let mut n = 0;
+    loop {
+        match r.read_block(&mut b, 1024) {
+            Ok(()) if b.records.is_empty() => return (n, None),
+            Ok(()) => n += b.records.len(),
+            Err(e) => return (n, Some(e.to_string())),
+        }
+    }
+}
+
+#[test]
+fn giant_record_lengths_are_damage_not_allocations() {
+    // 4 GiB claimed: refused from the header alone, before any read or allocation.
+    let (n, e) = read_all(pcap_with_record(65535, u32::MAX, &[]));
+    assert_eq!(n, 0);
+    let e = e.unwrap();
+    assert!(e.contains("at byte offset 24"), "{e}");
+    // Just above the 256 KiB bound, likewise.
+    let (_, e) = read_all(pcap_with_record(65535, vpcgate::capture::MAX_CAPLEN + 1, &[]));
+    assert!(e.is_some());
+}
+
+#[test]
+fn a_snaplen_lie_is_bounded_by_the_record_limit_not_trusted() {
+    // The file says snaplen 64, the record carries 1,000 bytes: read (bounded by
+    // MAX_CAPLEN, not by the header's claim), never past the record.
+    let (n, e) = read_all(pcap_with_record(64, 1000, &[0u8; 1000]));
+    assert_eq!((n, e), (1, None));
+    // A snaplen of 0 or 2^32-1 changes nothing either.
+    for snaplen in [0, u32::MAX] {
+        assert_eq!(read_all(pcap_with_record(snaplen, 60, &[0u8; 60])), (1, None));
+    }
+}
+
+#[test]
+fn pcapng_block_lengths_cannot_loop_or_balloon() {
+    let shb = |len: u32| {
+        let mut b = Vec::new();
+        b.extend_from_slice(&0x0a0d_0d0au32.to_le_bytes());
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+        b.extend_from_slice(&1u16.to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&(-1i64).to_le_bytes());
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    };
+    let mut f = shb(28);
+    // A block whose length would not move the reader forward (0, 4, 8), one that is
+    // not a multiple of 4, and one of 4 GiB: each is damage at its own offset.
+    for bad in [0u32, 4, 8, 30, u32::MAX] {
+        let mut g = f.clone();
+        g.extend_from_slice(&1u32.to_le_bytes()); // IDB
+        g.extend_from_slice(&bad.to_le_bytes());
+        g.extend_from_slice(&[0; 16]);
+        let (n, e) = read_all(g);
+        assert_eq!(n, 0);
+        let e = e.unwrap_or_else(|| panic!("length {bad}: no error"));
+        assert!(e.contains("at byte offset 28"), "length {bad}: {e}");
+    }
+    // Ten thousand empty section headers in a row: read in one linear pass.
+    for _ in 0..10_000 {
+        f.extend(shb(28));
+    }
+    assert_eq!(read_all(f), (0, None));
+}
+
+#[test]
+fn ipv6_extension_chains_are_bounded() {
+    // 40-byte IPv6 header, then a chain of destination-options headers (8 bytes
+    // each), then an 8-byte UDP header.
+    let chain = |n: usize| {
+        let mut f = vec![0x60, 0, 0, 0];
+        let payload = (n * 8 + 8) as u16;
+        f.extend_from_slice(&payload.to_be_bytes());
+        f.push(if n == 0 { 17 } else { 60 });
+        f.push(64);
+        f.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        for i in 0..n {
+            f.push(if i + 1 == n { 17 } else { 60 });
+            f.extend_from_slice(&[0; 7]);
+        }
+        f.extend_from_slice(&[0, 53, 0, 53, 0, 8, 0, 0]);
+        f
+    };
+    let raw = vpcgate::packet::linktype::RAW;
+    let limit = vpcgate::packet::MAX_IPV6_EXTENSIONS;
+    assert!(vpcgate::packet::parse(raw, &chain(limit)).is_ok());
+    let e = vpcgate::packet::parse(raw, &chain(limit + 1)).unwrap_err();
+    assert_eq!(e.reason(), "bad-ipv6-extension");
+    // A chain as long as a jumbo frame allows is refused just as fast.
+    assert!(vpcgate::packet::parse(raw, &chain(8000)).is_err());
 }
