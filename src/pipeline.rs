@@ -1,19 +1,24 @@
 //! The replay pipeline: reader → N workers → ordered merge → sinks.
 //!
-//! - The **reader** (the calling thread) streams the captures, parses each frame
-//!   into a [`Packet`] and sends batches. Each packet goes to the worker chosen by a
-//!   symmetric hash of its address pair and protocol, so both directions of a flow
-//!   and all fragments of a packet land on the same worker.
-//! - Each **worker** owns an [`Engine`] (its connection tracking) and a flow-log
-//!   [`Aggregator`] outright: no lock and no atomic on the per-packet path. It
-//!   renders the verdict lines of its packets itself.
-//! - The **merger** puts verdicts back in capture order, writes the accepted and
-//!   rejected pcaps, and writes flow-log records when their window has closed on
-//!   every worker, sorted by (window start, interface id, first packet).
+//! - The **reader** (the calling thread) reads each capture in blocks of about
+//!   1 MiB ([`CaptureReader::read_block`]): the records stay in the buffer they were
+//!   read into, and the block is shared (an `Arc`, one per block, not per packet) by
+//!   every worker. Buffers come back to the reader when the last holder drops them.
+//! - Each **worker** parses every frame of the block and keeps the packets whose flow
+//!   shard ([`flow_shard`]: a symmetric hash of the address pair and protocol, so
+//!   both directions of a flow and all fragments of a packet agree) is its own:
+//!   shard mod workers. It owns an [`Engine`] (its connection tracking) and a
+//!   flow-log [`Aggregator`] outright: no lock and no atomic on the per-packet path.
+//!   It renders the verdict lines of its packets itself.
+//! - The **merger** puts verdicts back in capture order (a merge of the workers'
+//!   runs by index), writes the accepted and rejected pcaps, and writes flow-log
+//!   records when their window has closed on every worker, sorted by (window start,
+//!   interface id, first packet).
 //!
-//! Windows close on a capture-time watermark carried by each batch, and ruleset
-//! changes (`--rules-at`) travel in-band between batches, so the output is the same
-//! bytes for any number of workers.
+//! Every worker parses every frame, so each computes the same capture-time
+//! watermark that closes windows; ruleset changes (`--rules-at`) split blocks and
+//! travel in-band; the `--max-flows` bound is split over flow shards, not workers.
+//! So the output is the same bytes for any number of workers.
 
 use crate::capture::{Block, CaptureReader, PcapWriter};
 use crate::engine::{flow_shard, reason_text, Engine, EngineStats, Reason, Verdict, FLOW_SHARDS};
