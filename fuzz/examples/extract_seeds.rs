@@ -143,7 +143,7 @@ fn capture_seeds(captures: &[PathBuf]) {
         let Ok(len) = fs::metadata(path).map(|m| m.len()) else {
             continue;
         };
-        if len > 32 * 1024 || len < 24 {
+        if !(24..=32 * 1024).contains(&len) {
             continue;
         }
         let Ok(bytes) = fs::read(path) else { continue };
@@ -167,13 +167,14 @@ fn capture_seeds(captures: &[PathBuf]) {
         if !clean || packets < 2 || link_type_selector(link_type).is_none() {
             continue;
         }
-        let key = (hash_name(&bytes[..4])[..8].to_string(), link_type);
+        let magic: String = bytes[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let key = (magic, link_type);
         if best.get(&key).is_none_or(|(l, _)| len < *l) {
             best.insert(key, (len, path.clone()));
         }
     }
     // Supported link types first.
-    let mut chosen: Vec<(&(String, u32), &(u64, PathBuf))> = best.iter().collect();
+    let mut chosen: Vec<_> = best.iter().collect();
     chosen.sort_by_key(|((_, lt), (len, _))| {
         (
             !vpcgate_fuzz::harness::SUPPORTED_LINK_TYPES.contains(lt),
@@ -353,13 +354,24 @@ impl Program<'_> {
 
     /// A TCP or UDP packet (`protocol` 6 or 17).
     #[allow(clippy::too_many_arguments)]
-    fn l4(&mut self, dt: u8, protocol: u8, src: &str, sport: u16, dst: &str, dport: u16, flags: u8, o: Opt) {
+    fn l4(
+        &mut self,
+        dt: u8,
+        protocol: u8,
+        src: &str,
+        sport: u16,
+        dst: &str,
+        dport: u16,
+        flags: u8,
+        o: Opt,
+    ) {
         let v6 = src.contains(':');
         self.out.push(Self::op_bits(o));
         self.out.push(dt);
         self.out.push(u8::from(v6) | o.fragment << 1);
         let (s, d) = (self.addr(src), self.addr(dst));
-        self.out.extend_from_slice(&[s, d, if protocol == 6 { 0 } else { 3 }]);
+        self.out
+            .extend_from_slice(&[s, d, if protocol == 6 { 0 } else { 3 }]);
         self.port(sport);
         self.port(dport);
         if protocol == 6 {
@@ -387,6 +399,18 @@ impl Program<'_> {
         self.out.extend_from_slice(&[s, d, 5, 0, 0]);
         self.out
             .extend_from_slice(&[if v6 { 128 } else { 8 }, 0, 42]);
+        self.tail(o);
+    }
+
+    /// A packet of another protocol (`protocol % 8 == 7`, e.g. 47 GRE).
+    fn other(&mut self, dt: u8, src: &str, dst: &str, protocol: u8, o: Opt) {
+        assert_eq!(protocol % 8, 7);
+        let v6 = src.contains(':');
+        self.out.push(Self::op_bits(o));
+        self.out.push(dt);
+        self.out.push(u8::from(v6) | o.fragment << 1);
+        let (s, d) = (self.addr(src), self.addr(dst));
+        self.out.extend_from_slice(&[s, d, protocol, 0, 0]);
         self.tail(o);
     }
 
@@ -428,7 +452,19 @@ fn engine_programs() {
     p.l4(1, 6, "198.51.100.7", 50000, "203.0.113.10", 443, SYN, eth);
     p.reply(2, SYN_ACK, eth);
     p.reply(2, ACK, eth);
-    p.l4(5, 6, "198.51.100.7", 50000, "203.0.113.10", 443, PSH_ACK, Opt { payload: 200, ..eth });
+    p.l4(
+        5,
+        6,
+        "198.51.100.7",
+        50000,
+        "203.0.113.10",
+        443,
+        PSH_ACK,
+        Opt {
+            payload: 200,
+            ..eth
+        },
+    );
     p.reply(3, FIN_ACK, eth);
     p.reply(3, ACK, eth);
     p.op(OP_CLOSE, &[]);
@@ -455,31 +491,116 @@ fn engine_programs() {
 
     // IPv6: HTTPS to the load balancer, pings, fragments, a hop-by-hop header, VLAN.
     let mut p = Program::new(0, 2, 0);
-    p.l4(1, 6, "2001:db8::1", 50000, "2600:1f18:4a3:6d01::10", 443, SYN, Opt { options: true, ..eth });
+    p.l4(
+        1,
+        6,
+        "2001:db8::1",
+        50000,
+        "2600:1f18:4a3:6d01::10",
+        443,
+        SYN,
+        Opt {
+            options: true,
+            ..eth
+        },
+    );
     p.reply(1, SYN_ACK, Opt { vlan: true, ..eth });
     p.ping(1, "2001:db8::1", "2600:1f18:4a3:6d01::10", raw);
-    p.l4(1, 17, "2001:db8::1", 5000, "2600:1f18:4a3:6d01::10", 443, 0, Opt { fragment: 6, frag_id: 9, payload: 100, ..raw });
-    p.l4(1, 17, "2001:db8::1", 5000, "2600:1f18:4a3:6d01::10", 443, 0, Opt { fragment: 7, frag_id: 9, payload: 100, ..raw });
+    p.l4(
+        1,
+        17,
+        "2001:db8::1",
+        5000,
+        "2600:1f18:4a3:6d01::10",
+        443,
+        0,
+        Opt {
+            fragment: 6,
+            frag_id: 9,
+            payload: 100,
+            ..raw
+        },
+    );
+    p.l4(
+        1,
+        17,
+        "2001:db8::1",
+        5000,
+        "2600:1f18:4a3:6d01::10",
+        443,
+        0,
+        Opt {
+            fragment: 7,
+            frag_id: 9,
+            payload: 100,
+            ..raw
+        },
+    );
     p.save("ipv6-mix");
 
     // The allowance-limited ruleset: SYNs until the bastion's table is full; a ruleset
     // change in between.
     let mut p = Program::new(1, 1, 0);
     for port in 0..5u16 {
-        p.l4(1, 6, "198.51.100.7", 41000 + port, "203.0.113.30", 22, SYN, raw);
+        p.l4(
+            1,
+            6,
+            "198.51.100.7",
+            41000 + port,
+            "203.0.113.30",
+            22,
+            SYN,
+            raw,
+        );
     }
     p.op(OP_RULESET, &[2]);
     p.l4(1, 6, "198.51.100.7", 41010, "203.0.113.30", 22, SYN, raw);
     p.op(OP_RULESET, &[0]);
-    p.ping(1, "10.0.1.20", "93.184.216.34", Opt { options: true, ..raw });
+    p.ping(
+        1,
+        "10.0.1.20",
+        "93.184.216.34",
+        Opt {
+            options: true,
+            ..raw
+        },
+    );
     p.save("conntrack-full");
 
     // Exempt services, DHCP, IPv4 fragments, raw frames (ARP, cut short), a huge time.
     let mut p = Program::new(2, 3, 2);
     p.l4(1, 17, "10.0.11.10", 40000, "10.0.0.2", 53, 0, raw);
     p.l4(1, 17, "10.0.11.10", 68, "255.255.255.255", 67, 0, eth);
-    p.l4(1, 17, "10.0.11.10", 40001, "93.184.216.34", 123, 0, Opt { fragment: 6, frag_id: 3, payload: 60, ..raw });
-    p.l4(1, 17, "10.0.11.10", 40001, "93.184.216.34", 123, 0, Opt { fragment: 7, frag_id: 3, payload: 60, ..raw });
+    p.l4(
+        1,
+        17,
+        "10.0.11.10",
+        40001,
+        "93.184.216.34",
+        123,
+        0,
+        Opt {
+            fragment: 6,
+            frag_id: 3,
+            payload: 60,
+            ..raw
+        },
+    );
+    p.l4(
+        1,
+        17,
+        "10.0.11.10",
+        40001,
+        "93.184.216.34",
+        123,
+        0,
+        Opt {
+            fragment: 7,
+            frag_id: 3,
+            payload: 60,
+            ..raw
+        },
+    );
     let arp = [
         0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06, 0, 1,
     ];
@@ -488,6 +609,29 @@ fn engine_programs() {
     p.op(OP_JUMP | 0xc0, &[0xff, 0xff]);
     p.l4(1, 6, "10.0.11.11", 40000, "10.0.21.10", 5432, SYN, raw);
     p.save("exempt-fragments-raw");
+
+    // The open ruleset: UDP to a stream, GRE, untracked TCP at the bastion, IPv6 UDP.
+    let mut p = Program::new(3, 1, 0);
+    p.l4(1, 17, "10.0.11.10", 40000, "93.184.216.34", 53, 0, raw);
+    p.reply(1, 0, raw);
+    p.l4(1, 17, "10.0.11.10", 40000, "93.184.216.34", 53, 0, raw);
+    p.reply(1, 0, raw);
+    p.other(1, "10.0.11.10", "93.184.216.34", 47, raw);
+    p.l4(1, 6, "10.0.1.20", 40000, "93.184.216.34", 443, SYN, eth);
+    p.reply(1, SYN_ACK, eth);
+    p.l4(
+        1,
+        17,
+        "2001:db8::1",
+        5000,
+        "2600:1f18:4a3:6d01::10",
+        5000,
+        0,
+        raw,
+    );
+    p.op(OP_HOUSEKEEPING, &[]);
+    p.op(OP_CLOSE, &[]);
+    p.save("open-udp-gre");
 }
 
 const OP_HOUSEKEEPING: u8 = 1;

@@ -26,11 +26,9 @@ use std::io::{self, Cursor, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
-use vpcgate::capture::CaptureReader;
+use vpcgate::capture::{Block, CaptureReader};
 use vpcgate::engine::{Engine, Verdict};
-use vpcgate::flowlog::{
-    Aggregator, EniMeta, Field, FlowRecord, LogFormat, LogStatus, Observation,
-};
+use vpcgate::flowlog::{Aggregator, EniMeta, Field, FlowRecord, LogFormat, LogStatus, Observation};
 use vpcgate::load::{load_str, Loader};
 use vpcgate::model::{Action, Direction, Vpc};
 use vpcgate::packet::{link_type_name, linktype, parse, Fragment, Packet, ParseError, Timestamp};
@@ -141,15 +139,26 @@ fn check_packet(p: &Packet) {
 /// Target `capture_read`: the input is a pcap or pcapng file.
 pub fn capture_read(data: &[u8]) {
     let whole = read_capture(data, Box::new(Cursor::new(data.to_vec())));
-    let trickled = read_capture(
-        data,
-        Box::new(Trickle {
-            data: data.to_vec(),
-            pos: 0,
-            calls: 0,
-        }),
+    let trickled = read_capture(data, Box::new(Trickle::new(data)));
+    assert_eq!(
+        whole, trickled,
+        "reading in small pieces changed the result"
     );
-    assert_eq!(whole, trickled, "reading in small pieces changed the result");
+    // The pipeline's path: whole records in blocks of at most `max`.
+    for (max, reader) in [
+        (
+            1,
+            Box::new(Cursor::new(data.to_vec())) as Box<dyn Read + Send>,
+        ),
+        (7, Box::new(Trickle::new(data))),
+        (4096, Box::new(Cursor::new(data.to_vec()))),
+    ] {
+        let blocks = read_capture_blocks(data, reader, max);
+        assert_eq!(
+            whole, blocks,
+            "reading in blocks of {max} changed the result"
+        );
+    }
 }
 
 /// A reader that returns 1 to 4096 bytes per call and sometimes `Interrupted`.
@@ -159,11 +168,21 @@ struct Trickle {
     calls: usize,
 }
 
+impl Trickle {
+    fn new(data: &[u8]) -> Trickle {
+        Trickle {
+            data: data.to_vec(),
+            pos: 0,
+            calls: 0,
+        }
+    }
+}
+
 impl Read for Trickle {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         const STEPS: [usize; 7] = [1, 7, 3, 4096, 13, 1000, 64];
         self.calls += 1;
-        if self.calls % 5 == 0 {
+        if self.calls.is_multiple_of(5) {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
         }
         let step = STEPS[self.calls % STEPS.len()];
@@ -174,14 +193,13 @@ impl Read for Trickle {
     }
 }
 
-/// One packet as read: timestamp, link type, bytes, original length, end offset.
-type ReadPacket = (u64, u32, Vec<u8>, u32, u64);
+/// One packet as read: timestamp, link type, bytes, original length.
+type ReadPacket = (u64, u32, Vec<u8>, u32);
+/// Every packet, and the error that ended the capture (offset, message), if any.
+type ReadAll = (Vec<ReadPacket>, Option<(u64, String)>);
 
 /// Reads a whole capture; returns every packet and the error that ended it, if any.
-fn read_capture(
-    data: &[u8],
-    reader: Box<dyn Read + Send>,
-) -> (Vec<ReadPacket>, Option<(u64, String)>) {
+fn read_capture(data: &[u8], reader: Box<dyn Read + Send>) -> ReadAll {
     let mut packets = Vec::new();
     let mut reader = match CaptureReader::from_reader("fuzz", reader) {
         Ok(r) => r,
@@ -194,22 +212,16 @@ fn read_capture(
     let error = loop {
         match reader.next_packet() {
             Ok(Some(raw)) => {
-                packets.push((
-                    raw.ts.0,
-                    raw.link_type,
-                    raw.data.to_vec(),
-                    raw.orig_len,
-                    0,
-                ));
+                packets.push((raw.ts.0, raw.link_type, raw.data.to_vec(), raw.orig_len));
                 check_parse(raw.link_type, raw.data);
                 let offset = reader.bytes_read();
                 assert!(offset > last_offset, "a packet consumed no input");
                 assert!(offset <= data.len() as u64, "read beyond the input");
                 last_offset = offset;
-                if let Some(p) = packets.last_mut() {
-                    p.4 = offset;
-                }
-                assert!(packets.len() <= bound, "more packets than the input can hold");
+                assert!(
+                    packets.len() <= bound,
+                    "more packets than the input can hold"
+                );
             }
             Ok(None) => break None,
             Err(e) => break Some((e.offset, e.to_string())),
@@ -217,6 +229,39 @@ fn read_capture(
     };
     // After the end or an error, the reader stays at the end.
     assert!(matches!(reader.next_packet(), Ok(None)));
+    (packets, error)
+}
+
+/// Reads a whole capture with `CaptureReader::read_block`, `max` records at a time.
+fn read_capture_blocks(data: &[u8], reader: Box<dyn Read + Send>, max: usize) -> ReadAll {
+    let mut packets = Vec::new();
+    let mut reader = match CaptureReader::from_reader("fuzz", reader) {
+        Ok(r) => r,
+        Err(e) => return (packets, Some((e.offset, e.to_string()))),
+    };
+    let mut block = Block::default();
+    let bound = data.len() / 12 + 2;
+    let mut calls = 0;
+    let error = loop {
+        calls += 1;
+        assert!(calls <= bound, "read_block does not come to an end");
+        match reader.read_block(&mut block, max) {
+            Ok(()) if block.records.is_empty() => break None,
+            Ok(()) => {
+                assert!(
+                    block.records.len() <= max,
+                    "a block of more than {max} records"
+                );
+                for (i, r) in block.records.iter().enumerate() {
+                    packets.push((r.ts.0, r.link_type, block.frame(i).to_vec(), r.orig_len));
+                }
+            }
+            Err(e) => break Some((e.offset, e.to_string())),
+        }
+    };
+    // After the end or an error, no more records.
+    assert!(matches!(reader.read_block(&mut block, max), Ok(())));
+    assert!(block.records.is_empty());
     (packets, error)
 }
 
@@ -255,22 +300,90 @@ fn load_text(data: &[u8], ext: &str) {
         load_str(&format!("fuzz.{ext}"), text)
     };
     match result {
-        Ok(vpc) => {
-            let (ids, metas) = eni_table(&[&vpc]);
-            assert_eq!(ids.len(), metas.len());
-            let policy = Policy::compile(Arc::new(vpc), &ids);
-            for r in policy.all_nacl_rules() {
-                let _ = policy.describe_nacl_rule(r);
-            }
-            for r in policy.all_sg_rules() {
-                let _ = policy.describe_sg_rule(r);
-            }
-        }
+        Ok(vpc) => exercise_vpc(vpc),
         Err(errors) => {
             assert!(!errors.0.is_empty(), "an error without errors");
             assert!(!errors.to_string().is_empty());
         }
     }
+}
+
+/// Compiles a loaded VPC and sends packets between its own addresses (and two outside
+/// ones) through an engine of it, both ways, with a jump past every timeout.
+fn exercise_vpc(vpc: Vpc) {
+    let (ids, metas) = eni_table(&[&vpc]);
+    assert_eq!(ids.len(), metas.len());
+    let outside4: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
+    let outside6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+    let mut v4 = vec![outside4];
+    let mut v6 = vec![outside6];
+    for e in &vpc.network_interfaces {
+        v4.extend(e.private_ipv4.first().map(|&a| IpAddr::V4(a)));
+        v4.extend(e.public_ipv4.map(IpAddr::V4));
+        v6.extend(e.ipv6.first().map(|&a| IpAddr::V6(a)));
+    }
+    v4.truncate(6);
+    v6.truncate(4);
+    let policy = Arc::new(Policy::compile(Arc::new(vpc), &ids));
+    for r in policy.all_nacl_rules() {
+        let _ = policy.describe_nacl_rule(r);
+    }
+    for r in policy.all_sg_rules() {
+        let _ = policy.describe_sg_rule(r);
+    }
+    let mut engine = Engine::new(policy);
+    let mut agg = Aggregator::new(60);
+    let mut records = Vec::new();
+    let mut seq = 0;
+    let mut now: u64 = 1_700_000_000 * 1_000_000_000;
+    let enis = ids.len() as u32;
+    let format = &world().format;
+    for round in 0..2 {
+        for addrs in [&v4, &v6] {
+            for &a in addrs.iter() {
+                for &b in addrs.iter() {
+                    if a == b {
+                        continue;
+                    }
+                    let icmp = if a.is_ipv4() { (1, 8) } else { (58, 128) };
+                    for (protocol, sport, dport, flags, icmp_type) in [
+                        (6, 40000, 443, 0x02, 0),
+                        (6, 443, 40000, 0x12, 0),
+                        (6, 40000, 22, 0x11, 0),
+                        (17, 40000, 53, 0, 0),
+                        (icmp.0, 0, 0, 0, icmp.1),
+                    ] {
+                        let p = Packet {
+                            src: a,
+                            dst: b,
+                            protocol,
+                            src_port: sport,
+                            dst_port: dport,
+                            icmp_type,
+                            icmp_code: 0,
+                            icmp_id: if icmp_type != 0 { 7 } else { 0 },
+                            tcp_flags: flags,
+                            ip_len: 60,
+                            fragment: if round == 1 && protocol == 17 {
+                                Fragment::First { id: 5 }
+                            } else {
+                                Fragment::None
+                            },
+                        };
+                        feed(&mut engine, &mut agg, &p, now, &mut seq, enis);
+                        now += 1_000_000;
+                    }
+                }
+            }
+        }
+        // Past every default timeout: housekeeping frees, windows close.
+        now += 6 * 86_400 * 1_000_000_000;
+        engine.housekeeping(Timestamp(now));
+        agg.close_before(Timestamp(now).secs(), &mut records);
+        render(&metas, format, &mut records, 60);
+    }
+    agg.close_all(&mut records);
+    render(&metas, format, &mut records, 60);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -301,7 +414,11 @@ pub fn log_format(data: &[u8]) {
                     az_id: "use1-az4".into(),
                 },
             ];
-            for rec in [FlowRecord::nodata(0, 0, 600), ok_record()] {
+            let skipped = FlowRecord {
+                log_status: LogStatus::SkipData,
+                ..ok_record()
+            };
+            for rec in [FlowRecord::nodata(0, 0, 600), ok_record(), skipped] {
                 for meta in &metas {
                     let mut out = Vec::new();
                     format.write_record(&rec, meta, &mut out);
@@ -394,7 +511,7 @@ pub fn eni_table(vpcs: &[&Vpc]) -> (Vec<String>, Vec<EniMeta>) {
     (ids, metas)
 }
 
-/// The fixed world of the `engine` target: three rulesets of the same ENIs and the
+/// The fixed world of the `engine` target: four rulesets of the same ENIs and the
 /// addresses packets are built from.
 pub struct World {
     pub policies: Vec<Arc<Policy>>,
@@ -441,29 +558,61 @@ const AWS_JSON: [(&str, &str); 7] = [
 ];
 
 /// The engine target's rulesets: securecart.toml; the same with a tracked-connection
-/// allowance of 3 on the bastion and 2 on an app task (to reach `conntrack-full`); and
-/// the AWS JSON export of the same VPC.
+/// allowance of 3 on the bastion and 2 on an app task (to reach `conntrack-full`); the
+/// AWS JSON export of the same VPC; and an open variant (the app subnets on the
+/// allow-all NACL, UDP and GRE out of the app tasks, the bastion open both ways: UDP,
+/// "other" and untracked connections).
 pub fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
         let base = load_str("securecart.toml", SECURECART).expect("securecart.toml loads");
-        let limited_text = SECURECART
-            .replace(
+        let limited_text = [
+            (
                 "instance_id = \"i-0a1b2c3d4e5f60001\"",
                 "instance_id = \"i-0a1b2c3d4e5f60001\"\nmax_tracked_connections = 3",
-            )
-            .replace(
+            ),
+            (
                 "private_ips = [\"10.0.11.11\"]",
                 "private_ips = [\"10.0.11.11\"]\nmax_tracked_connections = 2",
-            );
+            ),
+        ]
+        .iter()
+        .fold(SECURECART.to_string(), |t, (from, to)| edit(&t, from, to));
         let limited = load_str("securecart-limited.toml", &limited_text)
             .expect("the limited securecart loads");
+        let open_text = [
+            (
+                "network_acl = \"acl-0a1b2c3d4e5f60020\"",
+                "network_acl = \"acl-0a1b2c3d4e5f60001\"",
+            ),
+            (
+                "description = \"Payment and shipping APIs\" },",
+                "description = \"Payment and shipping APIs\" },\n\
+                 { protocol = \"udp\", ports = \"53\", cidr = \"0.0.0.0/0\" },\n\
+                 { protocol = \"47\", cidr = \"0.0.0.0/0\" },",
+            ),
+            (
+                "description = \"SSH from the office\" },",
+                "description = \"SSH from the office\" },\n\
+                 { protocol = \"-1\", cidr = \"0.0.0.0/0\" },\n\
+                 { protocol = \"udp\", ports = \"1024-65535\", cidr = \"::/0\" },",
+            ),
+            (
+                "description = \"SSH to the app tasks\" },",
+                "description = \"SSH to the app tasks\" },\n\
+                 { protocol = \"-1\", cidr = \"0.0.0.0/0\" },\n\
+                 { protocol = \"-1\", cidr = \"::/0\" },",
+            ),
+        ]
+        .iter()
+        .fold(SECURECART.to_string(), |t, (from, to)| edit(&t, from, to));
+        let open = load_str("securecart-open.toml", &open_text).expect("the open securecart loads");
         let mut loader = Loader::new();
         for (name, text) in AWS_JSON {
             loader.add_str(name, text);
         }
         let aws = loader.finish().expect("securecart-aws loads");
-        let vpcs: [&Vpc; 3] = [&base, &limited, &aws];
+        let vpcs: [&Vpc; 4] = [&base, &limited, &aws, &open];
         let (eni_ids, metas) = eni_table(&vpcs);
 
         let mut v4: Vec<Ipv4Addr> = Vec::new();
@@ -523,6 +672,15 @@ pub fn world() -> &'static World {
             format,
         }
     })
+}
+
+/// `text` with `from` replaced by `to`; `from` must be there (securecart.toml changed?).
+fn edit(text: &str, from: &str, to: &str) -> String {
+    assert!(
+        text.contains(from),
+        "securecart.toml no longer contains {from:?}"
+    );
+    text.replace(from, to)
 }
 
 fn dedup_keep_order<T: PartialEq + Copy>(v: &mut Vec<T>) {
@@ -592,6 +750,7 @@ pub fn engine(data: &[u8]) {
     let w = world();
     let mut input = Bytes::new(data);
     let mut generation = 0;
+    let enis = w.eni_ids.len() as u32;
     let mut engine = Engine::new(w.policies[usize::from(input.u8()) % w.policies.len()].clone());
     let interval = [600, 60, 1, 3600][usize::from(input.u8() % 4)];
     let mut agg = Aggregator::new(interval);
@@ -616,13 +775,13 @@ pub fn engine(data: &[u8]) {
                 let table = link_types();
                 let lt = table[usize::from(selector) % table.len()];
                 if let Some(p) = check_parse(lt, frame) {
-                    feed(&mut engine, &mut agg, &p, now, &mut seq);
+                    feed(&mut engine, &mut agg, &p, now, &mut seq, enis);
                 }
             }
             OP_HOUSEKEEPING => engine.housekeeping(Timestamp(now)),
             OP_CLOSE => {
                 agg.close_before(Timestamp(now).secs(), &mut records);
-                render(w, &mut records, u64::from(interval));
+                render(&w.metas, &w.format, &mut records, u64::from(interval));
             }
             OP_RULESET => {
                 generation += 1;
@@ -649,19 +808,22 @@ pub fn engine(data: &[u8]) {
                     None => panic!("a built frame does not parse: {spec:?} {frame:02x?}"),
                 };
                 spec.check(&p);
-                feed(&mut engine, &mut agg, &p, now, &mut seq);
+                feed(&mut engine, &mut agg, &p, now, &mut seq, enis);
                 last = Some(spec);
             }
         }
     }
     engine.housekeeping(Timestamp(now));
+    let _ = engine.stats();
+    let _ = engine.tracked();
     agg.close_all(&mut records);
-    render(w, &mut records, u64::from(interval));
+    render(&w.metas, &w.format, &mut records, u64::from(interval));
     assert_eq!(agg.open_records(), 0);
 }
 
-/// One packet through the engine, its observations into the aggregator.
-fn feed(engine: &mut Engine, agg: &mut Aggregator, p: &Packet, now: u64, seq: &mut u64) {
+/// One packet through the engine, its observations into the aggregator. `enis`: how
+/// many stable ENI numbers there are.
+fn feed(engine: &mut Engine, agg: &mut Aggregator, p: &Packet, now: u64, seq: &mut u64, enis: u32) {
     let ts = Timestamp(now);
     let d = engine.process(p, ts);
     let _ = d.reason_text(engine.policy());
@@ -671,9 +833,8 @@ fn feed(engine: &mut Engine, agg: &mut Aggregator, p: &Packet, now: u64, seq: &m
         Verdict::Accept => assert!(obs.iter().all(|o| o.action == Action::Accept), "{d:?}"),
         Verdict::Reject => assert!(obs.iter().any(|o| o.action == Action::Reject), "{d:?}"),
     }
-    let n = world().eni_ids.len() as u32;
     for o in obs {
-        assert!(o.eni < n, "{o:?}");
+        assert!(o.eni < enis, "{o:?}");
         assert_eq!(o.srcaddr.is_ipv4(), o.dstaddr.is_ipv4(), "{o:?}");
         agg.observe(o, ts, *seq);
     }
@@ -681,7 +842,7 @@ fn feed(engine: &mut Engine, agg: &mut Aggregator, p: &Packet, now: u64, seq: &m
 }
 
 /// Renders closed records with every field, checking what a record promises.
-fn render(w: &World, records: &mut Vec<FlowRecord>, interval: u64) {
+fn render(metas: &[EniMeta], format: &LogFormat, records: &mut Vec<FlowRecord>, interval: u64) {
     let mut out = Vec::new();
     for r in records.drain(..) {
         assert!(r.start <= r.end, "{r:?}");
@@ -691,8 +852,7 @@ fn render(w: &World, records: &mut Vec<FlowRecord>, interval: u64) {
         if r.log_status == LogStatus::Ok {
             assert!(r.packets > 0, "{r:?}");
         }
-        let meta = &w.metas[r.eni as usize];
-        w.format.write_record(&r, meta, &mut out);
+        format.write_record(&r, &metas[r.eni as usize], &mut out);
     }
 }
 
@@ -897,7 +1057,10 @@ impl Spec {
 
     /// The parser read back what was built.
     fn check(&self, p: &Packet) {
-        assert_eq!((p.src, p.dst, p.protocol), (self.src, self.dst, self.protocol));
+        assert_eq!(
+            (p.src, p.dst, p.protocol),
+            (self.src, self.dst, self.protocol)
+        );
         let fragment = match p.fragment {
             Fragment::None => 0,
             Fragment::First { id } => {
