@@ -172,7 +172,7 @@ fn json_summary_and_gzip_flow_log() {
     );
     assert!(n("rejected") > 0);
     let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(&flows).unwrap())
+    flate2::read::MultiGzDecoder::new(std::fs::File::open(&flows).unwrap())
         .read_to_string(&mut text)
         .unwrap();
     assert!(text.starts_with("version account-id"));

@@ -873,7 +873,7 @@ fn gzip_output_decodes_to_the_same_text() {
     assert_eq!(&raw[..2], [0x1f, 0x8b], "gzip magic");
     assert!(raw.len() < text.len());
     let mut decoded = String::new();
-    flate2::read::GzDecoder::new(&raw[..])
+    flate2::read::MultiGzDecoder::new(&raw[..])
         .read_to_string(&mut decoded)
         .unwrap();
     assert_eq!(decoded, text);
