@@ -57,7 +57,12 @@ fn words(a: IpAddr) -> [u32; 4] {
         IpAddr::V4(v) => [v.to_bits(), 0, 0, 0],
         IpAddr::V6(v) => {
             let x = v.to_bits();
-            [x as u32, (x >> 32) as u32, (x >> 64) as u32, (x >> 96) as u32]
+            [
+                x as u32,
+                (x >> 32) as u32,
+                (x >> 64) as u32,
+                (x >> 96) as u32,
+            ]
         }
     }
 }
@@ -415,7 +420,10 @@ impl Aggregator {
 
     /// Records currently accumulating, over all open windows.
     pub fn open_records(&self) -> usize {
-        self.windows.iter().map(|w| w.flows.len() + w.wide.len()).sum()
+        self.windows
+            .iter()
+            .map(|w| w.flows.len() + w.wide.len())
+            .sum()
     }
 
     /// Closes the `n` oldest windows.
@@ -540,7 +548,10 @@ mod tests {
         assert_eq!(agg.open_records(), 1);
         let mut out = Vec::new();
         agg.close_all(&mut out);
-        assert_eq!((out[0].packets, out[0].pkt_srcaddr, out[0].start), (2, other6, 61));
+        assert_eq!(
+            (out[0].packets, out[0].pkt_srcaddr, out[0].start),
+            (2, other6, 61)
+        );
     }
 
     fn ip(s: &str) -> IpAddr {

@@ -175,7 +175,11 @@ fn giant_record_lengths_are_damage_not_allocations() {
     let e = e.unwrap();
     assert!(e.contains("at byte offset 24"), "{e}");
     // Just above the 256 KiB bound, likewise.
-    let (_, e) = read_all(pcap_with_record(65535, vpcgate::capture::MAX_CAPLEN + 1, &[]));
+    let (_, e) = read_all(pcap_with_record(
+        65535,
+        vpcgate::capture::MAX_CAPLEN + 1,
+        &[],
+    ));
     assert!(e.is_some());
 }
 
@@ -187,7 +191,10 @@ fn a_snaplen_lie_is_bounded_by_the_record_limit_not_trusted() {
     assert_eq!((n, e), (1, None));
     // A snaplen of 0 or 2^32-1 changes nothing either.
     for snaplen in [0, u32::MAX] {
-        assert_eq!(read_all(pcap_with_record(snaplen, 60, &[0u8; 60])), (1, None));
+        assert_eq!(
+            read_all(pcap_with_record(snaplen, 60, &[0u8; 60])),
+            (1, None)
+        );
     }
 }
 
