@@ -327,36 +327,14 @@ impl Aggregator {
         };
         let bytes = u64::from(obs.bytes);
         let at = (secs - window) as u32;
-        let compact = Compact::of(&key);
-        let found = match &compact {
-            Some(c) => w.flows.get_mut(c),
-            None => w.wide.get_mut(&key),
-        };
-        if let Some(a) = found {
+        let update = |a: &mut Accum| {
             a.packets += 1;
             a.bytes += bytes;
             a.start = a.start.min(at);
             a.end = a.end.max(at);
             a.tcp_flags |= flags;
             a.first_seq = a.first_seq.min(seq);
-            return;
-        }
-        if full {
-            self.skipped_packets += 1;
-            self.skipped
-                .entry((window, obs.eni))
-                .and_modify(|s| {
-                    s.first_seq = s.first_seq.min(seq);
-                    s.start = s.start.min(secs);
-                    s.end = s.end.max(secs);
-                })
-                .or_insert(Skipped {
-                    first_seq: seq,
-                    start: secs,
-                    end: secs,
-                });
-            return;
-        }
+        };
         let accum = Accum {
             first_seq: seq,
             packets: 1,
@@ -367,15 +345,47 @@ impl Aggregator {
             traffic_path: obs.traffic_path,
             shard,
         };
-        match compact {
-            Some(c) => {
-                w.flows.insert(c, accum);
-            }
+        // One hash and one probe for the usual case (a compact key).
+        match Compact::of(&key) {
+            Some(c) => match w.flows.entry(c) {
+                hashbrown::hash_map::Entry::Occupied(mut o) => {
+                    update(o.get_mut());
+                    return;
+                }
+                hashbrown::hash_map::Entry::Vacant(v) => {
+                    if !full {
+                        v.insert(accum);
+                        self.open[shard as usize] += 1;
+                        return;
+                    }
+                }
+            },
             None => {
-                w.wide.insert(key, accum);
+                if let Some(a) = w.wide.get_mut(&key) {
+                    update(a);
+                    return;
+                }
+                if !full {
+                    w.wide.insert(key, accum);
+                    self.open[shard as usize] += 1;
+                    return;
+                }
             }
         }
-        self.open[shard as usize] += 1;
+        // No record open for it, and its shard is full: count it in SKIPDATA.
+        self.skipped_packets += 1;
+        self.skipped
+            .entry((window, obs.eni))
+            .and_modify(|s| {
+                s.first_seq = s.first_seq.min(seq);
+                s.start = s.start.min(secs);
+                s.end = s.end.max(secs);
+            })
+            .or_insert(Skipped {
+                first_seq: seq,
+                start: secs,
+                end: secs,
+            });
     }
 
     #[inline]
