@@ -144,8 +144,9 @@ struct ReplayArgs {
     no_progress: bool,
 }
 
-/// Bytes one tracked flow may take, with its flow-log records (measured: see the
-/// README's limits section).
+/// Bytes one tracked flow may take, with its flow-log records: an estimate from the
+/// peak RSS figures in the README's limits section (about 300 to 600 bytes per live
+/// flow, depending on the aggregation interval).
 const BYTES_PER_FLOW: u64 = 512;
 
 /// The default `--max-flows`: a quarter of the memory available now, at
