@@ -467,48 +467,10 @@ fn ok_record() -> FlowRecord {
 // The engine
 // ---------------------------------------------------------------------------------------
 
-/// The stable ENI numbering of a run (every ENI id, sorted) and each ENI's flow-log
-/// metadata, as the pipeline builds them.
+/// The stable ENI numbering of a run and each ENI's flow-log metadata: the
+/// pipeline's own table.
 pub fn eni_table(vpcs: &[&Vpc]) -> (Vec<String>, Vec<EniMeta>) {
-    let mut ids: Vec<String> = vpcs
-        .iter()
-        .flat_map(|v| v.network_interfaces.iter().map(|e| e.id.clone()))
-        .collect();
-    ids.sort();
-    ids.dedup();
-    let metas = ids
-        .iter()
-        .map(|id| {
-            let (vpc, e) = vpcs
-                .iter()
-                .find_map(|v| {
-                    v.network_interfaces
-                        .iter()
-                        .find(|e| &e.id == id)
-                        .map(|e| (v, e))
-                })
-                .expect("every id was collected");
-            EniMeta {
-                interface_id: e.id.clone(),
-                account_id: if e.owner_id.is_empty() {
-                    vpc.account_id.clone()
-                } else {
-                    e.owner_id.clone()
-                },
-                vpc_id: vpc.id.clone(),
-                subnet_id: e.subnet_id.clone(),
-                instance_id: e.instance_id.clone(),
-                region: vpc.region.clone(),
-                az_id: vpc
-                    .subnets
-                    .iter()
-                    .find(|s| s.id == e.subnet_id)
-                    .map(|s| s.availability_zone_id.clone())
-                    .unwrap_or_default(),
-            }
-        })
-        .collect();
-    (ids, metas)
+    vpcgate::pipeline::eni_table(vpcs)
 }
 
 /// The fixed world of the `engine` target: four rulesets of the same ENIs and the
