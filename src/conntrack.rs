@@ -272,24 +272,15 @@ impl ConnTable {
         if e.state == ConnState::TcpClosing {
             e.fin_orig = false;
         }
-        match self.map.insert(key, e) {
-            None => {
-                *self.group_count.entry(group).or_insert(0) += 1;
-                if self.shard_count.len() <= shard as usize {
-                    self.shard_count.resize(shard as usize + 1, 0);
-                }
-                self.shard_count[shard as usize] += 1;
-            }
-            Some(old) => {
-                // Replaced: move its counts to the new entry's group and shard.
-                self.dec(old.group, old.shard);
-                *self.group_count.entry(group).or_insert(0) += 1;
-                if self.shard_count.len() <= shard as usize {
-                    self.shard_count.resize(shard as usize + 1, 0);
-                }
-                self.shard_count[shard as usize] += 1;
-            }
+        if let Some(old) = self.map.insert(key, e) {
+            // Replaced: its counts move to the new entry's group and shard.
+            self.dec(old.group, old.shard);
         }
+        *self.group_count.entry(group).or_insert(0) += 1;
+        if self.shard_count.len() <= shard as usize {
+            self.shard_count.resize(shard as usize + 1, 0);
+        }
+        self.shard_count[shard as usize] += 1;
     }
 
     fn dec(&mut self, group: u32, shard: u8) {
