@@ -24,7 +24,8 @@
 
 use crate::model::{ConntrackTimeouts, Direction};
 use crate::packet::tcp_flags;
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashTable};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 const NS: u64 = 1_000_000_000;
@@ -87,7 +88,7 @@ impl ConnState {
     }
 }
 
-/// One tracked connection. 24 bytes.
+/// One tracked connection. 40 bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct ConnEntry {
     /// Capture time of the last packet, nanoseconds.
@@ -105,6 +106,16 @@ pub struct ConnEntry {
     /// The flow shard ([`crate::engine::flow_shard`]) the entry counts against for
     /// the global `--max-flows` limit.
     pub shard: u8,
+    /// Per direction at the ENI (`Direction as usize`): 0, or 1 + the hit slot
+    /// ([`crate::policy::Policy::nacl_slot`]) of the NACL entry that allowed the
+    /// connection's packets in that direction. The engine fills it for TCP and UDP,
+    /// whose NACL decision reads only fields of the key (protocol, peer, destination
+    /// port), and it is cleared when the ruleset changes. Nothing here reads it.
+    pub nacl_allow: [u32; 2],
+    /// Per direction: where the flow-log record of the connection's packets was last
+    /// found ([`crate::flowlog::Aggregator::observe_hinted`]); a hint only, checked
+    /// before use. Nothing here reads it.
+    pub flow_log: [u32; 2],
 }
 
 impl ConnEntry {
@@ -172,10 +183,23 @@ impl ConnEntry {
     }
 }
 
+/// Where a tracked connection sits in its [`ConnTable`]: valid until the table next
+/// grows or removes an entry, which a stale reference detects (it then finds
+/// nothing). The engine takes one per lookup to reach the entry again without
+/// hashing its key (the NACL cache, the flow-log hint).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnRef {
+    bucket: u32,
+    epoch: u32,
+}
+
 /// The tracked connections of one worker (all ENIs whose flows it owns).
 #[derive(Default)]
 pub struct ConnTable {
-    map: HashMap<ConnKey, ConnEntry, foldhash::fast::RandomState>,
+    map: HashTable<(ConnKey, ConnEntry)>,
+    hasher: foldhash::fast::RandomState,
+    /// Changes whenever buckets may have moved or emptied (see [`ConnRef`]).
+    epoch: u32,
     /// Live entries per allowance group.
     group_count: HashMap<u32, u32, foldhash::fast::FixedState>,
     /// Live entries per flow shard.
@@ -199,6 +223,11 @@ impl ConnTable {
         self.map.is_empty()
     }
 
+    #[inline]
+    fn hash(&self, key: &ConnKey) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     /// Finds the live entry for `key`, applies the packet to it and returns its state
     /// after the update. An expired entry is removed and `None` returned: the packet
     /// is then judged by the rules again (a late packet after close).
@@ -210,16 +239,71 @@ impl ConnTable {
         now: u64,
         t: &ConntrackTimeouts,
     ) -> Option<ConnState> {
-        let e = self.map.get_mut(key)?;
+        let r = self.find(key)?;
+        self.lookup_at(r, dir, flags, now, t)
+    }
+
+    /// Where the entry for `key` is, live or expired, without changing anything.
+    #[inline]
+    pub fn find(&self, key: &ConnKey) -> Option<ConnRef> {
+        let b = self
+            .map
+            .find_bucket_index(self.hash(key), |(k, _)| k == key)?;
+        Some(ConnRef {
+            bucket: b as u32,
+            epoch: self.epoch,
+        })
+    }
+
+    /// [`ConnTable::lookup`] for an entry found by [`ConnTable::find`] (or returned by
+    /// an insert) since the table last changed shape. A stale `r` finds nothing.
+    pub fn lookup_at(
+        &mut self,
+        r: ConnRef,
+        dir: Direction,
+        flags: u8,
+        now: u64,
+        t: &ConntrackTimeouts,
+    ) -> Option<ConnState> {
+        if r.epoch != self.epoch {
+            return None;
+        }
+        let e = &mut self.map.get_bucket_mut(r.bucket as usize)?.1;
         if e.expired(now, t) {
             let (g, sh) = (e.group, e.shard);
-            self.map.remove(key);
+            if let Ok(o) = self.map.get_bucket_entry(r.bucket as usize) {
+                o.remove();
+            }
+            self.epoch = self.epoch.wrapping_add(1);
             self.expired += 1;
             self.dec(g, sh);
             return None;
         }
         e.update(dir, flags, now);
         Some(e.state)
+    }
+
+    /// The entry at `r`, if `r` is not stale.
+    #[inline]
+    pub fn entry(&self, r: ConnRef) -> Option<&ConnEntry> {
+        if r.epoch != self.epoch {
+            return None;
+        }
+        self.map.get_bucket(r.bucket as usize).map(|(_, e)| e)
+    }
+
+    /// The entry at `r`, if `r` is not stale, to change its caches.
+    #[inline]
+    pub fn entry_mut(&mut self, r: ConnRef) -> Option<&mut ConnEntry> {
+        if r.epoch != self.epoch {
+            return None;
+        }
+        self.map.get_bucket_mut(r.bucket as usize).map(|(_, e)| e)
+    }
+
+    /// The entry for `key`, live or expired.
+    pub fn get(&self, key: &ConnKey) -> Option<&ConnEntry> {
+        self.entry(self.find(key)?)
     }
 
     /// Live entries in allowance group `group`.
@@ -242,7 +326,7 @@ impl ConnTable {
         group: u32,
         now: u64,
         t: &ConntrackTimeouts,
-    ) {
+    ) -> ConnRef {
         self.insert_in_shard(key, dir, flags, group, 0, now, t)
     }
 
@@ -257,7 +341,7 @@ impl ConnTable {
         shard: u8,
         now: u64,
         _t: &ConntrackTimeouts,
-    ) {
+    ) -> ConnRef {
         let mut e = ConnEntry {
             last_seen: now,
             state: ConnEntry::initial_state(key.protocol, flags),
@@ -268,19 +352,40 @@ impl ConnTable {
             fin_reply: false,
             group,
             shard,
+            nacl_allow: [0; 2],
+            flow_log: [u32::MAX; 2],
         };
         if e.state == ConnState::TcpClosing {
             e.fin_orig = false;
         }
-        if let Some(old) = self.map.insert(key, e) {
-            // Replaced: its counts move to the new entry's group and shard.
-            self.dec(old.group, old.shard);
+        let hash = self.hash(&key);
+        let capacity = self.map.capacity();
+        let hasher = &self.hasher;
+        let bucket = match self
+            .map
+            .entry(hash, |(k, _)| *k == key, |(k, _)| hasher.hash_one(k))
+        {
+            hashbrown::hash_table::Entry::Occupied(mut o) => {
+                // Replaced: its counts move to the new entry's group and shard.
+                let old = std::mem::replace(&mut o.get_mut().1, e);
+                let b = o.bucket_index();
+                self.dec(old.group, old.shard);
+                b
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => v.insert((key, e)).bucket_index(),
+        };
+        if self.map.capacity() != capacity {
+            self.epoch = self.epoch.wrapping_add(1);
         }
         *self.group_count.entry(group).or_insert(0) += 1;
         if self.shard_count.len() <= shard as usize {
             self.shard_count.resize(shard as usize + 1, 0);
         }
         self.shard_count[shard as usize] += 1;
+        ConnRef {
+            bucket: bucket as u32,
+            epoch: self.epoch,
+        }
     }
 
     fn dec(&mut self, group: u32, shard: u8) {
@@ -307,7 +412,7 @@ impl ConnTable {
         }
         self.last_sweep = now;
         let mut removed: Vec<(u32, u8)> = Vec::new();
-        self.map.retain(|k, e| {
+        self.map.retain(|(k, e)| {
             let keep = !e.expired(now, &timeouts(k.eni));
             if !keep {
                 removed.push((e.group, e.shard));
@@ -315,24 +420,30 @@ impl ConnTable {
             keep
         });
         self.expired += removed.len() as u64;
+        if !removed.is_empty() {
+            self.epoch = self.epoch.wrapping_add(1);
+        }
         for (g, sh) in removed {
             self.dec(g, sh);
         }
     }
 
     /// Moves entries of ENIs whose stable number maps to a new allowance group after a
-    /// ruleset change; entries of ENIs that no longer exist are dropped.
+    /// ruleset change; entries of ENIs that no longer exist are dropped. Clears the
+    /// entries' NACL caches, which belong to the old ruleset.
     pub fn regroup(&mut self, group_of: &dyn Fn(u32) -> Option<u32>) {
-        self.map.retain(|k, e| match group_of(k.eni) {
+        self.map.retain(|(k, e)| match group_of(k.eni) {
             Some(g) => {
                 e.group = g;
+                e.nacl_allow = [0; 2];
                 true
             }
             None => false,
         });
+        self.epoch = self.epoch.wrapping_add(1);
         self.group_count.clear();
         self.shard_count.clear();
-        for e in self.map.values() {
+        for (_, e) in self.map.iter() {
             *self.group_count.entry(e.group).or_insert(0) += 1;
             if self.shard_count.len() <= e.shard as usize {
                 self.shard_count.resize(e.shard as usize + 1, 0);
@@ -365,7 +476,7 @@ mod tests {
         let mut ct = ConnTable::new();
         let k = key(6);
         ct.insert(k, Direction::Egress, tcp_flags::SYN, 0, 0, &t);
-        assert_eq!(ct.map[&k].state, ConnState::TcpUnestablished);
+        assert_eq!(ct.get(&k).unwrap().state, ConnState::TcpUnestablished);
         // Not established: 120 s idle is the limit.
         assert_eq!(
             ct.lookup(
@@ -454,6 +565,50 @@ mod tests {
             ct.lookup(&k, Direction::Egress, tcp_flags::RST, S, &t),
             Some(ConnState::TcpClosing)
         );
+    }
+
+    #[test]
+    fn a_reference_goes_stale_when_the_table_changes_shape() {
+        let t = ConntrackTimeouts::default();
+        let mut ct = ConnTable::new();
+        let k = key(17);
+        let r = ct.insert(k, Direction::Egress, 0, 0, 0, &t);
+        assert_eq!(ct.find(&k), Some(r));
+        ct.entry_mut(r).unwrap().flow_log[0] = 5;
+        assert_eq!(ct.get(&k).unwrap().flow_log[0], 5);
+        // Growing the table moves entries: references taken before find nothing.
+        for p in 1..1000u16 {
+            let mut other = key(6);
+            other.local_port = p;
+            ct.insert(other, Direction::Egress, 0, 0, 0, &t);
+        }
+        assert!(ct.entry(r).is_none());
+        assert!(ct.lookup_at(r, Direction::Ingress, 0, S, &t).is_none());
+        let r = ct.find(&k).unwrap();
+        assert_eq!(ct.entry(r).unwrap().flow_log[0], 5);
+        assert_eq!(
+            ct.lookup_at(r, Direction::Ingress, 0, S, &t),
+            Some(ConnState::Udp)
+        );
+        // Expiry through a reference removes the entry and stales every reference.
+        assert!(ct
+            .lookup_at(r, Direction::Ingress, 0, 100 * S, &t)
+            .is_none());
+        assert!(ct.find(&k).is_none());
+        assert!(ct.entry(r).is_none());
+        assert_eq!(ct.len(), 999);
+    }
+
+    #[test]
+    fn regroup_clears_the_nacl_cache() {
+        let t = ConntrackTimeouts::default();
+        let mut ct = ConnTable::new();
+        let k = key(6);
+        let r = ct.insert(k, Direction::Egress, tcp_flags::SYN, 0, 0, &t);
+        ct.entry_mut(r).unwrap().nacl_allow = [3, 4];
+        ct.regroup(&|_| Some(2));
+        assert_eq!(ct.get(&k).unwrap().nacl_allow, [0, 0]);
+        assert_eq!(ct.group_len(2), 1);
     }
 
     #[test]

@@ -38,7 +38,7 @@
 //! assert_eq!(d.reason_text(engine.policy()), "sg-ingress eni-web no rule");
 //! ```
 
-use crate::conntrack::{ConnKey, ConnTable};
+use crate::conntrack::{ConnKey, ConnRef, ConnTable};
 use crate::flowlog::Observation;
 use crate::model::{Action, Direction};
 use crate::packet::{Fragment, Packet, Timestamp};
@@ -112,6 +112,9 @@ pub struct Decision {
     /// Up to two flow-log observations: the source ENI's egress, then the destination
     /// ENI's ingress.
     pub obs: [Option<Observation>; 2],
+    /// The tracked connection each observation's packet belongs to, where there is
+    /// one: [`Engine::flow_log_hint`] takes it, until the next packet.
+    pub conn: [Option<ConnRef>; 2],
 }
 
 impl Decision {
@@ -120,6 +123,7 @@ impl Decision {
             verdict: Verdict::None,
             reason,
             obs: [None, None],
+            conn: [None, None],
         }
     }
 
@@ -376,6 +380,18 @@ impl Engine {
         self.core.process(&self.policy, pkt, ts, shard)
     }
 
+    /// Where the flow-log record of the tracked connection `conn` (from the last
+    /// [`Decision`]) in direction `dir` was last found: the hint that
+    /// [`crate::flowlog::Aggregator::observe_hinted`] reads and updates. `None` once
+    /// `conn` is stale (another packet was processed since).
+    #[inline]
+    pub fn flow_log_hint(&mut self, conn: ConnRef, dir: Direction) -> Option<&mut u32> {
+        self.core
+            .ct
+            .entry_mut(conn)
+            .map(|e| &mut e.flow_log[dir as usize])
+    }
+
     /// Limits the tracked connections of this engine to `per_shard` in each flow
     /// shard (`None`: no limit). A packet that would create an entry in a full shard
     /// is rejected as `conntrack-full` and counted in
@@ -480,6 +496,7 @@ impl Core {
                 if ts.0.saturating_sub(m.at) <= FRAGMENT_MEMORY_SECS * NS {
                     self.stats.fragments_remembered += 1;
                     let mut d = m.decision;
+                    d.conn = [None, None];
                     for o in d.obs.iter_mut().flatten() {
                         o.bytes = pkt.ip_len;
                         o.tcp_flags = 0;
@@ -492,6 +509,7 @@ impl Core {
 
         let now = ts.0;
         let mut obs: [Option<Observation>; 2] = [None, None];
+        let mut conn: [Option<ConnRef>; 2] = [None, None];
         // Public addressing goes through the internet gateway: NACLs apply on both
         // sides even within one subnet.
         let via_public = src.is_some_and(|o| o.public) || dst.is_some_and(|o| o.public);
@@ -507,7 +525,10 @@ impl Core {
         if let Some(a) = src {
             let eni = a.eni;
             let mut ok = true;
-            match self.sg_check(policy, eni, Direction::Egress, pkt, now, shard) {
+            let (outcome, cref) =
+                self.sg_check(policy, eni, Direction::Egress, pkt, now, shard, None);
+            conn[0] = cref;
+            match outcome {
                 SgOutcome::Denied => {
                     ok = false;
                     reason = Reason::SgEgress { eni };
@@ -519,14 +540,9 @@ impl Core {
                 _ => {}
             }
             if ok && cross_subnet {
-                let d = policy.nacl_decide(policy.eni_subnet[eni as usize], true, pkt);
-                self.nacl_counts[self.generation][policy.nacl_slot(d.rule)] += 1;
-                if !d.allow {
+                if let Err(r) = self.nacl_check(policy, eni, true, pkt, cref) {
                     ok = false;
-                    reason = Reason::NaclOutbound {
-                        rule: d.rule,
-                        rule_number: d.rule_number,
-                    };
+                    reason = r;
                 }
             }
             // 1: to a resource of this VPC (an ENI, or any address of its CIDRs);
@@ -549,19 +565,24 @@ impl Core {
             if let Some(b) = dst {
                 let eni = b.eni;
                 let mut ok = true;
+                // The NACL comes first here; its cache is in the connection's entry.
+                let found = pkt.ports_known().then(|| {
+                    let key = conn_key(policy, eni, Direction::Ingress, pkt);
+                    (key, self.ct.find(&key))
+                });
                 if cross_subnet {
-                    let d = policy.nacl_decide(policy.eni_subnet[eni as usize], false, pkt);
-                    self.nacl_counts[self.generation][policy.nacl_slot(d.rule)] += 1;
-                    if !d.allow {
+                    if let Err(r) =
+                        self.nacl_check(policy, eni, false, pkt, found.and_then(|f| f.1))
+                    {
                         ok = false;
-                        reason = Reason::NaclInbound {
-                            rule: d.rule,
-                            rule_number: d.rule_number,
-                        };
+                        reason = r;
                     }
                 }
                 if ok {
-                    match self.sg_check(policy, eni, Direction::Ingress, pkt, now, shard) {
+                    let (outcome, cref) =
+                        self.sg_check(policy, eni, Direction::Ingress, pkt, now, shard, found);
+                    conn[1] = cref;
+                    match outcome {
                         SgOutcome::Denied => {
                             ok = false;
                             reason = Reason::SgIngress { eni };
@@ -583,6 +604,7 @@ impl Core {
             verdict,
             reason,
             obs,
+            conn,
         };
         if let Fragment::First { id } = pkt.fragment {
             if self.frags.len() < FRAGMENT_MEMORY_MAX {
@@ -591,6 +613,10 @@ impl Core {
                     dst: pkt.dst,
                     protocol: pkt.protocol,
                     id,
+                };
+                let decision = Decision {
+                    conn: [None, None],
+                    ..decision
                 };
                 self.frags.insert(key, FragMemory { at: now, decision });
             }
@@ -664,7 +690,63 @@ fn conn_key(policy: &Policy, eni: u32, dir: Direction, pkt: &Packet) -> ConnKey 
 }
 
 impl Core {
-    /// The security group of `eni` in `dir`, with its connection tracking.
+    /// The NACL of `eni`'s subnet for `pkt` (`egress`: its outbound entries), counted
+    /// in the hit counters; the reason when it denies.
+    ///
+    /// Allow decisions are cached in the tracked connection's entry `conn` (when
+    /// given), per direction: for TCP and UDP the NACL reads the protocol, the peer
+    /// address (the key's remote) and the destination port (the key's remote port
+    /// outbound, local port inbound), so every packet of the entry in that direction
+    /// gets the same decision until the ruleset changes (which clears the caches).
+    /// A cached packet skips the classifier; counters and verdicts are unchanged.
+    #[inline]
+    fn nacl_check(
+        &mut self,
+        policy: &Policy,
+        eni: u32,
+        egress: bool,
+        pkt: &Packet,
+        conn: Option<ConnRef>,
+    ) -> Result<(), Reason> {
+        let side = if egress {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        } as usize;
+        let conn = conn.filter(|_| matches!(pkt.protocol, 6 | 17));
+        if let Some(e) = conn.and_then(|r| self.ct.entry(r)) {
+            let slot = e.nacl_allow[side];
+            if slot != 0 {
+                self.nacl_counts[self.generation][slot as usize - 1] += 1;
+                return Ok(());
+            }
+        }
+        let d = policy.nacl_decide(policy.eni_subnet[eni as usize], egress, pkt);
+        let slot = policy.nacl_slot(d.rule);
+        self.nacl_counts[self.generation][slot] += 1;
+        if d.allow {
+            if let Some(e) = conn.and_then(|r| self.ct.entry_mut(r)) {
+                e.nacl_allow[side] = slot as u32 + 1;
+            }
+            return Ok(());
+        }
+        Err(if egress {
+            Reason::NaclOutbound {
+                rule: d.rule,
+                rule_number: d.rule_number,
+            }
+        } else {
+            Reason::NaclInbound {
+                rule: d.rule,
+                rule_number: d.rule_number,
+            }
+        })
+    }
+
+    /// The security group of `eni` in `dir`, with its connection tracking, and the
+    /// tracked connection's entry (found or created) if there is one. `found` is the
+    /// packet's key and what [`ConnTable::find`] gave for it, when the caller looked.
+    #[allow(clippy::too_many_arguments)]
     fn sg_check(
         &mut self,
         policy: &Policy,
@@ -673,7 +755,8 @@ impl Core {
         pkt: &Packet,
         now: u64,
         shard: u8,
-    ) -> SgOutcome {
+        found: Option<(ConnKey, Option<ConnRef>)>,
+    ) -> (SgOutcome, Option<ConnRef>) {
         let remote = match dir {
             Direction::Ingress => pkt.src,
             Direction::Egress => pkt.dst,
@@ -684,23 +767,28 @@ impl Core {
             return match policy.sg_match(eni, dir, remote, pkt) {
                 Some(r) => {
                     self.sg_counts[self.generation][policy.sg_slot(r)] += 1;
-                    SgOutcome::NoPorts
+                    (SgOutcome::NoPorts, None)
                 }
-                None => SgOutcome::Denied,
+                None => (SgOutcome::Denied, None),
             };
         }
-        let key = conn_key(policy, eni, dir, pkt);
-        if self.ct.lookup(&key, dir, pkt.tcp_flags, now, &t).is_some() {
-            self.stats.conntrack_hits += 1;
-            return SgOutcome::Tracked;
+        let (key, at) = found.unwrap_or_else(|| {
+            let key = conn_key(policy, eni, dir, pkt);
+            (key, self.ct.find(&key))
+        });
+        if let Some(r) = at {
+            if self.ct.lookup_at(r, dir, pkt.tcp_flags, now, &t).is_some() {
+                self.stats.conntrack_hits += 1;
+                return (SgOutcome::Tracked, Some(r));
+            }
         }
         let Some(rule) = policy.sg_match(eni, dir, remote, pkt) else {
-            return SgOutcome::Denied;
+            return (SgOutcome::Denied, None);
         };
         self.sg_counts[self.generation][policy.sg_slot(rule)] += 1;
         if (pkt.protocol == 6 || pkt.protocol == 17) && untracked(policy, eni, dir, pkt) {
             self.stats.untracked += 1;
-            return SgOutcome::Untracked;
+            return (SgOutcome::Untracked, None);
         }
         let group = policy.eni_limit_group[eni as usize];
         if let Some(limit) = policy.group_limit[group as usize] {
@@ -709,7 +797,7 @@ impl Core {
                 self.sweep(policy, now, 1, false);
                 if self.ct.group_len(group) >= limit {
                     self.stats.conntrack_allowance_exceeded += 1;
-                    return SgOutcome::Full;
+                    return (SgOutcome::Full, None);
                 }
             }
         }
@@ -718,14 +806,15 @@ impl Core {
                 self.sweep(policy, now, 1, false);
                 if self.ct.shard_len(shard) >= limit {
                     self.stats.flow_limit_exceeded += 1;
-                    return SgOutcome::Full;
+                    return (SgOutcome::Full, None);
                 }
             }
         }
-        self.ct
+        let r = self
+            .ct
             .insert_in_shard(key, dir, pkt.tcp_flags, group, shard, now, &t);
         self.stats.conntrack_created += 1;
-        SgOutcome::New
+        (SgOutcome::New, Some(r))
     }
 }
 

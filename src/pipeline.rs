@@ -676,8 +676,12 @@ fn worker_loop(
             let seq = blk.first_seq + u64::from(i);
             let d = engine.process_in_shard(&pkt, rec.ts, shard);
             if want_flow_log {
-                for o in d.obs.iter().flatten() {
-                    agg.observe_in_shard(o, rec.ts, seq, shard);
+                for (o, c) in d.obs.iter().zip(d.conn) {
+                    let Some(o) = o else { continue };
+                    match c.and_then(|c| engine.flow_log_hint(c, o.direction)) {
+                        Some(hint) => agg.observe_hinted(o, rec.ts, seq, shard, hint),
+                        None => agg.observe_in_shard(o, rec.ts, seq, shard),
+                    }
                 }
             }
             match d.verdict {

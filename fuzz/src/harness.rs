@@ -332,7 +332,7 @@ fn exercise_vpc(vpc: Vpc) {
         let _ = policy.describe_sg_rule(r);
     }
     let mut engine = Engine::new(policy);
-    let mut agg = Aggregator::new(60);
+    let mut agg = Aggs::new(60);
     let mut records = Vec::new();
     let mut seq = 0;
     let mut now: u64 = 1_700_000_000 * 1_000_000_000;
@@ -715,7 +715,7 @@ pub fn engine(data: &[u8]) {
     let enis = w.eni_ids.len() as u32;
     let mut engine = Engine::new(w.policies[usize::from(input.u8()) % w.policies.len()].clone());
     let interval = [600, 60, 1, 3600][usize::from(input.u8() % 4)];
-    let mut agg = Aggregator::new(interval);
+    let mut agg = Aggs::new(interval);
     let mut now: u64 = match input.u8() % 4 {
         0 => 1_700_000_000 * 1_000_000_000,
         1 => 0,
@@ -783,9 +783,46 @@ pub fn engine(data: &[u8]) {
     assert_eq!(agg.open_records(), 0);
 }
 
-/// One packet through the engine, its observations into the aggregator. `enis`: how
+/// Two aggregators fed the same observations: one through the engine's hints, as the
+/// pipeline does, one without; their records must be the same.
+struct Aggs {
+    hinted: Aggregator,
+    plain: Aggregator,
+}
+
+impl Aggs {
+    fn new(interval: u32) -> Aggs {
+        Aggs {
+            hinted: Aggregator::new(interval),
+            plain: Aggregator::new(interval),
+        }
+    }
+
+    fn close_before(&mut self, secs: u64, out: &mut Vec<FlowRecord>) {
+        let mut plain = Vec::new();
+        self.plain.close_before(secs, &mut plain);
+        let from = out.len();
+        self.hinted.close_before(secs, out);
+        assert_eq!(out[from..], plain[..], "hinted and plain records differ");
+    }
+
+    fn close_all(&mut self, out: &mut Vec<FlowRecord>) {
+        let mut plain = Vec::new();
+        self.plain.close_all(&mut plain);
+        let from = out.len();
+        self.hinted.close_all(out);
+        assert_eq!(out[from..], plain[..], "hinted and plain records differ");
+    }
+
+    fn open_records(&self) -> usize {
+        assert_eq!(self.hinted.open_records(), self.plain.open_records());
+        self.hinted.open_records()
+    }
+}
+
+/// One packet through the engine, its observations into the aggregators. `enis`: how
 /// many stable ENI numbers there are.
-fn feed(engine: &mut Engine, agg: &mut Aggregator, p: &Packet, now: u64, seq: &mut u64, enis: u32) {
+fn feed(engine: &mut Engine, agg: &mut Aggs, p: &Packet, now: u64, seq: &mut u64, enis: u32) {
     let ts = Timestamp(now);
     let d = engine.process(p, ts);
     let _ = d.reason_text(engine.policy());
@@ -798,7 +835,14 @@ fn feed(engine: &mut Engine, agg: &mut Aggregator, p: &Packet, now: u64, seq: &m
     for o in obs {
         assert!(o.eni < enis, "{o:?}");
         assert_eq!(o.srcaddr.is_ipv4(), o.dstaddr.is_ipv4(), "{o:?}");
-        agg.observe(o, ts, *seq);
+        agg.plain.observe(o, ts, *seq);
+    }
+    for (o, c) in d.obs.iter().zip(d.conn) {
+        let Some(o) = o else { continue };
+        match c.and_then(|c| engine.flow_log_hint(c, o.direction)) {
+            Some(hint) => agg.hinted.observe_hinted(o, ts, *seq, 0, hint),
+            None => agg.hinted.observe(o, ts, *seq),
+        }
     }
     *seq += 1;
 }

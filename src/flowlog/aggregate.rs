@@ -369,6 +369,37 @@ impl Aggregator {
     /// [`Aggregator::observe`] for a packet of flow shard `shard`.
     #[inline]
     pub fn observe_in_shard(&mut self, obs: &Observation, ts: Timestamp, seq: u64, shard: u8) {
+        self.observe_inner(obs, ts, seq, shard, None)
+    }
+
+    /// [`Aggregator::observe_in_shard`] with a hint: where this observation's record
+    /// was last found (`u32::MAX`: nowhere), which it updates. The engine keeps one
+    /// per tracked connection and direction ([`crate::engine::Engine::flow_log_hint`]),
+    /// so that a tracked packet reaches its record without a hash-table probe. A
+    /// hint is checked against the record's key before use: a wrong one (another
+    /// window, a rejected packet of an accepted flow, an address of the packet that
+    /// differs) only costs the probe it would have saved.
+    #[inline]
+    pub fn observe_hinted(
+        &mut self,
+        obs: &Observation,
+        ts: Timestamp,
+        seq: u64,
+        shard: u8,
+        hint: &mut u32,
+    ) {
+        self.observe_inner(obs, ts, seq, shard, Some(hint))
+    }
+
+    #[inline]
+    fn observe_inner(
+        &mut self,
+        obs: &Observation,
+        ts: Timestamp,
+        seq: u64,
+        shard: u8,
+        hint: Option<&mut u32>,
+    ) {
         let secs = ts.secs();
         let window = self.window_start(secs);
         let limit = self.limit;
@@ -415,18 +446,29 @@ impl Aggregator {
         // One hash and one probe for the usual case (a compact key).
         match Compact::of(&key) {
             Some(c) => {
-                let h = (self.hasher.hash_one(c) >> 32) as u32;
                 let Records { index, chunks, len } = &mut w.flows;
+                if let Some(&i) = hint.as_deref() {
+                    if i < *len {
+                        let s = &mut chunks[i as usize / CHUNK][i as usize % CHUNK];
+                        if s.key == c {
+                            update(&mut s.acc);
+                            return;
+                        }
+                    }
+                }
+                let h = (self.hasher.hash_one(c) >> 32) as u32;
                 let entry = index.entry(
                     spread(h),
-                    |&(i, hh)| {
-                        hh == h && chunks[i as usize / CHUNK][i as usize % CHUNK].key == c
-                    },
+                    |&(i, hh)| hh == h && chunks[i as usize / CHUNK][i as usize % CHUNK].key == c,
                     |&(_, hh)| spread(hh),
                 );
                 match entry {
                     hashbrown::hash_table::Entry::Occupied(o) => {
-                        let i = o.get().0 as usize;
+                        let i = o.get().0;
+                        if let Some(hint) = hint {
+                            *hint = i;
+                        }
+                        let i = i as usize;
                         update(&mut chunks[i / CHUNK][i % CHUNK].acc);
                         return;
                     }
@@ -434,7 +476,10 @@ impl Aggregator {
                         if !full && *len < u32::MAX {
                             let i = *len;
                             v.insert((i, h));
-                            if i as usize % CHUNK == 0 {
+                            if let Some(hint) = hint {
+                                *hint = i;
+                            }
+                            if (i as usize).is_multiple_of(CHUNK) {
                                 let c = self.spare_chunks.pop();
                                 chunks.push(c.unwrap_or_else(|| Vec::with_capacity(CHUNK)));
                             }
@@ -584,10 +629,12 @@ impl Aggregator {
                     false
                 });
             }
-            if sort {
+            // One packet observed twice at one ENI (egress and ingress of traffic to
+            // itself) gives two records with the same first packet, which the full
+            // order puts ingress first: check, and sort in that rare case.
+            if sort || !out[from..].is_sorted() {
                 out[from..].sort_unstable();
             }
-            debug_assert!(out[from..].is_sorted());
             if self.spare.len() < SPARE_MAPS {
                 window.flows.recycle(&mut self.spare_chunks);
                 self.spare.push(window.flows);
@@ -841,6 +888,63 @@ mod tests {
         }
         assert_eq!(out.len(), 5);
         assert!(out.windows(2).all(|p| p[0] < p[1]));
+    }
+
+    #[test]
+    fn a_hint_is_checked_before_use_and_then_updated() {
+        let mut agg = Aggregator::new(60);
+        let a = obs(1, Direction::Egress, Action::Accept, 0);
+        let b = obs(1, Direction::Ingress, Action::Accept, 0);
+        let (mut ha, mut hb) = (u32::MAX, u32::MAX);
+        agg.observe_hinted(&a, at(1, 0), 1, 0, &mut ha);
+        agg.observe_hinted(&b, at(2, 0), 2, 0, &mut hb);
+        assert_eq!((ha, hb), (0, 1), "each hint now names its record's slot");
+        // A wrong hint (b's slot for a's packet) and one beyond the window's records:
+        // the packet still counts in its own record, and the hint is corrected.
+        let mut wrong = hb;
+        agg.observe_hinted(&a, at(3, 0), 3, 0, &mut wrong);
+        assert_eq!(wrong, ha);
+        let mut beyond = 7;
+        agg.observe_hinted(&b, at(4, 0), 4, 0, &mut beyond);
+        assert_eq!(beyond, hb);
+        // A right hint is used as is.
+        agg.observe_hinted(&a, at(5, 0), 5, 0, &mut ha);
+        let mut out = Vec::new();
+        agg.close_all(&mut out);
+        let count = |d: Direction| out.iter().find(|r| r.direction == d).unwrap().packets;
+        assert_eq!(
+            (count(Direction::Egress), count(Direction::Ingress)),
+            (3, 2)
+        );
+        // A hint of a closed window names nothing in the next one.
+        let mut stale = ha;
+        agg.observe_hinted(&b, at(61, 0), 6, 0, &mut stale);
+        assert_eq!(stale, 0);
+        out.clear();
+        agg.close_all(&mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].direction, out[0].packets), (Direction::Ingress, 1));
+    }
+
+    #[test]
+    fn one_packet_seen_twice_at_one_eni_gives_ingress_first() {
+        // Traffic from an ENI to itself: the same packet is the first of an egress and
+        // of an ingress record at the same ENI. The record order (window, ENI, first
+        // packet, then the record's fields: ingress before egress) must not depend on
+        // which was opened first.
+        for first in [Direction::Egress, Direction::Ingress] {
+            let mut agg = Aggregator::new(60);
+            let second = match first {
+                Direction::Egress => Direction::Ingress,
+                Direction::Ingress => Direction::Egress,
+            };
+            agg.observe(&obs(3, first, Action::Accept, 0), at(1, 0), 9);
+            agg.observe(&obs(3, second, Action::Accept, 0), at(1, 0), 9);
+            let mut out = Vec::new();
+            agg.close_all(&mut out);
+            let dirs: Vec<_> = out.iter().map(|r| r.direction).collect();
+            assert_eq!(dirs, [Direction::Ingress, Direction::Egress]);
+        }
     }
 
     impl Observation {
