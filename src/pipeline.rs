@@ -24,13 +24,14 @@ use crate::capture::{Block, CaptureReader, PcapWriter};
 use crate::engine::{flow_shard, reason_text, Engine, EngineStats, Reason, Verdict, FLOW_SHARDS};
 use crate::flowlog::{Aggregator, EniMeta, FlowLogWriter, FlowRecord, LogFormat, LogStatus};
 use crate::model::Vpc;
-use crate::packet::{self, Packet, ParseError, Timestamp};
+use crate::packet::{self, Fragment, Packet, ParseError, Timestamp};
 use crate::policy::Policy;
 use crate::sink::{self, RecordWriter};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use hashbrown::HashMap;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,7 +40,7 @@ use std::sync::Arc;
 /// bounded by the reader's buffer, 1 MiB).
 const BLOCK_PACKETS: usize = 8192;
 /// Batches in flight per channel.
-const QUEUE_DEPTH: usize = 8;
+const QUEUE_DEPTH: usize = 2;
 /// At most this many empty windows of NODATA records are written for one gap in
 /// the capture's timeline; a longer gap (a capture with a bogus timestamp) is
 /// reported in the summary instead of filling the log.
@@ -134,22 +135,56 @@ impl std::fmt::Display for ReplayError {
 
 impl std::error::Error for ReplayError {}
 
-/// A block of records read in one go, shared by every worker (each parses every
-/// frame, keeps its own), and by the merger when it writes pcaps. The buffer goes
-/// back to the reader when the last holder drops it.
+/// A block of records read in one go, with every frame parsed by the reader, shared
+/// by every worker (each keeps its own flow shards' packets) and by the merger when it
+/// writes pcaps. The buffers go back to the reader when the last holder drops it.
 struct InBlock {
     block: Block,
+    /// Per record: the parsed packet ([`NOT_PARSED`] where the frame did not parse)
+    /// and its flow shard ([`UNPARSED`] where it did not).
+    pkts: Vec<Packet>,
+    shards: Vec<u8>,
     file: u32,
     /// Global sequence number (over all files, from 0) of record 0.
     first_seq: u64,
     /// 1-based index in its file of record 0.
     first_index: u64,
-    recycle: Sender<Block>,
+    recycle: Sender<Buffers>,
 }
+
+/// The reusable buffers of an [`InBlock`].
+#[derive(Default)]
+struct Buffers {
+    block: Block,
+    pkts: Vec<Packet>,
+    shards: Vec<u8>,
+}
+
+/// The shard of a frame that did not parse.
+const UNPARSED: u8 = u8::MAX;
+
+/// The placeholder packet of a frame that did not parse.
+const NOT_PARSED: Packet = Packet {
+    src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    protocol: 0,
+    src_port: 0,
+    dst_port: 0,
+    icmp_type: 0,
+    icmp_code: 0,
+    icmp_id: 0,
+    tcp_flags: 0,
+    ip_len: 0,
+    fragment: Fragment::None,
+};
 
 impl Drop for InBlock {
     fn drop(&mut self) {
-        let _ = self.recycle.try_send(std::mem::take(&mut self.block));
+        let _ = self.recycle.try_send(Buffers {
+            block: std::mem::take(&mut self.block),
+            pkts: std::mem::take(&mut self.pkts),
+            shards: std::mem::take(&mut self.shards),
+        });
     }
 }
 
@@ -182,7 +217,7 @@ struct WorkerOut {
     /// Worker 0: the block, when pcaps are written.
     blk: Option<Arc<InBlock>>,
     /// The capture-time watermark (seconds) after this run; every worker computes
-    /// the same one, since every worker parses every frame.
+    /// the same one, since every worker sees which frames parsed.
     watermark: u64,
     /// First and last time of a frame that parsed in this run.
     first_ts: Option<Timestamp>,
@@ -462,7 +497,7 @@ fn read_all(
         None
     };
     // Buffers come back here when every holder has dropped their block.
-    let (recycle_tx, recycle_rx) = bounded::<Block>(QUEUE_DEPTH * 2 + 4);
+    let (recycle_tx, recycle_rx) = bounded::<Buffers>(QUEUE_DEPTH * 2 + 4);
     let mut done_bytes = 0u64;
     // False when the workers are gone: the merger stopped on an output error.
     let send = |w: Work, next_id: &mut u64| -> bool {
@@ -495,7 +530,11 @@ fn read_all(
                 summary.interrupted = true;
                 break 'files;
             }
-            let mut block = recycle_rx.try_recv().unwrap_or_default();
+            let Buffers {
+                mut block,
+                mut pkts,
+                mut shards,
+            } = recycle_rx.try_recv().unwrap_or_default();
             let read = reader.read_block(&mut block, BLOCK_PACKETS);
             if let Err(e) = read {
                 summary.capture_errors.push(e.to_string());
@@ -505,8 +544,26 @@ fn read_all(
             if n == 0 {
                 break;
             }
+            // Parsed here once, not by every worker: the reader has just touched
+            // these bytes, and a worker then skips other shards' frames unread.
+            pkts.clear();
+            shards.clear();
+            for (i, r) in block.records.iter().enumerate() {
+                match packet::parse(r.link_type, block.frame(i)) {
+                    Ok(p) => {
+                        shards.push(flow_shard(&p));
+                        pkts.push(p);
+                    }
+                    Err(_) => {
+                        shards.push(UNPARSED);
+                        pkts.push(NOT_PARSED);
+                    }
+                }
+            }
             let blk = Arc::new(InBlock {
                 block,
+                pkts,
+                shards,
                 file: fi as u32,
                 first_seq: seq,
                 first_index: index,
@@ -633,48 +690,50 @@ fn worker_loop(
         };
         for i in work.from..work.to {
             let rec = &blk.block.records[i as usize];
-            let frame = blk.block.frame(i as usize);
             let index = blk.first_index + u64::from(i);
-            let pkt = match packet::parse(rec.link_type, frame) {
-                Ok(p) => p,
-                Err(e) => {
-                    if me == 0 {
-                        done.none += 1;
-                        *done
-                            .unparsed
-                            .entry((e.is_not_ip(), e.reason()))
-                            .or_insert(0) += 1;
-                        if per_packet {
-                            out.idx.push(i);
-                            out.verdicts.push(Verdict::None);
-                            if want_verdicts {
-                                write_verdict(
-                                    &mut out.lines,
-                                    index,
-                                    rec.ts,
-                                    None,
-                                    Verdict::None,
-                                    None,
-                                    file,
-                                    Some(&e),
-                                );
-                                out.line_ends.push(out.lines.len() as u32);
-                            }
+            let shard = blk.shards[i as usize];
+            if shard == UNPARSED {
+                if me == 0 {
+                    // Parsed again for its error (rare): parsing is a pure function.
+                    let Err(e) = packet::parse(rec.link_type, blk.block.frame(i as usize))
+                    else {
+                        continue;
+                    };
+                    done.none += 1;
+                    *done
+                        .unparsed
+                        .entry((e.is_not_ip(), e.reason()))
+                        .or_insert(0) += 1;
+                    if per_packet {
+                        out.idx.push(i);
+                        out.verdicts.push(Verdict::None);
+                        if want_verdicts {
+                            write_verdict(
+                                &mut out.lines,
+                                index,
+                                rec.ts,
+                                None,
+                                Verdict::None,
+                                None,
+                                file,
+                                Some(&e),
+                            );
+                            out.line_ends.push(out.lines.len() as u32);
                         }
                     }
-                    continue;
                 }
-            };
+                continue;
+            }
+            let pkt = &blk.pkts[i as usize];
             // Flow-log windows follow the time of the packets that are evaluated.
             watermark = watermark.max(rec.ts.secs());
             out.first_ts.get_or_insert(rec.ts);
             out.last_ts = Some(out.last_ts.map_or(rec.ts, |t| t.max(rec.ts)));
-            let shard = flow_shard(&pkt);
             if workers > 1 && shard as usize % workers != me {
                 continue;
             }
             let seq = blk.first_seq + u64::from(i);
-            let d = engine.process_in_shard(&pkt, rec.ts, shard);
+            let d = engine.process_in_shard(pkt, rec.ts, shard);
             if want_flow_log {
                 for (o, c) in d.obs.iter().zip(d.conn) {
                     let Some(o) = o else { continue };
@@ -705,7 +764,7 @@ fn worker_loop(
                         &mut out.lines,
                         index,
                         rec.ts,
-                        Some(&pkt),
+                        Some(pkt),
                         d.verdict,
                         reason.as_deref(),
                         file,
