@@ -695,8 +695,7 @@ fn worker_loop(
             if shard == UNPARSED {
                 if me == 0 {
                     // Parsed again for its error (rare): parsing is a pure function.
-                    let Err(e) = packet::parse(rec.link_type, blk.block.frame(i as usize))
-                    else {
+                    let Err(e) = packet::parse(rec.link_type, blk.block.frame(i as usize)) else {
                         continue;
                     };
                     done.none += 1;
@@ -881,7 +880,9 @@ struct FlowSink<'a> {
     metas: &'a [EniMeta],
     interval: u64,
     nodata: bool,
-    pending: Vec<FlowRecord>,
+    /// Records not written yet: runs as the workers sent them, each sorted in record
+    /// order ((window, ENI, first packet), then the record's fields).
+    pending: Vec<Vec<FlowRecord>>,
     /// The first window not yet written (for NODATA), once a packet was seen.
     next_window: Option<u64>,
     written: u64,
@@ -894,22 +895,28 @@ impl FlowSink<'_> {
     /// with NODATA records for ENIs without traffic in those windows.
     fn flush(&mut self, upto: u64, path: &Path) -> Result<(), ReplayError> {
         let interval = self.interval;
-        // Moved, not copied, and without growing a second vector by doubling: a
-        // window can hold hundreds of thousands of records.
+        // The ready records of a run are a prefix of it (runs are sorted by window).
+        // They are merged from the runs as they are written: never copied into one
+        // vector, never sorted again (a window can hold hundreds of thousands).
         let is_ready = |r: &FlowRecord| r.window_start + interval <= upto;
-        let n = self.pending.iter().filter(|r| is_ready(r)).count();
-        let mut ready: Vec<FlowRecord> = if n == self.pending.len() {
-            std::mem::take(&mut self.pending)
-        } else {
-            let mut v = Vec::with_capacity(n);
-            v.extend(self.pending.extract_if(.., |r| is_ready(r)));
-            v
-        };
+        let mut runs: Vec<Vec<FlowRecord>> = Vec::new();
+        for run in &mut self.pending {
+            let n = run.partition_point(is_ready);
+            if n == run.len() {
+                runs.push(std::mem::take(run));
+            } else if n > 0 {
+                let rest = run.split_off(n);
+                runs.push(std::mem::replace(run, rest));
+            }
+        }
+        self.pending.retain(|r| !r.is_empty());
+        // NODATA and merged SKIPDATA records, sorted at the end as one more run.
+        let mut ready: Vec<FlowRecord> = Vec::new();
         if self.nodata {
             if let Some(mut w) = self.next_window {
                 // The ENIs with records, per window.
                 let mut seen: HashMap<u64, HashSet<u32>> = HashMap::new();
-                for r in &ready {
+                for r in runs.iter().flatten() {
                     seen.entry(r.window_start).or_default().insert(r.eni);
                 }
                 let none = HashSet::new();
@@ -953,32 +960,88 @@ impl FlowSink<'_> {
         }
         // Each worker counts its own skipped packets: one SKIPDATA record per ENI and
         // window, as a single worker would write it.
-        if ready.iter().any(|r| r.log_status == LogStatus::SkipData) {
+        if runs
+            .iter()
+            .flatten()
+            .any(|r| r.log_status == LogStatus::SkipData)
+        {
             let mut skip: BTreeMap<(u64, u32), FlowRecord> = BTreeMap::new();
-            ready.retain(|r| {
-                if r.log_status != LogStatus::SkipData {
-                    return true;
-                }
-                skip.entry((r.window_start, r.eni))
-                    .and_modify(|s| {
-                        s.first_seq = s.first_seq.min(r.first_seq);
-                        s.start = s.start.min(r.start);
-                        s.end = s.end.max(r.end);
-                    })
-                    .or_insert_with(|| r.clone());
-                false
-            });
+            for run in &mut runs {
+                run.retain(|r| {
+                    if r.log_status != LogStatus::SkipData {
+                        return true;
+                    }
+                    skip.entry((r.window_start, r.eni))
+                        .and_modify(|s| {
+                            s.first_seq = s.first_seq.min(r.first_seq);
+                            s.start = s.start.min(r.start);
+                            s.end = s.end.max(r.end);
+                        })
+                        .or_insert_with(|| r.clone());
+                    false
+                });
+            }
             ready.extend(skip.into_values());
         }
-        ready.sort_by_key(|r| r.sort_key());
-        if let Some(wr) = self.writer.as_mut() {
-            for r in &ready {
-                wr.write(r, &self.metas[r.eni as usize])
+        ready.sort_unstable();
+        runs.push(ready);
+        runs.retain(|r| !r.is_empty());
+        // A k-way merge: the smallest head of the runs, each time.
+        let mut heads: std::collections::BinaryHeap<std::cmp::Reverse<Head<'_>>> = runs
+            .iter()
+            .enumerate()
+            .map(|(i, run)| {
+                std::cmp::Reverse(Head {
+                    rec: &run[0],
+                    run: i,
+                    at: 0,
+                })
+            })
+            .collect();
+        while let Some(std::cmp::Reverse(h)) = heads.pop() {
+            if let Some(wr) = self.writer.as_mut() {
+                wr.write(h.rec, &self.metas[h.rec.eni as usize])
                     .map_err(out_err(path))?;
             }
+            self.written += 1;
+            if let Some(rec) = runs[h.run].get(h.at + 1) {
+                heads.push(std::cmp::Reverse(Head {
+                    rec,
+                    run: h.run,
+                    at: h.at + 1,
+                }));
+            }
         }
-        self.written += ready.len() as u64;
         Ok(())
+    }
+}
+
+/// The next record of one run, in a k-way merge.
+struct Head<'a> {
+    rec: &'a FlowRecord,
+    run: usize,
+    at: usize,
+}
+
+impl PartialEq for Head<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for Head<'_> {}
+
+impl PartialOrd for Head<'_> {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for Head<'_> {
+    /// Record order, then run order (equal records come out in the order of their
+    /// runs, as a stable sort of the runs joined would put them).
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.rec.cmp(o.rec).then(self.run.cmp(&o.run))
     }
 }
 
@@ -1031,7 +1094,7 @@ fn merger_loop(
     let mut done = 0usize;
     let mut last_ts: Option<Timestamp> = None;
     let mut none_reasons: HashMap<(usize, Reason), u64> = HashMap::new();
-    let mut final_records: Vec<FlowRecord> = Vec::new();
+    let mut final_records: Vec<Vec<FlowRecord>> = Vec::new();
 
     for msg in rx {
         match msg {
@@ -1047,7 +1110,7 @@ fn merger_loop(
                 // A worker's last records join the others only when every worker is
                 // done: added now, the next flush would write them before records
                 // other workers have not sent yet, in an order set by thread timing.
-                final_records.extend(d.records);
+                final_records.push(d.records);
                 m.stats.merge(&d.stats);
                 m.accepted += d.accepted;
                 m.rejected += d.rejected;
@@ -1083,10 +1146,8 @@ fn merger_loop(
                 .collect();
             next += 1;
             for o in &mut slot {
-                if sink.pending.is_empty() {
-                    sink.pending = std::mem::take(&mut o.records);
-                } else {
-                    sink.pending.append(&mut o.records);
+                if !o.records.is_empty() {
+                    sink.pending.push(std::mem::take(&mut o.records));
                 }
             }
             let head = &slot[0];
@@ -1142,7 +1203,8 @@ fn merger_loop(
             break;
         }
     }
-    sink.pending.extend(final_records);
+    sink.pending
+        .extend(final_records.into_iter().filter(|r| !r.is_empty()));
     m.packets = m.accepted + m.rejected + m.none;
     for ((gen, reason), v) in none_reasons {
         *m.none_reasons
@@ -1155,6 +1217,7 @@ fn merger_loop(
         end.max(
             sink.pending
                 .iter()
+                .flatten()
                 .map(|r| r.window_start + interval)
                 .max()
                 .unwrap_or(0),

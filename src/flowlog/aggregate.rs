@@ -200,7 +200,7 @@ const CHUNK: usize = 4096;
 /// them at each doubling. Here the hash table holds only (slot, 32 hash bits), 8
 /// bytes a bucket, which mostly stays in cache; the records live in fixed chunks in
 /// the order they opened, so a packet costs about one miss (its slot), growing never
-/// moves a record, and closing reads them in order.
+/// moves a record, and closing turns them into records chunk by chunk, freeing each.
 #[derive(Debug, Default)]
 struct Records {
     index: HashTable<(u32, u32)>,
@@ -218,11 +218,6 @@ fn spread(h: u32) -> u64 {
 }
 
 impl Records {
-    #[inline]
-    fn slot(&self, i: u32) -> &Slot {
-        &self.chunks[i as usize / CHUNK][i as usize % CHUNK]
-    }
-
     /// Empties the window, keeping the index's buckets when few, and handing the
     /// chunks to `spare` (at most [`SPARE_CHUNKS`] kept there).
     fn recycle(&mut self, spare: &mut Vec<Vec<Slot>>) {
@@ -576,38 +571,21 @@ impl Aggregator {
         }
         for mut window in self.windows.drain(..n) {
             let from = out.len();
-            let recs = &window.flows;
-            out.reserve(recs.len as usize + window.wide.len());
-            // Slots are in first-packet order: grouping them by ENI (a stable counting
-            // sort) gives the record order (window, ENI, first packet) without
-            // comparing records.
-            let enis = recs
-                .chunks
-                .iter()
-                .flatten()
-                .map(|s| s.key.eni as usize + 1)
-                .max()
-                .unwrap_or(0);
-            let mut at = vec![0u32; enis + 1];
-            for s in recs.chunks.iter().flatten() {
-                at[s.key.eni as usize + 1] += 1;
-            }
-            for e in 1..at.len() {
-                at[e] += at[e - 1];
-            }
-            let mut order = vec![0u32; recs.len as usize];
-            for (i, s) in recs.chunks.iter().flatten().enumerate() {
-                let e = s.key.eni as usize;
-                order[at[e] as usize] = i as u32;
-                at[e] += 1;
-            }
+            out.reserve(window.flows.len as usize + window.wide.len());
+            // Slot by slot, freeing each chunk once it is turned into records: a big
+            // window never holds its slots and its records at once.
             let open = &mut self.open;
-            out.extend(order.iter().map(|&i| {
-                let s = recs.slot(i);
-                open[s.acc.shard as usize] -= 1;
-                record(window.start, s.key.key(), s.acc)
-            }));
-            let mut sort = !window.wide.is_empty();
+            for mut chunk in window.flows.chunks.drain(..) {
+                out.extend(chunk.iter().map(|s| {
+                    open[s.acc.shard as usize] -= 1;
+                    record(window.start, s.key.key(), s.acc)
+                }));
+                if self.spare_chunks.len() < SPARE_CHUNKS {
+                    chunk.clear();
+                    self.spare_chunks.push(chunk);
+                }
+            }
+            window.flows.len = 0;
             out.extend(window.wide.drain().map(|(k, a)| {
                 open[a.shard as usize] -= 1;
                 record(window.start, k, a)
@@ -625,16 +603,14 @@ impl Aggregator {
                     r.start = s.start;
                     r.end = s.end;
                     out.push(r);
-                    sort = true;
                     false
                 });
             }
-            // One packet observed twice at one ENI (egress and ingress of traffic to
-            // itself) gives two records with the same first packet, which the full
-            // order puts ingress first: check, and sort in that rare case.
-            if sort || !out[from..].is_sorted() {
-                out[from..].sort_unstable();
-            }
+            // Records are in first-packet order; the record order is (window, ENI,
+            // first packet, then the record's fields: one packet observed twice at
+            // one ENI, egress and ingress of traffic to itself, gives two records
+            // with the same first packet). Sorted in place: no second copy.
+            out[from..].sort_unstable();
             if self.spare.len() < SPARE_MAPS {
                 window.flows.recycle(&mut self.spare_chunks);
                 self.spare.push(window.flows);
