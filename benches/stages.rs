@@ -466,8 +466,15 @@ fn worker(policy: &Arc<Policy>, packets: &[(Packet, Timestamp)]) -> (u64, u64, u
         for (i, (p, ts)) in chunk.iter().enumerate() {
             let shard = flow_shard(p);
             let d = engine.process_in_shard(p, *ts, shard);
-            for o in d.obs.iter().flatten() {
-                agg.observe_in_shard(o, *ts, (block * BLOCK + i) as u64, shard);
+            let seq = (block * BLOCK + i) as u64;
+            // As the pipeline does: a tracked packet reaches its record through the
+            // hint kept in its connection's entry.
+            for (o, c) in d.obs.iter().zip(d.conn) {
+                let Some(o) = o else { continue };
+                match c.and_then(|c| engine.flow_log_hint(c, o.direction)) {
+                    Some(hint) => agg.observe_hinted(o, *ts, seq, shard, hint),
+                    None => agg.observe_in_shard(o, *ts, seq, shard),
+                }
             }
             n[match d.verdict {
                 Verdict::Accept => 0,
