@@ -464,7 +464,7 @@ fn worker(policy: &Arc<Policy>, packets: &[(Packet, Timestamp)]) -> (u64, u64, u
     let mut n = [0u64; 3];
     for (block, chunk) in packets.chunks(BLOCK).enumerate() {
         for (i, (p, ts)) in chunk.iter().enumerate() {
-            let shard = flow_shard(p);
+            let shard = flow_shard(p, policy);
             let d = engine.process_in_shard(p, *ts, shard);
             let seq = (block * BLOCK + i) as u64;
             // As the pipeline does: a tracked packet reaches its record through the

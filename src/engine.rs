@@ -49,10 +49,10 @@ use std::sync::Arc;
 
 const NS: u64 = 1_000_000_000;
 /// How long a first fragment's verdict is remembered for its later fragments.
-const FRAGMENT_MEMORY_SECS: u64 = 30;
+pub const FRAGMENT_MEMORY_SECS: u64 = 30;
 /// At most this many remembered first fragments; more are not remembered (their later
 /// fragments are then judged with unknown ports).
-const FRAGMENT_MEMORY_MAX: usize = 65_536;
+pub const FRAGMENT_MEMORY_MAX: usize = 65_536;
 /// Expired tracked connections are swept every this many seconds of capture time.
 const SWEEP_EVERY_SECS: u64 = 10;
 
@@ -251,16 +251,29 @@ struct FragMemory {
     decision: Decision,
 }
 
-/// Number of flow shards. A packet's shard is a symmetric hash of its address pair
-/// and protocol, so both directions of a flow and every fragment of a packet share
-/// one. The pipeline gives each worker whole shards (shard mod workers), and the
-/// `--max-flows` limit is split evenly over the shards: where each flow goes, and
-/// when the limit bites, does not depend on the number of workers.
+/// Number of flow shards. A packet's shard is a symmetric hash of its address pair,
+/// its protocol and, for TCP and UDP, its port pair: both directions of a connection,
+/// and every packet of a flow-log record, share one, and the connections between two
+/// hosts spread over all of them. (ICMP is not split by echo id: one flow-log record
+/// counts every id between two hosts.) The pipeline gives each
+/// worker whole shards (shard mod workers), and the `--max-flows` limit is split
+/// evenly over the shards: where each flow goes, and when the limit bites, does not
+/// depend on the number of workers.
+///
+/// A non-first fragment has no ports; the pipeline's reader sends it to the shard of
+/// its first fragment, whose verdict it takes (see [`FRAGMENT_MEMORY_SECS`]). One
+/// without a known first fragment, like any packet whose ports are both 0, gets the
+/// shard of its address pair and protocol alone: [`flow_hash`] is built so that ports
+/// 0 and 0 add nothing.
 pub const FLOW_SHARDS: u32 = 64;
 
-/// The flow hash of `p`: symmetric in source and destination.
+/// The flow hash of `p` under `policy`: symmetric in source and destination (see
+/// [`FLOW_SHARDS`]). An ENI's public IPv4 address counts as its primary private one,
+/// as in connection tracking ([`Policy::canonical_addr`]), so a capture that holds
+/// both views of a connection (outside and inside the internet gateway) keeps it on
+/// one worker.
 #[inline]
-pub fn flow_hash(p: &Packet) -> u64 {
+pub fn flow_hash(p: &Packet, policy: &Policy) -> u64 {
     fn fold(a: IpAddr) -> u64 {
         match a {
             IpAddr::V4(v) => u32::from(v) as u64,
@@ -270,18 +283,33 @@ pub fn flow_hash(p: &Packet) -> u64 {
             }
         }
     }
-    let (a, b) = (fold(p.src), fold(p.dst));
-    let mut h = a.wrapping_add(b) ^ (a ^ b).rotate_left(29) ^ (p.protocol as u64) << 56;
+    let (a, b) = (
+        fold(policy.canonical_addr(p.src)),
+        fold(policy.canonical_addr(p.dst)),
+    );
+    // Ports for TCP and UDP only: an ICMP flow-log record counts every echo id
+    // between two hosts, so ICMP keeps to its address pair.
+    let (x, y) = match p.protocol {
+        6 | 17 => (p.src_port, p.dst_port),
+        _ => (0, 0),
+    };
+    // The port pair, unordered; 0 for ports 0 and 0.
+    let ports = u64::from(x.min(y)) << 16 | u64::from(x.max(y));
+    let ports = ports.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
+    let mut h =
+        a.wrapping_add(b) ^ (a ^ b).rotate_left(29) ^ (p.protocol as u64) << 56 ^ ports;
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
     h
 }
 
-/// The flow shard of `p`, below [`FLOW_SHARDS`].
+/// The flow shard of `p`, below [`FLOW_SHARDS`]: for a non-first fragment, the shard
+/// of its address pair and protocol (the pipeline routes those by their first
+/// fragment instead).
 #[inline]
-pub fn flow_shard(p: &Packet) -> u8 {
-    (flow_hash(p) % u64::from(FLOW_SHARDS)) as u8
+pub fn flow_shard(p: &Packet, policy: &Policy) -> u8 {
+    (flow_hash(p, policy) % u64::from(FLOW_SHARDS)) as u8
 }
 
 /// One worker's data plane.
@@ -370,13 +398,17 @@ impl Engine {
     /// Evaluates one IP packet at capture time `ts`.
     #[inline]
     pub fn process(&mut self, pkt: &Packet, ts: Timestamp) -> Decision {
-        self.core.process(&self.policy, pkt, ts, flow_shard(pkt))
+        self.core
+            .process(&self.policy, pkt, ts, flow_shard(pkt, &self.policy))
     }
 
     /// [`Engine::process`] for a packet whose [`flow_shard`] the caller computed.
     #[inline]
     pub fn process_in_shard(&mut self, pkt: &Packet, ts: Timestamp, shard: u8) -> Decision {
-        debug_assert_eq!(shard, flow_shard(pkt));
+        debug_assert!(
+            matches!(pkt.fragment, Fragment::Later { .. })
+                || shard == flow_shard(pkt, &self.policy)
+        );
         self.core.process(&self.policy, pkt, ts, shard)
     }
 

@@ -4,24 +4,29 @@
 //!   1 MiB ([`CaptureReader::read_block`]): the records stay in the buffer they were
 //!   read into, and the block is shared (an `Arc`, one per block, not per packet) by
 //!   every worker. Buffers come back to the reader when the last holder drops them.
-//! - Each **worker** parses every frame of the block and keeps the packets whose flow
-//!   shard ([`flow_shard`]: a symmetric hash of the address pair and protocol, so
-//!   both directions of a flow and all fragments of a packet agree) is its own:
-//!   shard mod workers. It owns an [`Engine`] (its connection tracking) and a
-//!   flow-log [`Aggregator`] outright: no lock and no atomic on the per-packet path.
-//!   It renders the verdict lines of its packets itself.
+//! - The reader also parses every frame once and gives it a flow shard
+//!   ([`flow_shard`]: a symmetric hash of the address pair, protocol and TCP/UDP
+//!   port pair, so both directions of a connection agree; a non-first fragment goes
+//!   where its first fragment went, see `FragRoutes`).
+//! - Each **worker** keeps the packets of the block whose shard is its own (shard mod
+//!   workers), reading no other frame. It owns an [`Engine`] (its connection
+//!   tracking) and a flow-log [`Aggregator`] outright: no lock and no atomic on the
+//!   per-packet path. It renders the verdict lines of its packets itself.
 //! - The **merger** puts verdicts back in capture order (a merge of the workers'
 //!   runs by index), writes the accepted and rejected pcaps, and writes flow-log
 //!   records when their window has closed on every worker, sorted by (window start,
 //!   interface id, first packet).
 //!
-//! Every worker parses every frame, so each computes the same capture-time
+//! Every worker sees which frames parsed, so each computes the same capture-time
 //! watermark that closes windows; ruleset changes (`--rules-at`) split blocks and
 //! travel in-band; the `--max-flows` bound is split over flow shards, not workers.
 //! So the output is the same bytes for any number of workers.
 
 use crate::capture::{Block, CaptureReader, PcapWriter};
-use crate::engine::{flow_shard, reason_text, Engine, EngineStats, Reason, Verdict, FLOW_SHARDS};
+use crate::engine::{
+    flow_shard, reason_text, Engine, EngineStats, Reason, Verdict, FLOW_SHARDS,
+    FRAGMENT_MEMORY_MAX, FRAGMENT_MEMORY_SECS,
+};
 use crate::flowlog::{Aggregator, EniMeta, FlowLogWriter, FlowRecord, LogFormat, LogStatus};
 use crate::model::Vpc;
 use crate::packet::{self, Fragment, Packet, ParseError, Timestamp};
@@ -356,7 +361,7 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
             })
         };
 
-        let read = read_all(cfg, &worker_txs, interrupt, &mut summary);
+        let read = read_all(cfg, &policies, &worker_txs, interrupt, &mut summary);
         // Closing the worker channels lets workers finish, then the merger.
         worker_txs.clear();
         let merged = merger.join().expect("merger thread panicked");
@@ -470,6 +475,7 @@ pub fn eni_table(vpcs: &[&Vpc]) -> (Vec<String>, Vec<EniMeta>) {
 /// block is sent.
 fn read_all(
     cfg: &ReplayConfig,
+    policies: &[Arc<Policy>],
     worker_txs: &[Sender<ToWorker>],
     interrupt: Option<&AtomicBool>,
     summary: &mut Summary,
@@ -499,6 +505,10 @@ fn read_all(
     // Buffers come back here when every holder has dropped their block.
     let (recycle_tx, recycle_rx) = bounded::<Buffers>(QUEUE_DEPTH * 2 + 4);
     let mut done_bytes = 0u64;
+    let mut routes = FragRoutes::default();
+    // The ruleset generation of the record being parsed.
+    let mut generation = 0usize;
+    let mut splits: Vec<(u32, usize)> = Vec::new();
     // False when the workers are gone: the merger stopped on an output error.
     let send = |w: Work, next_id: &mut u64| -> bool {
         *next_id += 1;
@@ -544,14 +554,35 @@ fn read_all(
             if n == 0 {
                 break;
             }
+            // Where a ruleset takes effect: (record, ruleset) pairs.
+            splits.clear();
+            let mut from = 0usize;
+            let mut rules = next_rules;
+            while rules < cfg.rulesets.len() {
+                let Some(t) = cfg.rulesets[rules].from else {
+                    break;
+                };
+                let Some(at) = block.records[from..].iter().position(|r| r.ts >= t) else {
+                    break;
+                };
+                from += at;
+                splits.push((from as u32, rules));
+                rules += 1;
+            }
             // Parsed here once, not by every worker: the reader has just touched
             // these bytes, and a worker then skips other shards' frames unread.
             pkts.clear();
             shards.clear();
+            let mut split = splits.iter().peekable();
             for (i, r) in block.records.iter().enumerate() {
+                while let Some(&(_, rules)) = split.next_if(|s| s.0 as usize == i) {
+                    // A new ruleset forgets first fragments, as the engine does.
+                    routes.clear();
+                    generation = rules;
+                }
                 match packet::parse(r.link_type, block.frame(i)) {
                     Ok(p) => {
-                        shards.push(flow_shard(&p));
+                        shards.push(routes.shard(&p, r.ts, &policies[generation]));
                         pkts.push(p);
                     }
                     Err(_) => {
@@ -573,15 +604,7 @@ fn read_all(
             index += u64::from(n);
             // Split the block where a ruleset takes effect.
             let mut from = 0u32;
-            while next_rules < cfg.rulesets.len() {
-                let Some(t) = cfg.rulesets[next_rules].from else {
-                    break;
-                };
-                let at = blk.block.records[from as usize..]
-                    .iter()
-                    .position(|r| r.ts >= t);
-                let Some(at) = at else { break };
-                let at = from + at as u32;
+            for &(at, rules) in &splits {
                 if at > from
                     && !send(
                         Work {
@@ -596,9 +619,9 @@ fn read_all(
                     break 'files;
                 }
                 for tx in worker_txs {
-                    let _ = tx.send(ToWorker::SetPolicy(next_rules));
+                    let _ = tx.send(ToWorker::SetPolicy(rules));
                 }
-                next_rules += 1;
+                next_rules = rules + 1;
                 from = at;
             }
             if from < n
@@ -624,6 +647,76 @@ fn read_all(
         bar.finish_and_clear();
     }
     Ok(())
+}
+
+/// The reader's memory of first fragments, to send each later fragment to the worker
+/// that evaluated its first fragment and remembers its verdict (the engine's fragment
+/// memory): a later fragment has no ports, so [`flow_shard`] alone would send it to
+/// the shard of its address pair.
+///
+/// It remembers what the engine remembers, for as long ([`FRAGMENT_MEMORY_SECS`] of
+/// capture time), and forgets everything at a ruleset change as the engine does.
+/// DHCP first fragments are not remembered (the engine exempts them before it
+/// remembers anything). It holds at most 4 × [`FRAGMENT_MEMORY_MAX`] entries; beyond
+/// that (a flood of first fragments) a later fragment may reach another worker than
+/// its first and be judged with unknown ports, as beyond the engine's own bound.
+#[derive(Default)]
+struct FragRoutes {
+    /// (source, destination, protocol, id) → (shard, capture time in ns).
+    map: HashMap<(IpAddr, IpAddr, u8, u32), (u8, u64)>,
+    /// Capture time of the last pruning of expired entries.
+    pruned: u64,
+}
+
+impl FragRoutes {
+    const MAX: usize = 4 * FRAGMENT_MEMORY_MAX;
+    const NS: u64 = 1_000_000_000;
+
+    /// The shard of `p`, remembering first fragments.
+    fn shard(&mut self, p: &Packet, ts: Timestamp, policy: &Policy) -> u8 {
+        match p.fragment {
+            Fragment::None => flow_shard(p, policy),
+            Fragment::First { id } => {
+                let shard = flow_shard(p, policy);
+                let dhcp = p.protocol == 17
+                    && (67..=68).contains(&p.src_port)
+                    && (67..=68).contains(&p.dst_port);
+                if !dhcp {
+                    self.remember((p.src, p.dst, p.protocol, id), shard, ts.0);
+                }
+                shard
+            }
+            Fragment::Later { id } => match self.map.get(&(p.src, p.dst, p.protocol, id)) {
+                Some(&(shard, at))
+                    if ts.0.saturating_sub(at) <= FRAGMENT_MEMORY_SECS * Self::NS =>
+                {
+                    shard
+                }
+                _ => flow_shard(p, policy),
+            },
+        }
+    }
+
+    fn remember(&mut self, key: (IpAddr, IpAddr, u8, u32), shard: u8, now: u64) {
+        if self.map.len() >= Self::MAX && !self.map.contains_key(&key) {
+            // Prune expired entries, at most once per second of capture time, so a
+            // flood costs one pass per second, not one per packet.
+            if now.saturating_sub(self.pruned) < Self::NS {
+                return;
+            }
+            self.pruned = now;
+            let keep = FRAGMENT_MEMORY_SECS * Self::NS;
+            self.map.retain(|_, &mut (_, at)| now.saturating_sub(at) <= keep);
+            if self.map.len() >= Self::MAX {
+                return;
+            }
+        }
+        self.map.insert(key, (shard, now));
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

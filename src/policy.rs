@@ -625,6 +625,18 @@ impl Policy {
         .unwrap_or_default()
     }
 
+    /// `addr`, or the primary private IPv4 address of the ENI whose public IPv4
+    /// address it is: the address connection tracking keys the ENI's side by.
+    #[inline]
+    pub fn canonical_addr(&self, addr: IpAddr) -> IpAddr {
+        match self.addr_info(addr).owner {
+            Some(o) if o.public => self.vpc.network_interfaces[o.eni as usize]
+                .primary_ipv4()
+                .map_or(addr, IpAddr::V4),
+            _ => addr,
+        }
+    }
+
     /// The hit-counter slot of a NACL entry (dense, below [`Policy::nacl_slots`]); the
     /// implicit deny of a family without a `*` rule has the last slot of its list.
     #[inline]

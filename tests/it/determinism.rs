@@ -184,3 +184,99 @@ fn rule_changes_are_deterministic_too() {
         "outputs differ between 1 and 4 workers with --rules-at"
     );
 }
+
+/// A capture holding both views of the same connections: the client's SYN to the
+/// ENI's public IPv4 (outside the internet gateway) and the ENI's SYN-ACK from its
+/// private address (inside). Connection tracking keys both by the private address,
+/// and the ENI's security group allows no egress, so every reply passes only as
+/// tracked traffic: all must be accepted with any number of workers. (Shards hashed
+/// on the packets' own addresses once put a reply on another worker than its
+/// connection, which then rejected it.)
+#[test]
+fn both_views_of_a_public_address_stay_on_one_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("public.toml");
+    std::fs::write(
+        &rules,
+        r#"
+        [vpc]
+        id = "vpc-0public"
+        cidrs = ["10.0.0.0/16"]
+
+        [[subnets]]
+        id = "subnet-0a"
+        cidr = "10.0.1.0/24"
+
+        [[security_groups]]
+        id = "sg-0web"
+        ingress = [ { protocol = "tcp", ports = "443", cidr = "0.0.0.0/0" } ]
+
+        [[network_interfaces]]
+        id = "eni-0web"
+        subnet = "subnet-0a"
+        private_ips = ["10.0.1.10"]
+        public_ip = "203.0.113.10"
+        security_groups = ["sg-0web"]
+        "#,
+    )
+    .unwrap();
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let (public, private) = (ip("203.0.113.10"), ip("10.0.1.10"));
+    let start = 1_732_435_200u64;
+    let mut t = Timeline::new(start);
+    for i in 0..200u16 {
+        let client = ip(&format!("198.51.100.{}", 1 + i % 50));
+        let cport = 20_000 + i;
+        t.advance_ms(3);
+        t.push(Frame::Tcp {
+            src: client,
+            sport: cport,
+            dst: public,
+            dport: 443,
+            flags: tcp_flags::SYN,
+            seq: 0,
+            ack: 0,
+            payload: 0,
+        });
+        t.advance_ms(1);
+        t.push(Frame::Tcp {
+            src: private,
+            sport: 443,
+            dst: client,
+            dport: cport,
+            flags: tcp_flags::SYN | tcp_flags::ACK,
+            seq: 0,
+            ack: 1,
+            payload: 0,
+        });
+    }
+    let cap = dir.path().join("views.pcap");
+    let mut w = PcapWriter::create(&cap).unwrap();
+    t.write_pcap(&mut w).unwrap();
+    w.finish().unwrap();
+    let run = |workers: usize| -> Vec<u8> {
+        let out = dir.path().join(format!("v{workers}.jsonl"));
+        Command::cargo_bin("vpcgate")
+            .unwrap()
+            .args(["replay", "--quiet", "--rules"])
+            .arg(&rules)
+            .arg(&cap)
+            .arg("--verdicts")
+            .arg(&out)
+            .args(["--workers", &workers.to_string()])
+            .assert()
+            .success();
+        std::fs::read(&out).unwrap()
+    };
+    let one = run(1);
+    let text = String::from_utf8(one.clone()).unwrap();
+    assert_eq!(text.lines().count(), 400);
+    assert!(
+        text.lines().all(|l| l.contains("\"action\":\"ACCEPT\"")),
+        "a reply was not tracked: {}",
+        text.lines().find(|l| !l.contains("ACCEPT")).unwrap()
+    );
+    for workers in [2, 4] {
+        assert!(run(workers) == one, "verdicts differ with {workers} workers");
+    }
+}
