@@ -296,8 +296,7 @@ pub fn flow_hash(p: &Packet, policy: &Policy) -> u64 {
     // The port pair, unordered; 0 for ports 0 and 0.
     let ports = u64::from(x.min(y)) << 16 | u64::from(x.max(y));
     let ports = ports.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
-    let mut h =
-        a.wrapping_add(b) ^ (a ^ b).rotate_left(29) ^ (p.protocol as u64) << 56 ^ ports;
+    let mut h = a.wrapping_add(b) ^ (a ^ b).rotate_left(29) ^ (p.protocol as u64) << 56 ^ ports;
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;

@@ -706,7 +706,8 @@ impl FragRoutes {
             }
             self.pruned = now;
             let keep = FRAGMENT_MEMORY_SECS * Self::NS;
-            self.map.retain(|_, &mut (_, at)| now.saturating_sub(at) <= keep);
+            self.map
+                .retain(|_, &mut (_, at)| now.saturating_sub(at) <= keep);
             if self.map.len() >= Self::MAX {
                 return;
             }

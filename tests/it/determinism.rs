@@ -277,6 +277,9 @@ fn both_views_of_a_public_address_stay_on_one_worker() {
         text.lines().find(|l| !l.contains("ACCEPT")).unwrap()
     );
     for workers in [2, 4] {
-        assert!(run(workers) == one, "verdicts differ with {workers} workers");
+        assert!(
+            run(workers) == one,
+            "verdicts differ with {workers} workers"
+        );
     }
 }
