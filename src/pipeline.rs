@@ -27,7 +27,9 @@ use crate::engine::{
     flow_shard, reason_text, Engine, EngineStats, Reason, Verdict, FLOW_SHARDS,
     FRAGMENT_MEMORY_MAX, FRAGMENT_MEMORY_SECS,
 };
-use crate::flowlog::{Aggregator, EniMeta, FlowLogWriter, FlowRecord, LogFormat, LogStatus};
+use crate::flowlog::{
+    Aggregator, ClosedWindow, EniMeta, FlowLogWriter, FlowRecord, LogFormat, LogStatus,
+};
 use crate::model::Vpc;
 use crate::packet::{self, Fragment, Packet, ParseError, Timestamp};
 use crate::policy::Policy;
@@ -218,7 +220,7 @@ struct WorkerOut {
     verdicts: Vec<Verdict>,
     lines: Vec<u8>,
     line_ends: Vec<u32>,
-    records: Vec<FlowRecord>,
+    records: Vec<Run>,
     /// Worker 0: the block, when pcaps are written.
     blk: Option<Arc<InBlock>>,
     /// The capture-time watermark (seconds) after this run; every worker computes
@@ -231,7 +233,7 @@ struct WorkerOut {
 
 /// A worker's final records and counters.
 struct WorkerDone {
-    records: Vec<FlowRecord>,
+    records: Vec<Run>,
     stats: EngineStats,
     accepted: u64,
     rejected: u64,
@@ -720,6 +722,48 @@ impl FragRoutes {
     }
 }
 
+/// Records on their way to the merger, each run in record order: a closed window
+/// (its records made as they are written), or records made already.
+enum Run {
+    Window(ClosedWindow),
+    Records(Vec<FlowRecord>),
+}
+
+impl Run {
+    fn len(&self) -> usize {
+        match self {
+            Run::Window(w) => w.len(),
+            Run::Records(r) => r.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> FlowRecord {
+        match self {
+            Run::Window(w) => w.get(i),
+            Run::Records(r) => r[i].clone(),
+        }
+    }
+}
+
+/// Closes the windows that ended by `watermark` (every window with `None`) into runs.
+fn close(agg: &mut Aggregator, watermark: Option<u64>, out: &mut Vec<Run>) {
+    let (mut windows, mut skipdata) = (Vec::new(), Vec::new());
+    match watermark {
+        Some(w) => agg.close_windows_before(w, &mut windows, &mut skipdata),
+        None => agg.close_all_windows(&mut windows, &mut skipdata),
+    }
+    out.extend(
+        windows
+            .into_iter()
+            .filter(|w| !w.is_empty())
+            .map(Run::Window),
+    );
+    if !skipdata.is_empty() {
+        skipdata.sort_unstable();
+        out.push(Run::Records(skipdata));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn worker_loop(
     me: usize,
@@ -875,13 +919,13 @@ fn worker_loop(
         let wm_window = watermark / interval as u64;
         if wm_window > closed_up_to {
             closed_up_to = wm_window;
-            agg.close_before(watermark, &mut out.records);
+            close(&mut agg, Some(watermark), &mut out.records);
         }
         if merge_tx.send(ToMerger::Out(out)).is_err() {
             return;
         }
     }
-    agg.close_all(&mut done.records);
+    close(&mut agg, None, &mut done.records);
     done.flow_log_skipped = agg.skipped_packets();
     done.stats = engine.stats();
     let _ = merge_tx.send(ToMerger::Done(Box::new(done)));
@@ -976,7 +1020,7 @@ struct FlowSink<'a> {
     nodata: bool,
     /// Records not written yet: runs as the workers sent them, each sorted in record
     /// order ((window, ENI, first packet), then the record's fields).
-    pending: Vec<Vec<FlowRecord>>,
+    pending: Vec<Run>,
     /// The first window not yet written (for NODATA), once a packet was seen.
     next_window: Option<u64>,
     written: u64,
@@ -993,25 +1037,45 @@ impl FlowSink<'_> {
         // They are merged from the runs as they are written: never copied into one
         // vector, never sorted again (a window can hold hundreds of thousands).
         let is_ready = |r: &FlowRecord| r.window_start + interval <= upto;
-        let mut runs: Vec<Vec<FlowRecord>> = Vec::new();
-        for run in &mut self.pending {
-            let n = run.partition_point(is_ready);
-            if n == run.len() {
-                runs.push(std::mem::take(run));
-            } else if n > 0 {
-                let rest = run.split_off(n);
-                runs.push(std::mem::replace(run, rest));
+        let mut runs: Vec<Run> = Vec::new();
+        let mut kept: Vec<Run> = Vec::new();
+        for run in self.pending.drain(..) {
+            match run {
+                Run::Window(w) if w.window_start() + interval <= upto => runs.push(Run::Window(w)),
+                Run::Window(w) => kept.push(Run::Window(w)),
+                Run::Records(mut r) => {
+                    let n = r.partition_point(is_ready);
+                    if n == r.len() {
+                        runs.push(Run::Records(r));
+                    } else if n == 0 {
+                        kept.push(Run::Records(r));
+                    } else {
+                        let rest = r.split_off(n);
+                        runs.push(Run::Records(r));
+                        kept.push(Run::Records(rest));
+                    }
+                }
             }
         }
-        self.pending.retain(|r| !r.is_empty());
+        self.pending = kept;
         // NODATA and merged SKIPDATA records, sorted at the end as one more run.
         let mut ready: Vec<FlowRecord> = Vec::new();
         if self.nodata {
             if let Some(mut w) = self.next_window {
                 // The ENIs with records, per window.
                 let mut seen: HashMap<u64, HashSet<u32>> = HashMap::new();
-                for r in runs.iter().flatten() {
-                    seen.entry(r.window_start).or_default().insert(r.eni);
+                for run in &runs {
+                    match run {
+                        Run::Window(w) => {
+                            let enis = seen.entry(w.window_start()).or_default();
+                            enis.extend((0..w.len()).map(|i| w.eni(i)));
+                        }
+                        Run::Records(r) => {
+                            for r in r {
+                                seen.entry(r.window_start).or_default().insert(r.eni);
+                            }
+                        }
+                    }
                 }
                 let none = HashSet::new();
                 // The first window that has not ended by `upto`.
@@ -1054,13 +1118,14 @@ impl FlowSink<'_> {
         }
         // Each worker counts its own skipped packets: one SKIPDATA record per ENI and
         // window, as a single worker would write it.
-        if runs
-            .iter()
-            .flatten()
-            .any(|r| r.log_status == LogStatus::SkipData)
-        {
+        let has_skipdata = |run: &Run| match run {
+            Run::Records(r) => r.iter().any(|r| r.log_status == LogStatus::SkipData),
+            Run::Window(_) => false,
+        };
+        if runs.iter().any(has_skipdata) {
             let mut skip: BTreeMap<(u64, u32), FlowRecord> = BTreeMap::new();
             for run in &mut runs {
+                let Run::Records(run) = run else { continue };
                 run.retain(|r| {
                     if r.log_status != LogStatus::SkipData {
                         return true;
@@ -1078,15 +1143,15 @@ impl FlowSink<'_> {
             ready.extend(skip.into_values());
         }
         ready.sort_unstable();
-        runs.push(ready);
-        runs.retain(|r| !r.is_empty());
+        runs.push(Run::Records(ready));
+        runs.retain(|r| r.len() > 0);
         // A k-way merge: the smallest head of the runs, each time.
-        let mut heads: std::collections::BinaryHeap<std::cmp::Reverse<Head<'_>>> = runs
+        let mut heads: std::collections::BinaryHeap<std::cmp::Reverse<Head>> = runs
             .iter()
             .enumerate()
             .map(|(i, run)| {
                 std::cmp::Reverse(Head {
-                    rec: &run[0],
+                    rec: run.get(0),
                     run: i,
                     at: 0,
                 })
@@ -1094,13 +1159,14 @@ impl FlowSink<'_> {
             .collect();
         while let Some(std::cmp::Reverse(h)) = heads.pop() {
             if let Some(wr) = self.writer.as_mut() {
-                wr.write(h.rec, &self.metas[h.rec.eni as usize])
+                wr.write(&h.rec, &self.metas[h.rec.eni as usize])
                     .map_err(out_err(path))?;
             }
             self.written += 1;
-            if let Some(rec) = runs[h.run].get(h.at + 1) {
+            let run = &runs[h.run];
+            if h.at + 1 < run.len() {
                 heads.push(std::cmp::Reverse(Head {
-                    rec,
+                    rec: run.get(h.at + 1),
                     run: h.run,
                     at: h.at + 1,
                 }));
@@ -1111,31 +1177,31 @@ impl FlowSink<'_> {
 }
 
 /// The next record of one run, in a k-way merge.
-struct Head<'a> {
-    rec: &'a FlowRecord,
+struct Head {
+    rec: FlowRecord,
     run: usize,
     at: usize,
 }
 
-impl PartialEq for Head<'_> {
+impl PartialEq for Head {
     fn eq(&self, o: &Self) -> bool {
         self.cmp(o) == std::cmp::Ordering::Equal
     }
 }
 
-impl Eq for Head<'_> {}
+impl Eq for Head {}
 
-impl PartialOrd for Head<'_> {
+impl PartialOrd for Head {
     fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(o))
     }
 }
 
-impl Ord for Head<'_> {
+impl Ord for Head {
     /// Record order, then run order (equal records come out in the order of their
     /// runs, as a stable sort of the runs joined would put them).
     fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.rec.cmp(o.rec).then(self.run.cmp(&o.run))
+        self.rec.cmp(&o.rec).then(self.run.cmp(&o.run))
     }
 }
 
@@ -1188,7 +1254,7 @@ fn merger_loop(
     let mut done = 0usize;
     let mut last_ts: Option<Timestamp> = None;
     let mut none_reasons: HashMap<(usize, Reason), u64> = HashMap::new();
-    let mut final_records: Vec<Vec<FlowRecord>> = Vec::new();
+    let mut final_records: Vec<Run> = Vec::new();
 
     for msg in rx {
         match msg {
@@ -1204,7 +1270,7 @@ fn merger_loop(
                 // A worker's last records join the others only when every worker is
                 // done: added now, the next flush would write them before records
                 // other workers have not sent yet, in an order set by thread timing.
-                final_records.push(d.records);
+                final_records.extend(d.records);
                 m.stats.merge(&d.stats);
                 m.accepted += d.accepted;
                 m.rejected += d.rejected;
@@ -1240,9 +1306,7 @@ fn merger_loop(
                 .collect();
             next += 1;
             for o in &mut slot {
-                if !o.records.is_empty() {
-                    sink.pending.push(std::mem::take(&mut o.records));
-                }
+                sink.pending.append(&mut o.records);
             }
             let head = &slot[0];
             if let Some(t) = head.first_ts {
@@ -1297,8 +1361,7 @@ fn merger_loop(
             break;
         }
     }
-    sink.pending
-        .extend(final_records.into_iter().filter(|r| !r.is_empty()));
+    sink.pending.extend(final_records);
     m.packets = m.accepted + m.rejected + m.none;
     for ((gen, reason), v) in none_reasons {
         *m.none_reasons
@@ -1311,8 +1374,8 @@ fn merger_loop(
         end.max(
             sink.pending
                 .iter()
-                .flatten()
-                .map(|r| r.window_start + interval)
+                .filter(|r| r.len() > 0)
+                .map(|r| r.get(r.len() - 1).window_start + interval)
                 .max()
                 .unwrap_or(0),
         ),

@@ -543,17 +543,36 @@ impl Aggregator {
     /// interval <= `watermark_secs`. Records are appended to `out` sorted (window, ENI,
     /// first packet).
     pub fn close_before(&mut self, watermark_secs: u64, out: &mut Vec<FlowRecord>) {
-        let closed = self
-            .windows
-            .iter()
-            .take_while(|w| w.start.saturating_add(self.interval) <= watermark_secs)
-            .count();
-        self.close_first(closed, out);
+        let n = self.ended(watermark_secs);
+        self.close_first_records(n, out);
     }
 
     /// Moves out every open record, sorted (window, ENI, first packet).
     pub fn close_all(&mut self, out: &mut Vec<FlowRecord>) {
-        self.close_first(self.windows.len(), out);
+        self.close_first_records(self.windows.len(), out);
+    }
+
+    /// [`Aggregator::close_before`] without making the records: each window that
+    /// ended becomes a [`ClosedWindow`] in `out` (in window order), which makes its
+    /// records when they are read; the window's `SKIPDATA` records, if any, go to
+    /// `skipdata`.
+    pub fn close_windows_before(
+        &mut self,
+        watermark_secs: u64,
+        out: &mut Vec<ClosedWindow>,
+        skipdata: &mut Vec<FlowRecord>,
+    ) {
+        let n = self.ended(watermark_secs);
+        self.close_first(n, out, skipdata);
+    }
+
+    /// [`Aggregator::close_all`] as [`Aggregator::close_windows_before`] does it.
+    pub fn close_all_windows(
+        &mut self,
+        out: &mut Vec<ClosedWindow>,
+        skipdata: &mut Vec<FlowRecord>,
+    ) {
+        self.close_first(self.windows.len(), out, skipdata);
     }
 
     /// Records currently accumulating, over all open windows.
@@ -564,32 +583,52 @@ impl Aggregator {
             .sum()
     }
 
+    /// How many of the oldest windows have ended by `watermark_secs`.
+    fn ended(&self, watermark_secs: u64) -> usize {
+        self.windows
+            .iter()
+            .take_while(|w| w.start.saturating_add(self.interval) <= watermark_secs)
+            .count()
+    }
+
+    /// Closes the `n` oldest windows into records.
+    fn close_first_records(&mut self, n: usize, out: &mut Vec<FlowRecord>) {
+        let (mut windows, mut skipdata) = (Vec::new(), Vec::new());
+        self.close_first(n, &mut windows, &mut skipdata);
+        for w in windows {
+            let from = out.len();
+            out.extend(w.iter());
+            let before = out.len();
+            out.extend(skipdata.extract_if(.., |r| r.window_start == w.start));
+            if out.len() > before {
+                out[from..].sort_unstable();
+            }
+        }
+    }
+
     /// Closes the `n` oldest windows.
-    fn close_first(&mut self, n: usize, out: &mut Vec<FlowRecord>) {
+    fn close_first(
+        &mut self,
+        n: usize,
+        out: &mut Vec<ClosedWindow>,
+        skipdata: &mut Vec<FlowRecord>,
+    ) {
         if n == 0 {
             return;
         }
         for mut window in self.windows.drain(..n) {
-            let from = out.len();
-            out.reserve(window.flows.len as usize + window.wide.len());
-            // Slot by slot, freeing each chunk once it is turned into records: a big
-            // window never holds its slots and its records at once.
             let open = &mut self.open;
-            for mut chunk in window.flows.chunks.drain(..) {
-                out.extend(chunk.iter().map(|s| {
-                    open[s.acc.shard as usize] -= 1;
-                    record(window.start, s.key.key(), s.acc)
-                }));
-                if self.spare_chunks.len() < SPARE_CHUNKS {
-                    chunk.clear();
-                    self.spare_chunks.push(chunk);
-                }
+            for s in window.flows.chunks.iter().flatten() {
+                open[s.acc.shard as usize] -= 1;
             }
-            window.flows.len = 0;
-            out.extend(window.wide.drain().map(|(k, a)| {
-                open[a.shard as usize] -= 1;
-                record(window.start, k, a)
-            }));
+            let mut extra: Vec<FlowRecord> = window
+                .wide
+                .drain()
+                .map(|(k, a)| {
+                    open[a.shard as usize] -= 1;
+                    record(window.start, k, a)
+                })
+                .collect();
             if !self.skipped.is_empty() {
                 let start = window.start;
                 let interval = self.interval;
@@ -602,22 +641,144 @@ impl Aggregator {
                     r.first_seq = s.first_seq;
                     r.start = s.start;
                     r.end = s.end;
-                    out.push(r);
+                    skipdata.push(r);
                     false
                 });
             }
-            // Records are in first-packet order; the record order is (window, ENI,
-            // first packet, then the record's fields: one packet observed twice at
-            // one ENI, egress and ingress of traffic to itself, gives two records
-            // with the same first packet). Sorted in place: no second copy.
-            out[from..].sort_unstable();
-            if self.spare.len() < SPARE_MAPS {
-                window.flows.recycle(&mut self.spare_chunks);
-                self.spare.push(window.flows);
+            let slots = window.flows.len;
+            let chunks = std::mem::take(&mut window.flows.chunks);
+            window.flows.len = 0;
+            let closed = if extra.is_empty() {
+                ClosedWindow::new(window.start, chunks, slots)
             } else {
-                window.flows.recycle(&mut self.spare_chunks);
+                // Keys that did not fit the compact form (never made by the engine):
+                // every record is made now and sorted.
+                extra.extend(
+                    chunks
+                        .iter()
+                        .flatten()
+                        .map(|s| record(window.start, s.key.key(), s.acc)),
+                );
+                extra.sort_unstable();
+                ClosedWindow {
+                    start: window.start,
+                    chunks: Vec::new(),
+                    order: (0..extra.len() as u32).collect(),
+                    slots: 0,
+                    extra,
+                }
+            };
+            out.push(closed);
+            window.flows.recycle(&mut self.spare_chunks);
+            if self.spare.len() < SPARE_MAPS {
+                self.spare.push(window.flows);
             }
         }
+    }
+}
+
+/// The records of one closed aggregation window, in record order (ENI, first packet,
+/// then the record's fields), still in the compact form they were counted in:
+/// [`ClosedWindow::get`] makes a [`FlowRecord`] when it is read. A window of the
+/// benchmark mix holds about 500k records; as `FlowRecord`s (136 bytes each) they
+/// would all exist at once, next to the slots they come from, at every window close.
+#[derive(Debug)]
+pub struct ClosedWindow {
+    start: u64,
+    chunks: Vec<Vec<Slot>>,
+    /// Record order: slot indices below `slots`, then indices into `extra`.
+    order: Vec<u32>,
+    slots: u32,
+    extra: Vec<FlowRecord>,
+}
+
+impl ClosedWindow {
+    /// `slots` slots in first-packet order, put in record order.
+    fn new(start: u64, chunks: Vec<Vec<Slot>>, slots: u32) -> ClosedWindow {
+        let slot = |i: u32| &chunks[i as usize / CHUNK][i as usize % CHUNK];
+        // Slots are in first-packet order: grouping them by ENI (a stable counting
+        // sort) gives the record order without comparing records.
+        let enis = chunks
+            .iter()
+            .flatten()
+            .map(|s| s.key.eni as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut at = vec![0u32; enis + 1];
+        for s in chunks.iter().flatten() {
+            at[s.key.eni as usize + 1] += 1;
+        }
+        for e in 1..at.len() {
+            at[e] += at[e - 1];
+        }
+        let mut order = vec![0u32; slots as usize];
+        for (i, s) in chunks.iter().flatten().enumerate() {
+            let e = s.key.eni as usize;
+            order[at[e] as usize] = i as u32;
+            at[e] += 1;
+        }
+        // One packet observed twice at one ENI (egress and ingress of traffic to
+        // itself) opens two records with the same first packet, one after the other:
+        // the full record order decides between them.
+        for k in 1..order.len() {
+            let (a, b) = (slot(order[k - 1]), slot(order[k]));
+            if a.key.eni == b.key.eni
+                && a.acc.first_seq == b.acc.first_seq
+                && record(start, a.key.key(), a.acc) > record(start, b.key.key(), b.acc)
+            {
+                order.swap(k - 1, k);
+            }
+        }
+        ClosedWindow {
+            start,
+            chunks,
+            order,
+            slots,
+            extra: Vec::new(),
+        }
+    }
+
+    /// The start of the window, Unix seconds.
+    pub fn window_start(&self) -> u64 {
+        self.start
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Record `i`, in record order.
+    ///
+    /// # Panics
+    /// If `i` is not below [`ClosedWindow::len`].
+    pub fn get(&self, i: usize) -> FlowRecord {
+        let k = self.order[i];
+        if k < self.slots {
+            let s = &self.chunks[k as usize / CHUNK][k as usize % CHUNK];
+            record(self.start, s.key.key(), s.acc)
+        } else {
+            self.extra[(k - self.slots) as usize].clone()
+        }
+    }
+
+    /// The stable ENI number of record `i`, without making the record.
+    pub fn eni(&self, i: usize) -> u32 {
+        let k = self.order[i];
+        if k < self.slots {
+            self.chunks[k as usize / CHUNK][k as usize % CHUNK].key.eni
+        } else {
+            self.extra[(k - self.slots) as usize].eni
+        }
+    }
+
+    /// Every record, in record order.
+    pub fn iter(&self) -> impl Iterator<Item = FlowRecord> + '_ {
+        (0..self.len()).map(|i| self.get(i))
     }
 }
 
@@ -900,6 +1061,56 @@ mod tests {
         agg.close_all(&mut out);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].direction, out[0].packets), (Direction::Ingress, 1));
+    }
+
+    #[test]
+    fn a_closed_window_reads_in_record_order() {
+        // Records of several ENIs opened interleaved, some by one packet seen twice at
+        // one ENI, in two windows: each closed window must read back sorted by the
+        // full record order, with every record once.
+        let mut agg = Aggregator::new(60);
+        let mut seq = 0;
+        let mut opened = 0;
+        for round in 0..300u64 {
+            let eni = (round * 7 % 5) as u32;
+            let secs = if round < 150 {
+                1 + round % 50
+            } else {
+                61 + round % 50
+            };
+            let mut o = obs(eni, Direction::Egress, Action::Accept, 0);
+            o.srcport = 1000 + round as u16;
+            agg.observe(&o, at(secs, 0), seq);
+            opened += 1;
+            if round % 4 == 0 {
+                // Traffic to itself: the same packet at the same ENI, ingress.
+                let mut i = o;
+                i.direction = Direction::Ingress;
+                agg.observe(&i, at(secs, 0), seq);
+                opened += 1;
+            }
+            // A second packet of an earlier record.
+            agg.observe(&o, at(secs, 0), seq + 1);
+            seq += 2;
+        }
+        let (mut windows, mut skipdata) = (Vec::new(), Vec::new());
+        agg.close_all_windows(&mut windows, &mut skipdata);
+        assert!(skipdata.is_empty());
+        assert_eq!(windows.len(), 2);
+        let mut total = 0;
+        for w in &windows {
+            let got: Vec<FlowRecord> = w.iter().collect();
+            let mut sorted = got.clone();
+            sorted.sort();
+            assert_eq!(got, sorted);
+            assert!(got.iter().all(|r| r.window_start == w.window_start()));
+            assert!((0..w.len()).all(|i| w.eni(i) == got[i].eni));
+            assert!(got
+                .iter()
+                .all(|r| r.packets == 2 || r.direction == Direction::Ingress));
+            total += got.len();
+        }
+        assert_eq!(total, opened);
     }
 
     #[test]

@@ -56,7 +56,7 @@ mod format;
 mod record;
 mod writer;
 
-pub use aggregate::Aggregator;
+pub use aggregate::{Aggregator, ClosedWindow};
 pub use format::{EniMeta, Field, FormatError, LogFormat, FIELDS_URL};
 pub use record::{aws_tcp_flags, FlowRecord, LogStatus, Observation};
 pub use writer::FlowLogWriter;
