@@ -1145,63 +1145,37 @@ impl FlowSink<'_> {
         ready.sort_unstable();
         runs.push(Run::Records(ready));
         runs.retain(|r| r.len() > 0);
-        // A k-way merge: the smallest head of the runs, each time.
-        let mut heads: std::collections::BinaryHeap<std::cmp::Reverse<Head>> = runs
-            .iter()
-            .enumerate()
-            .map(|(i, run)| {
-                std::cmp::Reverse(Head {
-                    rec: run.get(0),
-                    run: i,
-                    at: 0,
-                })
-            })
-            .collect();
-        while let Some(std::cmp::Reverse(h)) = heads.pop() {
+        // A k-way merge: the run with the smallest head, each time. The heap holds
+        // (window, ENI, first packet) and the run; the heads themselves stay put.
+        // Records of different runs never tie on that key but one way: a packet
+        // counted in a record and skipped at the same ENI, whose SKIPDATA record is
+        // in the last run, after it, as the full record order puts it.
+        let mut head: Vec<FlowRecord> = runs.iter().map(|r| r.get(0)).collect();
+        let mut at = vec![0usize; runs.len()];
+        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<((u64, u32, u64), usize)>> =
+            head.iter()
+                .enumerate()
+                .map(|(i, r)| std::cmp::Reverse((r.sort_key(), i)))
+                .collect();
+        let mut last: Option<FlowRecord> = None;
+        while let Some(std::cmp::Reverse((_, i))) = heap.pop() {
+            let rec = &head[i];
+            if cfg!(debug_assertions) {
+                debug_assert!(last.as_ref().is_none_or(|l| l <= rec), "{last:?} > {rec:?}");
+                last = Some(rec.clone());
+            }
             if let Some(wr) = self.writer.as_mut() {
-                wr.write(&h.rec, &self.metas[h.rec.eni as usize])
+                wr.write(rec, &self.metas[rec.eni as usize])
                     .map_err(out_err(path))?;
             }
             self.written += 1;
-            let run = &runs[h.run];
-            if h.at + 1 < run.len() {
-                heads.push(std::cmp::Reverse(Head {
-                    rec: run.get(h.at + 1),
-                    run: h.run,
-                    at: h.at + 1,
-                }));
+            at[i] += 1;
+            if at[i] < runs[i].len() {
+                head[i] = runs[i].get(at[i]);
+                heap.push(std::cmp::Reverse((head[i].sort_key(), i)));
             }
         }
         Ok(())
-    }
-}
-
-/// The next record of one run, in a k-way merge.
-struct Head {
-    rec: FlowRecord,
-    run: usize,
-    at: usize,
-}
-
-impl PartialEq for Head {
-    fn eq(&self, o: &Self) -> bool {
-        self.cmp(o) == std::cmp::Ordering::Equal
-    }
-}
-
-impl Eq for Head {}
-
-impl PartialOrd for Head {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-
-impl Ord for Head {
-    /// Record order, then run order (equal records come out in the order of their
-    /// runs, as a stable sort of the runs joined would put them).
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        self.rec.cmp(&o.rec).then(self.run.cmp(&o.run))
     }
 }
 
