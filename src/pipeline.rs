@@ -722,6 +722,9 @@ impl FragRoutes {
     }
 }
 
+/// [`FlowRecord::sort_key`]: (window start, ENI, first packet).
+type SortKey = (u64, u32, u64);
+
 /// Records on their way to the merger, each run in record order: a closed window
 /// (its records made as they are written), or records made already.
 enum Run {
@@ -1152,11 +1155,11 @@ impl FlowSink<'_> {
         // in the last run, after it, as the full record order puts it.
         let mut head: Vec<FlowRecord> = runs.iter().map(|r| r.get(0)).collect();
         let mut at = vec![0usize; runs.len()];
-        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<((u64, u32, u64), usize)>> =
-            head.iter()
-                .enumerate()
-                .map(|(i, r)| std::cmp::Reverse((r.sort_key(), i)))
-                .collect();
+        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(SortKey, usize)>> = head
+            .iter()
+            .enumerate()
+            .map(|(i, r)| std::cmp::Reverse((r.sort_key(), i)))
+            .collect();
         let mut last: Option<FlowRecord> = None;
         while let Some(std::cmp::Reverse((_, i))) = heap.pop() {
             let rec = &head[i];
