@@ -7,7 +7,8 @@
 //! - The reader also parses every frame once and gives it a flow shard
 //!   ([`flow_shard`]: a symmetric hash of the address pair, protocol and TCP/UDP
 //!   port pair, so both directions of a connection agree; a non-first fragment goes
-//!   where its first fragment went, see `FragRoutes`).
+//!   where its first fragment went, see `FragRoutes`). A worker would otherwise
+//!   parse every frame to find its own.
 //! - Each **worker** keeps the packets of the block whose shard is its own (shard mod
 //!   workers), reading no other frame. It owns an [`Engine`] (its connection
 //!   tracking) and a flow-log [`Aggregator`] outright: no lock and no atomic on the
@@ -15,7 +16,9 @@
 //! - The **merger** puts verdicts back in capture order (a merge of the workers'
 //!   runs by index), writes the accepted and rejected pcaps, and writes flow-log
 //!   records when their window has closed on every worker, sorted by (window start,
-//!   interface id, first packet).
+//!   interface id, first packet): each worker's closed windows arrive in that order
+//!   as [`ClosedWindow`]s, and the merger merges them as it writes, making each
+//!   record only then.
 //!
 //! Every worker sees which frames parsed, so each computes the same capture-time
 //! watermark that closes windows; ruleset changes (`--rules-at`) split blocks and
