@@ -804,6 +804,7 @@ impl Aggs {
         let from = out.len();
         self.hinted.close_before(secs, out);
         assert_eq!(out[from..], plain[..], "hinted and plain records differ");
+        assert!(out[from..].is_sorted(), "records out of order");
     }
 
     fn close_all(&mut self, out: &mut Vec<FlowRecord>) {
@@ -812,6 +813,7 @@ impl Aggs {
         let from = out.len();
         self.hinted.close_all(out);
         assert_eq!(out[from..], plain[..], "hinted and plain records differ");
+        assert!(out[from..].is_sorted(), "records out of order");
     }
 
     fn open_records(&self) -> usize {
