@@ -13,16 +13,7 @@ use std::path::Path;
 /// public address on 443 (its security group allows HTTPS from anywhere), one every
 /// 10 µs from 1,700,000,000 s.
 fn write_syn_flood(path: &Path, n: u32) {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    // pcap header: microseconds, Ethernet.
-    let mut h = Vec::new();
-    h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    h.extend_from_slice(&2u16.to_le_bytes());
-    h.extend_from_slice(&4u16.to_le_bytes());
-    h.extend_from_slice(&[0; 8]);
-    h.extend_from_slice(&65535u32.to_le_bytes());
-    h.extend_from_slice(&1u32.to_le_bytes());
-    out.write_all(&h).unwrap();
+    let mut out = PcapOut::create(path);
     let mut frame = [0u8; 54];
     frame[12] = 0x08; // IPv4
     let ip = &mut frame[14..34];
@@ -39,16 +30,42 @@ fn write_syn_flood(path: &Path, n: u32) {
         let src = 0x6440_0000u32 + i;
         frame[26..30].copy_from_slice(&src.to_be_bytes());
         frame[34..36].copy_from_slice(&(1024 + (i % 60000) as u16).to_be_bytes());
-        let t = 1_700_000_000u64 * 1_000_000 + u64::from(i) * 10;
-        let mut rec = [0u8; 16];
-        rec[0..4].copy_from_slice(&((t / 1_000_000) as u32).to_le_bytes());
-        rec[4..8].copy_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
-        rec[8..12].copy_from_slice(&54u32.to_le_bytes());
-        rec[12..16].copy_from_slice(&54u32.to_le_bytes());
-        out.write_all(&rec).unwrap();
-        out.write_all(&frame).unwrap();
+        out.record(1_700_000_000u64 * 1_000_000 + u64::from(i) * 10, &frame);
     }
-    out.flush().unwrap();
+    out.finish();
+}
+
+/// A classic pcap file (microseconds, Ethernet) written record by record.
+struct PcapOut(std::io::BufWriter<std::fs::File>);
+
+impl PcapOut {
+    fn create(path: &Path) -> PcapOut {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+        let mut h = Vec::new();
+        h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        h.extend_from_slice(&2u16.to_le_bytes());
+        h.extend_from_slice(&4u16.to_le_bytes());
+        h.extend_from_slice(&[0; 8]);
+        h.extend_from_slice(&65535u32.to_le_bytes());
+        h.extend_from_slice(&1u32.to_le_bytes());
+        out.write_all(&h).unwrap();
+        PcapOut(out)
+    }
+
+    /// One record at `micros` microseconds since the epoch.
+    fn record(&mut self, micros: u64, frame: &[u8]) {
+        let mut rec = [0u8; 16];
+        rec[0..4].copy_from_slice(&((micros / 1_000_000) as u32).to_le_bytes());
+        rec[4..8].copy_from_slice(&((micros % 1_000_000) as u32).to_le_bytes());
+        rec[8..12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+        rec[12..16].copy_from_slice(&(frame.len() as u32).to_le_bytes());
+        self.0.write_all(&rec).unwrap();
+        self.0.write_all(frame).unwrap();
+    }
+
+    fn finish(mut self) {
+        self.0.flush().unwrap();
+    }
 }
 
 fn replay_json(capture: &Path, flow_log: &Path, workers: u32, max_flows: u64) -> serde_json::Value {
@@ -263,25 +280,8 @@ fn ipv6_extension_chains_are_bounded() {
 /// 443 (distinct sources and IP ids, one every 10 µs), then, for the first `later` of
 /// them, their second and last fragment.
 fn write_fragment_flood(path: &Path, n: u32, later: u32) {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut h = Vec::new();
-    h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    h.extend_from_slice(&2u16.to_le_bytes());
-    h.extend_from_slice(&4u16.to_le_bytes());
-    h.extend_from_slice(&[0; 8]);
-    h.extend_from_slice(&65535u32.to_le_bytes());
-    h.extend_from_slice(&1u32.to_le_bytes());
-    out.write_all(&h).unwrap();
+    let mut out = PcapOut::create(path);
     let mut t = 1_700_000_000u64 * 1_000_000;
-    let mut write = |frame: &[u8], t: u64| {
-        let mut rec = [0u8; 16];
-        rec[0..4].copy_from_slice(&((t / 1_000_000) as u32).to_le_bytes());
-        rec[4..8].copy_from_slice(&((t % 1_000_000) as u32).to_le_bytes());
-        rec[8..12].copy_from_slice(&(frame.len() as u32).to_le_bytes());
-        rec[12..16].copy_from_slice(&(frame.len() as u32).to_le_bytes());
-        out.write_all(&rec).unwrap();
-        out.write_all(frame).unwrap();
-    };
     // First fragment: IP header, TCP header, 4 bytes of data (24 = 3 × 8 bytes).
     let mut first = [0u8; 14 + 20 + 24];
     first[12] = 0x08;
@@ -308,16 +308,16 @@ fn write_fragment_flood(path: &Path, n: u32, later: u32) {
         first[18..20].copy_from_slice(&(i as u16).to_be_bytes());
         first[26..30].copy_from_slice(&src(i));
         first[34..36].copy_from_slice(&(1024 + (i % 60000) as u16).to_be_bytes());
-        write(&first, t);
+        out.record(t, &first);
         t += 10;
     }
     for i in 0..later {
         last[18..20].copy_from_slice(&(i as u16).to_be_bytes());
         last[26..30].copy_from_slice(&src(i));
-        write(&last, t);
+        out.record(t, &last);
         t += 10;
     }
-    out.flush().unwrap();
+    out.finish();
 }
 
 #[test]
