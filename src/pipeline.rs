@@ -41,7 +41,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use hashbrown::HashMap;
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Write};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -150,10 +150,8 @@ impl std::error::Error for ReplayError {}
 /// writes pcaps. The buffers go back to the reader when the last holder drops it.
 struct InBlock {
     block: Block,
-    /// Per record: the parsed packet ([`NOT_PARSED`] where the frame did not parse)
-    /// and its flow shard ([`UNPARSED`] where it did not).
-    pkts: Vec<Packet>,
-    shards: Vec<u8>,
+    /// Per record: its flow shard and parsed packet (`None`: the frame did not parse).
+    parsed: Vec<Option<(u8, Packet)>>,
     file: u32,
     /// Global sequence number (over all files, from 0) of record 0.
     first_seq: u64,
@@ -166,34 +164,14 @@ struct InBlock {
 #[derive(Default)]
 struct Buffers {
     block: Block,
-    pkts: Vec<Packet>,
-    shards: Vec<u8>,
+    parsed: Vec<Option<(u8, Packet)>>,
 }
-
-/// The shard of a frame that did not parse.
-const UNPARSED: u8 = u8::MAX;
-
-/// The placeholder packet of a frame that did not parse.
-const NOT_PARSED: Packet = Packet {
-    src: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    dst: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    protocol: 0,
-    src_port: 0,
-    dst_port: 0,
-    icmp_type: 0,
-    icmp_code: 0,
-    icmp_id: 0,
-    tcp_flags: 0,
-    ip_len: 0,
-    fragment: Fragment::None,
-};
 
 impl Drop for InBlock {
     fn drop(&mut self) {
         let _ = self.recycle.try_send(Buffers {
             block: std::mem::take(&mut self.block),
-            pkts: std::mem::take(&mut self.pkts),
-            shards: std::mem::take(&mut self.shards),
+            parsed: std::mem::take(&mut self.parsed),
         });
     }
 }
@@ -547,8 +525,7 @@ fn read_all(
             }
             let Buffers {
                 mut block,
-                mut pkts,
-                mut shards,
+                mut parsed,
             } = recycle_rx.try_recv().unwrap_or_default();
             let read = reader.read_block(&mut block, BLOCK_PACKETS);
             if let Err(e) = read {
@@ -576,8 +553,7 @@ fn read_all(
             }
             // Parsed here once, not by every worker: the reader has just touched
             // these bytes, and a worker then skips other shards' frames unread.
-            pkts.clear();
-            shards.clear();
+            parsed.clear();
             let mut split = splits.iter().peekable();
             for (i, r) in block.records.iter().enumerate() {
                 while let Some(&(_, rules)) = split.next_if(|s| s.0 as usize == i) {
@@ -585,21 +561,15 @@ fn read_all(
                     routes.clear();
                     generation = rules;
                 }
-                match packet::parse(r.link_type, block.frame(i)) {
-                    Ok(p) => {
-                        shards.push(routes.shard(&p, r.ts, &policies[generation]));
-                        pkts.push(p);
-                    }
-                    Err(_) => {
-                        shards.push(UNPARSED);
-                        pkts.push(NOT_PARSED);
-                    }
-                }
+                parsed.push(
+                    packet::parse(r.link_type, block.frame(i))
+                        .ok()
+                        .map(|p| (routes.shard(&p, r.ts, &policies[generation]), p)),
+                );
             }
             let blk = Arc::new(InBlock {
                 block,
-                pkts,
-                shards,
+                parsed,
                 file: fi as u32,
                 first_seq: seq,
                 first_index: index,
@@ -835,8 +805,7 @@ fn worker_loop(
         for i in work.from..work.to {
             let rec = &blk.block.records[i as usize];
             let index = blk.first_index + u64::from(i);
-            let shard = blk.shards[i as usize];
-            if shard == UNPARSED {
+            let Some((shard, pkt)) = &blk.parsed[i as usize] else {
                 if me == 0 {
                     // Parsed again for its error (rare): parsing is a pure function.
                     let Err(e) = packet::parse(rec.link_type, blk.block.frame(i as usize)) else {
@@ -866,8 +835,8 @@ fn worker_loop(
                     }
                 }
                 continue;
-            }
-            let pkt = &blk.pkts[i as usize];
+            };
+            let shard = *shard;
             // Flow-log windows follow the time of the packets that are evaluated.
             watermark = watermark.max(rec.ts.secs());
             out.first_ts.get_or_insert(rec.ts);
