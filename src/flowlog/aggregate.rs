@@ -200,7 +200,8 @@ const CHUNK: usize = 4096;
 /// them at each doubling. Here the hash table holds only (slot, 32 hash bits), 8
 /// bytes a bucket, which mostly stays in cache; the records live in fixed chunks in
 /// the order they opened, so a packet costs about one miss (its slot), growing never
-/// moves a record, and closing turns them into records chunk by chunk, freeing each.
+/// moves a record, and a closed window hands its chunks on as they are
+/// ([`ClosedWindow`]).
 #[derive(Debug, Default)]
 struct Records {
     index: HashTable<(u32, u32)>,
@@ -218,20 +219,15 @@ fn spread(h: u32) -> u64 {
 }
 
 impl Records {
-    /// Empties the window, keeping the index's buckets when few, and handing the
-    /// chunks to `spare` (at most [`SPARE_CHUNKS`] kept there).
-    fn recycle(&mut self, spare: &mut Vec<Vec<Slot>>) {
+    /// Empties the window (its chunks were handed on), keeping the index's buckets
+    /// when few.
+    fn recycle(&mut self) {
         if self.index.capacity() <= SPARE_INDEX_CAPACITY {
             self.index.clear();
         } else {
             self.index = HashTable::new();
         }
-        for mut c in self.chunks.drain(..) {
-            if spare.len() < SPARE_CHUNKS {
-                c.clear();
-                spare.push(c);
-            }
-        }
+        self.chunks.clear();
         self.len = 0;
     }
 }
@@ -249,9 +245,6 @@ struct Window {
 const SPARE_MAPS: usize = 2;
 /// An emptied window's index with more buckets than this is freed, not kept.
 const SPARE_INDEX_CAPACITY: usize = 1 << 20;
-/// Emptied record chunks kept for reuse (6 MiB), so that each window does not fault
-/// fresh pages in for all its records.
-const SPARE_CHUNKS: usize = 16;
 
 /// Per-worker flow-log accumulators, one map per open aggregation window.
 ///
@@ -296,7 +289,6 @@ pub struct Aggregator {
     /// Open windows, sorted by start (usually one or two).
     windows: Vec<Window>,
     spare: Vec<Records>,
-    spare_chunks: Vec<Vec<Slot>>,
     hasher: foldhash::fast::RandomState,
     /// Open accumulators allowed per flow shard (`None`: no limit).
     limit: Option<u32>,
@@ -321,7 +313,6 @@ impl Aggregator {
             interval: u64::from(interval_secs),
             windows: Vec::new(),
             spare: Vec::new(),
-            spare_chunks: Vec::new(),
             hasher: foldhash::fast::RandomState::default(),
             limit: None,
             open: vec![0; crate::engine::FLOW_SHARDS as usize],
@@ -475,8 +466,7 @@ impl Aggregator {
                                 *hint = i;
                             }
                             if (i as usize).is_multiple_of(CHUNK) {
-                                let c = self.spare_chunks.pop();
-                                chunks.push(c.unwrap_or_else(|| Vec::with_capacity(CHUNK)));
+                                chunks.push(Vec::with_capacity(CHUNK));
                             }
                             let last = chunks.len() - 1;
                             chunks[last].push(Slot { key: c, acc: accum });
@@ -647,7 +637,6 @@ impl Aggregator {
             }
             let slots = window.flows.len;
             let chunks = std::mem::take(&mut window.flows.chunks);
-            window.flows.len = 0;
             let closed = if extra.is_empty() {
                 ClosedWindow::new(window.start, chunks, slots)
             } else {
@@ -669,7 +658,7 @@ impl Aggregator {
                 }
             };
             out.push(closed);
-            window.flows.recycle(&mut self.spare_chunks);
+            window.flows.recycle();
             if self.spare.len() < SPARE_MAPS {
                 self.spare.push(window.flows);
             }
