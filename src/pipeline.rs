@@ -1043,7 +1043,7 @@ impl FlowSink<'_> {
                     match run {
                         Run::Window(w) => {
                             let enis = seen.entry(w.window_start()).or_default();
-                            enis.extend((0..w.len()).map(|i| w.eni(i)));
+                            enis.extend(w.enis());
                         }
                         Run::Records(r) => {
                             for r in r {

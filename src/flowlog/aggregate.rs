@@ -649,7 +649,10 @@ impl Aggregator {
                         .map(|s| record(window.start, s.key.key(), s.acc)),
                 );
                 extra.sort_unstable();
+                let mut enis: Vec<u32> = extra.iter().map(|r| r.eni).collect();
+                enis.dedup();
                 ClosedWindow {
+                    enis,
                     start: window.start,
                     chunks: Vec::new(),
                     order: (0..extra.len() as u32).collect(),
@@ -679,6 +682,8 @@ pub struct ClosedWindow {
     order: Vec<u32>,
     slots: u32,
     extra: Vec<FlowRecord>,
+    /// The ENIs with at least one record, ascending.
+    enis: Vec<u32>,
 }
 
 impl ClosedWindow {
@@ -697,6 +702,9 @@ impl ClosedWindow {
         for s in chunks.iter().flatten() {
             at[s.key.eni as usize + 1] += 1;
         }
+        let enis = (0..enis as u32)
+            .filter(|&e| at[e as usize + 1] > 0)
+            .collect();
         for e in 1..at.len() {
             at[e] += at[e - 1];
         }
@@ -724,6 +732,7 @@ impl ClosedWindow {
             order,
             slots,
             extra: Vec::new(),
+            enis,
         }
     }
 
@@ -755,14 +764,9 @@ impl ClosedWindow {
         }
     }
 
-    /// The stable ENI number of record `i`, without making the record.
-    pub fn eni(&self, i: usize) -> u32 {
-        let k = self.order[i];
-        if k < self.slots {
-            self.chunks[k as usize / CHUNK][k as usize % CHUNK].key.eni
-        } else {
-            self.extra[(k - self.slots) as usize].eni
-        }
+    /// The stable ENI numbers that have at least one record here, ascending.
+    pub fn enis(&self) -> &[u32] {
+        &self.enis
     }
 
     /// Every record, in record order.
@@ -1093,7 +1097,9 @@ mod tests {
             sorted.sort();
             assert_eq!(got, sorted);
             assert!(got.iter().all(|r| r.window_start == w.window_start()));
-            assert!((0..w.len()).all(|i| w.eni(i) == got[i].eni));
+            let mut enis: Vec<u32> = got.iter().map(|r| r.eni).collect();
+            enis.dedup();
+            assert_eq!(w.enis(), enis);
             assert!(got
                 .iter()
                 .all(|r| r.packets == 2 || r.direction == Direction::Ingress));
