@@ -495,6 +495,20 @@ pub struct NetworkInterface {
     pub ipv6: Vec<Ipv6Addr>,
     /// A public or Elastic IPv4 address the internet gateway maps to the primary.
     pub public_ipv4: Option<Ipv4Addr>,
+    /// Elastic IPs on secondary private addresses, as `(public, private)`: AWS prints
+    /// an `Association` per private address (EMULATION.md §1).
+    pub secondary_public_ipv4: Vec<(Ipv4Addr, Ipv4Addr)>,
+    /// Delegated prefixes (`Ipv4Prefixes`, `Ipv6Prefixes`): every address in them
+    /// belongs to this ENI.
+    pub ipv4_prefixes: Vec<Ipv4Net>,
+    pub ipv6_prefixes: Vec<Ipv6Net>,
+    /// `InterfaceType` as `describe-network-interfaces` prints it (`interface`,
+    /// `nat_gateway`, `transit_gateway`, ...). Informational: what decides the SG
+    /// check is whether `security_groups` is empty.
+    pub interface_type: String,
+    /// The ENI's groups. **Empty means no security group at all** (NAT gateways,
+    /// transit gateways, ...): no SG check and no connection tracking; only NACLs
+    /// filter its traffic (EMULATION.md §1).
     pub security_groups: Vec<String>,
     pub instance_id: Option<String>,
     /// The owner account (flow-log `account-id`); empty means the VPC's account.
@@ -516,6 +530,10 @@ impl NetworkInterface {
             private_ipv4: vec![primary],
             ipv6: Vec::new(),
             public_ipv4: None,
+            secondary_public_ipv4: Vec::new(),
+            ipv4_prefixes: Vec::new(),
+            ipv6_prefixes: Vec::new(),
+            interface_type: "interface".to_string(),
             security_groups: Vec::new(),
             instance_id: None,
             owner_id: String::new(),
@@ -531,13 +549,36 @@ impl NetworkInterface {
         self.private_ipv4.first().copied()
     }
 
-    /// Every private address (IPv4 and IPv6): what an SG reference to this ENI's
-    /// groups matches.
+    /// Every private address (IPv4 and IPv6), delegated prefixes aside.
     pub fn private_addrs(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.private_ipv4
             .iter()
             .map(|a| IpAddr::V4(*a))
             .chain(self.ipv6.iter().map(|a| IpAddr::V6(*a)))
+    }
+
+    /// Every private address and delegated prefix, as networks: what an SG reference
+    /// to this ENI's groups matches.
+    pub fn private_nets(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.private_addrs()
+            .map(IpNet::from)
+            .chain(self.ipv4_prefixes.iter().map(|p| IpNet::V4(*p)))
+            .chain(self.ipv6_prefixes.iter().map(|p| IpNet::V6(*p)))
+    }
+
+    /// Every `(public IPv4, private IPv4 it maps to)` pair: the primary's public
+    /// address first, then the Elastic IPs of secondary addresses.
+    pub fn public_mappings(&self) -> impl Iterator<Item = (Ipv4Addr, Ipv4Addr)> + '_ {
+        self.public_ipv4
+            .zip(self.primary_ipv4())
+            .into_iter()
+            .chain(self.secondary_public_ipv4.iter().copied())
+    }
+
+    /// True when the ENI has no security group (EMULATION.md §1): no SG check, no
+    /// connection tracking.
+    pub fn has_no_security_group(&self) -> bool {
+        self.security_groups.is_empty()
     }
 }
 
@@ -566,6 +607,9 @@ pub struct Vpc {
     /// VPC-wide connection-tracking timeouts (ENIs may override).
     pub conntrack: ConntrackTimeouts,
     pub origin: Origin,
+    /// What loading and validation found that cannot change a verdict, or that the
+    /// user must hear about (EMULATION.md §1): printed as `warning: ...` at load time.
+    pub warnings: Vec<RulesetError>,
 }
 
 impl Vpc {
@@ -582,6 +626,7 @@ impl Vpc {
             prefix_lists: Vec::new(),
             conntrack: ConntrackTimeouts::default(),
             origin: Origin::default(),
+            warnings: Vec::new(),
         }
     }
 
@@ -618,6 +663,7 @@ impl Vpc {
     pub fn without_origins(&self) -> Vpc {
         let mut v = self.clone();
         v.origin = Origin::default();
+        v.warnings.clear();
         for s in &mut v.subnets {
             s.origin = Origin::default();
         }
