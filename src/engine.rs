@@ -115,6 +115,10 @@ pub struct Decision {
     /// The tracked connection each observation's packet belongs to, where there is
     /// one: [`Engine::flow_log_hint`] takes it, until the next packet.
     pub conn: [Option<ConnRef>; 2],
+    /// Per side (the source ENI's egress, the destination ENI's ingress): true when the
+    /// packet belonged to a live tracked connection at that ENI, also when a NACL then
+    /// dropped it (a reply that a stateless NACL drops).
+    pub tracked: [bool; 2],
 }
 
 impl Decision {
@@ -124,6 +128,7 @@ impl Decision {
             reason,
             obs: [None, None],
             conn: [None, None],
+            tracked: [false, false],
         }
     }
 
@@ -175,8 +180,55 @@ enum SgOutcome {
     Untracked,
     /// A rule allowed it, but its ports are unknown (a fragment): not tracked.
     NoPorts,
+    /// A rule allowed an ICMP message that is not a query (an error, a redirect, ...)
+    /// or a query reply without its request's entry: such messages are never tracked.
+    NotTracked,
+    /// The ENI has no security group: no check, no tracking (EMULATION.md §1).
+    NoGroup,
     Denied,
     Full,
+}
+
+/// How connection tracking treats a packet (EMULATION.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tracking {
+    /// TCP, UDP and other protocols: an entry matches in either direction.
+    Flow,
+    /// An ICMP query (echo request, ...): it may create an entry, and refreshes one it
+    /// created, in its own direction only.
+    IcmpQuery,
+    /// An ICMP query reply: allowed by the entry of its query, opened the other way.
+    IcmpReply,
+    /// Any other ICMP message (errors, redirects, router and neighbour discovery, ...):
+    /// never tracked, judged by the rules each time.
+    Never,
+}
+
+/// The ICMP query and reply types that connection tracking knows, as
+/// `(query, reply)`: echo, timestamp, information and address mask for ICMPv4
+/// (RFC 792, RFC 950); echo and node information for ICMPv6 (RFC 4443, RFC 4620).
+/// The same pairs as Linux's conntrack.
+const ICMP_QUERIES: [(u8, u8); 4] = [(8, 0), (13, 14), (15, 16), (17, 18)];
+const ICMPV6_QUERIES: [(u8, u8); 2] = [(128, 129), (139, 140)];
+
+/// How tracking treats `pkt`, and for ICMP queries and replies the query type that
+/// names their entry.
+#[inline]
+fn tracking(pkt: &Packet) -> (Tracking, u8) {
+    let pairs: &[(u8, u8)] = match pkt.protocol {
+        1 => &ICMP_QUERIES,
+        58 => &ICMPV6_QUERIES,
+        _ => return (Tracking::Flow, 0),
+    };
+    for &(query, reply) in pairs {
+        if pkt.icmp_type == query {
+            return (Tracking::IcmpQuery, query);
+        }
+        if pkt.icmp_type == reply {
+            return (Tracking::IcmpReply, query);
+        }
+    }
+    (Tracking::Never, 0)
 }
 
 /// Counters of one engine; summed over workers for the summary.
@@ -192,6 +244,11 @@ pub struct EngineStats {
     pub conntrack_created: u64,
     /// Packets of untracked flows allowed by the rules.
     pub untracked: u64,
+    /// ICMP packets allowed by a rule that tracking never follows: errors and other
+    /// non-query messages, and query replies without their query's entry.
+    pub icmp_not_tracked: u64,
+    /// ENI checks passed at an ENI without security groups (no SG check, no tracking).
+    pub no_security_group: u64,
     /// Packets rejected because the tracked-connection allowance was used up
     /// (`conntrack_allowance_exceeded`).
     pub conntrack_allowance_exceeded: u64,
@@ -229,6 +286,8 @@ impl EngineStats {
         self.conntrack_hits += o.conntrack_hits;
         self.conntrack_created += o.conntrack_created;
         self.untracked += o.untracked;
+        self.icmp_not_tracked += o.icmp_not_tracked;
+        self.no_security_group += o.no_security_group;
         self.conntrack_allowance_exceeded += o.conntrack_allowance_exceeded;
         self.fragments_remembered += o.fragments_remembered;
         self.fragments_orphaned += o.fragments_orphaned;
@@ -541,9 +600,10 @@ impl Core {
         let now = ts.0;
         let mut obs: [Option<Observation>; 2] = [None, None];
         let mut conn: [Option<ConnRef>; 2] = [None, None];
+        let mut tracked = [false, false];
         // Public addressing goes through the internet gateway: NACLs apply on both
         // sides even within one subnet.
-        let via_public = src.is_some_and(|o| o.public) || dst.is_some_and(|o| o.public);
+        let via_public = src.is_some_and(|o| o.is_public()) || dst.is_some_and(|o| o.is_public());
         let cross_subnet = match (src, dst) {
             (Some(a), Some(b)) => {
                 via_public || policy.eni_subnet[a.eni as usize] != policy.eni_subnet[b.eni as usize]
@@ -559,6 +619,7 @@ impl Core {
             let (outcome, cref) =
                 self.sg_check(policy, eni, Direction::Egress, pkt, now, shard, None);
             conn[0] = cref;
+            tracked[0] = outcome == SgOutcome::Tracked;
             match outcome {
                 SgOutcome::Denied => {
                     ok = false;
@@ -597,10 +658,12 @@ impl Core {
                 let eni = b.eni;
                 let mut ok = true;
                 // The NACL comes first here; its cache is in the connection's entry.
-                let found = pkt.ports_known().then(|| {
+                let found = (pkt.ports_known() && !policy.eni_no_sg[eni as usize]).then(|| {
                     let key = conn_key(policy, eni, Direction::Ingress, pkt);
                     (key, self.ct.find(&key))
                 });
+                // Whether a live entry waits for it (the SG check below says for sure).
+                tracked[1] = found.is_some_and(|f| f.1.is_some());
                 if cross_subnet {
                     if let Err(r) =
                         self.nacl_check(policy, eni, false, pkt, found.and_then(|f| f.1))
@@ -613,6 +676,7 @@ impl Core {
                     let (outcome, cref) =
                         self.sg_check(policy, eni, Direction::Ingress, pkt, now, shard, found);
                     conn[1] = cref;
+                    tracked[1] = outcome == SgOutcome::Tracked;
                     match outcome {
                         SgOutcome::Denied => {
                             ok = false;
@@ -636,6 +700,7 @@ impl Core {
             reason,
             obs,
             conn,
+            tracked,
         };
         if let Fragment::First { id } = pkt.fragment {
             if self.frags.len() < FRAGMENT_MEMORY_MAX {
@@ -675,14 +740,24 @@ fn observation(
             Direction::Egress => (own(pkt.src), pkt.dst),
             Direction::Ingress => (pkt.src, own(pkt.dst)),
         };
+        // The ENI never sees its own public IPv4: the internet gateway translates it
+        // to the private address behind it first (§6, AWS's v5 example).
+        let seen = |a: IpAddr| match a {
+            IpAddr::V4(v) => IpAddr::V4(private_behind(e, v)),
+            v6 => v6,
+        };
+        let (pkt_srcaddr, pkt_dstaddr) = match dir {
+            Direction::Egress => (seen(pkt.src), pkt.dst),
+            Direction::Ingress => (pkt.src, seen(pkt.dst)),
+        };
         Observation {
             eni: policy.eni_number[eni as usize],
             direction: dir,
             action: if ok { Action::Accept } else { Action::Reject },
             srcaddr,
             dstaddr,
-            pkt_srcaddr: pkt.src,
-            pkt_dstaddr: pkt.dst,
+            pkt_srcaddr,
+            pkt_dstaddr,
             srcport: pkt.src_port,
             dstport: pkt.dst_port,
             protocol: pkt.protocol,
@@ -704,20 +779,42 @@ fn conn_key(policy: &Policy, eni: u32, dir: Direction, pkt: &Packet) -> ConnKey 
             Direction::Ingress => (pkt.dst, pkt.src, pkt.dst_port, pkt.src_port),
         };
         let e = &policy.vpc.network_interfaces[eni as usize];
-        if let (IpAddr::V4(a), Some(public), Some(primary)) =
-            (local, e.public_ipv4, e.primary_ipv4())
-        {
-            if a == public {
-                local = IpAddr::V4(primary);
-            }
+        if let IpAddr::V4(a) = local {
+            local = IpAddr::V4(private_behind(e, a));
         }
         match pkt.protocol {
             6 | 17 => ConnKey::new(number, pkt.protocol, local, lp, remote, rp),
-            // ICMP is keyed by its id (0 for errors and other messages).
-            1 | 58 => ConnKey::new(number, pkt.protocol, local, pkt.icmp_id, remote, 0),
+            // An ICMP query and its reply are keyed by the id, the query's type and
+            // the direction the query went at this ENI, as Linux keys the tuple
+            // (query type one way, reply type the other): a reply matches only the
+            // entry of a query sent the other way. Other ICMP messages are never
+            // tracked (see `tracking`).
+            1 | 58 => {
+                let (kind, query) = tracking(pkt);
+                let query_dir = match (kind, dir) {
+                    (Tracking::IcmpReply, Direction::Ingress) => Direction::Egress,
+                    (Tracking::IcmpReply, Direction::Egress) => Direction::Ingress,
+                    (_, d) => d,
+                };
+                let tag = u16::from(query) | (query_dir as u16) << 8;
+                ConnKey::new(number, pkt.protocol, local, pkt.icmp_id, remote, tag)
+            }
             p => ConnKey::new(number, p, local, 0, remote, 0),
         }
     }
+}
+
+/// The private IPv4 address behind `a` when `a` is one of `e`'s public (or Elastic)
+/// IPv4 addresses; else `a`.
+#[inline]
+fn private_behind(e: &crate::model::NetworkInterface, a: std::net::Ipv4Addr) -> std::net::Ipv4Addr {
+    if e.public_ipv4 == Some(a) {
+        return e.primary_ipv4().unwrap_or(a);
+    }
+    e.secondary_public_ipv4
+        .iter()
+        .find(|(public, _)| *public == a)
+        .map_or(a, |&(_, private)| private)
 }
 
 impl Core {
@@ -792,6 +889,10 @@ impl Core {
             Direction::Ingress => pkt.src,
             Direction::Egress => pkt.dst,
         };
+        if policy.eni_no_sg[eni as usize] {
+            self.stats.no_security_group += 1;
+            return (SgOutcome::NoGroup, None);
+        }
         let t = policy.eni_timeouts[eni as usize];
         if !pkt.ports_known() {
             // A fragment without its first fragment: rules only, with unknown ports.
@@ -803,10 +904,17 @@ impl Core {
                 None => (SgOutcome::Denied, None),
             };
         }
-        let (key, at) = found.unwrap_or_else(|| {
-            let key = conn_key(policy, eni, dir, pkt);
-            (key, self.ct.find(&key))
-        });
+        let (tracking, _) = tracking(pkt);
+        let (key, at) = match found {
+            Some(f) => f,
+            None if tracking == Tracking::Never => (conn_key(policy, eni, dir, pkt), None),
+            None => {
+                let key = conn_key(policy, eni, dir, pkt);
+                (key, self.ct.find(&key))
+            }
+        };
+        // ICMP keys name the query's type and direction, so a query finds only the
+        // entry it opened and a reply only the entry of its query (see `conn_key`).
         if let Some(r) = at {
             if self.ct.lookup_at(r, dir, pkt.tcp_flags, now, &t).is_some() {
                 self.stats.conntrack_hits += 1;
@@ -817,6 +925,11 @@ impl Core {
             return (SgOutcome::Denied, None);
         };
         self.sg_counts[self.generation][policy.sg_slot(rule)] += 1;
+        if matches!(tracking, Tracking::IcmpReply | Tracking::Never) {
+            // Only a query creates an entry.
+            self.stats.icmp_not_tracked += 1;
+            return (SgOutcome::NotTracked, None);
+        }
         if (pkt.protocol == 6 || pkt.protocol == 17) && untracked(policy, eni, dir, pkt) {
             self.stats.untracked += 1;
             return (SgOutcome::Untracked, None);
@@ -857,11 +970,25 @@ fn untracked(p: &Policy, eni: u32, dir: Direction, pkt: &Packet) -> bool {
             Direction::Ingress => Direction::Egress,
             Direction::Egress => Direction::Ingress,
         };
+        // TCP says which side opened: a SYN without ACK is the initiating packet, a
+        // SYN-ACK a reply. Other packets may be either.
+        let syn = pkt.protocol == 6 && pkt.tcp_flags & crate::packet::tcp_flags::SYN != 0;
+        let ack = pkt.tcp_flags & crate::packet::tcp_flags::ACK != 0;
+        let (may_open, may_reply) = match (syn, ack) {
+            (true, false) => (true, false),
+            (true, true) => (false, true),
+            _ => (true, true),
+        };
         // As a first packet: its own direction's open rule admits it, and the other
         // direction has the open all-ports rule.
-        if p.sg_open_admits(eni, dir, v6, pkt) && p.sg_open_all_ports(eni, other, v6, pkt.protocol)
+        if may_open
+            && p.sg_open_admits(eni, dir, v6, pkt)
+            && p.sg_open_all_ports(eni, other, v6, pkt.protocol)
         {
             return true;
+        }
+        if !may_reply {
+            return false;
         }
         // As a reply: the other direction's open rule admits the reversed packet, and
         // its own direction has the open all-ports rule.

@@ -52,12 +52,23 @@ impl ExemptService {
     }
 }
 
-/// Which ENI an address belongs to, and whether it was its public IPv4.
+/// Which ENI an address belongs to, and whether it was one of its public IPv4s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddrOwner {
     /// Index into `vpc.network_interfaces`.
     pub eni: u32,
-    pub public: bool,
+    /// For a public (or Elastic) IPv4 address: the private IPv4 address the internet
+    /// gateway translates it to (the primary's, or the secondary address the Elastic
+    /// IP is associated with). `None` for a private address.
+    pub public_of: Option<Ipv4Addr>,
+}
+
+impl AddrOwner {
+    /// True when the address was a public IPv4 of the ENI.
+    #[inline]
+    pub fn is_public(self) -> bool {
+        self.public_of.is_some()
+    }
 }
 
 /// What the policy knows about one address.
@@ -271,6 +282,12 @@ pub struct Policy {
     /// per-packet lookup hashes a plain integer.
     addrs4: HashMap<u32, AddrInfo, foldhash::fast::FixedState>,
     addrs6: HashMap<u128, AddrInfo, foldhash::fast::FixedState>,
+    /// Delegated prefixes and their ENI, for addresses not found above (empty in most
+    /// VPCs, so the per-packet path pays one branch).
+    prefixes: Vec<(IpNet, u32)>,
+    /// True for each ENI without any security group (EMULATION.md §1): no SG check
+    /// and no connection tracking.
+    pub eni_no_sg: Vec<bool>,
     /// First hit-counter slot of each (NACL, direction): `acl * 2 + egress`.
     nacl_base: Vec<u32>,
     /// First hit-counter slot of each (security group, direction).
@@ -332,24 +349,32 @@ impl Policy {
             .collect();
 
         let mut addrs = HashMap::new();
+        let mut prefixes = Vec::new();
         for (i, e) in vpc.network_interfaces.iter().enumerate() {
+            let eni = i as u32;
             for a in e.private_addrs() {
                 addrs.insert(
                     a,
                     AddrOwner {
-                        eni: i as u32,
-                        public: false,
+                        eni,
+                        public_of: None,
                     },
                 );
             }
-            if let Some(p) = e.public_ipv4 {
+            for (public, private) in e.public_mappings() {
                 addrs.insert(
-                    IpAddr::V4(p),
+                    IpAddr::V4(public),
                     AddrOwner {
-                        eni: i as u32,
-                        public: true,
+                        eni,
+                        public_of: Some(private),
                     },
                 );
+            }
+            for p in &e.ipv4_prefixes {
+                prefixes.push((IpNet::V4(*p), eni));
+            }
+            for p in &e.ipv6_prefixes {
+                prefixes.push((IpNet::V6(*p), eni));
             }
         }
 
@@ -379,7 +404,7 @@ impl Policy {
         for e in &vpc.network_interfaces {
             for g in &e.security_groups {
                 if let Some(&gi) = sg_index.get(g.as_str()) {
-                    members[gi as usize].extend(e.private_addrs().map(IpNet::from));
+                    members[gi as usize].extend(e.private_nets());
                 }
             }
         }
@@ -584,6 +609,11 @@ impl Policy {
         }
         sg_base.push(next);
 
+        let eni_no_sg = vpc
+            .network_interfaces
+            .iter()
+            .map(|e| e.has_no_security_group())
+            .collect();
         Policy {
             vpc,
             eni_number,
@@ -594,6 +624,8 @@ impl Policy {
             group_limit,
             addrs4,
             addrs6,
+            prefixes,
+            eni_no_sg,
             nacl_base,
             sg_base,
             sg_in,
@@ -618,21 +650,40 @@ impl Policy {
     /// The owner and exempt service of `addr` in one lookup.
     #[inline]
     pub fn addr_info(&self, addr: IpAddr) -> AddrInfo {
-        match addr {
+        let mut info = match addr {
             IpAddr::V4(a) => self.addrs4.get(&u32::from(a)).copied(),
             IpAddr::V6(a) => self.addrs6.get(&u128::from(a)).copied(),
         }
-        .unwrap_or_default()
+        .unwrap_or_default();
+        if info.owner.is_none() && !self.prefixes.is_empty() {
+            info.owner = self.prefix_owner(addr);
+        }
+        info
     }
 
-    /// `addr`, or the primary private IPv4 address of the ENI whose public IPv4
-    /// address it is: the address connection tracking keys the ENI's side by.
+    /// The ENI whose delegated prefix holds `addr` (validation keeps prefixes from
+    /// overlapping).
+    #[cold]
+    fn prefix_owner(&self, addr: IpAddr) -> Option<AddrOwner> {
+        self.prefixes
+            .iter()
+            .find(|(net, _)| net.contains(&addr))
+            .map(|&(_, eni)| AddrOwner {
+                eni,
+                public_of: None,
+            })
+    }
+
+    /// `addr`, or the private IPv4 address that `addr` maps to when it is an ENI's
+    /// public (or Elastic) IPv4 address: the address connection tracking keys the
+    /// ENI's side by, and the one the ENI itself sees (flow-log `pkt-*` fields).
     #[inline]
     pub fn canonical_addr(&self, addr: IpAddr) -> IpAddr {
         match self.addr_info(addr).owner {
-            Some(o) if o.public => self.vpc.network_interfaces[o.eni as usize]
-                .primary_ipv4()
-                .map_or(addr, IpAddr::V4),
+            Some(AddrOwner {
+                public_of: Some(private),
+                ..
+            }) => IpAddr::V4(private),
             _ => addr,
         }
     }

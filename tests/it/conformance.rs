@@ -2988,9 +2988,11 @@ fn path_public_ipv4_maps_to_its_eni() {
     assert_eq!(
         lab.records_at("eni-0x", format),
         [
-            "ingress 198.51.100.7 10.0.1.10 198.51.100.7 203.0.113.10 443 ACCEPT",
+            // EMULATION.md §6: the ENI never sees its public address; pkt-dstaddr is
+            // the private address behind it (AWS's v5 example, traffic-path 8).
+            "ingress 198.51.100.7 10.0.1.10 198.51.100.7 10.0.1.10 443 ACCEPT",
             "ingress 198.51.100.7 10.0.1.10 198.51.100.7 10.0.1.11 443 ACCEPT",
-            "ingress 198.51.100.7 10.0.1.10 198.51.100.7 203.0.113.10 8443 ACCEPT",
+            "ingress 198.51.100.7 10.0.1.10 198.51.100.7 10.0.1.10 8443 ACCEPT",
             "egress 10.0.1.10 198.51.100.7 10.0.1.10 198.51.100.7 50002 ACCEPT",
             "ingress 10.0.1.20 10.0.1.10 10.0.1.20 10.0.1.10 22 ACCEPT",
             "ingress 203.0.113.20 10.0.1.10 203.0.113.20 10.0.1.10 22 REJECT",
@@ -3001,8 +3003,9 @@ fn path_public_ipv4_maps_to_its_eni() {
 #[test]
 fn path_egress_record_from_a_public_source_shows_the_primary_private_address() {
     // EMULATION.md §2 and §6; aws-semantics.md §6.9: an egress packet captured with the
-    // ENI's public IPv4 as source is logged with srcaddr = primary private IPv4 and
-    // pkt-srcaddr = the public address.
+    // ENI's public IPv4 as source is logged with srcaddr = primary private IPv4, and
+    // pkt-srcaddr is the private address too: the ENI itself never sees its public
+    // address (the internet gateway translates it), as in AWS's published v5 record.
     let mut lab = Lab::new(
         &one_eni(
             NACL_ALLOW_ALL,
@@ -3020,7 +3023,7 @@ fn path_egress_record_from_a_public_source_shows_the_primary_private_address() {
     );
     assert_eq!(
         lab.records("${interface-id} ${flow-direction} ${srcaddr} ${dstaddr} ${pkt-srcaddr} ${pkt-dstaddr} ${traffic-path}"),
-        ["eni-0a egress 10.0.1.10 198.51.100.7 203.0.113.10 198.51.100.7 8"]
+        ["eni-0a egress 10.0.1.10 198.51.100.7 10.0.1.10 198.51.100.7 8"]
     );
 }
 
@@ -3488,7 +3491,9 @@ fn ct_icmp_errors_are_not_related_traffic() {
     // EMULATION.md §4, aws-semantics.md §2.7 [DOC EC2-MTU]: an ICMP error quoting a tracked
     // flow is not let in by that flow's entry; it needs a rule ("If you don't explicitly
     // configure an ICMP inbound rule for your security group, PMTUD is blocked"). Allowed
-    // by a rule, it is tracked as ICMP with id 0.
+    // by a rule, it creates no entry either: only ICMP queries are tracked (EMULATION.md
+    // §4, decided after errors were tracked with id 0 and one allowed error opened
+    // every ICMP type both ways).
     let tls_out = r#"{ protocol = "tcp", ports = "443", cidr = "0.0.0.0/0" }"#;
     let mut lab = Lab::new(&one_eni(NACL_ALLOW_ALL, "", tls_out));
     assert_eq!(lab.judge(0, tcp(ME, 40000, SERVER, 443, SYN)), "ACCEPT");
@@ -3510,10 +3515,13 @@ fn ct_icmp_errors_are_not_related_traffic() {
     );
     assert_eq!(
         tracking_of(&mut lab, 1, icmp("192.0.2.1", ME, 3, 4, 0)),
-        ("ACCEPT".into(), 1, 0)
+        ("ACCEPT".into(), 0, 0)
     );
-    // Tracked as ICMP id 0 with 192.0.2.1: ICMP with id 0 back to it now leaves.
-    assert_eq!(lab.judge(2, icmp(ME, "192.0.2.1", 3, 3, 0)), "ACCEPT");
+    // Nothing was tracked: ICMP back to it still needs an outbound rule.
+    assert_eq!(
+        lab.judge(2, icmp(ME, "192.0.2.1", 3, 3, 0)),
+        "REJECT sg-egress eni-0a no rule"
+    );
 }
 
 #[test]
@@ -3661,4 +3669,364 @@ fn ct_rule_changes_nacls_apply_at_once_to_tracked_flows() {
     );
     // The SG side of the connection is still tracked: the server's packets leave.
     assert_eq!(lab.judge(1, tcp(ME, 22, SERVER, 50000, ACK)), "ACCEPT");
+}
+
+// =====================================================================================
+// Real accounts: what real `describe-*` exports hold (EMULATION.md §1, §4, §6).
+// =====================================================================================
+
+/// A NAT gateway's ENI (`"InterfaceType": "nat_gateway"`, `"Groups": []`) in a public
+/// subnet whose NACL lets in only replies on 1024-65535, next to an instance.
+const NAT_GATEWAY: &str = r#"
+[vpc]
+id = "vpc-0nat"
+account_id = "123456789012"
+cidrs = ["10.0.0.0/16"]
+
+[[subnets]]
+id = "subnet-0pub"
+cidr = "10.0.1.0/24"
+network_acl = "acl-0pub"
+
+[[network_acls]]
+id = "acl-0pub"
+inbound = [ { rule = 100, protocol = "tcp", ports = "1024-65535", cidr = "0.0.0.0/0", action = "allow" } ]
+outbound = [ { rule = 100, protocol = "-1", cidr = "0.0.0.0/0", action = "allow" } ]
+
+[[security_groups]]
+id = "sg-0app"
+egress = [ { protocol = "tcp", ports = "443", cidr = "0.0.0.0/0" } ]
+
+[[network_interfaces]]
+id = "eni-0nat"
+subnet = "subnet-0pub"
+private_ips = ["10.0.1.50"]
+public_ip = "203.0.113.50"
+security_groups = []
+
+[[network_interfaces]]
+id = "eni-0app"
+subnet = "subnet-0pub"
+private_ips = ["10.0.1.10"]
+security_groups = ["sg-0app"]
+"#;
+
+#[test]
+fn real_an_eni_without_security_groups_meets_only_nacls() {
+    // EMULATION.md §1 "ENIs without security groups": a NAT gateway's ENI has no SG
+    // (describe-network-interfaces prints `"Groups": []`). Its traffic meets no SG check
+    // and no connection tracking; only NACLs filter it, and it is logged as at any ENI.
+    // Before: treated as an SG with no rules, so every flow through it was rejected.
+    let mut lab = Lab::new(NAT_GATEWAY);
+    let (nat, web) = ("10.0.1.50", "198.51.100.7");
+    // Outbound to the internet: the NACL allows all outbound; no SG, nothing tracked.
+    assert_eq!(
+        tracking_of(&mut lab, 0, tcp(nat, 40000, web, 443, SYN)),
+        ("ACCEPT".into(), 0, 0)
+    );
+    // The reply passes on the NACL's rule 100 alone (no entry was needed).
+    assert_eq!(
+        tracking_of(&mut lab, 0, tcp(web, 443, nat, 40000, SYN | ACK)),
+        ("ACCEPT".into(), 0, 0)
+    );
+    // What the NACL does not allow is dropped by the NACL: nothing else is on the path.
+    assert_eq!(
+        lab.judge(1, udp(web, 53, nat, 40000)),
+        "REJECT nacl-inbound acl-0pub rule 32767"
+    );
+    // Inbound to a port below 1024 from the internet: the NACL's `*` rule.
+    assert_eq!(
+        lab.judge(1, tcp(web, 40000, nat, 22, SYN)),
+        "REJECT nacl-inbound acl-0pub rule 32767"
+    );
+    // From the instance in the same subnet: SG(app) egress allows 443, and the NAT ENI's
+    // side has no check at all (same subnet: no NACL).
+    assert_eq!(
+        lab.path(2, tcp("10.0.1.10", 41000, nat, 443, SYN)),
+        (
+            "ACCEPT".to_string(),
+            vec![
+                "eni-0app egress ACCEPT".to_string(),
+                "eni-0nat ingress ACCEPT".to_string()
+            ]
+        )
+    );
+    // Still logged like any ENI.
+    assert_eq!(
+        lab.records_at(
+            "eni-0nat",
+            "${flow-direction} ${srcaddr} ${dstaddr} ${dstport} ${action}"
+        ),
+        [
+            "egress 10.0.1.50 198.51.100.7 443 ACCEPT",
+            "ingress 198.51.100.7 10.0.1.50 40000 ACCEPT",
+            "ingress 198.51.100.7 10.0.1.50 40000 REJECT",
+            "ingress 198.51.100.7 10.0.1.50 22 REJECT",
+            "ingress 10.0.1.10 10.0.1.50 443 ACCEPT",
+        ]
+    );
+    // Three packets reached the (absent) SG step; the NACL dropped the other two first.
+    assert_eq!(lab.stats().no_security_group, 3);
+}
+
+#[test]
+fn real_an_allowed_icmp_error_opens_nothing() {
+    // EMULATION.md §4: only ICMP queries create entries; errors "and every other ICMP
+    // type create no entry and are judged by the rules each time". Before: an accepted
+    // ICMP 3/4 was tracked with id 0, and then redirects, timestamp requests and even
+    // outbound time-exceeded from an ENI with no egress rule were accepted as tracked.
+    let pmtud_in = r#"{ protocol = "icmp", icmp_type = 3, icmp_code = 4, cidr = "0.0.0.0/0" }"#;
+    let mut lab = Lab::new(&one_eni(NACL_ALLOW_ALL, pmtud_in, ""));
+    let router = "192.0.2.1";
+    assert_eq!(
+        tracking_of(&mut lab, 0, icmp(router, ME, 3, 4, 0)),
+        ("ACCEPT".into(), 0, 0)
+    );
+    // Within 30 s: every other type, both ways, is judged by the rules alone.
+    assert_eq!(
+        lab.judge(1, icmp(ME, router, 11, 0, 0)),
+        "REJECT sg-egress eni-0a no rule"
+    );
+    assert_eq!(
+        lab.judge(1, icmp(router, ME, 5, 1, 0)),
+        "REJECT sg-ingress eni-0a no rule"
+    );
+    assert_eq!(
+        lab.judge(1, icmp(router, ME, 13, 0, 0)),
+        "REJECT sg-ingress eni-0a no rule"
+    );
+    assert_eq!(
+        lab.judge(1, icmp(ME, router, 3, 4, 0)),
+        "REJECT sg-egress eni-0a no rule"
+    );
+    // The allowed error is still allowed each time, by its rule.
+    assert_eq!(lab.judge(2, icmp(router, ME, 3, 4, 0)), "ACCEPT");
+    assert_eq!(lab.stats().icmp_not_tracked, 2);
+}
+
+#[test]
+fn real_an_icmp_query_lets_back_only_its_reply() {
+    // EMULATION.md §4: an ICMP query's entry is keyed by its id and "allows only the
+    // matching reply type back, not any ICMP". Queries and replies as RFC 792 pairs them
+    // (echo 8/0, timestamp 13/14) and RFC 4443 (echo 128/129).
+    let icmp_out = r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#;
+    let mut lab = Lab::new(&one_eni(NACL_ALLOW_ALL, "", icmp_out));
+    let peer = "198.51.100.9";
+    assert_eq!(
+        tracking_of(&mut lab, 0, ping(ME, peer, 7)),
+        ("ACCEPT".into(), 1, 0)
+    );
+    // The echo reply of id 7 comes back; another id does not.
+    assert_eq!(lab.judge(1, pong(peer, ME, 7)), "ACCEPT");
+    assert_eq!(
+        lab.judge(1, pong(peer, ME, 8)),
+        "REJECT sg-ingress eni-0a no rule"
+    );
+    // An echo *request* of the same id from the peer is not the reply.
+    assert_eq!(
+        lab.judge(1, ping(peer, ME, 7)),
+        "REJECT sg-ingress eni-0a no rule"
+    );
+    // A timestamp reply (14) is not the reply of an echo request.
+    assert_eq!(
+        lab.judge(1, icmp(peer, ME, 14, 0, 7)),
+        "REJECT sg-ingress eni-0a no rule"
+    );
+    // Errors quoting the ping are not let in by its entry.
+    assert_eq!(
+        lab.judge(1, icmp(peer, ME, 3, 1, 7)),
+        "REJECT sg-ingress eni-0a no rule"
+    );
+    // A timestamp request opens its own entry for its own reply.
+    assert_eq!(
+        tracking_of(&mut lab, 2, icmp(ME, peer, 13, 0, 9)),
+        ("ACCEPT".into(), 1, 0)
+    );
+    assert_eq!(lab.judge(2, icmp(peer, ME, 14, 0, 9)), "ACCEPT");
+    // The next ping of the same session (same id) refreshes the entry: its reply 29 s
+    // later, 59 s after the first request, still passes.
+    assert_eq!(lab.judge(30, ping(ME, peer, 7)), "ACCEPT");
+    assert_eq!(lab.judge(59, pong(peer, ME, 7)), "ACCEPT");
+    // 31 s idle (the ICMP timeout is 30 s): gone.
+    assert_eq!(
+        lab.judge(90, pong(peer, ME, 7)),
+        "REJECT sg-ingress eni-0a no rule"
+    );
+}
+
+#[test]
+fn real_an_icmpv6_echo_lets_back_only_its_reply() {
+    // EMULATION.md §4 for ICMPv6 (RFC 4443: echo request 128, reply 129; destination
+    // unreachable 1 is an error).
+    let v6 = ONE_ENI
+        .replace(
+            r#"cidrs = ["10.0.0.0/16"]"#,
+            r#"cidrs = ["10.0.0.0/16", "2600:1f18:4a3:6d00::/56"]"#,
+        )
+        .replace(
+            r#"cidr = "10.0.1.0/24""#,
+            "cidr = \"10.0.1.0/24\"\nipv6_cidr = \"2600:1f18:4a3:6d01::/64\"",
+        )
+        .replace(
+            r#"private_ips = ["10.0.1.10"]"#,
+            "private_ips = [\"10.0.1.10\"]\nipv6 = [\"2600:1f18:4a3:6d01::10\"]",
+        )
+        .replace("NACL", NACL_ALLOW_ALL.replace("0.0.0.0/0", "::/0").as_str())
+        .replace("SG_IN", "")
+        .replace("SG_OUT", r#"{ protocol = "-1", cidr = "::/0" }"#);
+    let mut lab = Lab::new(&v6);
+    let (me, peer) = ("2600:1f18:4a3:6d01::10", "2001:db8::9");
+    assert_eq!(lab.judge(0, ping(me, peer, 3)), "ACCEPT");
+    assert_eq!(lab.judge(0, pong(peer, me, 3)), "ACCEPT");
+    assert_eq!(
+        lab.judge(0, icmp(peer, me, 1, 4, 3)),
+        "REJECT sg-ingress eni-0a no rule"
+    );
+    assert_eq!(
+        lab.judge(0, ping(peer, me, 3)),
+        "REJECT sg-ingress eni-0a no rule"
+    );
+}
+
+#[test]
+fn real_an_elastic_ip_on_a_secondary_address_maps_to_that_address() {
+    // EMULATION.md §1: "an optional public IPv4 per private IPv4 (an Elastic IP can sit
+    // on a secondary address)"; §2: it maps to its ENI as the internet gateway would;
+    // §6: srcaddr/dstaddr show the primary, pkt-* the private address behind the public
+    // one. Before: traffic to such an address was `no-eni`.
+    let https_in = r#"{ protocol = "tcp", ports = "443", cidr = "0.0.0.0/0" }"#;
+    let mut vpc = ruleset(&one_eni(NACL_ALLOW_ALL, https_in, "").replace(
+        r#"private_ips = ["10.0.1.10"]"#,
+        "private_ips = [\"10.0.1.10\", \"10.0.1.11\"]\npublic_ip = \"203.0.113.10\"",
+    ));
+    vpc.network_interfaces[0].secondary_public_ipv4.push((
+        "198.51.100.99".parse().unwrap(),
+        "10.0.1.11".parse().unwrap(),
+    ));
+    vpc.validate().unwrap();
+    let mut lab = Lab::of(vpc);
+    let client = "192.0.2.77";
+    assert_eq!(
+        lab.judge(0, tcp(client, 50000, "198.51.100.99", 443, SYN)),
+        "ACCEPT"
+    );
+    // The reply leaves from the secondary private address by the tracked entry (the SG
+    // has no outbound rule): the Elastic IP was keyed as the address behind it.
+    assert_eq!(
+        lab.judge(0, tcp("10.0.1.11", 443, client, 50000, SYN | ACK)),
+        "ACCEPT"
+    );
+    assert_eq!(
+        lab.records(
+            "${flow-direction} ${srcaddr} ${dstaddr} ${pkt-srcaddr} ${pkt-dstaddr} ${action}"
+        ),
+        [
+            "ingress 192.0.2.77 10.0.1.10 192.0.2.77 10.0.1.11 ACCEPT",
+            "egress 10.0.1.10 192.0.2.77 10.0.1.11 192.0.2.77 ACCEPT",
+        ]
+    );
+}
+
+#[test]
+fn real_delegated_prefixes_belong_to_their_eni() {
+    // EMULATION.md §1: delegated prefixes (`Ipv4Prefixes`) belong to their ENI; §3: an SG
+    // reference matches the private addresses of the members (the prefix's too).
+    let two = r#"
+        [vpc]
+        id = "vpc-0pfx"
+        cidrs = ["10.0.0.0/16"]
+
+        [[subnets]]
+        id = "subnet-0a"
+        cidr = "10.0.1.0/24"
+
+        [[security_groups]]
+        id = "sg-0pods"
+        egress = [ { protocol = "-1", cidr = "0.0.0.0/0" } ]
+
+        [[security_groups]]
+        id = "sg-0db"
+        ingress = [ { protocol = "tcp", ports = "5432", security_group = "sg-0pods" } ]
+
+        [[network_interfaces]]
+        id = "eni-0node"
+        subnet = "subnet-0a"
+        private_ips = ["10.0.1.10"]
+        security_groups = ["sg-0pods"]
+
+        [[network_interfaces]]
+        id = "eni-0db"
+        subnet = "subnet-0a"
+        private_ips = ["10.0.1.20"]
+        security_groups = ["sg-0db"]
+    "#;
+    let mut vpc = ruleset(two);
+    let node = vpc
+        .network_interfaces
+        .iter_mut()
+        .find(|e| e.id == "eni-0node")
+        .unwrap();
+    node.ipv4_prefixes.push("10.0.1.160/28".parse().unwrap());
+    vpc.validate().unwrap();
+    let mut lab = Lab::of(vpc);
+    // A pod at 10.0.1.165 (inside the node's /28) reaches the database: the reference to
+    // sg-0pods matches it, and the packet is judged and logged at the node's ENI.
+    assert_eq!(
+        lab.path(0, tcp("10.0.1.165", 40000, "10.0.1.20", 5432, SYN)),
+        (
+            "ACCEPT".to_string(),
+            vec![
+                "eni-0node egress ACCEPT".to_string(),
+                "eni-0db ingress ACCEPT".to_string()
+            ]
+        )
+    );
+    // Outside the prefix, the address belongs to nobody.
+    assert_eq!(
+        lab.judge(0, tcp("10.0.1.180", 40000, "10.0.1.20", 5432, SYN)),
+        "REJECT sg-ingress eni-0db no rule"
+    );
+    assert_eq!(
+        lab.records_at("eni-0node", "${srcaddr} ${pkt-srcaddr} ${action}"),
+        ["10.0.1.10 10.0.1.165 ACCEPT"]
+    );
+}
+
+#[test]
+fn real_a_syn_is_always_an_initiator_and_a_syn_ack_always_a_reply() {
+    // EMULATION.md §4: "a SYN without ACK is always the initiating packet (the reply
+    // direction must have the all-ports 0.0.0.0/0 rule, as AWS's text says), and a
+    // SYN-ACK is always a reply." Example of the text: egress -1 to 0.0.0.0/0 and ingress
+    // TCP 1024-65535 from 0.0.0.0/0: an outbound SYN opens a tracked connection.
+    // Before: read either way, the SYN was untracked (as the reply of an inbound flow),
+    // so a rule change cut a session that AWS keeps.
+    let eph_in = r#"{ protocol = "tcp", ports = "1024-65535", cidr = "0.0.0.0/0" }"#;
+    let all_out = r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#;
+    let rules = one_eni(NACL_ALLOW_ALL, eph_in, all_out);
+    let mut lab = Lab::new(&rules);
+    let server = "198.51.100.7";
+    assert_eq!(
+        tracking_of(&mut lab, 0, tcp(ME, 40000, server, 443, SYN)),
+        ("ACCEPT".into(), 1, 0)
+    );
+    // The inbound rule goes; the tracked session survives.
+    lab.change_rules(&one_eni(NACL_ALLOW_ALL, "", all_out));
+    assert_eq!(
+        lab.judge(1, tcp(server, 443, ME, 40000, SYN | ACK)),
+        "ACCEPT"
+    );
+
+    // Mirrored: a SYN-ACK arriving (mid-stream pickup) is a reply. As a reply, the
+    // outbound `-1` rule admits its reversed packet, but its own direction (inbound)
+    // has no all-ports rule: tracked. (Read as a first packet it would be untracked.)
+    let mut lab = Lab::new(&rules);
+    assert_eq!(
+        tracking_of(&mut lab, 0, tcp(server, 443, ME, 40001, SYN | ACK)),
+        ("ACCEPT".into(), 1, 0)
+    );
+    // A mid-stream ACK says nothing, and either reading still applies: untracked.
+    assert_eq!(
+        tracking_of(&mut lab, 0, tcp(server, 443, ME, 40002, ACK)),
+        ("ACCEPT".into(), 0, 1)
+    );
 }

@@ -1661,8 +1661,9 @@ fn path_exempt_services() {
 }
 
 /// §2: a public IPv4 maps to its ENI; the ENI's side is logged with its primary
-/// private IPv4, pkt-dstaddr keeps the public one; an SG reference does not match
-/// the public address.
+/// private IPv4, and pkt-dstaddr shows the private address behind the public one
+/// (§6: the ENI never sees its public address); an SG reference does not match the
+/// public address.
 #[test]
 fn path_public_ip_mapping() {
     let groups = r#"
@@ -1691,7 +1692,7 @@ fn path_public_ip_mapping() {
     assert_eq!(
         lab.records("${interface-id} ${srcaddr} ${dstaddr} ${pkt-srcaddr} ${pkt-dstaddr}"),
         [
-            "eni-a 198.51.100.7 10.0.1.10 198.51.100.7 203.0.113.10",
+            "eni-a 198.51.100.7 10.0.1.10 198.51.100.7 10.0.1.10",
             "eni-a 198.51.100.7 10.0.1.10 198.51.100.7 10.0.1.11",
         ]
     );

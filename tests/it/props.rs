@@ -1544,14 +1544,25 @@ fn reversed(p: &Packet, flags: u8) -> Packet {
         dst: p.src,
         src_port: p.dst_port,
         dst_port: p.src_port,
-        icmp_type: match (p.protocol, p.icmp_type) {
-            (1, 8) => 0,
-            (58, 128) => 129,
-            (_, t) => t,
-        },
+        icmp_type: icmp_reply_type(p).unwrap_or(p.icmp_type),
         tcp_flags: if p.protocol == 6 { flags } else { 0 },
         fragment: Fragment::None,
         ..*p
+    }
+}
+
+/// The reply type of an ICMP query (EMULATION.md §4: echo, timestamp, information and
+/// address mask for ICMPv4, RFC 792 and RFC 950; echo and node information for
+/// ICMPv6, RFC 4443 and RFC 4620); `None` for any other packet.
+fn icmp_reply_type(p: &Packet) -> Option<u8> {
+    match (p.protocol, p.icmp_type) {
+        (1, 8) => Some(0),
+        (1, 13) => Some(14),
+        (1, 15) => Some(16),
+        (1, 17) => Some(18),
+        (58, 128) => Some(129),
+        (58, 139) => Some(140),
+        _ => None,
     }
 }
 
@@ -1623,6 +1634,11 @@ fn reply_to_accepted_flow_never_rejected_by_sg() {
                         let seen_before = !seen.insert(v.conversation(&p));
                         let d = feed(&mut engine, &p, now);
                         if d.verdict != Verdict::Accept || !p.ports_known() {
+                            continue;
+                        }
+                        // Only ICMP queries are tracked, and only their replies pass
+                        // (EMULATION.md §4): an ICMP error or reply has no reply.
+                        if matches!(p.protocol, 1 | 58) && icmp_reply_type(&p).is_none() {
                             continue;
                         }
                         // Strictly within the timeout: an entry idle for exactly its
