@@ -20,6 +20,7 @@
 //! - [`flowlog`]: aggregation windows, records, the custom format, writers.
 //! - [`pipeline`]: reader → workers → ordered merge → sinks.
 //! - [`synth`]: frames and conversations built by code, for the demo, tests and benchmarks.
+//! - [`wire`]: the Internet checksum and the one frame builder.
 //! - [`manual`]: every emulation decision, in prose.
 #![deny(unsafe_code)]
 
@@ -37,3 +38,4 @@ pub mod policy;
 pub mod sink;
 pub mod synth;
 pub mod synthgen;
+pub mod wire;

@@ -2,8 +2,8 @@
 //! captures are made by this code, never by hand.
 //!
 //! [`Frame`] writes one Ethernet frame (IPv4 or IPv6; TCP, UDP, ICMP echo, ICMP
-//! errors, or any other protocol) with correct lengths and checksums, using
-//! etherparse's `PacketBuilder`. [`Timeline`] collects frames with capture times and
+//! errors, or any other protocol) with correct lengths and checksums, using the
+//! crate's frame builder ([`crate::wire::emit`]). [`Timeline`] collects frames with capture times and
 //! writes them as a pcap; [`Timeline::tcp_session`] and friends write whole
 //! conversations (handshake, data both ways, FIN or RST).
 //!
@@ -18,11 +18,8 @@
 
 use crate::capture::PcapWriter;
 use crate::packet::{linktype, tcp_flags, Timestamp};
-use etherparse::{IpNumber, PacketBuilder, TcpHeader};
+use crate::wire::emit::{self, Eth, Ip, L4};
 use std::net::IpAddr;
-
-const MAC_A: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x01];
-const MAC_B: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 
 /// One frame to build.
 #[derive(Clone, Copy, Debug)]
@@ -70,8 +67,9 @@ pub enum Frame {
 }
 
 impl Frame {
-    /// The Ethernet frame's bytes. Panics only if `src` and `dst` are of different
-    /// families (a bug in the caller, never input data).
+    /// The Ethernet frame's bytes, built by [`crate::wire::emit`]. Panics only if
+    /// `src` and `dst` are of different families (a bug in the caller, never input
+    /// data).
     pub fn build(&self) -> Vec<u8> {
         let (src, dst) = match *self {
             Frame::Tcp { src, dst, .. }
@@ -80,14 +78,8 @@ impl Frame {
             | Frame::Unreachable { src, dst, .. }
             | Frame::Other { src, dst, .. } => (src, dst),
         };
-        let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
-        let ip = match (src, dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
-            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
-            _ => panic!("synth::Frame: source and destination of different address families"),
-        };
-        let mut out = Vec::with_capacity(128);
-        match *self {
+        let ip = Ip::new(src, dst);
+        let (l4, payload) = match *self {
             Frame::Tcp {
                 sport,
                 dport,
@@ -96,64 +88,43 @@ impl Frame {
                 ack,
                 payload,
                 ..
-            } => {
-                let mut h = TcpHeader::new(sport, dport, seq, 64240);
-                h.fin = flags & tcp_flags::FIN != 0;
-                h.syn = flags & tcp_flags::SYN != 0;
-                h.rst = flags & tcp_flags::RST != 0;
-                h.psh = flags & tcp_flags::PSH != 0;
-                h.ack = flags & tcp_flags::ACK != 0;
-                h.acknowledgment_number = if h.ack { ack } else { 0 };
-                ip.tcp_header(h)
-                    .write(&mut out, &vec![0x61; payload])
-                    .expect("write to a Vec");
-            }
+            } => (
+                L4::Tcp {
+                    sport,
+                    dport,
+                    seq,
+                    ack,
+                    flags,
+                    window: 64240,
+                },
+                vec![0x61; payload],
+            ),
             Frame::Udp {
                 sport,
                 dport,
                 payload,
                 ..
-            } => {
-                ip.udp(sport, dport)
-                    .write(&mut out, &vec![0x62; payload])
-                    .expect("write to a Vec");
-            }
+            } => (L4::Udp { sport, dport }, vec![0x62; payload]),
             Frame::Echo {
                 reply,
                 id,
                 seq,
                 payload,
                 ..
-            } => {
-                let data = vec![0x63; payload];
-                match (src.is_ipv4(), reply) {
-                    (true, false) => ip.icmpv4_echo_request(id, seq).write(&mut out, &data),
-                    (true, true) => ip.icmpv4_echo_reply(id, seq).write(&mut out, &data),
-                    (false, false) => ip.icmpv6_echo_request(id, seq).write(&mut out, &data),
-                    (false, true) => ip.icmpv6_echo_reply(id, seq).write(&mut out, &data),
-                }
-                .expect("write to a Vec");
-            }
-            Frame::Unreachable { code, payload, .. } => {
-                let data = vec![0x64; payload];
-                if src.is_ipv4() {
-                    ip.icmpv4_raw(3, code, [0; 4])
-                        .write(&mut out, &data)
-                        .expect("write to a Vec");
-                } else {
-                    ip.icmpv6_raw(1, code, [0; 4])
-                        .write(&mut out, &data)
-                        .expect("write to a Vec");
-                }
-            }
+            } => (L4::echo(src.is_ipv6(), reply, id, seq), vec![0x63; payload]),
+            Frame::Unreachable { code, payload, .. } => (
+                L4::Icmp {
+                    icmp_type: if src.is_ipv4() { 3 } else { 1 },
+                    code,
+                    rest: [0; 4],
+                },
+                vec![0x64; payload],
+            ),
             Frame::Other {
                 protocol, payload, ..
-            } => {
-                ip.write(&mut out, IpNumber(protocol), &vec![0x65; payload])
-                    .expect("write to a Vec");
-            }
-        }
-        out
+            } => (L4::Other { protocol }, vec![0x65; payload]),
+        };
+        emit::frame(&Eth::default(), &ip, &l4, &payload)
     }
 }
 
@@ -404,6 +375,153 @@ impl Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes etherparse 0.21's `PacketBuilder` writes for `f`: what this module
+    /// built before it moved to [`crate::wire::emit`], and an independent builder to
+    /// hold the new one to (etherparse is a dev-dependency only for this).
+    fn etherparse_bytes(f: &Frame) -> Vec<u8> {
+        use etherparse::{IpNumber, PacketBuilder, TcpHeader};
+        let (src, dst) = match *f {
+            Frame::Tcp { src, dst, .. }
+            | Frame::Udp { src, dst, .. }
+            | Frame::Echo { src, dst, .. }
+            | Frame::Unreachable { src, dst, .. }
+            | Frame::Other { src, dst, .. } => (src, dst),
+        };
+        let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let ip = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), 64),
+            (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), 64),
+            _ => unreachable!(),
+        };
+        let mut out = Vec::new();
+        match *f {
+            Frame::Tcp {
+                sport,
+                dport,
+                flags,
+                seq,
+                ack,
+                payload,
+                ..
+            } => {
+                let mut h = TcpHeader::new(sport, dport, seq, 64240);
+                h.fin = flags & tcp_flags::FIN != 0;
+                h.syn = flags & tcp_flags::SYN != 0;
+                h.rst = flags & tcp_flags::RST != 0;
+                h.psh = flags & tcp_flags::PSH != 0;
+                h.ack = flags & tcp_flags::ACK != 0;
+                h.acknowledgment_number = if h.ack { ack } else { 0 };
+                ip.tcp_header(h).write(&mut out, &vec![0x61; payload])
+            }
+            Frame::Udp {
+                sport,
+                dport,
+                payload,
+                ..
+            } => ip.udp(sport, dport).write(&mut out, &vec![0x62; payload]),
+            Frame::Echo {
+                reply,
+                id,
+                seq,
+                payload,
+                ..
+            } => {
+                let data = vec![0x63; payload];
+                match (src.is_ipv4(), reply) {
+                    (true, false) => ip.icmpv4_echo_request(id, seq).write(&mut out, &data),
+                    (true, true) => ip.icmpv4_echo_reply(id, seq).write(&mut out, &data),
+                    (false, false) => ip.icmpv6_echo_request(id, seq).write(&mut out, &data),
+                    (false, true) => ip.icmpv6_echo_reply(id, seq).write(&mut out, &data),
+                }
+            }
+            Frame::Unreachable { code, payload, .. } => {
+                let data = vec![0x64; payload];
+                if src.is_ipv4() {
+                    ip.icmpv4_raw(3, code, [0; 4]).write(&mut out, &data)
+                } else {
+                    ip.icmpv6_raw(1, code, [0; 4]).write(&mut out, &data)
+                }
+            }
+            Frame::Other {
+                protocol, payload, ..
+            } => ip.write(&mut out, IpNumber(protocol), &vec![0x65; payload]),
+        }
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn frames_are_the_bytes_etherparse_writes() {
+        let pairs: [(IpAddr, IpAddr); 2] = [
+            (
+                "198.51.100.7".parse().unwrap(),
+                "10.0.1.10".parse().unwrap(),
+            ),
+            (
+                "2001:db8::7".parse().unwrap(),
+                "2600:1f18:4a3:6d01::10".parse().unwrap(),
+            ),
+        ];
+        let mut n = 0;
+        for (src, dst) in pairs {
+            for payload in [0, 1, 2, 57, 1400] {
+                let mut frames = vec![
+                    Frame::Udp {
+                        src,
+                        sport: 53,
+                        dst,
+                        dport: 40000,
+                        payload,
+                    },
+                    Frame::Unreachable {
+                        src,
+                        dst,
+                        code: 4,
+                        payload,
+                    },
+                    Frame::Other {
+                        src,
+                        dst,
+                        protocol: 47,
+                        payload,
+                    },
+                ];
+                for flags in [
+                    tcp_flags::SYN,
+                    tcp_flags::SYN | tcp_flags::ACK,
+                    tcp_flags::FIN | tcp_flags::ACK | tcp_flags::PSH,
+                    tcp_flags::RST,
+                ] {
+                    frames.push(Frame::Tcp {
+                        src,
+                        sport: 50000,
+                        dst,
+                        dport: 443,
+                        flags,
+                        seq: 0xfeed_beef,
+                        ack: 17,
+                        payload,
+                    });
+                }
+                for reply in [false, true] {
+                    frames.push(Frame::Echo {
+                        src,
+                        dst,
+                        reply,
+                        id: 0x2a,
+                        seq: 9,
+                        payload,
+                    });
+                }
+                for f in frames {
+                    assert_eq!(f.build(), etherparse_bytes(&f), "{f:?}");
+                    n += 1;
+                }
+            }
+        }
+        assert_eq!(n, 2 * 5 * 9);
+    }
 
     #[test]
     fn ping_is_84_ip_bytes() {

@@ -103,6 +103,7 @@ use crate::model::{
 use crate::packet::{tcp_flags, Fragment, Packet, Timestamp};
 use crate::policy::Policy;
 use crate::synth::SplitMix64;
+use crate::wire::checksum::{finish, sum};
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::fmt;
@@ -651,23 +652,6 @@ impl Flow {
     }
 }
 
-/// Adds big-endian 16-bit words (`data` has an even length).
-#[inline]
-fn sum16(data: &[u8], mut sum: u32) -> u32 {
-    for w in data.chunks_exact(2) {
-        sum += u16::from_be_bytes([w[0], w[1]]) as u32;
-    }
-    sum
-}
-
-#[inline]
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// Writes the Ethernet and IP headers of a packet of `f` into `h`; returns where the
 /// layer-4 header starts.
 #[inline]
@@ -716,7 +700,7 @@ fn put_ip(h: &mut [u8; 96], f: &mut Flow, from_b: bool, proto: u8, l4_len: usize
         h[23] = proto;
         h[26..30].copy_from_slice(&s[..4]);
         h[30..34].copy_from_slice(&d[..4]);
-        let c = fold(sum16(&h[14..34], 0));
+        let c = finish(sum(&h[14..34], 0));
         h[24..26].copy_from_slice(&c.to_be_bytes());
         34
     }
@@ -781,11 +765,11 @@ fn put_tcp<W: Write>(
             2,
         ]);
     }
-    let sum = sum16(
+    let acc = sum(
         &h[o..o + thl],
         f.addr_sum + PROTO_TCP as u32 + l4_len as u32,
     );
-    h[o + 16..o + 18].copy_from_slice(&fold(sum).to_be_bytes());
+    h[o + 16..o + 18].copy_from_slice(&finish(acc).to_be_bytes());
     out.record(ts, &h[..o + thl], o + l4_len);
 }
 
@@ -802,8 +786,8 @@ fn put_udp<W: Write>(out: &mut Out<W>, ts: u64, f: &mut Flow, from_b: bool, payl
     h[o..o + 2].copy_from_slice(&sp.to_be_bytes());
     h[o + 2..o + 4].copy_from_slice(&dp.to_be_bytes());
     h[o + 4..o + 6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-    let sum = sum16(&h[o..o + 8], f.addr_sum + PROTO_UDP as u32 + l4_len as u32);
-    let c = match fold(sum) {
+    let acc = sum(&h[o..o + 8], f.addr_sum + PROTO_UDP as u32 + l4_len as u32);
+    let c = match finish(acc) {
         0 => 0xffff,
         c => c,
     };
@@ -832,7 +816,7 @@ fn put_echo<W: Write>(out: &mut Out<W>, ts: u64, f: &mut Flow, reply: bool) {
     } else {
         0
     };
-    let c = fold(sum16(&h[o..o + 8], base));
+    let c = finish(sum(&h[o..o + 8], base));
     h[o + 2..o + 4].copy_from_slice(&c.to_be_bytes());
     out.record(ts, &h[..o + 8], o + l4_len);
 }
@@ -1944,7 +1928,7 @@ impl Planner {
         let v6 = c.a.is_ipv6();
         let (a, b) = (bytes(c.a), bytes(c.b));
         let alen = if v6 { 16 } else { 4 };
-        let addr_sum = sum16(&a[..alen], sum16(&b[..alen], 0));
+        let addr_sum = sum(&a[..alen], sum(&b[..alen], 0));
         let mut side = |s: Side| -> ([u8; 6], u8) {
             match s {
                 Side::Eni(i) => (self.enis[i as usize].mac, self.enis[i as usize].ttl),
@@ -2089,22 +2073,22 @@ mod tests {
             assert_eq!(cap, orig);
             at += 16 + cap;
             let (proto, l4, pseudo) = if fr[12] == 0x08 {
-                assert_eq!(fold(sum16(&fr[14..34], 0)), 0, "IPv4 header");
+                assert_eq!(finish(sum(&fr[14..34], 0)), 0, "IPv4 header");
                 let l4 = &fr[34..];
                 let p = fr[23];
-                let s = sum16(&fr[26..34], 0) + p as u32 + l4.len() as u32;
+                let s = sum(&fr[26..34], 0) + p as u32 + l4.len() as u32;
                 (p, l4, if p == PROTO_ICMP { 0 } else { s })
             } else {
                 let l4 = &fr[54..];
                 let p = fr[20];
-                (p, l4, sum16(&fr[22..54], 0) + p as u32 + l4.len() as u32)
+                (p, l4, sum(&fr[22..54], 0) + p as u32 + l4.len() as u32)
             };
             let mut padded = l4.to_vec();
             if padded.len() % 2 == 1 {
                 padded.push(0);
             }
             assert!(matches!(proto, 1 | 6 | 17 | 58));
-            assert_eq!(fold(sum16(&padded, pseudo)), 0, "protocol {proto}");
+            assert_eq!(finish(sum(&padded, pseudo)), 0, "protocol {proto}");
             checked += 1;
         }
         assert_eq!(checked, 5_000);
