@@ -115,6 +115,9 @@ pub struct Decision {
     /// The tracked connection each observation's packet belongs to, where there is
     /// one: [`Engine::flow_log_hint`] takes it, until the next packet.
     pub conn: [Option<ConnRef>; 2],
+    /// Per observation side (egress [0], ingress [1]): the packet belonged to a live
+    /// tracked connection at that ENI (also when a NACL then dropped it).
+    pub tracked: [bool; 2],
 }
 
 impl Decision {
@@ -124,6 +127,7 @@ impl Decision {
             reason,
             obs: [None, None],
             conn: [None, None],
+            tracked: [false, false],
         }
     }
 
@@ -541,6 +545,7 @@ impl Core {
         let now = ts.0;
         let mut obs: [Option<Observation>; 2] = [None, None];
         let mut conn: [Option<ConnRef>; 2] = [None, None];
+        let mut tracked = [false, false];
         // Public addressing goes through the internet gateway: NACLs apply on both
         // sides even within one subnet.
         let via_public = src.is_some_and(|o| o.public) || dst.is_some_and(|o| o.public);
@@ -559,6 +564,7 @@ impl Core {
             let (outcome, cref) =
                 self.sg_check(policy, eni, Direction::Egress, pkt, now, shard, None);
             conn[0] = cref;
+            tracked[0] = outcome == SgOutcome::Tracked;
             match outcome {
                 SgOutcome::Denied => {
                     ok = false;
@@ -601,6 +607,7 @@ impl Core {
                     let key = conn_key(policy, eni, Direction::Ingress, pkt);
                     (key, self.ct.find(&key))
                 });
+                tracked[1] = found.and_then(|f| f.1).is_some();
                 if cross_subnet {
                     if let Err(r) =
                         self.nacl_check(policy, eni, false, pkt, found.and_then(|f| f.1))
@@ -636,6 +643,7 @@ impl Core {
             reason,
             obs,
             conn,
+            tracked,
         };
         if let Fragment::First { id } = pkt.fragment {
             if self.frags.len() < FRAGMENT_MEMORY_MAX {
