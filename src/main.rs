@@ -127,7 +127,7 @@ struct ReplayArgs {
     /// would open one more is rejected as `conntrack-full` (EMULATION.md §4), counted
     /// and reported. Open flow-log records are bounded to twice this; packets beyond
     /// it are counted in SKIPDATA records. `0`: no bound. Default: a quarter of the
-    /// available memory at about 512 bytes per flow.
+    /// total memory at about 512 bytes per flow (the same on every run).
     #[arg(long = "max-flows", value_name = "N")]
     max_flows: Option<u64>,
 
@@ -149,24 +149,27 @@ struct ReplayArgs {
 /// flow, depending on the aggregation interval).
 const BYTES_PER_FLOW: u64 = 512;
 
-/// The default `--max-flows`: a quarter of the memory available now, at
-/// [`BYTES_PER_FLOW`] each, between 100,000 and 100,000,000.
+/// The default `--max-flows`: a quarter of the machine's total memory, at
+/// [`BYTES_PER_FLOW`] each, between 100,000 and 100,000,000. Total, not available,
+/// memory: the same bound on every run on one machine, so the same capture gives
+/// the same output.
 fn default_max_flows() -> u64 {
-    let available = std::fs::read_to_string("/proc/meminfo")
-        .ok()
+    max_flows_for(std::fs::read_to_string("/proc/meminfo").ok().as_deref())
+}
+
+/// [`default_max_flows`] for the text of `/proc/meminfo` (`None`: 4 GiB).
+fn max_flows_for(meminfo: Option<&str>) -> u64 {
+    let total = meminfo
         .and_then(|m| {
-            let field = |name: &str| {
-                m.lines()
-                    .find(|l| l.starts_with(name))?
-                    .split_whitespace()
-                    .nth(1)?
-                    .parse::<u64>()
-                    .ok()
-            };
-            field("MemAvailable:").or_else(|| field("MemTotal:"))
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
         })
         .map_or(4 << 30, |kib| kib * 1024);
-    (available / 4 / BYTES_PER_FLOW).clamp(100_000, 100_000_000)
+    (total / 4 / BYTES_PER_FLOW).clamp(100_000, 100_000_000)
 }
 
 fn main() -> ExitCode {
@@ -643,5 +646,20 @@ mod tests {
         );
         assert_eq!(parse_time("x"), None);
         assert_eq!(parse_time("-5"), None);
+    }
+
+    /// The default bound depends on the machine, not on the moment: free memory
+    /// changes from run to run, the total does not.
+    #[test]
+    fn default_max_flows_does_not_change_from_run_to_run() {
+        let at = |avail: u64| {
+            format!("MemTotal:       16000000 kB\nMemFree:         1000 kB\nMemAvailable:   {avail} kB\n")
+        };
+        assert_eq!(
+            max_flows_for(Some(&at(2_000_000))),
+            max_flows_for(Some(&at(12_000_000)))
+        );
+        assert_eq!(max_flows_for(Some(&at(1))), 16_000_000 * 1024 / 4 / 512);
+        assert_eq!(max_flows_for(None), (4u64 << 30) / 4 / 512);
     }
 }
