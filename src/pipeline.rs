@@ -434,9 +434,14 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
             let text = reason_text(reason, &policies[gen]);
             *summary.reject_reasons.entry(text.clone()).or_insert(0) += n;
             let tracked = m.rejects_tracked.get(&(gen, reason)).copied().unwrap_or(0);
-            summary
-                .reject_details
-                .push(reject_count(&policies[gen], gen, reason, text, n, tracked));
+            summary.reject_details.push(reject_count(
+                &policies[gen],
+                gen,
+                reason,
+                text,
+                n,
+                tracked,
+            ));
         }
         Ok(())
     })?;
@@ -471,7 +476,11 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
             let n = nh.and_then(|h| h.get(&r)).copied().unwrap_or(0);
             cov.nacl_hits.push((policy.describe_nacl_rule(r), n));
             let acl = &policy.vpc.network_acls[r.acl as usize];
-            let list = if r.egress { &acl.outbound } else { &acl.inbound };
+            let list = if r.egress {
+                &acl.outbound
+            } else {
+                &acl.inbound
+            };
             if let Some(e) = list.get(r.entry as usize) {
                 let ports = if matches!(e.ports, crate::model::PortSpec::Any) {
                     String::new()
@@ -526,11 +535,7 @@ fn reject_count(
     tracked: u64,
 ) -> RejectCount {
     let vpc = &policy.vpc;
-    let eni_id = |i: u32| {
-        vpc.network_interfaces
-            .get(i as usize)
-            .map(|e| e.id.clone())
-    };
+    let eni_id = |i: u32| vpc.network_interfaces.get(i as usize).map(|e| e.id.clone());
     let mut c = RejectCount {
         ruleset,
         reason: text,
@@ -545,7 +550,10 @@ fn reject_count(
             } else {
                 "nacl-inbound"
             };
-            c.acl = vpc.network_acls.get(rule.acl as usize).map(|a| a.id.clone());
+            c.acl = vpc
+                .network_acls
+                .get(rule.acl as usize)
+                .map(|a| a.id.clone());
             c.rule_number = Some(rule_number);
             c.default_deny = rule_number >= 32767;
             c.entry = Some(policy.describe_nacl_rule(rule));

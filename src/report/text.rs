@@ -2,8 +2,8 @@
 //! summary has every entry).
 
 use super::{
-    applied, flow_bound_mattered, nacl_rule_text, notes, reject_groups, sg_rule_text,
-    unexercised, STATELESS_HINT, TOP,
+    applied, flow_bound_mattered, nacl_rule_text, notes, reject_groups, sg_rule_text, unexercised,
+    STATELESS_HINT, TOP,
 };
 use crate::pipeline::{ReplayConfig, Summary};
 use std::fmt::Write;
