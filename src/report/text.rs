@@ -204,7 +204,7 @@ pub fn summary_text(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duratio
             )
             .collect();
         if !hit.is_empty() {
-            hit.sort_by(|a, b| b.0.cmp(&a.0));
+            hit.sort_by_key(|h| std::cmp::Reverse(h.0));
             let _ = writeln!(
                 o,
                 "  most hit (an SG rule counts the packets it let in or out; tracked replies count nowhere):"

@@ -393,7 +393,8 @@ fn coverage_lists_each_unexercised_rule_once_and_not_the_default_deny() {
     assert_eq!(c["not_hit"]["sg_rules"][0]["group_name"], "securecart-alb");
 }
 
-/// A ruleset with no rules has nothing to cover: it does not say every rule was hit.
+/// A ruleset with no rules has nothing to cover: it does not say every rule was hit,
+/// even when the implicit `*` entries were all hit.
 #[test]
 fn a_ruleset_without_rules_does_not_say_every_rule_was_hit() {
     let dir = tempfile::tempdir().unwrap();
@@ -402,11 +403,12 @@ fn a_ruleset_without_rules_does_not_say_every_rule_was_hit() {
         &rules,
         r#"[vpc]
 id = "vpc-0000000000000b001"
-cidrs = ["10.9.0.0/16"]
+cidrs = ["10.9.0.0/16", "2600:1f18:4a3:6d00::/56"]
 
 [[subnets]]
 id = "subnet-0000000000000b001"
 cidr = "10.9.1.0/24"
+ipv6_cidr = "2600:1f18:4a3:6d01::/64"
 network_acl = "acl-0000000000000b001"
 
 [[network_acls]]
@@ -423,13 +425,34 @@ egress = []
 id = "eni-0000000000000b001"
 subnet = "subnet-0000000000000b001"
 private_ips = ["10.9.1.10"]
+ipv6 = ["2600:1f18:4a3:6d01::10"]
 security_groups = ["sg-0000000000000b001"]
 "#,
     )
     .unwrap();
-    let cap = dir.path().join("one.pcap");
-    write_capture(&cap, &[syn("198.51.100.7", 40000, "10.9.1.10", 443)]);
+    let cap = dir.path().join("two.pcap");
+    // Both inbound `*` entries are hit (IPv4 and IPv6).
+    write_capture(
+        &cap,
+        &[
+            syn("198.51.100.7", 40000, "10.9.1.10", 443),
+            syn("2001:db8::7", 40000, "2600:1f18:4a3:6d01::10", 443),
+        ],
+    );
     let text = replay(&["--rules", s(&rules), s(&cap)]);
+    assert!(!text.contains("every rule was hit"), "{text}");
+    assert!(
+        text.contains("no network ACL entry or security group rule to cover"),
+        "{text}"
+    );
+    // A VPC without subnets: nothing at all to cover.
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(
+        &empty,
+        "[vpc]\nid = \"vpc-0000000000000c001\"\ncidrs = [\"10.9.0.0/16\"]\n",
+    )
+    .unwrap();
+    let text = replay(&["--rules", s(&empty), s(&cap)]);
     assert!(!text.contains("every rule was hit"), "{text}");
     assert!(
         text.contains("no network ACL entry or security group rule to cover"),
