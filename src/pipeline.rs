@@ -1156,6 +1156,11 @@ fn write_verdict(
         (None, Some(r)) => {
             out.extend_from_slice(b",\"reason\":");
             let _ = serde_json::to_writer(&mut *out, r);
+            // Rule 32767 (IPv4) or 32768 (IPv6) of a NACL is its implicit `*` entry.
+            if r.starts_with("nacl-") && (r.ends_with(" rule 32767") || r.ends_with(" rule 32768"))
+            {
+                out.extend_from_slice(b",\"rule\":\"* (default deny)\"");
+            }
         }
         (None, None) => {}
     }

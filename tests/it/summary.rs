@@ -210,8 +210,12 @@ fn default_deny_is_named_and_stateless_replies_get_a_hint() {
         "--quiet",
     ]);
     assert!(
-        verdicts.contains(r#""reason":"nacl-outbound acl-0a1b2c3d4e5f60020 rule 32767""#),
-        "verdict reasons are fixed"
+        verdicts.contains(r#""reason":"nacl-outbound acl-0a1b2c3d4e5f60020 rule 32767","rule":"* (default deny)"}"#),
+        "verdict reasons are fixed; a field says what rule 32767 is"
+    );
+    assert!(
+        verdicts.contains(r#""reason":"nacl-inbound acl-0a1b2c3d4e5f60010 rule 90"}"#),
+        "no `rule` field for a numbered entry"
     );
     let v = replay_json(&[
         "--rules",
