@@ -2,8 +2,8 @@
 //! summary" documents its shape).
 
 use super::{
-    applied, flow_bound_mattered, nacl_direction, notes, reject_groups, rule_number_text,
-    sg_direction, time_text, unexercised,
+    applied, flow_bound_mattered, nacl_direction, notes, reject_groups, sg_direction, time_text,
+    unexercised,
 };
 use crate::pipeline::{NaclRuleHits, ReplayConfig, SgRuleHits, Summary};
 use serde_json::{json, Value};
@@ -59,7 +59,7 @@ pub fn summary_json(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duratio
                 "check": g.check,
                 "acl": g.acl,
                 "rule_number": g.rule_number,
-                "rule": g.rule_number.map(|n| if g.default_deny { rule_number_text(n) } else { n.to_string() }),
+                "rule": g.rule,
                 "default_deny": g.default_deny,
                 "groups": g.groups.iter().map(|(id, name)| json!({"id": id, "name": name})).collect::<Vec<_>>(),
                 "enis": g.enis,
