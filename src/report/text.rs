@@ -82,9 +82,16 @@ pub fn summary_text(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duratio
     );
     let _ = writeln!(
         o,
-        "  {} connection(s) created; {} check(s) passed by a tracked connection; {} check(s) of untracked flows; {} packet(s) rejected at the allowance (conntrack_allowance_exceeded)",
-        e.conntrack_created, e.conntrack_hits, e.untracked, e.conntrack_allowance_exceeded
+        "  {} connection(s) created; {} check(s) passed by a tracked connection; {} check(s) of untracked flows",
+        e.conntrack_created, e.conntrack_hits, e.untracked
     );
+    if e.conntrack_allowance_exceeded > 0 {
+        let _ = writeln!(
+            o,
+            "  {} packet(s) rejected at an instance's allowance (conntrack_allowance_exceeded)",
+            e.conntrack_allowance_exceeded
+        );
+    }
     if let (true, Some(m)) = (flow_bound_mattered(s), s.max_flows) {
         let _ = writeln!(
             o,
@@ -186,7 +193,7 @@ pub fn summary_text(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duratio
         }
         let _ = writeln!(
             o,
-            "  network ACL entries: {} of {} hit; security group rules: {} of {} hit (the default-deny * entries not counted)",
+            "  hit: {} of {} network ACL entries (not counting the * entries), {} of {} security group rules",
             nacl.iter().filter(|r| r.hits > 0).count(),
             nacl.len(),
             c.sg.iter().filter(|r| r.hits > 0).count(),
