@@ -35,6 +35,7 @@ pub mod model;
 pub mod packet;
 pub mod pipeline;
 pub mod policy;
+pub mod report;
 pub mod sink;
 pub mod synth;
 pub mod synthgen;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use vpcgate::flowlog::LogFormat;
 use vpcgate::packet::Timestamp;
-use vpcgate::pipeline::{self, ReplayConfig, RulesetAt, Summary};
+use vpcgate::pipeline::{self, ReplayConfig, RulesetAt};
 
 const AFTER_HELP: &str = "\
 Every place where vpcgate had to decide how AWS behaves is written down in the
@@ -127,7 +127,7 @@ struct ReplayArgs {
     /// would open one more is rejected as `conntrack-full` (EMULATION.md §4), counted
     /// and reported. Open flow-log records are bounded to twice this; packets beyond
     /// it are counted in SKIPDATA records. `0`: no bound. Default: a quarter of the
-    /// available memory at about 512 bytes per flow.
+    /// total memory at about 512 bytes per flow (the same on every run).
     #[arg(long = "max-flows", value_name = "N")]
     max_flows: Option<u64>,
 
@@ -149,37 +149,27 @@ struct ReplayArgs {
 /// flow, depending on the aggregation interval).
 const BYTES_PER_FLOW: u64 = 512;
 
-/// The default `--max-flows`: a quarter of the memory available now, at
-/// [`BYTES_PER_FLOW`] each, between 100,000 and 100,000,000.
+/// The default `--max-flows`: a quarter of the machine's total memory, at
+/// [`BYTES_PER_FLOW`] each, between 100,000 and 100,000,000. Total, not available,
+/// memory: the same bound on every run on one machine, so the same capture gives
+/// the same output.
 fn default_max_flows() -> u64 {
-    let available = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            let field = |name: &str| {
-                m.lines()
-                    .find(|l| l.starts_with(name))?
-                    .split_whitespace()
-                    .nth(1)?
-                    .parse::<u64>()
-                    .ok()
-            };
-            field("MemAvailable:").or_else(|| field("MemTotal:"))
-        })
-        .map_or(4 << 30, |kib| kib * 1024);
-    (available / 4 / BYTES_PER_FLOW).clamp(100_000, 100_000_000)
+    max_flows_for(std::fs::read_to_string("/proc/meminfo").ok().as_deref())
 }
 
-/// The process's peak resident memory (Linux `VmHWM`), for the summary.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
+/// [`default_max_flows`] for the text of `/proc/meminfo` (`None`: 4 GiB).
+fn max_flows_for(meminfo: Option<&str>) -> u64 {
+    let total = meminfo
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+        })
+        .map_or(4 << 30, |kib| kib * 1024);
+    (total / 4 / BYTES_PER_FLOW).clamp(100_000, 100_000_000)
 }
 
 fn main() -> ExitCode {
@@ -365,11 +355,11 @@ fn replay(args: ReplayArgs) -> ExitCode {
     let elapsed = started.elapsed();
     if !args.quiet {
         let text = if args.json {
-            let mut v = summary_json(&summary, &cfg, elapsed);
+            let mut v = vpcgate::report::summary_json(&summary, &cfg, elapsed);
             v.push('\n');
             v
         } else {
-            summary_text(&summary, &cfg, elapsed)
+            vpcgate::report::summary_text(&summary, &cfg, elapsed)
         };
         if stdout_used > 0 {
             eprint!("{text}");
@@ -384,7 +374,7 @@ fn replay(args: ReplayArgs) -> ExitCode {
     if summary.interrupted || signal != 0 {
         eprintln!(
             "vpcgate: {}",
-            interrupted_text(signal, summary.packets, &cfg)
+            vpcgate::report::interrupted_text(signal, summary.packets, &cfg)
         );
         ExitCode::from(130)
     } else if summary.capture_errors.is_empty() {
@@ -425,212 +415,6 @@ fn output_error_text(e: &pipeline::ReplayError) -> String {
         }
         other => other.to_string(),
     }
-}
-
-/// What is said when SIGINT or SIGTERM stopped a replay.
-fn interrupted_text(signal: usize, packets: u64, cfg: &ReplayConfig) -> String {
-    let name = match signal as i32 {
-        signal_hook::consts::SIGTERM => "SIGTERM",
-        _ => "SIGINT",
-    };
-    let outputs: Vec<String> = [&cfg.verdicts, &cfg.flow_log, &cfg.accepted, &cfg.rejected]
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            if p.as_os_str() == "-" {
-                "standard output".to_string()
-            } else {
-                p.display().to_string()
-            }
-        })
-        .collect();
-    if outputs.is_empty() {
-        format!("interrupted by {name} after {packets} packet(s); every packet read before the signal was processed")
-    } else {
-        format!(
-            "interrupted by {name} after {packets} packet(s); every record up to then was written, whole, to {}",
-            outputs.join(", ")
-        )
-    }
-}
-
-fn summary_text(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duration) -> String {
-    use std::fmt::Write;
-    let mut o = String::new();
-    let secs = elapsed.as_secs_f64();
-    let _ = writeln!(
-        o,
-        "vpcgate replay: {} packet(s) from {} capture(s) in {:.2} s ({} worker(s){})",
-        s.packets,
-        cfg.captures.len(),
-        secs,
-        s.workers,
-        if secs > 0.0 {
-            format!(", {:.0} packets/s", s.packets as f64 / secs)
-        } else {
-            String::new()
-        }
-    );
-    if let Some(n) = &s.workers_note {
-        let _ = writeln!(o, "  note: {n}");
-    }
-    if s.interrupted {
-        let _ = writeln!(
-            o,
-            "  interrupted: the replay stopped early; everything read was written out"
-        );
-    }
-    let _ = writeln!(o, "  accepted       {:>10}", s.accepted);
-    let _ = writeln!(o, "  rejected       {:>10}", s.rejected);
-    let _ = writeln!(o, "  not evaluated  {:>10}", s.not_evaluated);
-    let section = |o: &mut String, title: &str, m: &std::collections::BTreeMap<String, u64>| {
-        if m.is_empty() {
-            return;
-        }
-        let _ = writeln!(o, "{title}");
-        let mut v: Vec<_> = m.iter().collect();
-        v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        for (k, n) in v {
-            let _ = writeln!(o, "  {n:>10}  {k}");
-        }
-    };
-    section(
-        &mut o,
-        "Rejected, by the check and rule that denied:",
-        &s.reject_reasons,
-    );
-    section(&mut o, "Not evaluated, by reason:", &s.none_reasons);
-    section(
-        &mut o,
-        "Frames the parser could not read, by reason:",
-        &s.parse_problems,
-    );
-    let e = &s.engine;
-    let _ = writeln!(
-        o,
-        "Connection tracking: {} created, {} packets allowed by a tracked connection, {} packets of untracked flows, {} rejected at the allowance (conntrack_allowance_exceeded)",
-        e.conntrack_created, e.conntrack_hits, e.untracked, e.conntrack_allowance_exceeded
-    );
-    if let Some(m) = s.max_flows {
-        let _ = writeln!(
-            o,
-            "Flow bound (--max-flows {m}): {} packet(s) rejected as conntrack-full at the bound{}",
-            e.flow_limit_exceeded,
-            if s.flow_log_skipped_packets > 0 {
-                format!(
-                    "; {} packet(s) counted only in SKIPDATA flow-log records",
-                    s.flow_log_skipped_packets
-                )
-            } else {
-                String::new()
-            }
-        );
-    }
-    if e.fragments_remembered + e.fragments_orphaned > 0 {
-        let _ = writeln!(
-            o,
-            "Fragments: {} took their first fragment's verdict, {} were judged without it",
-            e.fragments_remembered, e.fragments_orphaned
-        );
-    }
-    if cfg.flow_log.is_some() {
-        let _ = writeln!(
-            o,
-            "Flow logs: {} record(s) and {} NODATA record(s)",
-            s.flow_records, s.nodata_records
-        );
-    }
-    if s.nodata_windows_skipped > 0 {
-        let _ = writeln!(
-            o,
-            "  {} empty window(s) in long gaps of the capture's timeline got no NODATA records",
-            s.nodata_windows_skipped
-        );
-    }
-    if s.pcap_link_type_skipped > 0 {
-        let _ = writeln!(
-            o,
-            "  {} packet(s) not written to the accepted/rejected pcaps: their link type differs from the file's",
-            s.pcap_link_type_skipped
-        );
-    }
-    for c in &s.coverage {
-        let _ = writeln!(o, "Rule coverage of {}:", c.label);
-        let _ = writeln!(o, "  network ACL rules (hits):");
-        for (r, n) in &c.nacl_hits {
-            let _ = writeln!(o, "  {n:>10}  {r}");
-        }
-        let _ = writeln!(
-            o,
-            "  security group rules (packets a rule let in or out; tracked replies count nowhere):"
-        );
-        for (r, n) in &c.sg_hits {
-            let _ = writeln!(o, "  {n:>10}  {r}");
-        }
-        let unhit: Vec<&String> = c
-            .nacl_hits
-            .iter()
-            .chain(&c.sg_hits)
-            .filter(|(_, n)| *n == 0)
-            .map(|(r, _)| r)
-            .collect();
-        if unhit.is_empty() {
-            let _ = writeln!(o, "  every rule was hit by this capture");
-        } else {
-            let _ = writeln!(o, "  not exercised by this capture ({}):", unhit.len());
-            for r in unhit {
-                let _ = writeln!(o, "    {r}");
-            }
-        }
-    }
-    o
-}
-
-fn summary_json(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duration) -> String {
-    use serde_json::json;
-    let e = &s.engine;
-    let coverage: Vec<_> = s
-        .coverage
-        .iter()
-        .map(|c| {
-            json!({
-                "ruleset": c.label,
-                "nacl_rules": c.nacl_hits.iter().map(|(r, n)| json!({"rule": r, "hits": n})).collect::<Vec<_>>(),
-                "sg_rules": c.sg_hits.iter().map(|(r, n)| json!({"rule": r, "hits": n})).collect::<Vec<_>>(),
-                "not_hit": c.nacl_hits.iter().chain(&c.sg_hits).filter(|(_, n)| *n == 0).map(|(r, _)| r).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let v = json!({
-        "captures": cfg.captures.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "packets": s.packets,
-        "accepted": s.accepted,
-        "rejected": s.rejected,
-        "not_evaluated": s.not_evaluated,
-        "reject_reasons": s.reject_reasons,
-        "none_reasons": s.none_reasons,
-        "parse_problems": s.parse_problems,
-        "conntrack": {
-            "created": e.conntrack_created,
-            "tracked_packets": e.conntrack_hits,
-            "untracked_packets": e.untracked,
-            "conntrack_allowance_exceeded": e.conntrack_allowance_exceeded,
-            "max_flows": s.max_flows,
-            "max_flows_exceeded": e.flow_limit_exceeded,
-        },
-        "flow_log_skipped_packets": s.flow_log_skipped_packets,
-        "peak_rss_bytes": peak_rss_bytes(),
-        "fragments": {"remembered": e.fragments_remembered, "orphaned": e.fragments_orphaned},
-        "flow_records": s.flow_records,
-        "nodata_records": s.nodata_records,
-        "nodata_windows_skipped": s.nodata_windows_skipped,
-        "coverage": coverage,
-        "capture_errors": s.capture_errors,
-        "workers": s.workers,
-        "interrupted": s.interrupted,
-        "seconds": elapsed.as_secs_f64(),
-    });
-    serde_json::to_string_pretty(&v).unwrap_or_default()
 }
 
 const SYNTH_HELP: &str = "\
@@ -862,5 +646,20 @@ mod tests {
         );
         assert_eq!(parse_time("x"), None);
         assert_eq!(parse_time("-5"), None);
+    }
+
+    /// The default bound depends on the machine, not on the moment: free memory
+    /// changes from run to run, the total does not.
+    #[test]
+    fn default_max_flows_does_not_change_from_run_to_run() {
+        let at = |avail: u64| {
+            format!("MemTotal:       16000000 kB\nMemFree:         1000 kB\nMemAvailable:   {avail} kB\n")
+        };
+        assert_eq!(
+            max_flows_for(Some(&at(2_000_000))),
+            max_flows_for(Some(&at(12_000_000)))
+        );
+        assert_eq!(max_flows_for(Some(&at(1))), 16_000_000 * 1024 / 4 / 512);
+        assert_eq!(max_flows_for(None), (4u64 << 30) / 4 / 512);
     }
 }

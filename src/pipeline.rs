@@ -118,6 +118,37 @@ pub struct Summary {
     /// Packets counted only in SKIPDATA records: their record found the bound on open
     /// flow-log records reached.
     pub flow_log_skipped_packets: u64,
+    /// Rejects by ruleset and reason, with what the report needs to group and explain
+    /// them (the same counts as `reject_reasons`, in more detail).
+    pub reject_details: Vec<RejectCount>,
+    /// Capture times of the earliest and the latest packet that parsed.
+    pub first_packet: Option<Timestamp>,
+    pub last_packet: Option<Timestamp>,
+}
+
+/// The packets one check rejected for one reason under one ruleset.
+#[derive(Clone, Debug, Default)]
+pub struct RejectCount {
+    /// Index of the ruleset in [`ReplayConfig::rulesets`].
+    pub ruleset: usize,
+    /// The verdict's `reason` text (CLI.md).
+    pub reason: String,
+    /// `nacl-inbound`, `nacl-outbound`, `sg-ingress`, `sg-egress` or `conntrack-full`.
+    pub check: &'static str,
+    /// NACL rejects: the ACL id, the entry's rule number and whether it is the implicit
+    /// `*` entry (rule 32767 or above), and the entry as text.
+    pub acl: Option<String>,
+    pub rule_number: Option<u32>,
+    pub default_deny: bool,
+    pub entry: Option<String>,
+    /// SG and conntrack-full rejects: the ENI, and (SG rejects) the id and name of
+    /// each of its security groups, all of which were checked.
+    pub eni: Option<String>,
+    pub groups: Vec<(String, String)>,
+    pub packets: u64,
+    /// Of `packets`, those that belonged to a live tracked connection at the ENI
+    /// whose check rejected them (a NACL dropping a reply).
+    pub tracked: u64,
 }
 
 /// Rule coverage of one ruleset.
@@ -126,6 +157,38 @@ pub struct Coverage {
     pub label: String,
     pub nacl_hits: Vec<(String, u64)>,
     pub sg_hits: Vec<(String, u64)>,
+    /// When the ruleset took effect (`None`: from the start), and its VPC id.
+    pub from: Option<Timestamp>,
+    pub vpc_id: String,
+    /// The same hits as `nacl_hits` and `sg_hits`, as fields.
+    pub nacl: Vec<NaclRuleHits>,
+    pub sg: Vec<SgRuleHits>,
+}
+
+/// Hits of one network ACL entry.
+#[derive(Clone, Debug, Default)]
+pub struct NaclRuleHits {
+    pub acl: String,
+    pub egress: bool,
+    pub rule_number: u32,
+    /// The implicit `*` entry (rule 32767 or above): it cannot be removed.
+    pub default_deny: bool,
+    /// `allow tcp 443 from 0.0.0.0/0`.
+    pub text: String,
+    pub hits: u64,
+}
+
+/// Hits of one security-group rule.
+#[derive(Clone, Debug, Default)]
+pub struct SgRuleHits {
+    pub group: String,
+    pub group_name: String,
+    pub egress: bool,
+    /// Position of the rule in the group's list of its direction, from 0.
+    pub index: u32,
+    /// `tcp 443 from 0.0.0.0/0`.
+    pub text: String,
+    pub hits: u64,
 }
 
 /// An error that ends a replay early.
@@ -220,6 +283,8 @@ struct WorkerDone {
     rejected: u64,
     none: u64,
     rejects: HashMap<(usize, Reason), u64>,
+    /// Rejects of packets of a live tracked connection at the rejecting ENI.
+    rejects_tracked: HashMap<(usize, Reason), u64>,
     none_reasons: HashMap<(usize, Reason), u64>,
     /// Frames that did not parse (worker 0 only): (not IP?, reason) → count.
     unparsed: HashMap<(bool, &'static str), u64>,
@@ -326,7 +391,8 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
             let verdict_writer = &mut verdict_writer;
             let accepted = &mut accepted;
             let rejected = &mut rejected;
-            let nodata = cfg.nodata;
+            // NODATA records are made only to be written.
+            let nodata = cfg.nodata && cfg.flow_log.is_some();
             scope.spawn(move || {
                 merger_loop(
                     cfg,
@@ -362,11 +428,20 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
         summary.engine = m.stats;
         summary.flow_log_skipped_packets = m.flow_log_skipped;
         summary.max_flows = cfg.max_flows;
+        summary.first_packet = m.first_ts;
+        summary.last_packet = m.last_ts;
         for ((gen, reason), n) in m.rejects {
-            *summary
-                .reject_reasons
-                .entry(reason_text(reason, &policies[gen]))
-                .or_insert(0) += n;
+            let text = reason_text(reason, &policies[gen]);
+            *summary.reject_reasons.entry(text.clone()).or_insert(0) += n;
+            let tracked = m.rejects_tracked.get(&(gen, reason)).copied().unwrap_or(0);
+            summary.reject_details.push(reject_count(
+                &policies[gen],
+                gen,
+                reason,
+                text,
+                n,
+                tracked,
+            ));
         }
         Ok(())
     })?;
@@ -392,21 +467,126 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
     for (gen, (policy, rs)) in policies.iter().zip(&cfg.rulesets).enumerate() {
         let mut cov = Coverage {
             label: rs.label.clone(),
+            from: rs.from,
+            vpc_id: rs.vpc.id.clone(),
             ..Default::default()
         };
         let nh = summary.engine.nacl_hits.get(gen);
         for r in policy.all_nacl_rules() {
             let n = nh.and_then(|h| h.get(&r)).copied().unwrap_or(0);
             cov.nacl_hits.push((policy.describe_nacl_rule(r), n));
+            let acl = &policy.vpc.network_acls[r.acl as usize];
+            let list = if r.egress {
+                &acl.outbound
+            } else {
+                &acl.inbound
+            };
+            if let Some(e) = list.get(r.entry as usize) {
+                let ports = if matches!(e.ports, crate::model::PortSpec::Any) {
+                    String::new()
+                } else {
+                    format!(" {}", e.ports)
+                };
+                cov.nacl.push(NaclRuleHits {
+                    acl: acl.id.clone(),
+                    egress: r.egress,
+                    rule_number: e.rule_number,
+                    default_deny: e.rule_number >= 32767,
+                    text: format!(
+                        "{} {}{ports} {} {}",
+                        e.action,
+                        e.protocol.label(),
+                        if r.egress { "to" } else { "from" },
+                        e.cidr
+                    ),
+                    hits: n,
+                });
+            }
         }
         let sh = summary.engine.sg_hits.get(gen);
         for r in policy.all_sg_rules() {
             let n = sh.and_then(|h| h.get(&r)).copied().unwrap_or(0);
             cov.sg_hits.push((policy.describe_sg_rule(r), n));
+            let g = &policy.vpc.security_groups[r.group as usize];
+            let list = if r.egress { &g.egress } else { &g.ingress };
+            if let Some(rule) = list.get(r.rule as usize) {
+                cov.sg.push(SgRuleHits {
+                    group: g.id.clone(),
+                    group_name: g.name.clone(),
+                    egress: r.egress,
+                    index: r.rule,
+                    text: rule.describe(!r.egress),
+                    hits: n,
+                });
+            }
         }
         summary.coverage.push(cov);
     }
     Ok(summary)
+}
+
+/// The details of the rejects of one reason under one ruleset.
+fn reject_count(
+    policy: &Policy,
+    ruleset: usize,
+    reason: Reason,
+    text: String,
+    packets: u64,
+    tracked: u64,
+) -> RejectCount {
+    let vpc = &policy.vpc;
+    let eni_id = |i: u32| vpc.network_interfaces.get(i as usize).map(|e| e.id.clone());
+    let mut c = RejectCount {
+        ruleset,
+        reason: text,
+        packets,
+        tracked,
+        ..Default::default()
+    };
+    match reason {
+        Reason::NaclInbound { rule, rule_number } | Reason::NaclOutbound { rule, rule_number } => {
+            c.check = if rule.egress {
+                "nacl-outbound"
+            } else {
+                "nacl-inbound"
+            };
+            c.acl = vpc
+                .network_acls
+                .get(rule.acl as usize)
+                .map(|a| a.id.clone());
+            c.rule_number = Some(rule_number);
+            c.default_deny = rule_number >= 32767;
+            c.entry = Some(policy.describe_nacl_rule(rule));
+        }
+        Reason::SgIngress { eni } | Reason::SgEgress { eni } => {
+            c.check = if matches!(reason, Reason::SgIngress { .. }) {
+                "sg-ingress"
+            } else {
+                "sg-egress"
+            };
+            c.eni = eni_id(eni);
+            if let Some(e) = vpc.network_interfaces.get(eni as usize) {
+                c.groups = e
+                    .security_groups
+                    .iter()
+                    .map(|g| {
+                        let name = vpc
+                            .security_groups
+                            .iter()
+                            .find(|s| &s.id == g)
+                            .map_or(String::new(), |s| s.name.clone());
+                        (g.clone(), name)
+                    })
+                    .collect();
+            }
+        }
+        Reason::ConntrackFull { eni } => {
+            c.check = "conntrack-full";
+            c.eni = eni_id(eni);
+        }
+        _ => c.check = "other",
+    }
+    c
 }
 
 /// The stable ENI numbers of a run: every ENI id of every ruleset, sorted (an ENI's
@@ -772,6 +952,7 @@ fn worker_loop(
         rejected: 0,
         none: 0,
         rejects: HashMap::new(),
+        rejects_tracked: HashMap::new(),
         none_reasons: HashMap::new(),
         unparsed: HashMap::new(),
         flow_log_skipped: 0,
@@ -859,7 +1040,15 @@ fn worker_loop(
                 Verdict::Accept => done.accepted += 1,
                 Verdict::Reject => {
                     done.rejected += 1;
-                    *done.rejects.entry((gen, d.reason)).or_insert(0) += 1
+                    *done.rejects.entry((gen, d.reason)).or_insert(0) += 1;
+                    let tracked = match d.reason {
+                        Reason::NaclOutbound { .. } | Reason::SgEgress { .. } => d.tracked[0],
+                        Reason::NaclInbound { .. } | Reason::SgIngress { .. } => d.tracked[1],
+                        _ => false,
+                    };
+                    if tracked {
+                        *done.rejects_tracked.entry((gen, d.reason)).or_insert(0) += 1;
+                    }
                 }
                 Verdict::None => {
                     done.none += 1;
@@ -967,6 +1156,11 @@ fn write_verdict(
         (None, Some(r)) => {
             out.extend_from_slice(b",\"reason\":");
             let _ = serde_json::to_writer(&mut *out, r);
+            // Rule 32767 (IPv4) or 32768 (IPv6) of a NACL is its implicit `*` entry.
+            if r.starts_with("nacl-") && (r.ends_with(" rule 32767") || r.ends_with(" rule 32768"))
+            {
+                out.extend_from_slice(b",\"rule\":\"* (default deny)\"");
+            }
         }
         (None, None) => {}
     }
@@ -986,6 +1180,9 @@ struct Merged {
     nodata_skipped: u64,
     stats: EngineStats,
     rejects: BTreeMap<(usize, Reason), u64>,
+    rejects_tracked: HashMap<(usize, Reason), u64>,
+    first_ts: Option<Timestamp>,
+    last_ts: Option<Timestamp>,
 }
 
 struct FlowSink<'a> {
@@ -1181,6 +1378,9 @@ fn merger_loop(
         nodata_skipped: 0,
         stats: EngineStats::default(),
         rejects: BTreeMap::new(),
+        rejects_tracked: HashMap::new(),
+        first_ts: None,
+        last_ts: None,
     };
     let path_of = |p: &Option<PathBuf>| {
         p.as_ref()
@@ -1228,6 +1428,9 @@ fn merger_loop(
                 for (k, v) in d.rejects {
                     *m.rejects.entry(k).or_insert(0) += v;
                 }
+                for (k, v) in d.rejects_tracked {
+                    *m.rejects_tracked.entry(k).or_insert(0) += v;
+                }
                 for (k, v) in d.none_reasons {
                     *none_reasons.entry(k).or_insert(0) += v;
                 }
@@ -1259,6 +1462,7 @@ fn merger_loop(
             }
             let head = &slot[0];
             if let Some(t) = head.first_ts {
+                m.first_ts = Some(m.first_ts.map_or(t, |f| f.min(t)));
                 if sink.next_window.is_none() {
                     sink.next_window = Some(t.secs() / interval * interval);
                 }
@@ -1333,6 +1537,7 @@ fn merger_loop(
     // Windows of out-of-order packets after the last one.
     sink.nodata = false;
     sink.flush(u64::MAX, &flow_path)?;
+    m.last_ts = last_ts;
     m.flow_records = sink.written - sink.nodata_written;
     m.nodata_records = sink.nodata_written;
     m.nodata_skipped = sink.nodata_skipped;

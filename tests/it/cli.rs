@@ -114,7 +114,11 @@ fn readme_first_command_on_the_bundled_example() {
     assert!(summary.contains("rejected"), "{summary}");
     // The teaching point of the SecureCart ruleset shows in the summary.
     assert!(
-        summary.contains("nacl-outbound acl-0a1b2c3d4e5f60020 rule 32767"),
+        summary.contains("nacl-outbound acl-0a1b2c3d4e5f60020 rule * (default deny)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("39 of these were replies of tracked connections: NACLs are stateless"),
         "{summary}"
     );
     assert!(

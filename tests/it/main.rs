@@ -10,4 +10,5 @@ mod flowlog;
 mod fuzz_regressions;
 mod props;
 mod rulesets;
+mod summary;
 mod synth;
