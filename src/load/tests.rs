@@ -75,13 +75,12 @@ inbound = [
     let pos = at(&text, "40000");
     assert_has(
         &err,
-        &format!("rulesets/x.toml:{pos}: network_acls[0].inbound[2].rule: RuleNumber 40000 is outside 1..=32766"),
+        &format!("rulesets/x.toml:{pos}: network_acls[0].inbound[2].rule: rule 40000 is outside 1..=32766"),
     );
+    // A TOML message speaks TOML: the field is `rule`, not AWS's `RuleNumber`.
+    assert!(!err.contains("RuleNumber"), "{err}");
     let zero = text.replace("40000", "0");
-    assert_has(
-        &errors(&[("x.toml", &zero)]),
-        "RuleNumber 0 is outside 1..=32766",
-    );
+    assert_has(&errors(&[("x.toml", &zero)]), "rule 0 is outside 1..=32766");
 }
 
 #[test]
@@ -469,11 +468,12 @@ fn json_syntax_error_has_line_and_column() {
 
 #[test]
 fn json_unknown_top_level_key_lists_the_accepted_ones() {
-    let text = "{\n  \"Reservations\": []\n}";
+    // (`Reservations`, used here before, is describe-instances' output: it is read now.)
+    let text = "{\n  \"Reservatoins\": []\n}";
     let err = errors(&[("i.json", text)]);
     assert_has(
         &err,
-        "i.json:2:3: Reservations: unknown top-level key `Reservations`",
+        "i.json:2:3: Reservatoins: unknown top-level key `Reservatoins`",
     );
     assert_has(&err, "`SecurityGroups` (describe-security-groups)");
     assert_has(&err, "`Entries` (get-managed-prefix-list-entries)");

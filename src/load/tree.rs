@@ -70,6 +70,8 @@ pub(crate) struct Ctx<'t> {
     text: &'t str,
     line_starts: Vec<usize>,
     pub errors: Vec<RulesetError>,
+    /// What cannot change a verdict but must be heard (printed as `warning: ...`).
+    pub warnings: Vec<RulesetError>,
 }
 
 impl<'t> Ctx<'t> {
@@ -82,6 +84,7 @@ impl<'t> Ctx<'t> {
             text,
             line_starts,
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -109,6 +112,11 @@ impl<'t> Ctx<'t> {
     pub fn error(&mut self, pos: usize, field: impl Into<String>, message: impl Into<String>) {
         let e = RulesetError::new(&self.origin(pos), field, message);
         self.errors.push(e);
+    }
+
+    pub fn warn(&mut self, pos: usize, field: impl Into<String>, message: impl Into<String>) {
+        let e = RulesetError::new(&self.origin(pos), field, message);
+        self.warnings.push(e);
     }
 
     fn type_error(&mut self, node: &Node, field: &str, expected: &str) {
