@@ -310,15 +310,9 @@ impl Loader {
     fn add_file(&mut self, path: &Path) {
         let name = path.display().to_string();
         match std::fs::read(path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(bytes) => match tree::decode(bytes) {
                 Ok(text) => self.add_str(&name, &text),
-                Err(e) => self.file_error(
-                    &name,
-                    format!(
-                        "not UTF-8 text (invalid byte at offset {})",
-                        e.utf8_error().valid_up_to()
-                    ),
-                ),
+                Err(e) => self.file_error(&name, e),
             },
             Err(e) => self.file_error(&name, format!("cannot read: {e}")),
         }
@@ -349,22 +343,6 @@ impl Loader {
             },
             Syntax::Json => match tree::parse_json(text) {
                 Ok(root) => aws::read(&mut ctx, &root, &mut self.parts),
-                Err(tree::JsonError::Syntax {
-                    line,
-                    column,
-                    message,
-                }) => {
-                    let origin = Origin {
-                        file: ctx.file.clone(),
-                        line,
-                        column,
-                    };
-                    ctx.errors.push(RulesetError::new(
-                        &origin,
-                        "",
-                        format!("JSON syntax: {message}"),
-                    ));
-                }
                 Err(tree::JsonError::At(pos, msg)) => {
                     ctx.error(pos, "", format!("JSON syntax: {msg}"))
                 }
