@@ -291,6 +291,18 @@ fn with_id<'n>(ctx: &mut Ctx, o: Obj<'n>, key: &str) -> Option<(String, Obj<'n>)
     Some((id, Obj { path, ..o }))
 }
 
+/// Where a duplicate-id error of validation about this object belongs: its id field.
+fn id_at(ctx: &Ctx, o: &Obj, key: &str, kind: &str, id: &str, parts: &mut Parts) {
+    if let Some(n) = o.opt(key) {
+        parts.fields.push(FieldAt {
+            object: ctx.origin(o.pos),
+            needle: format!("duplicate {kind} id `{id}`"),
+            field: o.field(key),
+            at: ctx.origin(n.pos),
+        });
+    }
+}
+
 /// With `--vpc`: true (and the object is to be dropped) when the object's `VpcId` names
 /// another VPC.
 fn in_other_vpc(o: &Obj, parts: &mut Parts) -> bool {
@@ -424,6 +436,7 @@ fn subnet(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
     let Some((id, o)) = with_id(ctx, o, "SubnetId") else {
         return;
     };
+    id_at(ctx, &o, "SubnetId", "subnet", &id, parts);
     if in_other_vpc(&o, parts) {
         return;
     }
@@ -445,6 +458,14 @@ fn subnet(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
             &o.field("CidrBlock"),
             "IPv6 is in Ipv6CidrBlockAssociationSet",
         );
+        if let Some(c) = s.ipv4_cidr {
+            parts.fields.push(FieldAt {
+                object: s.origin.clone(),
+                needle: format!("{c} is not inside"),
+                field: o.field("CidrBlock"),
+                at: ctx.origin(n.pos),
+            });
+        }
     }
     for a in objs(ctx, &o, "Ipv6CidrBlockAssociationSet") {
         if !associated(ctx, &a, "Ipv6CidrBlockState") {
@@ -467,6 +488,7 @@ fn network_acl(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
     let Some((id, o)) = with_id(ctx, o, "NetworkAclId") else {
         return;
     };
+    id_at(ctx, &o, "NetworkAclId", "network_acl", &id, parts);
     if in_other_vpc(&o, parts) {
         return;
     }
@@ -487,6 +509,14 @@ fn network_acl(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
         }
     }
     for e in objs(ctx, &o, "Entries") {
+        if let Some(n) = e.opt("RuleNumber") {
+            parts.fields.push(FieldAt {
+                object: ctx.origin(e.pos),
+                needle: "rule number".to_string(),
+                field: e.field("RuleNumber"),
+                at: ctx.origin(n.pos),
+            });
+        }
         let egress = e
             .req(ctx, "Egress")
             .and_then(|n| ctx.as_bool(n, &e.field("Egress")));
@@ -609,6 +639,7 @@ fn security_group(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
     let Some((id, o)) = with_id(ctx, o, "GroupId") else {
         return;
     };
+    id_at(ctx, &o, "GroupId", "security_group", &id, parts);
     if in_other_vpc(&o, parts) {
         parts.dropped_groups.push(id);
         return;
@@ -851,6 +882,14 @@ fn network_interface(ctx: &mut Ctx, o: Obj, parts: &mut Parts, instance: Option<
     let Some((id, o)) = with_id(ctx, o, "NetworkInterfaceId") else {
         return;
     };
+    id_at(
+        ctx,
+        &o,
+        "NetworkInterfaceId",
+        "network_interface",
+        &id,
+        parts,
+    );
     if in_other_vpc(&o, parts) {
         return;
     }
@@ -963,6 +1002,12 @@ fn network_interface(ctx: &mut Ctx, o: Obj, parts: &mut Parts, instance: Option<
             security_groups.push(gid.to_string());
         }
     }
+    parts.fields.push(FieldAt {
+        object: origin.clone(),
+        needle: "without security groups".to_string(),
+        field: o.field("Groups"),
+        at: ctx.origin(o.opt("Groups").map_or(o.pos, |n| n.pos)),
+    });
     let interface_type = o
         .opt_str(ctx, "InterfaceType")
         .map_or("interface".to_string(), |(s, _)| s.to_string());
@@ -1023,6 +1068,7 @@ fn prefix_list(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
     let Some((id, o)) = with_id(ctx, o, "PrefixListId") else {
         return;
     };
+    id_at(ctx, &o, "PrefixListId", "prefix_list", &id, parts);
     let name = o.str_or_empty(ctx, "PrefixListName");
     let mut entries = Vec::new();
     // Legacy describe-prefix-lists prints the CIDRs; the managed API does not.

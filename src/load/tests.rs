@@ -1049,7 +1049,7 @@ fn json_eni_without_groups_and_secondary_elastic_ip() {
         .has_no_security_group());
     let w = warnings_of(&vpc);
     // Without InterfaceType, an ENI is an `interface`: no groups is worth a warning.
-    assert_has(&w, "network_interface eni-0bad.security_groups: an ENI of type `interface` without security groups");
+    assert_has(&w, "NetworkInterfaces[1] (eni-0bad).Groups: an ENI of type `interface` without security groups");
     assert!(!w.contains("eni-0nat"), "{w}");
     // Existing example: the secondary's own Association.PublicIp is kept now.
     let text = r#"{"NetworkInterfaces": [{"NetworkInterfaceId": "eni-1", "SubnetId": "subnet-1", "VpcId": "vpc-1",
@@ -1251,6 +1251,39 @@ fn json_errors_name_the_jsons_own_field() {
     assert_has(&err, &format!("x.json:{}: NetworkInterfaces[1] (eni-0b).PrivateIpAddresses[1].PrivateIpAddress: address 10.0.9.6 is outside its subnet", at_("\"10.0.9.6\"")));
     assert_has(&err, &format!("x.json:{}: SecurityGroups[0] (sg-0web).IpPermissions[0].UserIdGroupPairs[0].GroupId: unknown security group `sg-0gone`", at_("\"sg-0gone\"")));
     assert_has(&err, &format!("x.json:{}: SecurityGroups[0] (sg-0web).IpPermissions[0].PrefixListIds[0].PrefixListId: unknown prefix list `pl-0gone`", at_("\"pl-0gone\"")));
+
+    // Duplicate ids, duplicate rule numbers, a subnet outside the VPC, a warning.
+    let text = r#"{"Subnets": [
+  {"SubnetId": "subnet-1", "CidrBlock": "10.0.1.0/24", "VpcId": "vpc-1"},
+  {"SubnetId": "subnet-1", "CidrBlock": "10.0.2.0/24", "VpcId": "vpc-1"},
+  {"SubnetId": "subnet-2", "CidrBlock": "10.7.2.0/24", "VpcId": "vpc-1"}],
+ "NetworkAcls": [{"NetworkAclId": "acl-1", "VpcId": "vpc-1", "Entries": [
+  {"CidrBlock": "0.0.0.0/0", "Egress": false, "Protocol": "-1", "RuleAction": "allow", "RuleNumber": 100},
+  {"CidrBlock": "0.0.0.0/0", "Egress": false, "Protocol": "-1", "RuleAction": "deny", "RuleNumber": 100}]}],
+ "Vpcs": [{"VpcId": "vpc-1", "CidrBlock": "10.0.0.0/16"}]}"#;
+    let err = errors(&[("x.json", text)]);
+    assert_has(
+        &err,
+        &format!(
+            "x.json:{}: Subnets[1] (subnet-1).SubnetId: duplicate subnet id `subnet-1`",
+            at_nth(text, "\"subnet-1\"", 1)
+        ),
+    );
+    assert_has(
+        &err,
+        &format!(
+            "x.json:{}: Subnets[2] (subnet-2).CidrBlock: 10.7.2.0/24 is not inside any VPC CIDR",
+            at(text, "\"10.7.2.0/24\"")
+        ),
+    );
+    assert_has(&err, &format!("x.json:{}: NetworkAcls[0] (acl-1).Entries[1].RuleNumber: duplicate inbound rule number 100", at_nth(text, "100}", 1)));
+    let text = r#"{"NetworkInterfaces": [
+  {"NetworkInterfaceId": "eni-1", "SubnetId": "subnet-1", "VpcId": "vpc-1", "Groups": [],
+   "PrivateIpAddresses": [{"Primary": true, "PrivateIpAddress": "10.0.1.5"}]}],
+ "Subnets": [{"SubnetId": "subnet-1", "CidrBlock": "10.0.1.0/24", "VpcId": "vpc-1"}],
+ "Vpcs": [{"VpcId": "vpc-1", "CidrBlock": "10.0.0.0/16"}]}"#;
+    let vpc = load_str("x.json", text).unwrap();
+    assert_has(&warnings_of(&vpc), &format!("warning: x.json:{}: NetworkInterfaces[0] (eni-1).Groups: an ENI of type `interface` without security groups", at(text, "[],")));
 
     // No VPC id anywhere: a position, and the export that gives it.
     let err = errors(&[("sg.json", r#"{"SecurityGroups": [{"GroupId": "sg-1"}]}"#)]);
