@@ -35,9 +35,39 @@
 //!   name; subdirectories and other files (a README) are skipped.
 //!
 //! Everything is merged into one VPC. Objects are appended (an id defined twice is an
-//! error of [`Vpc::validate`]); the VPC's own facts (id, account, region, CIDRs) may come
-//! from any file but must agree. When any file has an error, loading stops before
-//! validation, so that one mistake does not cascade into unknown-reference errors.
+//! error of [`Vpc::validate`], unless both are the same object: the same response saved
+//! twice merges); the VPC's own facts (id, account, region, CIDRs) may come from any file
+//! but must agree. When any file has an error, loading stops before validation, so that
+//! one mistake does not cascade into unknown-reference errors.
+//!
+//! An export of a whole account lists several VPCs: that is an error naming them, unless
+//! [`LoadOptions::vpc`] (`--vpc vpc-0abc`, [`load_paths_with`], [`Loader::with_vpc`])
+//! picks one; objects whose `VpcId` names another VPC are then dropped (with a warning
+//! counting them), and so are the `describe-security-group-rules` rules of their groups.
+//!
+//! # Errors and warnings
+//!
+//! What a real export lacks but cannot change a verdict, and what would silently change
+//! verdicts, loads with a **warning** ([`Vpc::warnings`], printed `warning: ...`):
+//! - another command's output (`describe-route-tables`, `describe-internet-gateways`,
+//!   `create-subnet`, ...): skipped, naming the command;
+//! - a NACL association to a subnet that was not exported: dropped;
+//! - a prefix list that a rule names but that has no entries (it matches nothing): the
+//!   message names the `aws ec2 get-managed-prefix-list-entries --prefix-list-id pl-...` to run;
+//! - no IPv4 CIDR for the VPC (no `describe-vpcs`): the resolver at base+2 cannot be
+//!   exempted;
+//! - an ENI of type `interface` without security groups: only NACLs filter it;
+//! - with `--vpc`, the objects of other VPCs that were dropped.
+//!
+//! Everything else is an **error**: syntax (a trailing comma, two JSON documents
+//! appended to one file, a JSON array printed by `--query`, UTF-16 without a byte-order
+//! mark; UTF-16 with one, as Windows PowerShell's `>` writes, is decoded), unknown
+//! top-level keys and TOML fields, missing or malformed fields, several VPCs without
+//! `--vpc`, no VPC id, unknown references (an unknown group that is some group's name
+//! says "did you mean `sg-...`?"), addresses outside their subnet or owned twice, Elastic IPs
+//! on an address the ENI does not own, prefixes outside the subnet. For JSON, the error
+//! names the JSON's own path and the position of the field:
+//! `NetworkInterfaces[0] (eni-0abc).Groups[1].GroupId`.
 //!
 //! # AWS JSON
 //!
@@ -50,11 +80,17 @@
 //! | `NetworkAcls` | `describe-network-acls` | NACLs, their `Associations` and `Entries` (the `*` entries 32767/32768 are re-added by validation) |
 //! | `SecurityGroups` | `describe-security-groups` | groups; each peer of an `IpPermission` is one rule |
 //! | `SecurityGroupRules` | `describe-security-group-rules` | rules merged into their group by `GroupId` (a group known only from rules is created); a rule already present is not added twice |
-//! | `NetworkInterfaces` | `describe-network-interfaces` | ENIs: addresses (primary first), `Association.PublicIp`, `Groups`, `Attachment.InstanceId`, `ConnectionTrackingConfiguration` |
-//! | `PrefixLists` | `describe-managed-prefix-lists` (ids and names), legacy `describe-prefix-lists` (with `Cidrs`) | prefix lists |
+//! | `NetworkInterfaces` | `describe-network-interfaces` | ENIs: addresses (primary first), `Association.PublicIp` (the ENI's, and each secondary `PrivateIpAddresses[]` entry's own: an Elastic IP on a secondary address), `Ipv4Prefixes[].Ipv4Prefix`, `Ipv6Prefixes[].Ipv6Prefix`, `InterfaceType`, `Groups` (`[]`: no security group, e.g. a NAT gateway), `Attachment.InstanceId`, `ConnectionTrackingConfiguration` |
+//! | `Reservations` | `describe-instances` | the ENIs of `Instances[].NetworkInterfaces[]` (same shape; the instance id is the instance's), used where no `describe-network-interfaces` describes the same ENI |
+//! | `PrefixLists` | `describe-managed-prefix-lists` (ids and names), legacy `describe-prefix-lists` (with `Cidrs`) | prefix lists; both listings of one list merge |
 //! | `Entries` | `get-managed-prefix-list-entries` | the entries of one prefix list (see below) |
 //!
-//! `NextToken` is ignored; any other top-level key is an error listing the accepted ones.
+//! `NextToken` and boto3's `ResponseMetadata` are ignored, and so is the `Return` that
+//! `authorize-security-group-ingress`/`-egress` print next to their `SecurityGroupRules`.
+//! The keys of other commands' output (`RouteTables`, `InternetGateways`, `NatGateways`,
+//! `Subnet` of `create-subnet`, `Instances` of `run-instances`, ...) are skipped with a
+//! warning naming the command. Any other top-level key is an error listing the accepted
+//! ones. A top-level JSON array (`--query` output) is an error.
 //! Unknown fields inside objects are ignored (real accounts print many).
 //!
 //! `get-managed-prefix-list-entries` does not print the list's id. It is taken from a
@@ -133,7 +169,16 @@
 //! description = "..."                        # optional
 //! max_tracked_connections = 100000           # optional; default unlimited
 //! conntrack = { tcp_established = 3600 }     # optional; same keys as [conntrack]
+//! elastic_ips = { "10.0.1.11" = "198.51.100.9" }  # optional: private IPv4 = its Elastic IP
+//! ipv4_prefixes = ["10.0.1.160/28"]          # optional delegated prefixes, inside the subnet
+//! ipv6_prefixes = ["2600:1f18:4a3:6d01:8f3a::/80"]
+//! interface_type = "interface"               # optional; `nat_gateway`, `transit_gateway`, ...
 //! ```
+//!
+//! `security_groups = []` (or omitted) is an ENI without security groups: no SG check and
+//! no connection tracking, only NACLs filter it. That is what AWS does for a NAT gateway's
+//! or transit gateway's ENI; for an `interface` (the default type) it loads with a
+//! warning. An `elastic_ips` entry for the primary address is its `public_ip`.
 //!
 //! Values: `protocol` is `-1` (or `all`), `tcp`, `udp`, `icmp`, `icmpv6` or a number
 //! 0-255, as a string or an integer. `ports` is `"443"`, `"1024-65535"`, `"all"`

@@ -1,5 +1,12 @@
 //! The project's ruleset TOML (format in the [module docs](super)): a hand-written file,
-//! so every table refuses keys it does not know, naming the valid ones.
+//! so every table refuses keys it does not know, naming the valid ones. Messages use the
+//! file's words (`rule`, not AWS's `RuleNumber`).
+//!
+//! An ENI's keys beyond the basics: `interface_type` (`interface` by default,
+//! `nat_gateway`, ...), `elastic_ips = { "10.0.1.11" = "198.51.100.9" }` (a private IPv4
+//! of the ENI = its Elastic IP; the primary's is `public_ip`), `ipv4_prefixes` and
+//! `ipv6_prefixes` (delegated prefixes, inside the subnet). `security_groups = []` or no
+//! `security_groups`: an ENI without security groups (only NACLs filter it).
 
 use super::tree::{Ctx, Node, Obj};
 use super::values::{self, is_icmp};
