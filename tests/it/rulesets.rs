@@ -280,3 +280,53 @@ fn shipped_rulesets_load_without_warnings() {
         );
     }
 }
+
+/// `vpcgate replay` prints each load warning, for `--rules` and for each `--rules-at`,
+/// and `--vpc` picks the VPC.
+#[test]
+fn replay_prints_load_warnings_and_takes_vpc() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = |extra: &[&str]| {
+        let out = assert_cmd::Command::cargo_bin("vpcgate")
+            .unwrap()
+            .current_dir(root)
+            .args([
+                "replay",
+                "--rules",
+                "tests/data/aws-shapes",
+                "pcaps/securecart.pcap",
+            ])
+            .args(["--quiet"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stderr).unwrap())
+    };
+    let (code, err) = run(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    let warnings = err.lines().filter(|l| l.starts_with("warning: ")).count();
+    assert_eq!(warnings, 4, "{err}");
+    assert!(
+        err.contains(
+            "warning: tests/data/aws-shapes/describe-route-tables.json:2:5: RouteTables: "
+        ),
+        "{err}"
+    );
+    let (code, err) = run(&["--rules-at", "1700000000=tests/data/aws-shapes"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("warning: ")).count(),
+        8,
+        "{err}"
+    );
+    let (code, err) = run(&["--vpc", "vpc-0a1b2c3d4e5f60001"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&["--vpc", "vpc-0nope"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(
+            "--vpc vpc-0nope: no object of that VPC was loaded; VPCs seen: vpc-0a1b2c3d4e5f60001"
+        ),
+        "{err}"
+    );
+}
