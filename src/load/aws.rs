@@ -131,6 +131,16 @@ const OTHERS: &[(&str, &str, &str)] = &[
         "tags do not change verdicts",
     ),
     (
+        "RevokedSecurityGroupRules",
+        "aws ec2 revoke-security-group-ingress/-egress",
+        "export describe-security-groups after the change",
+    ),
+    (
+        "UnknownIpPermissions",
+        "aws ec2 revoke-security-group-ingress/-egress",
+        "export describe-security-groups after the change",
+    ),
+    (
         "LoadBalancers",
         "aws elbv2 describe-load-balancers",
         "a load balancer's ENIs come from describe-network-interfaces",
@@ -194,6 +204,8 @@ pub(crate) fn read(ctx: &mut Ctx, root: &Node, parts: &mut Parts) {
             "PrefixListId" if top.get("Entries").is_some() => continue,
             // authorize-security-group-ingress/egress print `Return` next to the rules.
             "Return" if top.get("SecurityGroupRules").is_some() => continue,
+            // Part of another command's output, named by its own warning.
+            "Return" if other.is_some() => continue,
             "Return" => {
                 ctx.warn(
                     e.key_pos,
@@ -510,12 +522,14 @@ fn network_acl(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
     }
     for e in objs(ctx, &o, "Entries") {
         if let Some(n) = e.opt("RuleNumber") {
-            parts.fields.push(FieldAt {
-                object: ctx.origin(e.pos),
-                needle: "rule number".to_string(),
-                field: e.field("RuleNumber"),
-                at: ctx.origin(n.pos),
-            });
+            for needle in ["rule number", "RuleNumber"] {
+                parts.fields.push(FieldAt {
+                    object: ctx.origin(e.pos),
+                    needle: needle.to_string(),
+                    field: e.field("RuleNumber"),
+                    at: ctx.origin(n.pos),
+                });
+            }
         }
         let egress = e
             .req(ctx, "Egress")

@@ -1182,6 +1182,12 @@ fn other_commands_output_is_skipped_with_a_warning() {
         &warnings_of(&vpc),
         "r.json:1:2: Return: this is the output of a command that changes something",
     );
+    // revoke-security-group-ingress: `Return` and the revoked rules, one warning.
+    let revoke = r#"{"Return": true, "RevokedSecurityGroupRules": []}"#;
+    let vpc = load_docs(&[("s.json", boto3), ("rv.json", revoke)]).unwrap();
+    let w = warnings_of(&vpc);
+    assert_has(&w, "rv.json:1:18: RevokedSecurityGroupRules: `RevokedSecurityGroupRules` is the output of `aws ec2 revoke-security-group-ingress/-egress`");
+    assert!(!w.contains("Return"), "{w}");
     // Truly unknown keys stay errors.
     let err = errors(&[("s.json", boto3), ("u.json", r#"{"Subnetz": []}"#)]);
     assert_has(&err, "u.json:1:2: Subnetz: unknown top-level key `Subnetz`");
@@ -1277,6 +1283,12 @@ fn json_errors_name_the_jsons_own_field() {
         ),
     );
     assert_has(&err, &format!("x.json:{}: NetworkAcls[0] (acl-1).Entries[1].RuleNumber: duplicate inbound rule number 100", at_nth(text, "100}", 1)));
+    // The `*` rule number with another action: reserved, at the JSON's field.
+    let star = text.replace(
+        "\"deny\", \"RuleNumber\": 100",
+        "\"allow\", \"RuleNumber\": 32767",
+    );
+    assert_has(&errors(&[("x.json", &star)]), &format!("x.json:{}: NetworkAcls[0] (acl-1).Entries[1].RuleNumber: RuleNumber 32767 is outside 1..=32766", at(&star, "32767")));
     let text = r#"{"NetworkInterfaces": [
   {"NetworkInterfaceId": "eni-1", "SubnetId": "subnet-1", "VpcId": "vpc-1", "Groups": [],
    "PrivateIpAddresses": [{"Primary": true, "PrivateIpAddress": "10.0.1.5"}]}],
