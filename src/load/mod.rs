@@ -546,11 +546,16 @@ fn merge(
             column: 1,
             ..file_origin.clone()
         });
+        let how = if at.file.ends_with(".toml") {
+            "add a `[vpc]` table with `id = \"vpc-...\"`"
+        } else {
+            "add the output of `aws ec2 describe-vpcs --vpc-ids vpc-...` \
+             (or, in a ruleset TOML, `[vpc]` with `id = \"vpc-...\"`)"
+        };
         errors.push(RulesetError::new(
             &at,
             "vpc.id",
-            "the VPC has no id: no file says which VPC this is; add the output of \
-             `aws ec2 describe-vpcs --vpc-ids vpc-...` (or, in a ruleset TOML, `[vpc]` with `id = \"vpc-...\"`)",
+            format!("the VPC has no id: no file says which VPC this is; {how}"),
         ));
     }
     if !dropped_vpcs.is_empty() {

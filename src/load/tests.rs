@@ -1298,6 +1298,11 @@ fn json_errors_name_the_jsons_own_field() {
     assert_has(&warnings_of(&vpc), &format!("warning: x.json:{}: NetworkInterfaces[0] (eni-1).Groups: an ENI of type `interface` without security groups", at(text, "[],")));
 
     // No VPC id anywhere: a position, and the export that gives it.
+    let err = errors(&[(
+        "x.toml",
+        "[[subnets]]\nid = \"subnet-1\"\ncidr = \"10.0.1.0/24\"\n",
+    )]);
+    assert_has(&err, "x.toml:1:1: vpc.id: the VPC has no id: no file says which VPC this is; add a `[vpc]` table with `id = \"vpc-...\"`");
     let err = errors(&[("sg.json", r#"{"SecurityGroups": [{"GroupId": "sg-1"}]}"#)]);
     assert_has(&err, "sg.json:1:1: vpc.id: the VPC has no id: no file says which VPC this is; add the output of `aws ec2 describe-vpcs --vpc-ids vpc-...`");
 }
