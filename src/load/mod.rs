@@ -531,12 +531,18 @@ fn merge(
                     ),
                 ));
             }
-            let claims: Vec<Claim> = found
-                .iter()
-                .cloned()
-                .chain(vpc_ids.iter().cloned())
-                .collect();
-            pick(&claims, "VPC", &hint, errors)
+            // What `--vpc` could not drop (a ruleset TOML's `[vpc] id`) must agree.
+            for c in vpc_ids.iter().filter(|c| &c.value != want) {
+                errors.push(RulesetError::new(
+                    &c.origin,
+                    c.field.clone(),
+                    format!(
+                        "VPC `{}` differs from `--vpc {want}`; a ruleset TOML describes one VPC: leave it out",
+                        c.value
+                    ),
+                ));
+            }
+            found
         }
         None => pick(&vpc_ids, "VPC", &hint, errors),
     };

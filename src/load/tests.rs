@@ -1111,6 +1111,13 @@ fn several_vpcs_pick_one_with_vpc() {
     let vpc = l.finish().unwrap();
     assert!(vpc.security_group("sg-0b").is_none());
 
+    let mut l = Loader::with_vpc("vpc-0aaa");
+    l.add_str("all.json", TWO_VPCS);
+    l.add_str("lab.toml", "[vpc]\nid = \"vpc-0bbb\"\n");
+    assert_has(
+        &l.finish().unwrap_err().to_string(),
+        "lab.toml:2:6: vpc.id: VPC `vpc-0bbb` differs from `--vpc vpc-0aaa`",
+    );
     let mut l = Loader::with_vpc("vpc-0ccc");
     l.add_str("all.json", TWO_VPCS);
     assert_has(
