@@ -82,6 +82,10 @@ struct ReplayArgs {
     #[arg(long = "rules-at", value_name = "TIME=PATH")]
     rules_at: Vec<String>,
 
+    /// Keep only this VPC's objects when the exports list several VPCs.
+    #[arg(long, value_name = "VPC_ID")]
+    vpc: Option<String>,
+
     /// Write flow-log records here: a header line, then one record per line.
     /// `-` is standard output; a path ending in `.gz` is gzipped.
     #[arg(long = "flow-log", value_name = "PATH")]
@@ -229,8 +233,14 @@ fn replay(args: ReplayArgs) -> ExitCode {
         },
         None => LogFormat::default_format(),
     };
-    let base = match vpcgate::load::load_paths(&args.rules) {
-        Ok(v) => v,
+    let load_opts = vpcgate::load::LoadOptions {
+        vpc: args.vpc.clone(),
+    };
+    let base = match vpcgate::load::load_paths_with(&args.rules, &load_opts) {
+        Ok(v) => {
+            v.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+            v
+        }
         Err(e) => {
             eprintln!("{e}");
             eprintln!(
@@ -261,12 +271,15 @@ fn replay(args: ReplayArgs) -> ExitCode {
                 "--rules-at {spec:?}: {t:?} is not a capture time; write Unix seconds, fractions allowed (1700000060.25)"
             ));
         };
-        match vpcgate::load::load_paths(&[PathBuf::from(path)]) {
-            Ok(v) => rulesets.push(RulesetAt {
-                from: Some(ts),
-                vpc: Arc::new(v),
-                label: format!("{path} (from {t})"),
-            }),
+        match vpcgate::load::load_paths_with(&[PathBuf::from(path)], &load_opts) {
+            Ok(v) => {
+                v.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+                rulesets.push(RulesetAt {
+                    from: Some(ts),
+                    vpc: Arc::new(v),
+                    label: format!("{path} (from {t})"),
+                })
+            }
             Err(e) => {
                 eprintln!("{e}");
                 eprintln!(

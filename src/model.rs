@@ -206,11 +206,12 @@ impl fmt::Display for PortSpec {
             PortSpec::Any => write!(f, "all"),
             PortSpec::Range { from, to } if from == to => write!(f, "{from}"),
             PortSpec::Range { from, to } => write!(f, "{from}-{to}"),
-            PortSpec::Icmp { icmp_type, code } => {
-                let t = icmp_type.map_or("-1".to_string(), |t| t.to_string());
-                let c = code.map_or("-1".to_string(), |c| c.to_string());
-                write!(f, "type {t} code {c}")
-            }
+            PortSpec::Icmp { icmp_type, code } => match (icmp_type, code) {
+                (Some(t), Some(c)) => write!(f, "type {t} code {c}"),
+                (Some(t), None) => write!(f, "type {t}, any code"),
+                (None, None) => write!(f, "any type"),
+                (None, Some(c)) => write!(f, "any type, code {c}"),
+            },
         }
     }
 }
@@ -946,7 +947,8 @@ impl Vpc {
                                 &r.origin,
                                 format!("{field}.security_group"),
                                 format!(
-                                    "unknown security group `{id}`; known: {}",
+                                    "unknown security group `{id}`{}; known: {}",
+                                    self.did_you_mean(id),
                                     ids(sg_ids.iter())
                                 ),
                             ))
@@ -1048,13 +1050,77 @@ impl Vpc {
                     ));
                 }
             }
+            // Delegated prefixes come out of the subnet's range (aws-semantics: "the
+            // prefixes are taken from the subnet's CIDR").
+            for (net, ok) in e
+                .ipv4_prefixes
+                .iter()
+                .map(|p| {
+                    (
+                        IpNet::V4(*p),
+                        subnet.ipv4_cidr.is_some_and(|c| c.contains(p)),
+                    )
+                })
+                .chain(e.ipv6_prefixes.iter().map(|p| {
+                    (
+                        IpNet::V6(*p),
+                        subnet.ipv6_cidrs.iter().any(|c| c.contains(p)),
+                    )
+                }))
+            {
+                if !ok {
+                    errs.push(RulesetError::new(
+                        &e.origin,
+                        format!("network_interface {}.prefixes", e.id),
+                        format!(
+                            "prefix {net} is outside its subnet `{}` ({})",
+                            subnet.id,
+                            subnet_cidrs(subnet)
+                        ),
+                    ));
+                }
+            }
+            // An Elastic IP sits on one of the ENI's own secondary addresses.
+            for (public, private) in &e.secondary_public_ipv4 {
+                if e.primary_ipv4() == Some(*private) {
+                    errs.push(RulesetError::new(
+                        &e.origin,
+                        format!("network_interface {}.elastic_ips", e.id),
+                        format!(
+                            "{public} maps to {private}, the primary address; the primary's public address is `public_ip`"
+                        ),
+                    ));
+                } else if !e.private_ipv4.contains(private) {
+                    errs.push(RulesetError::new(
+                        &e.origin,
+                        format!("network_interface {}.elastic_ips", e.id),
+                        format!(
+                            "{public} maps to {private}, which is not one of this ENI's private addresses ({})",
+                            e.private_ipv4
+                                .iter()
+                                .map(|a| a.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+            }
+            if e.security_groups.is_empty() && e.interface_type == "interface" {
+                self.warnings.push(RulesetError::new(
+                    &e.origin,
+                    format!("network_interface {}.security_groups", e.id),
+                    "an ENI of type `interface` without security groups: treated as an ENI \
+                     without security groups, only NACLs filter it (EMULATION.md §1)",
+                ));
+            }
             for g in &e.security_groups {
                 if !sg_ids.contains(g) {
                     errs.push(RulesetError::new(
                         &e.origin,
                         format!("network_interface {}.security_groups", e.id),
                         format!(
-                            "unknown security group `{g}`; known: {}",
+                            "unknown security group `{g}`{}; known: {}",
+                            self.did_you_mean(g),
                             ids(sg_ids.iter())
                         ),
                     ));
@@ -1064,7 +1130,12 @@ impl Vpc {
         // The same address on two ENIs would make the data path ambiguous.
         let mut owner: HashMap<IpAddr, &str> = HashMap::new();
         for e in &self.network_interfaces {
-            for a in e.private_addrs().chain(e.public_ipv4.map(IpAddr::V4)) {
+            let publics = e
+                .public_ipv4
+                .into_iter()
+                .chain(e.secondary_public_ipv4.iter().map(|(p, _)| *p))
+                .map(IpAddr::V4);
+            for a in e.private_addrs().chain(publics) {
                 if let Some(o) = owner.insert(a, &e.id) {
                     if o != e.id {
                         errs.push(RulesetError::new(
@@ -1073,6 +1144,36 @@ impl Vpc {
                             format!("address {a} is already assigned to `{o}`"),
                         ));
                     }
+                }
+            }
+        }
+        // Delegated prefixes: no address in them belongs to another ENI.
+        for e in &self.network_interfaces {
+            let prefixes = e
+                .ipv4_prefixes
+                .iter()
+                .map(|p| IpNet::V4(*p))
+                .chain(e.ipv6_prefixes.iter().map(|p| IpNet::V6(*p)));
+            for net in prefixes {
+                let clash = self.network_interfaces.iter().find_map(|o| {
+                    if let Some(a) = o.private_addrs().find(|a| net.contains(a)) {
+                        return (o.id != e.id).then(|| format!("address {a} of `{}`", o.id));
+                    }
+                    o.ipv4_prefixes
+                        .iter()
+                        .map(|p| IpNet::V4(*p))
+                        .chain(o.ipv6_prefixes.iter().map(|p| IpNet::V6(*p)))
+                        .find(|p| {
+                            (o.id != e.id || *p != net) && (p.contains(&net) || net.contains(p))
+                        })
+                        .map(|p| format!("prefix {p} of `{}`", o.id))
+                });
+                if let Some(c) = clash {
+                    errs.push(RulesetError::new(
+                        &e.origin,
+                        format!("network_interface {}.prefixes", e.id),
+                        format!("prefix {net} overlaps {c}; an address belongs to one ENI"),
+                    ));
                 }
             }
         }
@@ -1093,6 +1194,33 @@ impl Vpc {
         } else {
             Err(RulesetErrors(errs))
         }
+    }
+}
+
+impl Vpc {
+    /// `; did you mean `sg-…`?` when `name` is some group's name (GroupName).
+    fn did_you_mean(&self, name: &str) -> String {
+        match self.security_groups.iter().find(|g| g.name == name) {
+            Some(g) => format!(
+                " (did you mean `{}`? `{name}` is that group's name; rules name groups by id)",
+                g.id
+            ),
+            None => String::new(),
+        }
+    }
+}
+
+fn subnet_cidrs(subnet: &Subnet) -> String {
+    let cidrs: Vec<String> = subnet
+        .ipv4_cidr
+        .iter()
+        .map(|c| c.to_string())
+        .chain(subnet.ipv6_cidrs.iter().map(|c| c.to_string()))
+        .collect();
+    if cidrs.is_empty() {
+        "no CIDR".to_string()
+    } else {
+        cidrs.join(", ")
     }
 }
 

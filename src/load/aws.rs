@@ -2,9 +2,9 @@
 //! mapped onto the model. Real accounts print many more fields than vpcgate needs:
 //! unknown fields are ignored; a missing required one is an error naming the object.
 
-use super::tree::{Ctx, Node, Obj};
+use super::tree::{Ctx, Node, Obj, Val};
 use super::values::{self, is_icmp};
-use super::{Claim, LooseRule, Parts};
+use super::{Claim, FieldAt, LooseRule, Parts};
 use crate::model::{
     ConntrackOverrides, NetworkAcl, NetworkAclEntry, NetworkInterface, PortSpec, PrefixList,
     Protocol, SecurityGroup, SecurityGroupRule, SgPeer, Subnet,
@@ -25,7 +25,138 @@ const KINDS: &[(&str, &str)] = &[
     ("Entries", "get-managed-prefix-list-entries"),
 ];
 
+/// Top-level keys of other `aws` commands' output: skipped with a warning naming the
+/// command. (`Reservations` of describe-instances is read for its ENIs.)
+const OTHERS: &[(&str, &str, &str)] = &[
+    (
+        "RouteTables",
+        "aws ec2 describe-route-tables",
+        "routing is not emulated",
+    ),
+    (
+        "InternetGateways",
+        "aws ec2 describe-internet-gateways",
+        "routing is not emulated",
+    ),
+    (
+        "EgressOnlyInternetGateways",
+        "aws ec2 describe-egress-only-internet-gateways",
+        "routing is not emulated",
+    ),
+    (
+        "NatGateways",
+        "aws ec2 describe-nat-gateways",
+        "a NAT gateway's ENI comes from describe-network-interfaces",
+    ),
+    (
+        "TransitGateways",
+        "aws ec2 describe-transit-gateways",
+        "routing is not emulated",
+    ),
+    (
+        "TransitGatewayAttachments",
+        "aws ec2 describe-transit-gateway-attachments",
+        "routing is not emulated",
+    ),
+    (
+        "VpcEndpoints",
+        "aws ec2 describe-vpc-endpoints",
+        "an endpoint's ENIs come from describe-network-interfaces",
+    ),
+    (
+        "VpcPeeringConnections",
+        "aws ec2 describe-vpc-peering-connections",
+        "peering is not emulated",
+    ),
+    (
+        "Addresses",
+        "aws ec2 describe-addresses",
+        "Elastic IPs come from describe-network-interfaces",
+    ),
+    (
+        "FlowLogs",
+        "aws ec2 describe-flow-logs",
+        "name the log format with --log-format",
+    ),
+    (
+        "DhcpOptions",
+        "aws ec2 describe-dhcp-options",
+        "DHCP is exempt",
+    ),
+    (
+        "AvailabilityZones",
+        "aws ec2 describe-availability-zones",
+        "zones come from describe-subnets",
+    ),
+    (
+        "Instances",
+        "aws ec2 run-instances",
+        "use describe-instances or describe-network-interfaces",
+    ),
+    ("Subnet", "aws ec2 create-subnet", "use describe-subnets"),
+    ("Vpc", "aws ec2 create-vpc", "use describe-vpcs"),
+    (
+        "NetworkAcl",
+        "aws ec2 create-network-acl",
+        "use describe-network-acls",
+    ),
+    (
+        "NetworkInterface",
+        "aws ec2 create-network-interface",
+        "use describe-network-interfaces",
+    ),
+    (
+        "RouteTable",
+        "aws ec2 create-route-table",
+        "routing is not emulated",
+    ),
+    (
+        "InternetGateway",
+        "aws ec2 create-internet-gateway",
+        "routing is not emulated",
+    ),
+    (
+        "NatGateway",
+        "aws ec2 create-nat-gateway",
+        "use describe-network-interfaces",
+    ),
+    (
+        "SecurityGroupArn",
+        "aws ec2 create-security-group",
+        "use describe-security-groups",
+    ),
+    (
+        "Tags",
+        "aws ec2 describe-tags",
+        "tags do not change verdicts",
+    ),
+    (
+        "RevokedSecurityGroupRules",
+        "aws ec2 revoke-security-group-ingress/-egress",
+        "export describe-security-groups after the change",
+    ),
+    (
+        "UnknownIpPermissions",
+        "aws ec2 revoke-security-group-ingress/-egress",
+        "export describe-security-groups after the change",
+    ),
+    (
+        "LoadBalancers",
+        "aws elbv2 describe-load-balancers",
+        "a load balancer's ENIs come from describe-network-interfaces",
+    ),
+];
+
 pub(crate) fn read(ctx: &mut Ctx, root: &Node, parts: &mut Parts) {
+    if let super::tree::Val::Arr(_) = root.val {
+        ctx.error(
+            root.pos,
+            "",
+            "the document is a JSON array, not an object: this looks like `--query` output; \
+             export the whole response (run the command without `--query`)",
+        );
+        return;
+    }
     let Some(top) = ctx.as_obj(root, "") else {
         return;
     };
@@ -36,6 +167,13 @@ pub(crate) fn read(ctx: &mut Ctx, root: &Node, parts: &mut Parts) {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let readable = |k: &str| KINDS.iter().any(|(kind, _)| *kind == k) || k == "Reservations";
+    // Another command's output: its other keys are part of it, not unknown.
+    let other = top
+        .entries
+        .iter()
+        .find_map(|e| OTHERS.iter().find(|(k, _, _)| *k == e.key));
+    let only_other = other.is_some() && !top.entries.iter().any(|e| readable(&e.key));
     let (mut kinds, mut unknown) = (0, 0);
     for e in top.entries {
         let node = &e.node;
@@ -52,14 +190,43 @@ pub(crate) fn read(ctx: &mut Ctx, root: &Node, parts: &mut Parts) {
                 sg_rule(ctx, o, parts)
             }),
             "NetworkInterfaces" => each(ctx, node, "NetworkInterfaces", |ctx, o| {
-                network_interface(ctx, o, parts)
+                network_interface(ctx, o, parts, None)
+            }),
+            "Reservations" => each(ctx, node, "Reservations", |ctx, o| {
+                reservation(ctx, o, parts)
             }),
             "PrefixLists" => each(ctx, node, "PrefixLists", |ctx, o| {
                 prefix_list(ctx, o, parts)
             }),
             "Entries" => prefix_entries(ctx, &top, node, parts),
-            "NextToken" => continue,
+            // Pagination, and what boto3 adds to every response.
+            "NextToken" | "ResponseMetadata" => continue,
             "PrefixListId" if top.get("Entries").is_some() => continue,
+            // authorize-security-group-ingress/egress print `Return` next to the rules.
+            "Return" if top.get("SecurityGroupRules").is_some() => continue,
+            // Part of another command's output, named by its own warning.
+            "Return" if other.is_some() => continue,
+            "Return" => {
+                ctx.warn(
+                    e.key_pos,
+                    "Return",
+                    "this is the output of a command that changes something (`Return`: true/false), \
+                     with nothing to load; skipped",
+                );
+                kinds += 1;
+                continue;
+            }
+            k if OTHERS.iter().any(|(o, _, _)| *o == k) => {
+                let (_, cmd, why) = OTHERS.iter().find(|(o, _, _)| *o == k).expect("found");
+                ctx.warn(
+                    e.key_pos,
+                    k,
+                    format!("`{k}` is the output of `{cmd}`, which vpcgate does not read ({why}); skipped"),
+                );
+                kinds += 1;
+                continue;
+            }
+            _ if only_other => continue,
             other => {
                 ctx.error(
                     e.key_pos,
@@ -84,6 +251,27 @@ pub(crate) fn read(ctx: &mut Ctx, root: &Node, parts: &mut Parts) {
                 accepted()
             ),
         );
+    }
+}
+
+// ---- describe-instances ---------------------------------------------------------------
+
+/// `Reservations[].Instances[].NetworkInterfaces[]`: ENIs shaped like
+/// describe-network-interfaces' (without `AvailabilityZone`; the instance id is the
+/// instance's, not the attachment's).
+fn reservation(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
+    for inst in objs(ctx, &o, "Instances") {
+        let id = inst.opt_str(ctx, "InstanceId").map(|(s, _)| s.to_string());
+        let inst = match &id {
+            Some(id) => Obj {
+                path: format!("{} ({id})", inst.path),
+                ..inst
+            },
+            None => inst,
+        };
+        for e in objs(ctx, &inst, "NetworkInterfaces") {
+            network_interface(ctx, e, parts, Some(id.as_deref().unwrap_or("")));
+        }
     }
 }
 
@@ -113,6 +301,37 @@ fn with_id<'n>(ctx: &mut Ctx, o: Obj<'n>, key: &str) -> Option<(String, Obj<'n>)
     let id = id.to_string();
     let path = format!("{} ({id})", o.path);
     Some((id, Obj { path, ..o }))
+}
+
+/// Where a duplicate-id error of validation about this object belongs: its id field.
+fn id_at(ctx: &Ctx, o: &Obj, key: &str, kind: &str, id: &str, parts: &mut Parts) {
+    if let Some(n) = o.opt(key) {
+        parts.fields.push(FieldAt {
+            object: ctx.origin(o.pos),
+            needle: format!("duplicate {kind} id `{id}`"),
+            field: o.field(key),
+            at: ctx.origin(n.pos),
+        });
+    }
+}
+
+/// With `--vpc`: true (and the object is to be dropped) when the object's `VpcId` names
+/// another VPC.
+fn in_other_vpc(o: &Obj, parts: &mut Parts) -> bool {
+    let (
+        Some(want),
+        Some(Node {
+            val: Val::Str(v), ..
+        }),
+    ) = (&parts.vpc_filter, o.opt("VpcId"))
+    else {
+        return false;
+    };
+    if v == want {
+        return false;
+    }
+    parts.dropped_vpcs.push(v.clone());
+    true
 }
 
 /// A `VpcId` on an object: all objects must belong to one VPC.
@@ -169,6 +388,9 @@ fn vpc(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
     let Some((id, o)) = with_id(ctx, o, "VpcId") else {
         return;
     };
+    if in_other_vpc(&o, parts) {
+        return;
+    }
     let node = o.opt("VpcId").expect("read above");
     parts.vpc_ids.push(Claim {
         value: id,
@@ -226,6 +448,10 @@ fn subnet(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
     let Some((id, o)) = with_id(ctx, o, "SubnetId") else {
         return;
     };
+    id_at(ctx, &o, "SubnetId", "subnet", &id, parts);
+    if in_other_vpc(&o, parts) {
+        return;
+    }
     vpc_ref(ctx, &o, parts);
     owner_ref(ctx, &o, parts, false);
     let mut s = Subnet {
@@ -244,6 +470,14 @@ fn subnet(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
             &o.field("CidrBlock"),
             "IPv6 is in Ipv6CidrBlockAssociationSet",
         );
+        if let Some(c) = s.ipv4_cidr {
+            parts.fields.push(FieldAt {
+                object: s.origin.clone(),
+                needle: format!("{c} is not inside"),
+                field: o.field("CidrBlock"),
+                at: ctx.origin(n.pos),
+            });
+        }
     }
     for a in objs(ctx, &o, "Ipv6CidrBlockAssociationSet") {
         if !associated(ctx, &a, "Ipv6CidrBlockState") {
@@ -266,17 +500,37 @@ fn network_acl(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
     let Some((id, o)) = with_id(ctx, o, "NetworkAclId") else {
         return;
     };
+    id_at(ctx, &o, "NetworkAclId", "network_acl", &id, parts);
+    if in_other_vpc(&o, parts) {
+        return;
+    }
     vpc_ref(ctx, &o, parts);
     owner_ref(ctx, &o, parts, false);
     let mut acl = NetworkAcl::new(&id);
     acl.origin = ctx.origin(o.pos);
     acl.is_default = o.opt_bool(ctx, "IsDefault").unwrap_or(false);
     for a in objs(ctx, &o, "Associations") {
-        if let Some((s, _)) = a.req_str(ctx, "SubnetId") {
+        if let Some((s, n)) = a.req_str(ctx, "SubnetId") {
             acl.associations.push(s.to_string());
+            parts.nacl_assocs.push((
+                id.clone(),
+                s.to_string(),
+                ctx.origin(n.pos),
+                a.field("SubnetId"),
+            ));
         }
     }
     for e in objs(ctx, &o, "Entries") {
+        if let Some(n) = e.opt("RuleNumber") {
+            for needle in ["rule number", "RuleNumber"] {
+                parts.fields.push(FieldAt {
+                    object: ctx.origin(e.pos),
+                    needle: needle.to_string(),
+                    field: e.field("RuleNumber"),
+                    at: ctx.origin(n.pos),
+                });
+            }
+        }
         let egress = e
             .req(ctx, "Egress")
             .and_then(|n| ctx.as_bool(n, &e.field("Egress")));
@@ -399,6 +653,11 @@ fn security_group(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
     let Some((id, o)) = with_id(ctx, o, "GroupId") else {
         return;
     };
+    id_at(ctx, &o, "GroupId", "security_group", &id, parts);
+    if in_other_vpc(&o, parts) {
+        parts.dropped_groups.push(id);
+        return;
+    }
     let group_vpc = vpc_ref(ctx, &o, parts);
     owner_ref(ctx, &o, parts, false);
     let mut g = SecurityGroup::new(&id);
@@ -406,12 +665,20 @@ fn security_group(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
     g.name = o.str_or_empty(ctx, "GroupName");
     g.description = o.str_or_empty(ctx, "Description");
     for p in objs(ctx, &o, "IpPermissions") {
-        g.ingress
-            .extend(ip_permission(ctx, &p, group_vpc.as_deref()));
+        g.ingress.extend(ip_permission(
+            ctx,
+            &p,
+            group_vpc.as_deref(),
+            &mut parts.fields,
+        ));
     }
     for p in objs(ctx, &o, "IpPermissionsEgress") {
-        g.egress
-            .extend(ip_permission(ctx, &p, group_vpc.as_deref()));
+        g.egress.extend(ip_permission(
+            ctx,
+            &p,
+            group_vpc.as_deref(),
+            &mut parts.fields,
+        ));
     }
     parts.security_groups.push(g);
 }
@@ -458,7 +725,12 @@ fn sg_ports(ctx: &mut Ctx, o: &Obj, protocol: Protocol) -> Option<PortSpec> {
 }
 
 /// One `IpPermission` → one rule per peer.
-fn ip_permission(ctx: &mut Ctx, p: &Obj, group_vpc: Option<&str>) -> Vec<SecurityGroupRule> {
+fn ip_permission(
+    ctx: &mut Ctx,
+    p: &Obj,
+    group_vpc: Option<&str>,
+    fields: &mut Vec<FieldAt>,
+) -> Vec<SecurityGroupRule> {
     let protocol = p
         .req(ctx, "IpProtocol")
         .and_then(|n| values::protocol(ctx, n, &p.field("IpProtocol")));
@@ -481,12 +753,26 @@ fn ip_permission(ctx: &mut Ctx, p: &Obj, group_vpc: Option<&str>) -> Vec<Securit
         }
     }
     for r in objs(ctx, p, "PrefixListIds") {
-        if let Some((id, _)) = r.req_str(ctx, "PrefixListId") {
+        if let Some((id, n)) = r.req_str(ctx, "PrefixListId") {
+            fields.push(FieldAt {
+                object: ctx.origin(r.pos),
+                needle: format!("unknown prefix list `{id}`"),
+                field: r.field("PrefixListId"),
+                at: ctx.origin(n.pos),
+            });
             peers.push((SgPeer::PrefixList(id.into()), desc(ctx, &r), r.pos));
         }
     }
     for r in objs(ctx, p, "UserIdGroupPairs") {
         if let Some(id) = group_pair(ctx, &r, group_vpc) {
+            if let Some(n) = r.opt("GroupId") {
+                fields.push(FieldAt {
+                    object: ctx.origin(r.pos),
+                    needle: format!("unknown security group `{id}`"),
+                    field: r.field("GroupId"),
+                    at: ctx.origin(n.pos),
+                });
+            }
             peers.push((SgPeer::SecurityGroup(id), desc(ctx, &r), r.pos));
         }
     }
@@ -604,14 +890,36 @@ fn sg_rule(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
 
 // ---- describe-network-interfaces ------------------------------------------------------
 
-fn network_interface(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
+/// One ENI of `describe-network-interfaces`, or of `describe-instances` (`instance`:
+/// the id of the instance it is printed under).
+fn network_interface(ctx: &mut Ctx, o: Obj, parts: &mut Parts, instance: Option<&str>) {
     let Some((id, o)) = with_id(ctx, o, "NetworkInterfaceId") else {
         return;
     };
-    let subnet = o
-        .req_str(ctx, "SubnetId")
-        .map(|(s, _)| s.to_string())
-        .unwrap_or_default();
+    id_at(
+        ctx,
+        &o,
+        "NetworkInterfaceId",
+        "network_interface",
+        &id,
+        parts,
+    );
+    if in_other_vpc(&o, parts) {
+        return;
+    }
+    let origin = ctx.origin(o.pos);
+    let subnet = match o.req_str(ctx, "SubnetId") {
+        Some((s, n)) => {
+            parts.fields.push(FieldAt {
+                object: origin.clone(),
+                needle: format!("unknown subnet `{s}`"),
+                field: o.field("SubnetId"),
+                at: ctx.origin(n.pos),
+            });
+            s.to_string()
+        }
+        None => String::new(),
+    };
     vpc_ref(ctx, &o, parts);
     let owner_id = owner_ref(ctx, &o, parts, false).unwrap_or_default();
     zone_ref(ctx, &o, parts);
@@ -619,6 +927,7 @@ fn network_interface(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
     let mut primary = Vec::new();
     let mut secondary = Vec::new();
     let mut primary_public = None;
+    let mut secondary_public = Vec::new();
     let list = objs(ctx, &o, "PrivateIpAddresses");
     for a in &list {
         let Some(n) = a.req(ctx, "PrivateIpAddress") else {
@@ -627,11 +936,21 @@ fn network_interface(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
         let Some(addr) = values::ipv4(ctx, n, &a.field("PrivateIpAddress"), v4_hint) else {
             continue;
         };
+        parts.fields.push(FieldAt {
+            object: origin.clone(),
+            needle: format!("address {addr} is "),
+            field: a.field("PrivateIpAddress"),
+            at: ctx.origin(n.pos),
+        });
         if a.opt_bool(ctx, "Primary").unwrap_or(false) {
             primary.push(addr);
             primary_public = public_ip(ctx, a);
         } else {
             secondary.push(addr);
+            // An Elastic IP on a secondary address: its own `Association`.
+            if let Some(public) = public_ip(ctx, a) {
+                secondary_public.push((public, addr));
+            }
         }
     }
     if list.is_empty() {
@@ -653,17 +972,66 @@ fn network_interface(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
             }
         }
     }
+    let mut ipv4_prefixes = Vec::new();
+    for a in objs(ctx, &o, "Ipv4Prefixes") {
+        if let Some(n) = a.req(ctx, "Ipv4Prefix") {
+            let field = a.field("Ipv4Prefix");
+            if let Some(c) = values::cidr_v4(ctx, n, &field, "IPv6 prefixes are in Ipv6Prefixes") {
+                parts.fields.push(FieldAt {
+                    object: origin.clone(),
+                    needle: format!("prefix {c} "),
+                    field,
+                    at: ctx.origin(n.pos),
+                });
+                ipv4_prefixes.push(c);
+            }
+        }
+    }
+    let mut ipv6_prefixes = Vec::new();
+    for a in objs(ctx, &o, "Ipv6Prefixes") {
+        if let Some(n) = a.req(ctx, "Ipv6Prefix") {
+            let field = a.field("Ipv6Prefix");
+            if let Some(c) = values::cidr_v6(ctx, n, &field, "IPv4 prefixes are in Ipv4Prefixes") {
+                parts.fields.push(FieldAt {
+                    object: origin.clone(),
+                    needle: format!("prefix {c} "),
+                    field,
+                    at: ctx.origin(n.pos),
+                });
+                ipv6_prefixes.push(c);
+            }
+        }
+    }
     let public_ipv4 = public_ip(ctx, &o).or(primary_public);
+    // `Groups: []` is an ENI without security groups (NAT gateway, ...).
     let mut security_groups = Vec::new();
     for g in objs(ctx, &o, "Groups") {
-        if let Some((gid, _)) = g.req_str(ctx, "GroupId") {
+        if let Some((gid, n)) = g.req_str(ctx, "GroupId") {
+            parts.fields.push(FieldAt {
+                object: origin.clone(),
+                needle: format!("unknown security group `{gid}`"),
+                field: g.field("GroupId"),
+                at: ctx.origin(n.pos),
+            });
             security_groups.push(gid.to_string());
         }
     }
-    let instance_id = o
-        .obj(ctx, "Attachment")
-        .and_then(|a| a.opt_str(ctx, "InstanceId"))
-        .map(|(s, _)| s.to_string());
+    parts.fields.push(FieldAt {
+        object: origin.clone(),
+        needle: "without security groups".to_string(),
+        field: o.field("Groups"),
+        at: ctx.origin(o.opt("Groups").map_or(o.pos, |n| n.pos)),
+    });
+    let interface_type = o
+        .opt_str(ctx, "InterfaceType")
+        .map_or("interface".to_string(), |(s, _)| s.to_string());
+    let instance_id = match instance {
+        Some(i) if !i.is_empty() => Some(i.to_string()),
+        _ => o
+            .obj(ctx, "Attachment")
+            .and_then(|a| a.opt_str(ctx, "InstanceId"))
+            .map(|(s, _)| s.to_string()),
+    };
     let mut conntrack = ConntrackOverrides::default();
     if let Some(c) = o.obj(ctx, "ConnectionTrackingConfiguration") {
         let mut get = |key: &str| {
@@ -676,24 +1044,29 @@ fn network_interface(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
         conntrack.udp = get("UdpTimeout");
     }
     primary.extend(secondary);
-    parts.network_interfaces.push(NetworkInterface {
+    let eni = NetworkInterface {
         id,
         subnet_id: subnet,
         private_ipv4: primary,
         ipv6,
         public_ipv4,
-        secondary_public_ipv4: Vec::new(),
-        ipv4_prefixes: Vec::new(),
-        ipv6_prefixes: Vec::new(),
-        interface_type: "interface".to_string(),
+        secondary_public_ipv4: secondary_public,
+        ipv4_prefixes,
+        ipv6_prefixes,
+        interface_type,
         security_groups,
         instance_id,
         owner_id,
         description: o.str_or_empty(ctx, "Description"),
         conntrack,
         max_tracked_connections: None,
-        origin: ctx.origin(o.pos),
-    });
+        origin,
+    };
+    if instance.is_some() {
+        parts.instance_enis.push(eni);
+    } else {
+        parts.network_interfaces.push(eni);
+    }
 }
 
 /// `Association.PublicIp` of an ENI or of one of its private addresses.
@@ -709,6 +1082,7 @@ fn prefix_list(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
     let Some((id, o)) = with_id(ctx, o, "PrefixListId") else {
         return;
     };
+    id_at(ctx, &o, "PrefixListId", "prefix_list", &id, parts);
     let name = o.str_or_empty(ctx, "PrefixListName");
     let mut entries = Vec::new();
     // Legacy describe-prefix-lists prints the CIDRs; the managed API does not.

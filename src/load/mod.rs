@@ -6,7 +6,7 @@
 //! the file, line, column and field, and what would be valid:
 //!
 //! ```text
-//! error: rulesets/x.toml:14:9: network_acls[0].inbound[2].rule: RuleNumber 40000 is outside 1..=32766
+//! error: rulesets/x.toml:14:9: network_acls[0].inbound[2].rule: rule 40000 is outside 1..=32766
 //! error: aws/sg.json:31:17: SecurityGroups[1] (sg-0abc).IpPermissions[0]: missing required field `IpProtocol`
 //! ```
 //!
@@ -35,9 +35,39 @@
 //!   name; subdirectories and other files (a README) are skipped.
 //!
 //! Everything is merged into one VPC. Objects are appended (an id defined twice is an
-//! error of [`Vpc::validate`]); the VPC's own facts (id, account, region, CIDRs) may come
-//! from any file but must agree. When any file has an error, loading stops before
-//! validation, so that one mistake does not cascade into unknown-reference errors.
+//! error of [`Vpc::validate`], unless both are the same object: the same response saved
+//! twice merges); the VPC's own facts (id, account, region, CIDRs) may come from any file
+//! but must agree. When any file has an error, loading stops before validation, so that
+//! one mistake does not cascade into unknown-reference errors.
+//!
+//! An export of a whole account lists several VPCs: that is an error naming them, unless
+//! [`LoadOptions::vpc`] (`--vpc vpc-0abc`, [`load_paths_with`], [`Loader::with_vpc`])
+//! picks one; objects whose `VpcId` names another VPC are then dropped (with a warning
+//! counting them), and so are the `describe-security-group-rules` rules of their groups.
+//!
+//! # Errors and warnings
+//!
+//! What a real export lacks but cannot change a verdict, and what would silently change
+//! verdicts, loads with a **warning** ([`Vpc::warnings`], printed `warning: ...`):
+//! - another command's output (`describe-route-tables`, `describe-internet-gateways`,
+//!   `create-subnet`, ...): skipped, naming the command;
+//! - a NACL association to a subnet that was not exported: dropped;
+//! - a prefix list that a rule names but that has no entries (it matches nothing): the
+//!   message names the `aws ec2 get-managed-prefix-list-entries --prefix-list-id pl-...` to run;
+//! - no IPv4 CIDR for the VPC (no `describe-vpcs`): the resolver at base+2 cannot be
+//!   exempted;
+//! - an ENI of type `interface` without security groups: only NACLs filter it;
+//! - with `--vpc`, the objects of other VPCs that were dropped.
+//!
+//! Everything else is an **error**: syntax (a trailing comma, two JSON documents
+//! appended to one file, a JSON array printed by `--query`, UTF-16 without a byte-order
+//! mark; UTF-16 with one, as Windows PowerShell's `>` writes, is decoded), unknown
+//! top-level keys and TOML fields, missing or malformed fields, several VPCs without
+//! `--vpc`, no VPC id, unknown references (an unknown group that is some group's name
+//! says "did you mean `sg-...`?"), addresses outside their subnet or owned twice, Elastic IPs
+//! on an address the ENI does not own, prefixes outside the subnet. For JSON, the error
+//! names the JSON's own path and the position of the field:
+//! `NetworkInterfaces[0] (eni-0abc).Groups[1].GroupId`.
 //!
 //! # AWS JSON
 //!
@@ -50,11 +80,17 @@
 //! | `NetworkAcls` | `describe-network-acls` | NACLs, their `Associations` and `Entries` (the `*` entries 32767/32768 are re-added by validation) |
 //! | `SecurityGroups` | `describe-security-groups` | groups; each peer of an `IpPermission` is one rule |
 //! | `SecurityGroupRules` | `describe-security-group-rules` | rules merged into their group by `GroupId` (a group known only from rules is created); a rule already present is not added twice |
-//! | `NetworkInterfaces` | `describe-network-interfaces` | ENIs: addresses (primary first), `Association.PublicIp`, `Groups`, `Attachment.InstanceId`, `ConnectionTrackingConfiguration` |
-//! | `PrefixLists` | `describe-managed-prefix-lists` (ids and names), legacy `describe-prefix-lists` (with `Cidrs`) | prefix lists |
+//! | `NetworkInterfaces` | `describe-network-interfaces` | ENIs: addresses (primary first), `Association.PublicIp` (the ENI's, and each secondary `PrivateIpAddresses[]` entry's own: an Elastic IP on a secondary address), `Ipv4Prefixes[].Ipv4Prefix`, `Ipv6Prefixes[].Ipv6Prefix`, `InterfaceType`, `Groups` (`[]`: no security group, e.g. a NAT gateway), `Attachment.InstanceId`, `ConnectionTrackingConfiguration` |
+//! | `Reservations` | `describe-instances` | the ENIs of `Instances[].NetworkInterfaces[]` (same shape; the instance id is the instance's), used where no `describe-network-interfaces` describes the same ENI |
+//! | `PrefixLists` | `describe-managed-prefix-lists` (ids and names), legacy `describe-prefix-lists` (with `Cidrs`) | prefix lists; both listings of one list merge |
 //! | `Entries` | `get-managed-prefix-list-entries` | the entries of one prefix list (see below) |
 //!
-//! `NextToken` is ignored; any other top-level key is an error listing the accepted ones.
+//! `NextToken` and boto3's `ResponseMetadata` are ignored, and so is the `Return` that
+//! `authorize-security-group-ingress`/`-egress` print next to their `SecurityGroupRules`.
+//! The keys of other commands' output (`RouteTables`, `InternetGateways`, `NatGateways`,
+//! `Subnet` of `create-subnet`, `Instances` of `run-instances`, ...) are skipped with a
+//! warning naming the command. Any other top-level key is an error listing the accepted
+//! ones. A top-level JSON array (`--query` output) is an error.
 //! Unknown fields inside objects are ignored (real accounts print many).
 //!
 //! `get-managed-prefix-list-entries` does not print the list's id. It is taken from a
@@ -133,7 +169,16 @@
 //! description = "..."                        # optional
 //! max_tracked_connections = 100000           # optional; default unlimited
 //! conntrack = { tcp_established = 3600 }     # optional; same keys as [conntrack]
+//! elastic_ips = { "10.0.1.11" = "198.51.100.9" }  # optional: private IPv4 = its Elastic IP
+//! ipv4_prefixes = ["10.0.1.160/28"]          # optional delegated prefixes, inside the subnet
+//! ipv6_prefixes = ["2600:1f18:4a3:6d01:8f3a::/80"]
+//! interface_type = "interface"               # optional; `nat_gateway`, `transit_gateway`, ...
 //! ```
+//!
+//! `security_groups = []` (or omitted) is an ENI without security groups: no SG check and
+//! no connection tracking, only NACLs filter it. That is what AWS does for a NAT gateway's
+//! or transit gateway's ENI; for an `interface` (the default type) it loads with a
+//! warning. An `elastic_ips` entry for the primary address is its `public_ip`.
 //!
 //! Values: `protocol` is `-1` (or `all`), `tcp`, `udp`, `icmp`, `icmpv6` or a number
 //! 0-255, as a string or an integer. `ports` is `"443"`, `"1024-65535"`, `"all"`
@@ -149,7 +194,7 @@ mod values;
 
 use crate::model::{
     ConntrackOverrides, NetworkAcl, NetworkInterface, Origin, PrefixList, RulesetError,
-    RulesetErrors, SecurityGroup, SecurityGroupRule, Subnet, Vpc,
+    RulesetErrors, SecurityGroup, SecurityGroupRule, SgPeer, Subnet, Vpc,
 };
 use ipnet::IpNet;
 use std::path::{Path, PathBuf};
@@ -158,7 +203,12 @@ use tree::{Ctx, Syntax};
 /// Loads the files and directories in `paths` (see the [module docs](self)), merges them
 /// into one VPC and validates it.
 pub fn load_paths(paths: &[PathBuf]) -> Result<Vpc, RulesetErrors> {
-    let mut loader = Loader::new();
+    load_paths_with(paths, &LoadOptions::default())
+}
+
+/// [`load_paths`] with options (`--vpc`).
+pub fn load_paths_with(paths: &[PathBuf], opts: &LoadOptions) -> Result<Vpc, RulesetErrors> {
+    let mut loader = Loader::with_options(opts);
     for p in paths {
         loader.add_path(p);
     }
@@ -173,12 +223,21 @@ pub fn load_str(name: &str, text: &str) -> Result<Vpc, RulesetErrors> {
     loader.finish()
 }
 
+/// How to load.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Keep only this VPC's objects (`--vpc vpc-0abc`): an export of a whole account
+    /// lists several VPCs; objects with another `VpcId` are dropped.
+    pub vpc: Option<String>,
+}
+
 /// Merges any number of files into one VPC: [`add_path`](Loader::add_path) and
 /// [`add_str`](Loader::add_str) collect, [`finish`](Loader::finish) merges and validates.
 #[derive(Default)]
 pub struct Loader {
     parts: Parts,
     errors: Vec<RulesetError>,
+    warnings: Vec<RulesetError>,
     first_file: Option<String>,
 }
 
@@ -213,6 +272,29 @@ pub(crate) struct Parts {
     pub loose_rules: Vec<LooseRule>,
     /// Entries from `get-managed-prefix-list-entries`, merged into their list at the end.
     pub prefix_entries: Vec<(String, Vec<IpNet>, Origin)>,
+    /// `--vpc`: objects with another `VpcId` are dropped.
+    pub vpc_filter: Option<String>,
+    /// Objects dropped by `--vpc`: their VPC ids, and the dropped groups' ids (their
+    /// `describe-security-group-rules` rules are dropped too).
+    pub dropped_vpcs: Vec<String>,
+    pub dropped_groups: Vec<String>,
+    /// ENIs from `describe-instances`: used where `describe-network-interfaces` does not
+    /// describe the same ENI.
+    pub instance_enis: Vec<NetworkInterface>,
+    /// Where each NACL association was written: `(acl, subnet, origin, field)`.
+    pub nacl_assocs: Vec<(String, String, Origin, String)>,
+    /// The JSON fields behind references that validation checks (item 11): its errors
+    /// are moved to the field that was written.
+    pub fields: Vec<FieldAt>,
+}
+
+/// A field that [`Vpc::validate`] may complain about, as the file wrote it: an error at
+/// `object` whose message contains `needle` is reported at `at` as `field`.
+pub(crate) struct FieldAt {
+    pub object: Origin,
+    pub needle: String,
+    pub field: String,
+    pub at: Origin,
 }
 
 pub(crate) struct LooseRule {
@@ -224,6 +306,19 @@ pub(crate) struct LooseRule {
 impl Loader {
     pub fn new() -> Loader {
         Loader::default()
+    }
+
+    pub fn with_options(opts: &LoadOptions) -> Loader {
+        let mut l = Loader::default();
+        l.parts.vpc_filter = opts.vpc.clone();
+        l
+    }
+
+    /// Keeps only the objects of VPC `id` (see [`LoadOptions::vpc`]).
+    pub fn with_vpc(id: &str) -> Loader {
+        Loader::with_options(&LoadOptions {
+            vpc: Some(id.to_string()),
+        })
     }
 
     /// Adds a file, or the `*.toml` and `*.json` files of a directory (sorted by name).
@@ -260,15 +355,9 @@ impl Loader {
     fn add_file(&mut self, path: &Path) {
         let name = path.display().to_string();
         match std::fs::read(path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(bytes) => match tree::decode(bytes) {
                 Ok(text) => self.add_str(&name, &text),
-                Err(e) => self.file_error(
-                    &name,
-                    format!(
-                        "not UTF-8 text (invalid byte at offset {})",
-                        e.utf8_error().valid_up_to()
-                    ),
-                ),
+                Err(e) => self.file_error(&name, e),
             },
             Err(e) => self.file_error(&name, format!("cannot read: {e}")),
         }
@@ -299,49 +388,54 @@ impl Loader {
             },
             Syntax::Json => match tree::parse_json(text) {
                 Ok(root) => aws::read(&mut ctx, &root, &mut self.parts),
-                Err(tree::JsonError::Syntax {
-                    line,
-                    column,
-                    message,
-                }) => {
-                    let origin = Origin {
-                        file: ctx.file.clone(),
-                        line,
-                        column,
-                    };
-                    ctx.errors.push(RulesetError::new(
-                        &origin,
-                        "",
-                        format!("JSON syntax: {message}"),
-                    ));
-                }
                 Err(tree::JsonError::At(pos, msg)) => {
                     ctx.error(pos, "", format!("JSON syntax: {msg}"))
                 }
             },
         }
         self.errors.append(&mut ctx.errors);
+        self.warnings.append(&mut ctx.warnings);
     }
 
     /// Merges what was added into one VPC and validates it. Returns every error found;
     /// when a file had errors, validation is not run.
     pub fn finish(self) -> Result<Vpc, RulesetErrors> {
         let Loader {
-            parts,
+            mut parts,
             mut errors,
+            mut warnings,
             first_file,
         } = self;
         let file_origin = Origin::new(first_file.as_deref().unwrap_or("<no ruleset>"), 0, 0);
         if first_file.is_none() {
             errors.push(RulesetError::new(&file_origin, "", "no ruleset given"));
         }
-        let mut vpc = merge(parts, &file_origin, &mut errors);
+        let fields = std::mem::take(&mut parts.fields);
+        let mut vpc = merge(parts, &file_origin, &mut errors, &mut warnings);
         if !errors.is_empty() {
             return Err(RulesetErrors(errors));
         }
-        vpc.validate()?;
+        if let Err(RulesetErrors(errs)) = vpc.validate() {
+            return Err(RulesetErrors(
+                errs.into_iter().map(|e| at_field(e, &fields)).collect(),
+            ));
+        }
+        warnings.append(&mut vpc.warnings);
+        vpc.warnings = warnings.into_iter().map(|w| at_field(w, &fields)).collect();
         Ok(vpc)
     }
+}
+
+/// Moves a validation message onto the field the file wrote, where one was recorded.
+fn at_field(mut e: RulesetError, fields: &[FieldAt]) -> RulesetError {
+    if let Some(f) = fields
+        .iter()
+        .find(|f| f.object == e.origin && e.message.contains(&f.needle))
+    {
+        e.origin = f.at.clone();
+        e.field = f.field.clone();
+    }
+    e
 }
 
 fn ext(p: &Path) -> Option<String> {
@@ -374,7 +468,12 @@ fn pick(claims: &[Claim], what: &str, hint: &str, errors: &mut Vec<RulesetError>
     Some(chosen)
 }
 
-fn merge(parts: Parts, file_origin: &Origin, errors: &mut Vec<RulesetError>) -> Vpc {
+fn merge(
+    parts: Parts,
+    file_origin: &Origin,
+    errors: &mut Vec<RulesetError>,
+    warnings: &mut Vec<RulesetError>,
+) -> Vpc {
     let Parts {
         vpc_ids,
         accounts,
@@ -388,18 +487,102 @@ fn merge(parts: Parts, file_origin: &Origin, errors: &mut Vec<RulesetError>) -> 
         mut security_groups,
         mut network_interfaces,
         mut prefix_lists,
-        loose_rules,
+        mut loose_rules,
         prefix_entries,
+        vpc_filter,
+        dropped_vpcs,
+        dropped_groups,
+        instance_enis,
+        nacl_assocs,
         ..
     } = parts;
 
-    let id = pick(
-        &vpc_ids,
-        "VPC",
-        "vpcgate emulates one VPC: load the files of one VPC only \
-         (e.g. `aws ec2 describe-subnets --filters Name=vpc-id,Values=<id>`)",
-        errors,
+    let mut seen: Vec<&str> = Vec::new();
+    for c in &vpc_ids {
+        if !seen.contains(&c.value.as_str()) {
+            seen.push(&c.value);
+        }
+    }
+    let hint = format!(
+        "vpcgate emulates one VPC: pick one with `--vpc <VPC_ID>` (seen: {}), or export \
+         one VPC only (e.g. `aws ec2 describe-subnets --filters Name=vpc-id,Values=<id>`)",
+        seen.join(", ")
     );
+    let id = match &vpc_filter {
+        Some(want) => {
+            let found = vpc_ids.iter().find(|c| &c.value == want).cloned();
+            if found.is_none() {
+                let mut others: Vec<&str> = seen.clone();
+                for d in &dropped_vpcs {
+                    if !others.contains(&d.as_str()) {
+                        others.push(d);
+                    }
+                }
+                errors.push(RulesetError::new(
+                    file_origin,
+                    "",
+                    format!(
+                        "--vpc {want}: no object of that VPC was loaded; VPCs seen: {}",
+                        if others.is_empty() {
+                            "none".to_string()
+                        } else {
+                            others.join(", ")
+                        }
+                    ),
+                ));
+            }
+            // What `--vpc` could not drop (a ruleset TOML's `[vpc] id`) must agree.
+            for c in vpc_ids.iter().filter(|c| &c.value != want) {
+                errors.push(RulesetError::new(
+                    &c.origin,
+                    c.field.clone(),
+                    format!(
+                        "VPC `{}` differs from `--vpc {want}`; a ruleset TOML describes one VPC: leave it out",
+                        c.value
+                    ),
+                ));
+            }
+            found
+        }
+        None => pick(&vpc_ids, "VPC", &hint, errors),
+    };
+    if id.is_none() && vpc_filter.is_none() {
+        let at = vpc_origin.clone().unwrap_or_else(|| Origin {
+            line: 1,
+            column: 1,
+            ..file_origin.clone()
+        });
+        let how = if at.file.ends_with(".toml") {
+            "add a `[vpc]` table with `id = \"vpc-...\"`"
+        } else {
+            "add the output of `aws ec2 describe-vpcs --vpc-ids vpc-...` \
+             (or, in a ruleset TOML, `[vpc]` with `id = \"vpc-...\"`)"
+        };
+        errors.push(RulesetError::new(
+            &at,
+            "vpc.id",
+            format!("the VPC has no id: no file says which VPC this is; {how}"),
+        ));
+    }
+    if !dropped_vpcs.is_empty() {
+        let mut ids: Vec<&str> = Vec::new();
+        for d in &dropped_vpcs {
+            if !ids.contains(&d.as_str()) {
+                ids.push(d);
+            }
+        }
+        warnings.push(RulesetError::new(
+            file_origin,
+            "",
+            format!(
+                "--vpc {}: dropped {} object(s) of other VPCs ({})",
+                vpc_filter.as_deref().unwrap_or(""),
+                dropped_vpcs.len(),
+                ids.join(", ")
+            ),
+        ));
+    }
+    loose_rules.retain(|r| !dropped_groups.contains(&r.group_id));
     let mut vpc = Vpc::new(id.as_ref().map_or("", |c| c.value.as_str()));
     vpc.origin = vpc_origin
         .or_else(|| id.map(|c| c.origin))
@@ -453,6 +636,53 @@ fn merge(parts: Parts, file_origin: &Origin, errors: &mut Vec<RulesetError>) -> 
     if let Some((ct, _)) = conntrack {
         vpc.conntrack = ct.apply(vpc.conntrack);
     }
+
+    // The same response saved twice: identical objects merge, differing ones stay
+    // duplicates (an error of validation).
+    let subnets = dedupe(
+        subnets,
+        |s| &s.id,
+        |s| Subnet {
+            origin: Origin::default(),
+            ..s.clone()
+        },
+    );
+    let network_acls = dedupe(
+        network_acls,
+        |a| &a.id,
+        |a| {
+            let mut a = a.clone();
+            a.origin = Origin::default();
+            for e in a.inbound.iter_mut().chain(a.outbound.iter_mut()) {
+                e.origin = Origin::default();
+            }
+            a
+        },
+    );
+    security_groups = dedupe(
+        security_groups,
+        |g| &g.id,
+        |g| {
+            let mut g = g.clone();
+            g.origin = Origin::default();
+            for r in g.ingress.iter_mut().chain(g.egress.iter_mut()) {
+                r.origin = Origin::default();
+            }
+            g
+        },
+    );
+    let eni_key = |e: &NetworkInterface| NetworkInterface {
+        origin: Origin::default(),
+        ..e.clone()
+    };
+    network_interfaces = dedupe(network_interfaces, |e| &e.id, eni_key);
+    // describe-instances: its ENIs where describe-network-interfaces has none.
+    for e in dedupe(instance_enis, |e| &e.id, eni_key) {
+        if !network_interfaces.iter().any(|d| d.id == e.id) {
+            network_interfaces.push(e);
+        }
+    }
+    prefix_lists = merge_prefix_lists(prefix_lists);
 
     // describe-security-group-rules: into the group, creating it if needed.
     for lr in loose_rules {
@@ -512,11 +742,82 @@ fn merge(parts: Parts, file_origin: &Origin, errors: &mut Vec<RulesetError>) -> 
     for acl in &mut network_acls {
         acl.associations.sort();
         acl.associations.dedup();
+        // An association to a subnet that was not exported cannot change a verdict.
+        acl.associations.retain(|sid| {
+            if subnets.iter().any(|s| &s.id == sid) {
+                return true;
+            }
+            let (at, field) = nacl_assocs
+                .iter()
+                .find(|(a, s, _, _)| a == &acl.id && s == sid)
+                .map(|(_, _, o, f)| (o.clone(), f.clone()))
+                .unwrap_or_else(|| (acl.origin.clone(), format!("network_acl {}.associations", acl.id)));
+            warnings.push(RulesetError::new(
+                &at,
+                field,
+                format!(
+                    "subnet `{sid}` was not exported (no `describe-subnets` entry); association ignored"
+                ),
+            ));
+            false
+        });
     }
 
     for e in &mut network_interfaces {
         if e.owner_id == vpc.account_id {
             e.owner_id.clear();
+        }
+    }
+
+    if vpc.cidrs.iter().all(|c| !matches!(c, IpNet::V4(_))) {
+        warnings.push(RulesetError::new(
+            &vpc.origin,
+            "",
+            format!(
+                "the VPC has no IPv4 CIDR, so the Amazon DNS resolver at the base of its \
+                 primary CIDR +2 cannot be exempted (its traffic is filtered and logged) and \
+                 subnets are not checked against the VPC; add the output of `aws ec2 \
+                 describe-vpcs --vpc-ids {}` (or `cidrs` under `[vpc]` in a ruleset TOML)",
+                if vpc.id.is_empty() {
+                    "vpc-..."
+                } else {
+                    &vpc.id
+                }
+            ),
+        ));
+    }
+    // A prefix list without entries matches nothing: rules that name it allow nothing.
+    for p in &prefix_lists {
+        let used = security_groups.iter().any(|g| {
+            g.ingress
+                .iter()
+                .chain(g.egress.iter())
+                .any(|r| matches!(&r.peer, SgPeer::PrefixList(id) if id == &p.id))
+        });
+        if used && p.entries.is_empty() {
+            let name = if p.name.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", p.name)
+            };
+            let how = if p.origin.file.ends_with(".toml") {
+                "give its `entries`".to_string()
+            } else {
+                format!(
+                    "run `aws ec2 get-managed-prefix-list-entries --prefix-list-id {0} > {0}.json` \
+                     and load that file too",
+                    p.id
+                )
+            };
+            warnings.push(RulesetError::new(
+                &p.origin,
+                "",
+                format!(
+                    "prefix list `{}`{name} has no entries, so the security-group rules that \
+                     name it match nothing; {how}",
+                    p.id
+                ),
+            ));
         }
     }
 
@@ -526,6 +827,48 @@ fn merge(parts: Parts, file_origin: &Origin, errors: &mut Vec<RulesetError>) -> 
     vpc.network_interfaces = network_interfaces;
     vpc.prefix_lists = prefix_lists;
     vpc
+}
+
+/// Drops an object equal (ignoring where it was written) to an earlier one of the same id.
+fn dedupe<T, K: PartialEq>(
+    items: Vec<T>,
+    id: impl Fn(&T) -> &String,
+    key: impl Fn(&T) -> K,
+) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    for item in items {
+        let k = key(&item);
+        if !out.iter().any(|o| id(o) == id(&item) && key(o) == k) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// The same prefix list from `describe-managed-prefix-lists` (no entries) and the legacy
+/// `describe-prefix-lists` (with `Cidrs`), or the same response saved twice, is one list.
+/// Two lists of one id whose entries or names differ stay two (a duplicate-id error).
+fn merge_prefix_lists(lists: Vec<PrefixList>) -> Vec<PrefixList> {
+    let mut out: Vec<PrefixList> = Vec::with_capacity(lists.len());
+    for p in lists {
+        let same = out.iter_mut().find(|o| {
+            o.id == p.id
+                && (o.name.is_empty() || p.name.is_empty() || o.name == p.name)
+                && (o.entries.is_empty() || p.entries.is_empty() || o.entries == p.entries)
+        });
+        match same {
+            Some(o) => {
+                if o.name.is_empty() {
+                    o.name = p.name;
+                }
+                if o.entries.is_empty() {
+                    o.entries = p.entries;
+                }
+            }
+            None => out.push(p),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

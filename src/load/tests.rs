@@ -75,13 +75,12 @@ inbound = [
     let pos = at(&text, "40000");
     assert_has(
         &err,
-        &format!("rulesets/x.toml:{pos}: network_acls[0].inbound[2].rule: RuleNumber 40000 is outside 1..=32766"),
+        &format!("rulesets/x.toml:{pos}: network_acls[0].inbound[2].rule: rule 40000 is outside 1..=32766"),
     );
+    // A TOML message speaks TOML: the field is `rule`, not AWS's `RuleNumber`.
+    assert!(!err.contains("RuleNumber"), "{err}");
     let zero = text.replace("40000", "0");
-    assert_has(
-        &errors(&[("x.toml", &zero)]),
-        "RuleNumber 0 is outside 1..=32766",
-    );
+    assert_has(&errors(&[("x.toml", &zero)]), "rule 0 is outside 1..=32766");
 }
 
 #[test]
@@ -469,11 +468,12 @@ fn json_syntax_error_has_line_and_column() {
 
 #[test]
 fn json_unknown_top_level_key_lists_the_accepted_ones() {
-    let text = "{\n  \"Reservations\": []\n}";
+    // (`Reservations`, used here before, is describe-instances' output: it is read now.)
+    let text = "{\n  \"Reservatoins\": []\n}";
     let err = errors(&[("i.json", text)]);
     assert_has(
         &err,
-        "i.json:2:3: Reservations: unknown top-level key `Reservations`",
+        "i.json:2:3: Reservatoins: unknown top-level key `Reservatoins`",
     );
     assert_has(&err, "`SecurityGroups` (describe-security-groups)");
     assert_has(&err, "`Entries` (get-managed-prefix-list-entries)");
@@ -912,4 +912,475 @@ fn no_ruleset_is_an_error() {
         &load_paths(&[]).unwrap_err().to_string(),
         "no ruleset given",
     );
+}
+
+// ---- issue 9: real accounts --------------------------------------------------------------
+
+fn warnings_of(vpc: &Vpc) -> String {
+    vpc.warnings
+        .iter()
+        .map(|w| format!("warning: {w}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn toml_eni_type_elastic_ips_and_prefixes() {
+    let text = format!(
+        "{HEAD}
+[[security_groups]]
+id = \"sg-0web\"
+
+[[network_interfaces]]
+id = \"eni-0web\"
+subnet = \"subnet-0a\"
+private_ips = [\"10.0.1.10\", \"10.0.1.11\"]
+public_ip = \"203.0.113.10\"
+elastic_ips = {{ \"10.0.1.11\" = \"198.51.100.9\" }}
+ipv4_prefixes = [\"10.0.1.160/28\"]
+security_groups = [\"sg-0web\"]
+
+[[network_interfaces]]
+id = \"eni-0nat\"
+subnet = \"subnet-0a\"
+private_ips = [\"10.0.1.71\"]
+elastic_ips = {{ \"10.0.1.71\" = \"198.51.100.71\" }}
+interface_type = \"nat_gateway\"
+security_groups = []
+"
+    );
+    let vpc = load_str("x.toml", &text).unwrap();
+    let web = vpc.network_interface("eni-0web").unwrap();
+    assert_eq!(
+        web.secondary_public_ipv4,
+        [(
+            "198.51.100.9".parse().unwrap(),
+            "10.0.1.11".parse().unwrap()
+        )]
+    );
+    assert_eq!(web.ipv4_prefixes, ["10.0.1.160/28".parse().unwrap()]);
+    assert_eq!(web.interface_type, "interface");
+    // An Elastic IP on the primary address is its public address.
+    let nat = vpc.network_interface("eni-0nat").unwrap();
+    assert_eq!(nat.public_ipv4, Some("198.51.100.71".parse().unwrap()));
+    assert!(nat.secondary_public_ipv4.is_empty());
+    assert_eq!(nat.interface_type, "nat_gateway");
+    // A NAT gateway has no groups: no warning.
+    assert!(vpc.warnings.is_empty(), "{}", warnings_of(&vpc));
+
+    // An `interface` without groups loads, with a warning (EMULATION.md §1).
+    let bare = text.replace("interface_type = \"nat_gateway\"\n", "");
+    let vpc = load_str("x.toml", &bare).unwrap();
+    assert_has(
+        &warnings_of(&vpc),
+        "network_interface eni-0nat.security_groups: an ENI of type `interface` without security groups: treated as an ENI without security groups, only NACLs filter it",
+    );
+}
+
+#[test]
+fn eni_addresses_validated() {
+    let eni = |extra: &str| {
+        format!(
+            "{HEAD}
+[[security_groups]]
+id = \"sg-0web\"
+
+[[network_interfaces]]
+id = \"eni-0a\"
+subnet = \"subnet-0a\"
+private_ips = [\"10.0.1.10\", \"10.0.1.11\"]
+security_groups = [\"sg-0web\"]
+{extra}
+
+[[network_interfaces]]
+id = \"eni-0b\"
+subnet = \"subnet-0a\"
+private_ips = [\"10.0.1.20\"]
+public_ip = \"203.0.113.20\"
+security_groups = [\"sg-0web\"]
+"
+        )
+    };
+    // An Elastic IP on an address the ENI does not own.
+    let err = errors(&[(
+        "x.toml",
+        &eni("elastic_ips = { \"10.0.1.12\" = \"198.51.100.9\" }"),
+    )]);
+    assert_has(&err, "network_interface eni-0a.elastic_ips: 198.51.100.9 maps to 10.0.1.12, which is not one of this ENI's private addresses (10.0.1.10, 10.0.1.11)");
+    // A public address owned twice.
+    let err = errors(&[(
+        "x.toml",
+        &eni("elastic_ips = { \"10.0.1.11\" = \"203.0.113.20\" }"),
+    )]);
+    assert_has(&err, "address 203.0.113.20 is already assigned to `eni-0a`");
+    // A prefix outside the subnet; a prefix over another ENI's address.
+    let err = errors(&[("x.toml", &eni("ipv4_prefixes = [\"10.0.2.0/28\"]"))]);
+    assert_has(
+        &err,
+        "network_interface eni-0a.prefixes: prefix 10.0.2.0/28 is outside its subnet `subnet-0a` (10.0.1.0/24)",
+    );
+    let err = errors(&[("x.toml", &eni("ipv4_prefixes = [\"10.0.1.16/28\"]"))]);
+    assert_has(
+        &err,
+        "prefix 10.0.1.16/28 overlaps address 10.0.1.20 of `eni-0b`; an address belongs to one ENI",
+    );
+    // An IPv6 prefix needs the subnet's IPv6 range.
+    let err = errors(&[("x.toml", &eni("ipv6_prefixes = [\"2001:db8::/80\"]"))]);
+    assert_has(
+        &err,
+        "prefix 2001:db8::/80 is outside its subnet `subnet-0a`",
+    );
+}
+
+#[test]
+fn json_eni_without_groups_and_secondary_elastic_ip() {
+    let text = r#"{"NetworkInterfaces": [
+  {"NetworkInterfaceId": "eni-0nat", "SubnetId": "subnet-1", "VpcId": "vpc-1",
+   "InterfaceType": "nat_gateway", "Groups": [],
+   "PrivateIpAddresses": [{"Primary": true, "PrivateIpAddress": "10.0.1.71"}]},
+  {"NetworkInterfaceId": "eni-0bad", "SubnetId": "subnet-1", "VpcId": "vpc-1", "Groups": [],
+   "PrivateIpAddresses": [{"Primary": true, "PrivateIpAddress": "10.0.1.72"}]}],
+ "Subnets": [{"SubnetId": "subnet-1", "CidrBlock": "10.0.1.0/24", "VpcId": "vpc-1"}],
+ "Vpcs": [{"VpcId": "vpc-1", "CidrBlock": "10.0.0.0/16"}]}"#;
+    let vpc = load_str("x.json", text).unwrap();
+    assert!(vpc
+        .network_interface("eni-0nat")
+        .unwrap()
+        .has_no_security_group());
+    let w = warnings_of(&vpc);
+    // Without InterfaceType, an ENI is an `interface`: no groups is worth a warning.
+    assert_has(&w, "NetworkInterfaces[1] (eni-0bad).Groups: an ENI of type `interface` without security groups");
+    assert!(!w.contains("eni-0nat"), "{w}");
+    // Existing example: the secondary's own Association.PublicIp is kept now.
+    let text = r#"{"NetworkInterfaces": [{"NetworkInterfaceId": "eni-1", "SubnetId": "subnet-1", "VpcId": "vpc-1",
+        "Groups": [{"GroupId": "sg-1"}],
+        "PrivateIpAddresses": [
+            {"Primary": false, "PrivateIpAddress": "10.0.1.6", "Association": {"PublicIp": "198.51.100.6"}},
+            {"Primary": true, "PrivateIpAddress": "10.0.1.5", "Association": {"PublicIp": "198.51.100.5"}}]}],
+      "SecurityGroups": [{"GroupId": "sg-1", "VpcId": "vpc-1"}],
+      "Subnets": [{"SubnetId": "subnet-1", "CidrBlock": "10.0.1.0/24", "VpcId": "vpc-1"}]}"#;
+    let vpc = load_str("x.json", text).unwrap();
+    let e = vpc.network_interface("eni-1").unwrap();
+    assert_eq!(e.public_ipv4, Some("198.51.100.5".parse().unwrap()));
+    assert_eq!(
+        e.secondary_public_ipv4,
+        [("198.51.100.6".parse().unwrap(), "10.0.1.6".parse().unwrap())]
+    );
+}
+
+const TWO_VPCS: &str = r#"{"Subnets": [
+    {"SubnetId": "subnet-0a", "VpcId": "vpc-0aaa", "CidrBlock": "10.0.1.0/24"},
+    {"SubnetId": "subnet-0b", "VpcId": "vpc-0bbb", "CidrBlock": "10.9.1.0/24"}],
+ "SecurityGroups": [
+    {"GroupId": "sg-0a", "VpcId": "vpc-0aaa"},
+    {"GroupId": "sg-0b", "VpcId": "vpc-0bbb"}],
+ "Vpcs": [
+    {"VpcId": "vpc-0aaa", "CidrBlock": "10.0.0.0/16"},
+    {"VpcId": "vpc-0bbb", "CidrBlock": "10.9.0.0/16"}]}"#;
+
+#[test]
+fn several_vpcs_pick_one_with_vpc() {
+    let err = errors(&[("all.json", TWO_VPCS)]);
+    assert_has(
+        &err,
+        "pick one with `--vpc <VPC_ID>` (seen: vpc-0aaa, vpc-0bbb)",
+    );
+
+    let rules = r#"{"SecurityGroupRules": [
+        {"SecurityGroupRuleId": "sgr-1", "GroupId": "sg-0b", "IsEgress": false, "IpProtocol": "-1", "CidrIpv4": "0.0.0.0/0"}]}"#;
+    let mut l = Loader::with_vpc("vpc-0bbb");
+    l.add_str("all.json", TWO_VPCS);
+    l.add_str("rules.json", rules);
+    let vpc = l.finish().unwrap();
+    assert_eq!(vpc.id, "vpc-0bbb");
+    assert_eq!(vpc.cidrs, ["10.9.0.0/16".parse().unwrap()]);
+    let ids: Vec<&str> = vpc.subnets.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["subnet-0b"]);
+    assert!(vpc.security_group("sg-0a").is_none());
+    assert_eq!(vpc.security_group("sg-0b").unwrap().ingress.len(), 1);
+    assert_has(
+        &warnings_of(&vpc),
+        "--vpc vpc-0bbb: dropped 3 object(s) of other VPCs (vpc-0aaa)",
+    );
+    // The other VPC's group's rules go with it.
+    let mut l = Loader::with_options(&LoadOptions {
+        vpc: Some("vpc-0aaa".into()),
+    });
+    l.add_str("all.json", TWO_VPCS);
+    l.add_str("rules.json", rules);
+    let vpc = l.finish().unwrap();
+    assert!(vpc.security_group("sg-0b").is_none());
+
+    let mut l = Loader::with_vpc("vpc-0aaa");
+    l.add_str("all.json", TWO_VPCS);
+    l.add_str("lab.toml", "[vpc]\nid = \"vpc-0bbb\"\n");
+    assert_has(
+        &l.finish().unwrap_err().to_string(),
+        "lab.toml:2:6: vpc.id: VPC `vpc-0bbb` differs from `--vpc vpc-0aaa`",
+    );
+    let mut l = Loader::with_vpc("vpc-0ccc");
+    l.add_str("all.json", TWO_VPCS);
+    assert_has(
+        &l.finish().unwrap_err().to_string(),
+        "--vpc vpc-0ccc: no object of that VPC was loaded; VPCs seen: vpc-0aaa, vpc-0bbb",
+    );
+}
+
+#[test]
+fn load_time_warnings_for_what_would_change_verdicts() {
+    // A prefix list a rule names, without entries: say which command gives them.
+    let text = r#"{"PrefixLists": [{"PrefixListId": "pl-0office", "PrefixListName": "office"}],
+      "SecurityGroups": [{"GroupId": "sg-1", "VpcId": "vpc-1", "IpPermissions": [
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "PrefixListIds": [{"PrefixListId": "pl-0office"}]}]}]}"#;
+    let vpc = load_str("x.json", text).unwrap();
+    let w = warnings_of(&vpc);
+    assert_has(
+        &w,
+        &format!(
+            "warning: x.json:{}: prefix list `pl-0office` (office) has no entries",
+            at(text, "{\"PrefixListId\"")
+        ),
+    );
+    assert_has(&w, "prefix list `pl-0office` (office) has no entries, so the security-group rules that name it match nothing; run `aws ec2 get-managed-prefix-list-entries --prefix-list-id pl-0office > pl-0office.json`");
+    // No VPC CIDR: the resolver cannot be exempted.
+    assert_has(&w, "the VPC has no IPv4 CIDR, so the Amazon DNS resolver at the base of its primary CIDR +2 cannot be exempted");
+    assert_has(&w, "`aws ec2 describe-vpcs --vpc-ids vpc-1`");
+    // A list no rule names changes nothing: describe-managed-prefix-lists lists dozens.
+    let unused = r#"{"PrefixLists": [{"PrefixListId": "pl-0office", "PrefixListName": "office"}],
+      "Vpcs": [{"VpcId": "vpc-1", "CidrBlock": "10.0.0.0/16"}]}"#;
+    let vpc = load_str("x.json", unused).unwrap();
+    assert!(vpc.warnings.is_empty(), "{}", warnings_of(&vpc));
+    // In TOML, the words of TOML.
+    let toml = format!(
+        "{HEAD}
+[[prefix_lists]]
+id = \"pl-0office\"
+entries = []
+
+[[security_groups]]
+id = \"sg-0a\"
+ingress = [ {{ protocol = \"tcp\", ports = 22, prefix_list = \"pl-0office\" }} ]
+"
+    );
+    let vpc = load_str("x.toml", &toml).unwrap();
+    let w = warnings_of(&vpc);
+    assert_has(&w, "prefix list `pl-0office` has no entries, so the security-group rules that name it match nothing; give its `entries`");
+    assert!(!w.contains("CIDR"), "{w}");
+}
+
+#[test]
+fn other_commands_output_is_skipped_with_a_warning() {
+    let boto3 = r#"{"Subnets": [{"SubnetId": "subnet-1", "VpcId": "vpc-1", "CidrBlock": "10.0.1.0/24"}],
+        "ResponseMetadata": {"RequestId": "x", "HTTPStatusCode": 200, "HTTPHeaders": {}, "RetryAttempts": 0}}"#;
+    let vpc = load_str("s.json", boto3).unwrap();
+    assert!(!warnings_of(&vpc).contains("ResponseMetadata"));
+    let igw = r#"{"InternetGateways": [{"InternetGatewayId": "igw-1", "Attachments": []}]}"#;
+    let vpc = load_docs(&[("s.json", boto3), ("igw.json", igw)]).unwrap();
+    assert_has(&warnings_of(&vpc), "warning: igw.json:1:2: InternetGateways: `InternetGateways` is the output of `aws ec2 describe-internet-gateways`, which vpcgate does not read (routing is not emulated); skipped");
+    // run-instances prints more keys next to `Instances`: all part of that output.
+    let run =
+        r#"{"Groups": [], "Instances": [], "OwnerId": "123456789012", "ReservationId": "r-1"}"#;
+    let vpc = load_docs(&[("s.json", boto3), ("run.json", run)]).unwrap();
+    assert_has(&warnings_of(&vpc), "`aws ec2 run-instances`");
+    // `Return` alone: a command that changed something.
+    let ret = r#"{"Return": true}"#;
+    let vpc = load_docs(&[("s.json", boto3), ("r.json", ret)]).unwrap();
+    assert_has(
+        &warnings_of(&vpc),
+        "r.json:1:2: Return: this is the output of a command that changes something",
+    );
+    // revoke-security-group-ingress: `Return` and the revoked rules, one warning.
+    let revoke = r#"{"Return": true, "RevokedSecurityGroupRules": []}"#;
+    let vpc = load_docs(&[("s.json", boto3), ("rv.json", revoke)]).unwrap();
+    let w = warnings_of(&vpc);
+    assert_has(&w, "rv.json:1:18: RevokedSecurityGroupRules: `RevokedSecurityGroupRules` is the output of `aws ec2 revoke-security-group-ingress/-egress`");
+    assert!(!w.contains("Return"), "{w}");
+    // Truly unknown keys stay errors.
+    let err = errors(&[("s.json", boto3), ("u.json", r#"{"Subnetz": []}"#)]);
+    assert_has(&err, "u.json:1:2: Subnetz: unknown top-level key `Subnetz`");
+}
+
+#[test]
+fn the_same_response_twice_merges() {
+    let vpc = load_docs(&[("a.json", TWO_VPCS), ("b.json", TWO_VPCS)]);
+    // (two VPCs: an error, but not about duplicate ids)
+    let err = vpc.unwrap_err().to_string();
+    assert!(!err.contains("duplicate"), "{err}");
+    let one = r#"{"SecurityGroups": [{"GroupId": "sg-1", "VpcId": "vpc-1", "IpPermissions": [
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}]}]}"#;
+    let vpc = load_docs(&[("a.json", one), ("b.json", one)]).unwrap();
+    assert_eq!(vpc.security_groups.len(), 1);
+    assert_eq!(vpc.security_groups[0].ingress.len(), 1);
+    // Differing objects of one id stay an error.
+    let other = one.replace("10.0.0.0/8", "10.1.0.0/16");
+    let err = errors(&[("a.json", one), ("b.json", &other)]);
+    assert_has(&err, "duplicate security_group id `sg-1`");
+    // Prefix lists: the managed listing (no entries) and the legacy one (with Cidrs).
+    let managed = r#"{"PrefixLists": [{"PrefixListId": "pl-63a5400a", "PrefixListName": "com.amazonaws.us-east-1.s3", "OwnerId": "AWS"}]}"#;
+    let legacy = r#"{"PrefixLists": [{"PrefixListId": "pl-63a5400a", "PrefixListName": "com.amazonaws.us-east-1.s3", "Cidrs": ["52.216.0.0/15"]}]}"#;
+    let head = (
+        "lab.toml",
+        "[vpc]\nid = \"vpc-1\"\ncidrs = [\"10.0.0.0/16\"]\n",
+    );
+    for docs in [
+        [head, ("m.json", managed), ("l.json", legacy)],
+        [head, ("l.json", legacy), ("m.json", managed)],
+    ] {
+        let vpc = load_docs(&docs).unwrap();
+        assert_eq!(vpc.prefix_lists.len(), 1);
+        assert_eq!(vpc.prefix_lists[0].entries.len(), 1);
+    }
+    let legacy2 = legacy.replace("52.216.0.0/15", "3.5.0.0/19");
+    let err = errors(&[head, ("l.json", legacy), ("l2.json", &legacy2)]);
+    assert_has(&err, "duplicate prefix_list id `pl-63a5400a`");
+}
+
+#[test]
+fn json_errors_name_the_jsons_own_field() {
+    let text = r#"{"NetworkInterfaces": [
+  {"NetworkInterfaceId": "eni-0a", "SubnetId": "subnet-0nope", "VpcId": "vpc-1",
+   "Groups": [{"GroupId": "sg-0web"}],
+   "PrivateIpAddresses": [{"Primary": true, "PrivateIpAddress": "10.0.1.5"}]},
+  {"NetworkInterfaceId": "eni-0b", "SubnetId": "subnet-1", "VpcId": "vpc-1",
+   "Groups": [{"GroupId": "sg-0web"}, {"GroupId": "web"}],
+   "PrivateIpAddresses": [{"Primary": true, "PrivateIpAddress": "10.0.1.5"},
+                          {"Primary": false, "PrivateIpAddress": "10.0.9.6"}]}],
+ "SecurityGroups": [{"GroupId": "sg-0web", "GroupName": "web", "VpcId": "vpc-1", "IpPermissions": [
+   {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "UserIdGroupPairs": [{"GroupId": "sg-0gone"}],
+    "PrefixListIds": [{"PrefixListId": "pl-0gone"}]}]}],
+ "Subnets": [{"SubnetId": "subnet-1", "CidrBlock": "10.0.1.0/24", "VpcId": "vpc-1"}],
+ "Vpcs": [{"VpcId": "vpc-1", "CidrBlock": "10.0.0.0/16"}]}"#;
+    let err = errors(&[("x.json", text)]);
+    let at_ = |needle: &str| at(text, needle);
+    assert_has(
+        &err,
+        &format!(
+            "x.json:{}: NetworkInterfaces[0] (eni-0a).SubnetId: unknown subnet `subnet-0nope`",
+            at_("\"subnet-0nope\"")
+        ),
+    );
+    // A group named by its name: did you mean its id?
+    assert_has(&err, &format!("x.json:{}: NetworkInterfaces[1] (eni-0b).Groups[1].GroupId: unknown security group `web` (did you mean `sg-0web`?", at_("\"web\"}")));
+    assert_has(&err, &format!("x.json:{}: NetworkInterfaces[1] (eni-0b).PrivateIpAddresses[1].PrivateIpAddress: address 10.0.9.6 is outside its subnet", at_("\"10.0.9.6\"")));
+    assert_has(&err, &format!("x.json:{}: SecurityGroups[0] (sg-0web).IpPermissions[0].UserIdGroupPairs[0].GroupId: unknown security group `sg-0gone`", at_("\"sg-0gone\"")));
+    assert_has(&err, &format!("x.json:{}: SecurityGroups[0] (sg-0web).IpPermissions[0].PrefixListIds[0].PrefixListId: unknown prefix list `pl-0gone`", at_("\"pl-0gone\"")));
+
+    // Duplicate ids, duplicate rule numbers, a subnet outside the VPC, a warning.
+    let text = r#"{"Subnets": [
+  {"SubnetId": "subnet-1", "CidrBlock": "10.0.1.0/24", "VpcId": "vpc-1"},
+  {"SubnetId": "subnet-1", "CidrBlock": "10.0.2.0/24", "VpcId": "vpc-1"},
+  {"SubnetId": "subnet-2", "CidrBlock": "10.7.2.0/24", "VpcId": "vpc-1"}],
+ "NetworkAcls": [{"NetworkAclId": "acl-1", "VpcId": "vpc-1", "Entries": [
+  {"CidrBlock": "0.0.0.0/0", "Egress": false, "Protocol": "-1", "RuleAction": "allow", "RuleNumber": 100},
+  {"CidrBlock": "0.0.0.0/0", "Egress": false, "Protocol": "-1", "RuleAction": "deny", "RuleNumber": 100}]}],
+ "Vpcs": [{"VpcId": "vpc-1", "CidrBlock": "10.0.0.0/16"}]}"#;
+    let err = errors(&[("x.json", text)]);
+    assert_has(
+        &err,
+        &format!(
+            "x.json:{}: Subnets[1] (subnet-1).SubnetId: duplicate subnet id `subnet-1`",
+            at_nth(text, "\"subnet-1\"", 1)
+        ),
+    );
+    assert_has(
+        &err,
+        &format!(
+            "x.json:{}: Subnets[2] (subnet-2).CidrBlock: 10.7.2.0/24 is not inside any VPC CIDR",
+            at(text, "\"10.7.2.0/24\"")
+        ),
+    );
+    assert_has(&err, &format!("x.json:{}: NetworkAcls[0] (acl-1).Entries[1].RuleNumber: duplicate inbound rule number 100", at_nth(text, "100}", 1)));
+    // The `*` rule number with another action: reserved, at the JSON's field.
+    let star = text.replace(
+        "\"deny\", \"RuleNumber\": 100",
+        "\"allow\", \"RuleNumber\": 32767",
+    );
+    assert_has(&errors(&[("x.json", &star)]), &format!("x.json:{}: NetworkAcls[0] (acl-1).Entries[1].RuleNumber: RuleNumber 32767 is outside 1..=32766", at(&star, "32767")));
+    let text = r#"{"NetworkInterfaces": [
+  {"NetworkInterfaceId": "eni-1", "SubnetId": "subnet-1", "VpcId": "vpc-1", "Groups": [],
+   "PrivateIpAddresses": [{"Primary": true, "PrivateIpAddress": "10.0.1.5"}]}],
+ "Subnets": [{"SubnetId": "subnet-1", "CidrBlock": "10.0.1.0/24", "VpcId": "vpc-1"}],
+ "Vpcs": [{"VpcId": "vpc-1", "CidrBlock": "10.0.0.0/16"}]}"#;
+    let vpc = load_str("x.json", text).unwrap();
+    assert_has(&warnings_of(&vpc), &format!("warning: x.json:{}: NetworkInterfaces[0] (eni-1).Groups: an ENI of type `interface` without security groups", at(text, "[],")));
+
+    // No VPC id anywhere: a position, and the export that gives it.
+    let err = errors(&[(
+        "x.toml",
+        "[[subnets]]\nid = \"subnet-1\"\ncidr = \"10.0.1.0/24\"\n",
+    )]);
+    assert_has(&err, "x.toml:1:1: vpc.id: the VPC has no id: no file says which VPC this is; add a `[vpc]` table with `id = \"vpc-...\"`");
+    let err = errors(&[("sg.json", r#"{"SecurityGroups": [{"GroupId": "sg-1"}]}"#)]);
+    assert_has(&err, "sg.json:1:1: vpc.id: the VPC has no id: no file says which VPC this is; add the output of `aws ec2 describe-vpcs --vpc-ids vpc-...`");
+}
+
+#[test]
+fn toml_names_a_group_by_its_name() {
+    let text = format!(
+        "{HEAD}
+[[security_groups]]
+id = \"sg-0web\"
+name = \"web\"
+
+[[security_groups]]
+id = \"sg-0app\"
+ingress = [ {{ protocol = \"tcp\", ports = \"8080\", security_group = \"web\" }} ]
+"
+    );
+    let err = errors(&[("x.toml", &text)]);
+    assert_has(&err, "security_group sg-0app.ingress[0].security_group: unknown security group `web` (did you mean `sg-0web`? `web` is that group's name");
+}
+
+#[test]
+fn icmp_labels_say_any_code() {
+    let text = format!(
+        "{HEAD}
+[[security_groups]]
+id = \"sg-0a\"
+ingress = [
+  {{ protocol = \"icmp\", icmp_type = 8, cidr = \"0.0.0.0/0\" }},
+  {{ protocol = \"icmp\", icmp_type = 3, icmp_code = 4, cidr = \"0.0.0.0/0\" }},
+  {{ protocol = \"icmpv6\", cidr = \"::/0\" }},
+]
+"
+    );
+    let vpc = load_str("x.toml", &text).unwrap();
+    let g = vpc.security_group("sg-0a").unwrap();
+    let labels: Vec<String> = g.ingress.iter().map(|r| r.describe(true)).collect();
+    assert_eq!(
+        labels,
+        [
+            "icmp type 8, any code from 0.0.0.0/0",
+            "icmp type 3 code 4 from 0.0.0.0/0",
+            "icmpv6 any type from ::/0"
+        ]
+    );
+}
+
+#[test]
+fn json_syntax_mistakes_are_named() {
+    let err = errors(&[("a.json", "{\"Vpcs\": [\n  {\"VpcId\": \"vpc-1\"},\n]}")]);
+    assert_has(&err, "a.json:3:1: JSON syntax: ");
+    assert_has(&err, "a trailing comma");
+    let err = errors(&[("a.json", "{\"Vpcs\": []}\n{\"Subnets\": []}\n")]);
+    assert_has(&err, "a.json:2:1: JSON syntax: trailing characters: a second JSON document follows the first (two outputs appended with `>>`?)");
+    let err = errors(&[("q.json", "[\n  {\"GroupId\": \"sg-1\"}\n]")]);
+    assert_has(&err, "q.json:1:1: the document is a JSON array, not an object: this looks like `--query` output; export the whole response");
+}
+
+#[test]
+fn utf16_files_from_powershell_load() {
+    let d = temp_dir("utf16");
+    let text = "{\"Vpcs\": [{\"VpcId\": \"vpc-1\", \"CidrBlock\": \"10.0.0.0/16\"}]}";
+    let mut le = vec![0xFF, 0xFE];
+    for u in text.encode_utf16() {
+        le.extend(u.to_le_bytes());
+    }
+    std::fs::write(d.join("vpcs.json"), &le).unwrap();
+    let vpc = load_paths(&[d.join("vpcs.json")]).unwrap();
+    assert_eq!(vpc.id, "vpc-1");
+    std::fs::write(d.join("vpcs.json"), &le[2..]).unwrap();
+    let err = load_paths(&[d.join("vpcs.json")]).unwrap_err().to_string();
+    assert_has(&err, "UTF-16 text without a byte-order mark");
+    let _ = std::fs::remove_dir_all(&d);
 }

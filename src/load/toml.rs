@@ -1,5 +1,12 @@
 //! The project's ruleset TOML (format in the [module docs](super)): a hand-written file,
-//! so every table refuses keys it does not know, naming the valid ones.
+//! so every table refuses keys it does not know, naming the valid ones. Messages use the
+//! file's words (`rule`, not AWS's `RuleNumber`).
+//!
+//! An ENI's keys beyond the basics: `interface_type` (`interface` by default,
+//! `nat_gateway`, ...), `elastic_ips = { "10.0.1.11" = "198.51.100.9" }` (a private IPv4
+//! of the ENI = its Elastic IP; the primary's is `public_ip`), `ipv4_prefixes` and
+//! `ipv6_prefixes` (delegated prefixes, inside the subnet). `security_groups = []` or no
+//! `security_groups`: an ENI without security groups (only NACLs filter it).
 
 use super::tree::{Ctx, Node, Obj};
 use super::values::{self, is_icmp};
@@ -70,6 +77,10 @@ const ENI: &[&str] = &[
     "description",
     "max_tracked_connections",
     "conntrack",
+    "interface_type",
+    "elastic_ips",
+    "ipv4_prefixes",
+    "ipv6_prefixes",
 ];
 
 pub(crate) fn read(ctx: &mut Ctx, root: &Node, parts: &mut Parts) {
@@ -340,7 +351,7 @@ fn nacl_entry(ctx: &mut Ctx, e: &Obj) -> Option<NetworkAclEntry> {
     e.deny_unknown(ctx, NACL_ENTRY);
     let rule = e
         .req(ctx, "rule")
-        .and_then(|n| ctx.as_int_in(n, &e.field("rule"), "RuleNumber", 1, 32766));
+        .and_then(|n| ctx.as_int_in(n, &e.field("rule"), "rule", 1, 32766));
     let protocol = e
         .req(ctx, "protocol")
         .and_then(|n| values::protocol(ctx, n, &e.field("protocol")));
@@ -468,6 +479,57 @@ fn network_interface(ctx: &mut Ctx, o: &Obj, parts: &mut Parts) {
             "public IPv6 addresses are the `ipv6` ones",
         )
     });
+    // `elastic_ips = { "10.0.1.11" = "198.51.100.9" }`: private address → public one.
+    let mut public_ipv4 = public_ipv4;
+    let mut secondary_public_ipv4 = Vec::new();
+    if let Some(t) = o.obj(ctx, "elastic_ips") {
+        for e in t.entries {
+            let field = t.field(&e.key);
+            let private = match e.key.trim().parse::<std::net::Ipv4Addr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    ctx.error(
+                        e.key_pos,
+                        field.clone(),
+                        format!(
+                            "{:?} is not a private IPv4 address: write `elastic_ips = {{ \"10.0.1.11\" = \"198.51.100.9\" }}` (private = public)",
+                            e.key
+                        ),
+                    );
+                    None
+                }
+            };
+            let public = values::ipv4(ctx, &e.node, &field, "Elastic IPs are IPv4");
+            let (Some(private), Some(public)) = (private, public) else {
+                continue;
+            };
+            if private_ipv4.first() == Some(&private) {
+                match public_ipv4 {
+                    Some(p) if p != public => ctx.error(
+                        e.node.pos,
+                        field,
+                        format!("{private} is the primary address, whose public address is already `public_ip` = {p}"),
+                    ),
+                    _ => public_ipv4 = Some(public),
+                }
+            } else {
+                secondary_public_ipv4.push((public, private));
+            }
+        }
+    }
+    let mut ipv4_prefixes = Vec::new();
+    for (i, n) in o.arr(ctx, "ipv4_prefixes").iter().enumerate() {
+        let field = format!("{}[{i}]", o.field("ipv4_prefixes"));
+        ipv4_prefixes.extend(values::cidr_v4(ctx, n, &field, "put it in `ipv6_prefixes`"));
+    }
+    let mut ipv6_prefixes = Vec::new();
+    for (i, n) in o.arr(ctx, "ipv6_prefixes").iter().enumerate() {
+        let field = format!("{}[{i}]", o.field("ipv6_prefixes"));
+        ipv6_prefixes.extend(values::cidr_v6(ctx, n, &field, "put it in `ipv4_prefixes`"));
+    }
+    let interface_type = o
+        .opt_str(ctx, "interface_type")
+        .map_or("interface".to_string(), |(s, _)| s.to_string());
     let max_tracked_connections = o
         .opt("max_tracked_connections")
         .and_then(|n| {
@@ -490,10 +552,10 @@ fn network_interface(ctx: &mut Ctx, o: &Obj, parts: &mut Parts) {
         private_ipv4,
         ipv6,
         public_ipv4,
-        secondary_public_ipv4: Vec::new(),
-        ipv4_prefixes: Vec::new(),
-        ipv6_prefixes: Vec::new(),
-        interface_type: "interface".to_string(),
+        secondary_public_ipv4,
+        ipv4_prefixes,
+        ipv6_prefixes,
+        interface_type,
         security_groups: values::ids(ctx, o, "security_groups"),
         instance_id: o.opt_str(ctx, "instance_id").map(|(s, _)| s.to_string()),
         owner_id: o.str_or_empty(ctx, "owner_id"),

@@ -70,6 +70,8 @@ pub(crate) struct Ctx<'t> {
     text: &'t str,
     line_starts: Vec<usize>,
     pub errors: Vec<RulesetError>,
+    /// What cannot change a verdict but must be heard (printed as `warning: ...`).
+    pub warnings: Vec<RulesetError>,
 }
 
 impl<'t> Ctx<'t> {
@@ -82,6 +84,7 @@ impl<'t> Ctx<'t> {
             text,
             line_starts,
             errors: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -109,6 +112,11 @@ impl<'t> Ctx<'t> {
     pub fn error(&mut self, pos: usize, field: impl Into<String>, message: impl Into<String>) {
         let e = RulesetError::new(&self.origin(pos), field, message);
         self.errors.push(e);
+    }
+
+    pub fn warn(&mut self, pos: usize, field: impl Into<String>, message: impl Into<String>) {
+        let e = RulesetError::new(&self.origin(pos), field, message);
+        self.warnings.push(e);
     }
 
     fn type_error(&mut self, node: &Node, field: &str, expected: &str) {
@@ -373,7 +381,9 @@ pub(crate) fn parse_toml(text: &str) -> Result<Node, (usize, String)> {
 // ---- JSON ---------------------------------------------------------------------------
 
 /// Parses a JSON document into a [`Node`] tree. Syntax errors come from `serde_json`
-/// as 1-based (line, column).
+/// (well worded), placed at their byte offset (so that columns count characters from 1)
+/// and explained where a common mistake is behind them: a trailing comma, two outputs
+/// appended to one file.
 pub(crate) fn parse_json(text: &str) -> Result<Node, JsonError> {
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
         let msg = e.to_string();
@@ -382,11 +392,32 @@ pub(crate) fn parse_json(text: &str) -> Result<Node, JsonError> {
             Some(i) => msg[..i].to_string(),
             None => msg,
         };
-        return Err(JsonError::Syntax {
-            line: e.line() as u32,
-            column: e.column() as u32,
-            message: msg,
-        });
+        // serde_json's column counts bytes from 1 (0: before the line's first byte).
+        let line_start = text
+            .match_indices('\n')
+            .nth(e.line().saturating_sub(2))
+            .map_or(0, |(i, _)| i + 1);
+        let line_start = if e.line() <= 1 { 0 } else { line_start };
+        let mut pos = (line_start + e.column().saturating_sub(1)).min(text.len());
+        while !text.is_char_boundary(pos) {
+            pos -= 1;
+        }
+        let before = text[..pos].trim_end();
+        let here = text[pos..].chars().next();
+        let msg = if before.ends_with(',') && matches!(here, Some('}' | ']')) {
+            format!(
+                "{msg}: a trailing comma; JSON allows no `,` after the last element (remove the one before this `{}`)",
+                here.unwrap_or('}')
+            )
+        } else if msg.starts_with("trailing characters") && matches!(here, Some('{' | '[')) {
+            format!(
+                "{msg}: a second JSON document follows the first (two outputs appended with `>>`?); \
+                 save each command's output to its own file"
+            )
+        } else {
+            msg
+        };
+        return Err(JsonError::At(pos, msg));
     }
     let mut p = JsonParser {
         s: text.as_bytes(),
@@ -397,13 +428,49 @@ pub(crate) fn parse_json(text: &str) -> Result<Node, JsonError> {
     Ok(v)
 }
 
+/// A JSON syntax error at a byte offset.
 pub(crate) enum JsonError {
-    Syntax {
-        line: u32,
-        column: u32,
-        message: String,
-    },
     At(usize, String),
+}
+
+/// Text of a file that is not UTF-8: UTF-16 with a byte-order mark (what Windows
+/// PowerShell's `>` writes) is decoded; `Err` says what the bytes look like.
+pub(crate) fn decode(bytes: Vec<u8>) -> Result<String, String> {
+    let utf16 = |be: bool, body: &[u8]| -> Result<String, String> {
+        let units = body.chunks(2).map(|c| {
+            let pair = [c[0], *c.get(1).unwrap_or(&0)];
+            if be {
+                u16::from_be_bytes(pair)
+            } else {
+                u16::from_le_bytes(pair)
+            }
+        });
+        char::decode_utf16(units)
+            .collect::<Result<String, _>>()
+            .map_err(|e| format!("UTF-16 text with an invalid character ({e})"))
+    };
+    match bytes.as_slice() {
+        [0xFF, 0xFE, body @ ..] => return utf16(false, body),
+        [0xFE, 0xFF, body @ ..] => return utf16(true, body),
+        _ => {}
+    }
+    let zeros = |b: &[u8], odd: usize| {
+        b.len() >= 2 && b.iter().skip(odd).step_by(2).take(64).all(|&x| x == 0)
+    };
+    if zeros(&bytes, 0) || zeros(&bytes, 1) {
+        return Err(
+            "UTF-16 text without a byte-order mark (every other byte is 0); \
+                    save it as UTF-8 (PowerShell: `| Out-File -Encoding utf8`)"
+                .to_string(),
+        );
+    }
+    match String::from_utf8(bytes) {
+        Ok(t) => Ok(t),
+        Err(e) => Err(format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        )),
+    }
 }
 
 /// A small JSON reader that keeps offsets. The text was already validated by
@@ -624,13 +691,69 @@ mod tests {
 
     #[test]
     fn json_syntax_error_has_position() {
-        match parse_json("{\n  \"a\": [1,]\n}") {
-            Err(JsonError::Syntax { line, message, .. }) => {
-                assert_eq!(line, 2);
+        let text = "{\n  \"a\": [1,]\n}";
+        match parse_json(text) {
+            Err(JsonError::At(pos, message)) => {
+                let ctx = Ctx::new("f.json", text, Syntax::Json);
+                assert_eq!(ctx.line_col(pos).0, 2);
                 assert!(!message.contains(" at line "), "{message}");
             }
             _ => panic!("expected a syntax error"),
         }
+    }
+
+    #[test]
+    fn json_syntax_errors_say_what_they_are() {
+        let err = |text: &str| match parse_json(text) {
+            Err(JsonError::At(pos, m)) => {
+                let (l, c) = Ctx::new("f.json", text, Syntax::Json).line_col(pos);
+                format!("{l}:{c}: {m}")
+            }
+            Ok(_) => panic!("{text} parsed"),
+        };
+        let e = err("{\"a\": [1, 2,]}");
+        assert!(
+            e.starts_with("1:13: ") && e.contains("trailing comma"),
+            "{e}"
+        );
+        let e = err("{\"a\": 1,\n}");
+        assert!(
+            e.starts_with("2:1: ") && e.contains("trailing comma"),
+            "{e}"
+        );
+        // Two outputs appended with `>>`.
+        let e = err("{\"Vpcs\": []}\n{\"Subnets\": []}\n");
+        assert!(
+            e.starts_with("2:1: ") && e.contains("a second JSON document follows"),
+            "{e}"
+        );
+        // Columns count characters, from 1 (serde_json counts bytes).
+        assert!(
+            err("{\"é\": x}").starts_with("1:7: "),
+            "{}",
+            err("{\"é\": x}")
+        );
+        assert!(
+            err("{\"a\":\n").starts_with("2:1: "),
+            "{}",
+            err("{\"a\":\n")
+        );
+    }
+
+    #[test]
+    fn utf16_with_a_bom_is_decoded() {
+        let text = "{\"Vpcs\": []}";
+        let mut le = vec![0xFF, 0xFE];
+        let mut be = vec![0xFE, 0xFF];
+        for u in text.encode_utf16() {
+            le.extend(u.to_le_bytes());
+            be.extend(u.to_be_bytes());
+        }
+        assert_eq!(decode(le.clone()).unwrap(), text);
+        assert_eq!(decode(be).unwrap(), text);
+        let e = decode(le[2..].to_vec()).unwrap_err();
+        assert!(e.contains("UTF-16 text without a byte-order mark"), "{e}");
+        assert!(decode(vec![b'{', 0xC3]).unwrap_err().contains("not UTF-8"));
     }
 
     #[test]
