@@ -1110,7 +1110,7 @@ impl Vpc {
                     &e.origin,
                     format!("network_interface {}.security_groups", e.id),
                     "an ENI of type `interface` without security groups: treated as an ENI \
-                     without security groups, only NACLs filter it (EMULATION.md §1)",
+                     without security groups, only NACLs filter it (`vpcgate manual`, The model)",
                 ));
             }
             for g in &e.security_groups {
@@ -1188,6 +1188,10 @@ impl Vpc {
         self.security_groups.sort_by(|a, b| a.id.cmp(&b.id));
         self.network_acls.sort_by(|a, b| a.id.cmp(&b.id));
         self.prefix_lists.sort_by(|a, b| a.id.cmp(&b.id));
+
+        // Validating again (after a change) must not repeat a warning.
+        let mut seen = HashSet::new();
+        self.warnings.retain(|w| seen.insert(w.to_string()));
 
         if errs.is_empty() {
             Ok(())

@@ -88,6 +88,8 @@ pub fn summary_json(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duratio
             "created": e.conntrack_created,
             "tracked_checks": e.conntrack_hits,
             "untracked_checks": e.untracked,
+            "icmp_not_tracked_checks": e.icmp_not_tracked,
+            "no_security_group_checks": e.no_security_group,
             "conntrack_allowance_exceeded": e.conntrack_allowance_exceeded,
             "peak": e.conntrack_peak,
             "max_flows": s.max_flows,

@@ -85,6 +85,20 @@ pub fn summary_text(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duratio
         "  {} connection(s) created; {} check(s) passed by a tracked connection; {} check(s) of untracked flows",
         e.conntrack_created, e.conntrack_hits, e.untracked
     );
+    if e.icmp_not_tracked > 0 {
+        let _ = writeln!(
+            o,
+            "  {} ICMP check(s) allowed by a rule and not tracked (errors and other non-query messages, replies without their query)",
+            e.icmp_not_tracked
+        );
+    }
+    if e.no_security_group > 0 {
+        let _ = writeln!(
+            o,
+            "  {} check(s) at ENIs without security groups (NAT gateways and the like: only NACLs apply, nothing is tracked)",
+            e.no_security_group
+        );
+    }
     if e.conntrack_allowance_exceeded > 0 {
         let _ = writeln!(
             o,

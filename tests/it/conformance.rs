@@ -3702,6 +3702,7 @@ id = "eni-0nat"
 subnet = "subnet-0pub"
 private_ips = ["10.0.1.50"]
 public_ip = "203.0.113.50"
+interface_type = "nat_gateway"
 security_groups = []
 
 [[network_interfaces]]

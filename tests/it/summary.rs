@@ -493,3 +493,72 @@ fn rules_at_coverage_is_per_ruleset_over_its_time() {
     assert_eq!(split["coverage"][1]["from"], "1732435500");
     assert_eq!(split["coverage"][1]["applied"], true);
 }
+
+/// EMULATION.md §1 and §4 in the summary: checks at an ENI without security groups, and
+/// ICMP errors a rule allowed but tracking never follows, are counted by name (text and
+/// JSON), so a reader sees why nothing was tracked.
+#[test]
+fn untracked_icmp_and_enis_without_groups_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("nat.toml");
+    std::fs::write(
+        &rules,
+        r#"[vpc]
+id = "vpc-0000000000000b001"
+account_id = "123456789012"
+cidrs = ["10.8.0.0/16"]
+
+[[subnets]]
+id = "subnet-0000000000000b001"
+cidr = "10.8.1.0/24"
+
+[[security_groups]]
+id = "sg-0000000000000b001"
+ingress = [ { protocol = "icmp", icmp_type = 3, icmp_code = 4, cidr = "0.0.0.0/0" } ]
+
+[[network_interfaces]]
+id = "eni-0000000000000b001"
+subnet = "subnet-0000000000000b001"
+private_ips = ["10.8.1.50"]
+interface_type = "nat_gateway"
+security_groups = []
+
+[[network_interfaces]]
+id = "eni-0000000000000b002"
+subnet = "subnet-0000000000000b001"
+private_ips = ["10.8.1.10"]
+security_groups = ["sg-0000000000000b001"]
+"#,
+    )
+    .unwrap();
+    let pcap = dir.path().join("c.pcap");
+    write_capture(
+        &pcap,
+        &[
+            // Two SYNs out through the NAT ENI: no SG, nothing tracked.
+            syn("10.8.1.50", 40000, "198.51.100.7", 443),
+            syn("10.8.1.50", 40001, "198.51.100.7", 443),
+            // A path-MTU error in to the instance: allowed by its rule, not tracked.
+            Frame::Unreachable {
+                src: "192.0.2.1".parse().unwrap(),
+                dst: "10.8.1.10".parse().unwrap(),
+                code: 4,
+                payload: 28,
+            },
+        ],
+    );
+    let text = replay(&["--rules", s(&rules), s(&pcap)]);
+    assert!(text.contains("  accepted                3\n"), "{text}");
+    assert!(
+        text.contains("  1 ICMP check(s) allowed by a rule and not tracked"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  2 check(s) at ENIs without security groups"),
+        "{text}"
+    );
+    let j = replay_json(&["--rules", s(&rules), s(&pcap)]);
+    assert_eq!(j["conntrack"]["created"], 0);
+    assert_eq!(j["conntrack"]["icmp_not_tracked_checks"], 1);
+    assert_eq!(j["conntrack"]["no_security_group_checks"], 2);
+}
