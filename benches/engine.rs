@@ -1,6 +1,7 @@
 //! Per-stage costs on one core, on the bundled SecureCart demo capture:
 //! frame parsing, and the whole engine (NACLs, SGs, connection tracking) plus
 //! flow-log aggregation. Run with `cargo bench`; figures go in README.md.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // not the core: see clippy.toml
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::path::Path;
 use std::sync::Arc;

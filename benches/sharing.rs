@@ -10,6 +10,7 @@
 //!
 //! `cargo bench --bench sharing` prints ns per lookup for 1 and 2 threads. The numbers
 //! from the project's machine are in README.md ("Benchmarks").
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // not the core: see clippy.toml
 
 use std::time::Instant;
 

@@ -24,6 +24,7 @@
 //! of the mix (median and best sample) with the targets of the engine: ≤ 100
 //! ns/packet on the SecureCart rules, ≤ 150 ns with the big ruleset.
 //! `benches/engine.rs` is the older, smaller benchmark on the bundled demo capture.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)] // not the core: see clippy.toml
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};

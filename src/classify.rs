@@ -16,6 +16,7 @@
 //! `ip_network_table`) either need C libraries, answer longest-prefix rather than
 //! first-match questions, or cover one field only. The matching semantics are
 //! [`crate::policy`]'s, and the property tests compare both against a linear reading.
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::model::{PortSpec, Protocol};
 use crate::packet::Packet;

@@ -21,6 +21,7 @@
 //! // ...but after 30 s of silence (the UDP timeout) it has expired.
 //! assert!(ct.lookup(&key, Direction::Ingress, 0, 41 * s, &t).is_none());
 //! ```
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::model::{ConntrackTimeouts, Direction};
 use crate::packet::tcp_flags;

@@ -37,6 +37,7 @@
 //! assert_eq!(d.verdict, Verdict::Reject);
 //! assert_eq!(d.reason_text(engine.policy()), "sg-ingress eni-web no rule");
 //! ```
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::conntrack::{ConnKey, ConnRef, ConnTable};
 use crate::flowlog::Observation;

@@ -1,6 +1,7 @@
 //! The `vpcgate` binary: flags are parsed by clap, resolved into a validated
 //! [`vpcgate::pipeline::ReplayConfig`], and handed to the library. Nothing below the
 //! CLI layer sees clap.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;

@@ -3,6 +3,7 @@
 //!
 //! The text lives once, in the "Manual of emulation decisions" section of
 //! README.md; `vpcgate manual` prints it and this module exposes it.
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 /// The README, as built into the binary.
 const README: &str = include_str!("../README.md");

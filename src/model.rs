@@ -18,6 +18,7 @@
 //! assert_eq!(vpc.network_acls.len(), 1);
 //! assert!(vpc.network_acls[0].is_default);
 //! ```
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::{HashMap, HashSet};

@@ -124,6 +124,8 @@ pub struct Summary {
     /// Capture times of the earliest and the latest packet that parsed.
     pub first_packet: Option<Timestamp>,
     pub last_packet: Option<Timestamp>,
+    /// The process's peak resident memory at the end of the run (Linux `VmHWM`).
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// The packets one check rejected for one reason under one ruleset.
@@ -522,6 +524,7 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
         }
         summary.coverage.push(cov);
     }
+    summary.peak_rss_bytes = peak_rss_bytes();
     Ok(summary)
 }
 
@@ -1542,4 +1545,17 @@ fn merger_loop(
     m.nodata_records = sink.nodata_written;
     m.nodata_skipped = sink.nodata_skipped;
     Ok(m)
+}
+
+/// The process's peak resident memory so far (Linux `VmHWM`), for the summary.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }

@@ -21,6 +21,7 @@
 //! // 10.0.0.2 is the Amazon DNS resolver (VPC base + 2): never filtered.
 //! assert!(policy.exempt_service("10.0.0.2".parse().unwrap()).is_some());
 //! ```
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::classify::{Classifier, RuleFields, Step};
 use crate::model::*;

@@ -15,6 +15,7 @@
 //! t.tcp_session(client, 50000, server, 443, &[(300, 1200)], Close::Fin);
 //! assert_eq!(t.len(), 3 + 2 + 4); // handshake, request + reply, FIN/ACK both ways
 //! ```
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::capture::PcapWriter;
 use crate::packet::{linktype, tcp_flags, Timestamp};

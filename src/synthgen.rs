@@ -95,6 +95,7 @@
 //! generate(builtin_vpc(), &cfg, &mut again).unwrap();
 //! assert!(pcap == again);
 //! ```
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::engine::{Engine, Verdict};
 use crate::model::{
@@ -1993,6 +1994,7 @@ impl Planner {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests may write scratch files
 mod tests {
     use super::*;
     use crate::capture::CaptureReader;

@@ -3,6 +3,7 @@
 //! Sans-IO: the capture time and the watermark are arguments; nothing here reads a clock.
 //! The aggregator does not decide which ENIs need a NODATA record, and it does not sort
 //! records of several workers together: the caller does both.
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;

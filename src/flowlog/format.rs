@@ -14,6 +14,7 @@
 //! let err = LogFormat::parse("${version} ${srcadr}").unwrap_err();
 //! assert!(err.to_string().contains("did you mean `${srcaddr}`"));
 //! ```
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};

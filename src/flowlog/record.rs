@@ -2,6 +2,7 @@
 //! window ([`FlowRecord`]).
 //!
 //! No I/O and no clock here: plain data and the TCP-flag rule of AWS's `tcp-flags` field.
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::cmp::Ordering;
 use std::fmt;

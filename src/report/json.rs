@@ -97,7 +97,7 @@ pub fn summary_json(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duratio
             "max_flows_mattered": flow_bound_mattered(s),
         },
         "flow_log_skipped_packets": s.flow_log_skipped_packets,
-        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_rss_bytes": s.peak_rss_bytes,
         "fragments": {"remembered": e.fragments_remembered, "orphaned": e.fragments_orphaned},
         "flow_records": flow_log.then_some(s.flow_records),
         "nodata_records": (flow_log && cfg.nodata).then_some(s.nodata_records),
@@ -109,17 +109,4 @@ pub fn summary_json(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duratio
         "seconds": elapsed.as_secs_f64(),
     });
     serde_json::to_string_pretty(&v).unwrap_or_default()
-}
-
-/// The process's peak resident memory (Linux `VmHWM`), for the summary.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }

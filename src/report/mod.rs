@@ -2,6 +2,7 @@
 //! summary, and what is said when a signal stopped the replay. Text and JSON are
 //! rendered from the same [`Summary`] through the helpers here (reject groups,
 //! notes, coverage), so they say the same things.
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod json;
 mod text;

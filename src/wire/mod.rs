@@ -7,6 +7,7 @@
 //!
 //! Parsing stays in [`crate::packet`] (the per-packet hot path); this module writes.
 //! Pure: no I/O.
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod checksum;
 pub mod emit;
