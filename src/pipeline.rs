@@ -27,19 +27,17 @@
 
 use crate::capture::{Block, CaptureReader, PcapWriter};
 use crate::engine::{
-    flow_shard, reason_text, Engine, EngineStats, Reason, Verdict, FLOW_SHARDS,
+    flow_shard, reason_text, EngineStats, Reason, Verdict, Worker, WorkerConfig, WorkerTotals,
     FRAGMENT_MEMORY_MAX, FRAGMENT_MEMORY_SECS,
 };
-use crate::flowlog::{
-    Aggregator, ClosedWindow, EniMeta, FlowLogWriter, FlowRecord, LogFormat, LogStatus,
-};
+use crate::flowlog::{Collator, EniMeta, FlowLogWriter, FlowRecord, LogFormat, Run};
 use crate::model::Vpc;
 use crate::packet::{self, Fragment, Packet, ParseError, Timestamp};
 use crate::policy::Policy;
 use crate::sink::{self, RecordWriter};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use hashbrown::HashMap;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -51,10 +49,6 @@ use std::sync::Arc;
 const BLOCK_PACKETS: usize = 8192;
 /// Batches in flight per channel.
 const QUEUE_DEPTH: usize = 2;
-/// At most this many empty windows of NODATA records are written for one gap in
-/// the capture's timeline; a longer gap (a capture with a bogus timestamp) is
-/// reported in the summary instead of filling the log.
-const MAX_NODATA_GAP_WINDOWS: u64 = 10_000;
 
 /// A ruleset and the capture time it takes effect.
 #[derive(Clone, Debug)]
@@ -280,17 +274,9 @@ struct WorkerOut {
 /// A worker's final records and counters.
 struct WorkerDone {
     records: Vec<Run>,
-    stats: EngineStats,
-    accepted: u64,
-    rejected: u64,
-    none: u64,
-    rejects: HashMap<(usize, Reason), u64>,
-    /// Rejects of packets of a live tracked connection at the rejecting ENI.
-    rejects_tracked: HashMap<(usize, Reason), u64>,
-    none_reasons: HashMap<(usize, Reason), u64>,
+    totals: WorkerTotals,
     /// Frames that did not parse (worker 0 only): (not IP?, reason) → count.
     unparsed: HashMap<(bool, &'static str), u64>,
-    flow_log_skipped: u64,
 }
 
 enum ToMerger {
@@ -346,7 +332,6 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
     };
     let want_verdicts = verdict_writer.is_some();
     let want_block = accepted.is_some() || rejected.is_some();
-    let per_packet = want_verdicts || want_block;
     let multi_file = cfg.captures.len() > 1;
     let file_names: Vec<String> = cfg
         .captures
@@ -372,14 +357,17 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
                     rx,
                     merge_tx,
                     policies,
-                    cfg.interval,
-                    per_packet,
-                    want_verdicts,
-                    want_block,
-                    multi_file,
-                    file_names,
-                    cfg.max_flows,
-                    cfg.flow_log.is_some(),
+                    WorkerConfig {
+                        interval: cfg.interval,
+                        max_flows: cfg.max_flows,
+                        flow_log: cfg.flow_log.is_some(),
+                    },
+                    PerPacket {
+                        verdicts: want_verdicts,
+                        block: want_block,
+                        multi_file,
+                        file_names,
+                    },
                 )
             });
         }
@@ -878,101 +866,30 @@ impl FragRoutes {
     }
 }
 
-/// [`FlowRecord::sort_key`]: (window start, ENI, first packet).
-type SortKey = (u64, u32, u64);
-
-/// Records on their way to the merger, each run in record order: a closed window
-/// (its records made as they are written), or records made already.
-enum Run {
-    Window(ClosedWindow),
-    Records(Vec<FlowRecord>),
-}
-
-impl Run {
-    fn len(&self) -> usize {
-        match self {
-            Run::Window(w) => w.len(),
-            Run::Records(r) => r.len(),
-        }
-    }
-
-    fn get(&self, i: usize) -> FlowRecord {
-        match self {
-            Run::Window(w) => w.get(i),
-            Run::Records(r) => r[i].clone(),
-        }
-    }
-}
-
-/// Closes the windows that ended by `watermark` (every window with `None`) into runs.
-fn close(agg: &mut Aggregator, watermark: Option<u64>, out: &mut Vec<Run>) {
-    let (mut windows, mut skipdata) = (Vec::new(), Vec::new());
-    match watermark {
-        Some(w) => agg.close_windows_before(w, &mut windows, &mut skipdata),
-        None => agg.close_all_windows(&mut windows, &mut skipdata),
-    }
-    out.extend(
-        windows
-            .into_iter()
-            .filter(|w| !w.is_empty())
-            .map(Run::Window),
-    );
-    if !skipdata.is_empty() {
-        skipdata.sort_unstable();
-        out.push(Run::Records(skipdata));
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
 fn worker_loop(
     me: usize,
     workers: usize,
     rx: Receiver<ToWorker>,
     merge_tx: Sender<ToMerger>,
     policies: Vec<Arc<Policy>>,
-    interval: u32,
-    per_packet: bool,
-    want_verdicts: bool,
-    want_block: bool,
-    multi_file: bool,
-    file_names: &[String],
-    max_flows: Option<u64>,
-    want_flow_log: bool,
+    cfg: WorkerConfig,
+    out_cfg: PerPacket<'_>,
 ) {
-    let mut engine = Engine::new(policies[0].clone());
-    let mut gen = 0usize;
-    let mut agg = Aggregator::new(interval);
-    let per_shard = max_flows.map(|m| {
-        m.div_ceil(u64::from(FLOW_SHARDS))
-            .min(u64::from(u32::MAX / 2)) as u32
-    });
-    engine.set_flow_limit(per_shard);
-    agg.set_limit(per_shard.map(|l| l * 2));
-    let mut done = WorkerDone {
-        records: Vec::new(),
-        stats: EngineStats::default(),
-        accepted: 0,
-        rejected: 0,
-        none: 0,
-        rejects: HashMap::new(),
-        rejects_tracked: HashMap::new(),
-        none_reasons: HashMap::new(),
-        unparsed: HashMap::new(),
-        flow_log_skipped: 0,
-    };
-    let mut closed_up_to = 0u64;
+    let mut worker = Worker::new(policies[0].clone(), cfg);
+    let mut unparsed: HashMap<(bool, &'static str), u64> = HashMap::new();
     let mut watermark = 0u64;
     for msg in rx {
         let work = match msg {
             ToWorker::SetPolicy(g) => {
-                gen = g;
-                engine.set_policy(policies[g].clone(), g);
+                worker.set_policy(policies[g].clone(), g);
                 continue;
             }
             ToWorker::Work(w) => w,
         };
         let blk = &work.blk;
-        let file = multi_file.then(|| file_names[blk.file as usize].as_str());
+        let file = out_cfg
+            .multi_file
+            .then(|| out_cfg.file_names[blk.file as usize].as_str());
         let mut out = WorkerOut {
             id: work.id,
             worker: me,
@@ -981,11 +898,12 @@ fn worker_loop(
             lines: Vec::new(),
             line_ends: Vec::new(),
             records: Vec::new(),
-            blk: (me == 0 && want_block).then(|| work.blk.clone()),
+            blk: (me == 0 && out_cfg.block).then(|| work.blk.clone()),
             watermark: 0,
             first_ts: None,
             last_ts: None,
         };
+        let per_packet = out_cfg.verdicts || out_cfg.block;
         for i in work.from..work.to {
             let rec = &blk.block.records[i as usize];
             let index = blk.first_index + u64::from(i);
@@ -995,15 +913,12 @@ fn worker_loop(
                     let Err(e) = packet::parse(rec.link_type, blk.block.frame(i as usize)) else {
                         continue;
                     };
-                    done.none += 1;
-                    *done
-                        .unparsed
-                        .entry((e.is_not_ip(), e.reason()))
-                        .or_insert(0) += 1;
+                    worker.tally.none += 1;
+                    *unparsed.entry((e.is_not_ip(), e.reason())).or_insert(0) += 1;
                     if per_packet {
                         out.idx.push(i);
                         out.verdicts.push(Verdict::None);
-                        if want_verdicts {
+                        if out_cfg.verdicts {
                             write_verdict(
                                 &mut out.lines,
                                 index,
@@ -1029,41 +944,13 @@ fn worker_loop(
                 continue;
             }
             let seq = blk.first_seq + u64::from(i);
-            let d = engine.process_in_shard(pkt, rec.ts, shard);
-            if want_flow_log {
-                for (o, c) in d.obs.iter().zip(d.conn) {
-                    let Some(o) = o else { continue };
-                    match c.and_then(|c| engine.flow_log_hint(c, o.direction)) {
-                        Some(hint) => agg.observe_hinted(o, rec.ts, seq, shard, hint),
-                        None => agg.observe_in_shard(o, rec.ts, seq, shard),
-                    }
-                }
-            }
-            match d.verdict {
-                Verdict::Accept => done.accepted += 1,
-                Verdict::Reject => {
-                    done.rejected += 1;
-                    *done.rejects.entry((gen, d.reason)).or_insert(0) += 1;
-                    let tracked = match d.reason {
-                        Reason::NaclOutbound { .. } | Reason::SgEgress { .. } => d.tracked[0],
-                        Reason::NaclInbound { .. } | Reason::SgIngress { .. } => d.tracked[1],
-                        _ => false,
-                    };
-                    if tracked {
-                        *done.rejects_tracked.entry((gen, d.reason)).or_insert(0) += 1;
-                    }
-                }
-                Verdict::None => {
-                    done.none += 1;
-                    *done.none_reasons.entry((gen, d.reason)).or_insert(0) += 1
-                }
-            }
+            let d = worker.handle(pkt, rec.ts, seq, shard);
             if per_packet {
                 out.idx.push(i);
                 out.verdicts.push(d.verdict);
-                if want_verdicts {
+                if out_cfg.verdicts {
                     let reason = (d.verdict != Verdict::Accept)
-                        .then(|| reason_text(d.reason, engine.policy()));
+                        .then(|| reason_text(d.reason, worker.policy()));
                     write_verdict(
                         &mut out.lines,
                         index,
@@ -1079,23 +966,33 @@ fn worker_loop(
             }
         }
         if let Some(t) = out.last_ts {
-            engine.housekeeping(t);
+            worker.housekeeping(t);
         }
-        // Close the windows that ended by the watermark.
         out.watermark = watermark;
-        let wm_window = watermark / interval as u64;
-        if wm_window > closed_up_to {
-            closed_up_to = wm_window;
-            close(&mut agg, Some(watermark), &mut out.records);
-        }
+        worker.advance(watermark, &mut out.records);
         if merge_tx.send(ToMerger::Out(out)).is_err() {
             return;
         }
     }
-    close(&mut agg, None, &mut done.records);
-    done.flow_log_skipped = agg.skipped_packets();
-    done.stats = engine.stats();
-    let _ = merge_tx.send(ToMerger::Done(Box::new(done)));
+    let mut records = Vec::new();
+    let totals = worker.finish(&mut records);
+    let _ = merge_tx.send(ToMerger::Done(Box::new(WorkerDone {
+        records,
+        totals,
+        unparsed,
+    })));
+}
+
+/// What a worker writes per packet, besides flow logs.
+#[derive(Clone, Copy)]
+struct PerPacket<'a> {
+    /// Verdict lines.
+    verdicts: bool,
+    /// The blocks (worker 0), for the pcaps of accepted and rejected packets.
+    block: bool,
+    /// Verdict lines name their file.
+    multi_file: bool,
+    file_names: &'a [String],
 }
 
 /// The NONE reason of a frame the parser could not read: `not-ip` or
@@ -1188,172 +1085,6 @@ struct Merged {
     last_ts: Option<Timestamp>,
 }
 
-struct FlowSink<'a> {
-    writer: &'a mut Option<FlowLogWriter>,
-    metas: &'a [EniMeta],
-    interval: u64,
-    nodata: bool,
-    /// Records not written yet: runs as the workers sent them, each sorted in record
-    /// order ((window, ENI, first packet), then the record's fields).
-    pending: Vec<Run>,
-    /// The first window not yet written (for NODATA), once a packet was seen.
-    next_window: Option<u64>,
-    written: u64,
-    nodata_written: u64,
-    nodata_skipped: u64,
-}
-
-impl FlowSink<'_> {
-    /// Writes every pending record of windows ending at or before `upto` (seconds),
-    /// with NODATA records for ENIs without traffic in those windows.
-    fn flush(&mut self, upto: u64, path: &Path) -> Result<(), ReplayError> {
-        let interval = self.interval;
-        // The ready records of a run are a prefix of it (runs are sorted by window).
-        // They are merged from the runs as they are written: never copied into one
-        // vector, never sorted again (a window can hold hundreds of thousands).
-        let is_ready = |r: &FlowRecord| r.window_start + interval <= upto;
-        let mut runs: Vec<Run> = Vec::new();
-        let mut kept: Vec<Run> = Vec::new();
-        for run in self.pending.drain(..) {
-            match run {
-                Run::Window(w) if w.window_start() + interval <= upto => runs.push(Run::Window(w)),
-                Run::Window(w) => kept.push(Run::Window(w)),
-                Run::Records(mut r) => {
-                    let n = r.partition_point(is_ready);
-                    if n == r.len() {
-                        runs.push(Run::Records(r));
-                    } else if n == 0 {
-                        kept.push(Run::Records(r));
-                    } else {
-                        let rest = r.split_off(n);
-                        runs.push(Run::Records(r));
-                        kept.push(Run::Records(rest));
-                    }
-                }
-            }
-        }
-        self.pending = kept;
-        // NODATA and merged SKIPDATA records, sorted at the end as one more run.
-        let mut ready: Vec<FlowRecord> = Vec::new();
-        if self.nodata {
-            if let Some(mut w) = self.next_window {
-                // The ENIs with records, per window.
-                let mut seen: HashMap<u64, HashSet<u32>> = HashMap::new();
-                for run in &runs {
-                    match run {
-                        Run::Window(w) => {
-                            let enis = seen.entry(w.window_start()).or_default();
-                            enis.extend(w.enis());
-                        }
-                        Run::Records(r) => {
-                            for r in r {
-                                seen.entry(r.window_start).or_default().insert(r.eni);
-                            }
-                        }
-                    }
-                }
-                let none = HashSet::new();
-                // The first window that has not ended by `upto`.
-                let open = upto / interval * interval;
-                let mut gap = 0u64;
-                while w + interval <= upto {
-                    let has = match seen.get(&w) {
-                        Some(h) => {
-                            gap = 0;
-                            h
-                        }
-                        None => {
-                            gap += 1;
-                            if gap > MAX_NODATA_GAP_WINDOWS {
-                                // A long gap in the timeline (a bogus timestamp): skip
-                                // to the next window with records, counting.
-                                let next = seen
-                                    .keys()
-                                    .copied()
-                                    .filter(|&k| k > w && k < open)
-                                    .min()
-                                    .unwrap_or(open);
-                                self.nodata_skipped += (next - w) / interval;
-                                w = next;
-                                continue;
-                            }
-                            &none
-                        }
-                    };
-                    for eni in 0..self.metas.len() as u32 {
-                        if !has.contains(&eni) {
-                            ready.push(FlowRecord::nodata(eni, w, interval as u32));
-                            self.nodata_written += 1;
-                        }
-                    }
-                    w += interval;
-                }
-                self.next_window = Some(w);
-            }
-        }
-        // Each worker counts its own skipped packets: one SKIPDATA record per ENI and
-        // window, as a single worker would write it.
-        let has_skipdata = |run: &Run| match run {
-            Run::Records(r) => r.iter().any(|r| r.log_status == LogStatus::SkipData),
-            Run::Window(_) => false,
-        };
-        if runs.iter().any(has_skipdata) {
-            let mut skip: BTreeMap<(u64, u32), FlowRecord> = BTreeMap::new();
-            for run in &mut runs {
-                let Run::Records(run) = run else { continue };
-                run.retain(|r| {
-                    if r.log_status != LogStatus::SkipData {
-                        return true;
-                    }
-                    skip.entry((r.window_start, r.eni))
-                        .and_modify(|s| {
-                            s.first_seq = s.first_seq.min(r.first_seq);
-                            s.start = s.start.min(r.start);
-                            s.end = s.end.max(r.end);
-                        })
-                        .or_insert_with(|| r.clone());
-                    false
-                });
-            }
-            ready.extend(skip.into_values());
-        }
-        ready.sort_unstable();
-        runs.push(Run::Records(ready));
-        runs.retain(|r| r.len() > 0);
-        // A k-way merge: the run with the smallest head, each time. The heap holds
-        // (window, ENI, first packet) and the run; the heads themselves stay put.
-        // Records of different runs never tie on that key but one way: a packet
-        // counted in a record and skipped at the same ENI, whose SKIPDATA record is
-        // in the last run, after it, as the full record order puts it.
-        let mut head: Vec<FlowRecord> = runs.iter().map(|r| r.get(0)).collect();
-        let mut at = vec![0usize; runs.len()];
-        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(SortKey, usize)>> = head
-            .iter()
-            .enumerate()
-            .map(|(i, r)| std::cmp::Reverse((r.sort_key(), i)))
-            .collect();
-        let mut last: Option<FlowRecord> = None;
-        while let Some(std::cmp::Reverse((_, i))) = heap.pop() {
-            let rec = &head[i];
-            if cfg!(debug_assertions) {
-                debug_assert!(last.as_ref().is_none_or(|l| l <= rec), "{last:?} > {rec:?}");
-                last = Some(rec.clone());
-            }
-            if let Some(wr) = self.writer.as_mut() {
-                wr.write(rec, &self.metas[rec.eni as usize])
-                    .map_err(out_err(path))?;
-            }
-            self.written += 1;
-            at[i] += 1;
-            if at[i] < runs[i].len() {
-                head[i] = runs[i].get(at[i]);
-                heap.push(std::cmp::Reverse((head[i].sort_key(), i)));
-            }
-        }
-        Ok(())
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 fn merger_loop(
     cfg: &ReplayConfig,
@@ -1390,16 +1121,15 @@ fn merger_loop(
             .map_or(String::new(), |p| p.display().to_string())
     };
     let flow_path = cfg.flow_log.clone().unwrap_or_default();
-    let mut sink = FlowSink {
-        writer: flow_writer,
-        metas,
-        interval,
-        nodata,
-        pending: Vec::new(),
-        next_window: None,
-        written: 0,
-        nodata_written: 0,
-        nodata_skipped: 0,
+    let mut collator = Collator::new(metas.len() as u32, interval, nodata);
+    // Every collated record goes to the flow-log file, if there is one.
+    let mut write_record = |rec: &FlowRecord| -> Result<(), ReplayError> {
+        match flow_writer.as_mut() {
+            Some(wr) => wr
+                .write(rec, &metas[rec.eni as usize])
+                .map_err(out_err(&flow_path)),
+            None => Ok(()),
+        }
     };
     let mut outs: BTreeMap<u64, Vec<Option<WorkerOut>>> = BTreeMap::new();
     let mut next = 0u64;
@@ -1423,18 +1153,19 @@ fn merger_loop(
                 // done: added now, the next flush would write them before records
                 // other workers have not sent yet, in an order set by thread timing.
                 final_records.extend(d.records);
-                m.stats.merge(&d.stats);
-                m.accepted += d.accepted;
-                m.rejected += d.rejected;
-                m.none += d.none;
-                m.flow_log_skipped += d.flow_log_skipped;
-                for (k, v) in d.rejects {
+                let (t, tally) = (&d.totals, &d.totals.tally);
+                m.stats.merge(&t.stats);
+                m.accepted += tally.accepted;
+                m.rejected += tally.rejected;
+                m.none += tally.none;
+                m.flow_log_skipped += t.flow_log_skipped;
+                for (&k, &v) in &tally.rejects {
                     *m.rejects.entry(k).or_insert(0) += v;
                 }
-                for (k, v) in d.rejects_tracked {
+                for (&k, &v) in &tally.rejects_tracked {
                     *m.rejects_tracked.entry(k).or_insert(0) += v;
                 }
-                for (k, v) in d.none_reasons {
+                for (&k, &v) in &tally.none_reasons {
                     *none_reasons.entry(k).or_insert(0) += v;
                 }
                 for ((not_ip, reason), v) in d.unparsed {
@@ -1461,14 +1192,12 @@ fn merger_loop(
                 .collect();
             next += 1;
             for o in &mut slot {
-                sink.pending.append(&mut o.records);
+                collator.add(o.records.drain(..));
             }
             let head = &slot[0];
             if let Some(t) = head.first_ts {
                 m.first_ts = Some(m.first_ts.map_or(t, |f| f.min(t)));
-                if sink.next_window.is_none() {
-                    sink.next_window = Some(t.secs() / interval * interval);
-                }
+                collator.first_packet(t.secs());
             }
             if let Some(t) = head.last_ts {
                 last_ts = Some(last_ts.map_or(t, |l| l.max(t)));
@@ -1511,39 +1240,24 @@ fn merger_loop(
                     }
                 }
             }
-            sink.flush(head.watermark, &flow_path)?;
+            collator.flush(head.watermark, &mut write_record)?;
         }
         if done == workers {
             break;
         }
     }
-    sink.pending.extend(final_records);
+    collator.add(final_records);
     m.packets = m.accepted + m.rejected + m.none;
     for ((gen, reason), v) in none_reasons {
         *m.none_reasons
             .entry(reason_text(reason, &policies[gen]))
             .or_insert(0) += v;
     }
-    // The last windows: up to the end of the window of the last packet.
-    let end = last_ts.map_or(0, |t| (t.secs() / interval + 1) * interval);
-    sink.flush(
-        end.max(
-            sink.pending
-                .iter()
-                .filter(|r| r.len() > 0)
-                .map(|r| r.get(r.len() - 1).window_start + interval)
-                .max()
-                .unwrap_or(0),
-        ),
-        &flow_path,
-    )?;
-    // Windows of out-of-order packets after the last one.
-    sink.nodata = false;
-    sink.flush(u64::MAX, &flow_path)?;
+    collator.finish(last_ts.map(|t| t.secs()), &mut write_record)?;
     m.last_ts = last_ts;
-    m.flow_records = sink.written - sink.nodata_written;
-    m.nodata_records = sink.nodata_written;
-    m.nodata_skipped = sink.nodata_skipped;
+    m.flow_records = collator.written - collator.nodata_written;
+    m.nodata_records = collator.nodata_written;
+    m.nodata_skipped = collator.nodata_skipped;
     Ok(m)
 }
 

@@ -4,9 +4,11 @@
 //! worker) folds them into [`FlowRecord`]s per aggregation window; a [`LogFormat`] renders
 //! a record as a line of text; a [`FlowLogWriter`] writes the lines to a file.
 //!
-//! What this module does not do: decide which packets are observed (the engine), which
-//! ENIs and windows need a NODATA record, or merge the records of several workers
-//! (the pipeline sorts them by [`FlowRecord::sort_key`]).
+//! A [`Collator`] merges the runs of records that workers close into the order of
+//! [`FlowRecord::sort_key`], with NODATA and merged SKIPDATA records, as a pure
+//! function (no threads): the threaded pipeline, tests and later live mode share it.
+//!
+//! What this module does not do: decide which packets are observed (the engine).
 //!
 //! The decisions taken where AWS leaves a choice (EMULATION.md §6):
 //! - Windows are aligned to multiples of the interval in Unix time; `start`/`end` are the
@@ -52,11 +54,13 @@
 //! ```
 
 mod aggregate;
+mod collate;
 mod format;
 mod record;
 mod writer;
 
 pub use aggregate::{Aggregator, ClosedWindow};
+pub use collate::{Collator, Run, MAX_NODATA_GAP_WINDOWS};
 pub use format::{EniMeta, Field, FormatError, LogFormat, FIELDS_URL};
 pub use record::{aws_tcp_flags, FlowRecord, LogStatus, Observation};
 pub use writer::FlowLogWriter;

@@ -39,6 +39,10 @@
 //! ```
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod worker;
+
+pub use worker::{Tally, Worker, WorkerConfig, WorkerTotals};
+
 use crate::conntrack::{ConnKey, ConnRef, ConnTable};
 use crate::flowlog::Observation;
 use crate::model::{Action, Direction};
