@@ -21,6 +21,7 @@
 //! - [`pipeline`]: reader → workers → ordered merge → sinks.
 //! - [`synth`]: frames and conversations built by code, for the demo, tests and benchmarks.
 //! - [`manual`]: every emulation decision, in prose.
+//! - [`sys`]: reads a signal can stop, file identities (the OS beyond `std`).
 #![deny(unsafe_code)]
 
 pub mod capture;
@@ -37,3 +38,4 @@ pub mod policy;
 pub mod sink;
 pub mod synth;
 pub mod synthgen;
+pub mod sys;

@@ -9,12 +9,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use vpcgate::flowlog::LogFormat;
 use vpcgate::packet::Timestamp;
-use vpcgate::pipeline::{self, ReplayConfig, RulesetAt, Summary};
+use vpcgate::pipeline::{self, ReplayConfig, RulesetAt, Summary, When};
 
 const AFTER_HELP: &str = "\
 Every place where vpcgate had to decide how AWS behaves is written down in the
 manual: run `vpcgate manual`, or read the \"Manual of emulation decisions\" section
-of README.md.";
+of README.md.
+
+Install: `cargo install --path .` from a clone. Shell completions: `vpcgate
+completions bash` (or zsh, fish, elvish, powershell); a man page: `vpcgate man`.";
 
 /// A packet filter that behaves like an AWS VPC data plane.
 ///
@@ -23,7 +26,7 @@ of README.md.";
 /// as AWS does it), and writes what AWS would have written: VPC Flow Log records,
 /// plus one verdict per packet that names the check that denied it.
 #[derive(Parser, Debug)]
-#[command(name = "vpcgate", version, after_help = AFTER_HELP)]
+#[command(name = "vpcgate", version, propagate_version = true, after_help = AFTER_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,8 +37,22 @@ enum Command {
     /// Replay captures through the emulated VPC.
     #[command(after_help = REPLAY_HELP)]
     Replay(Box<ReplayArgs>),
-    /// Print the manual of emulation decisions.
+    /// Print the manual: the ruleset format and every emulation decision (paged
+    /// when standard output is a terminal).
     Manual,
+    /// Print a shell completion script, e.g. `vpcgate completions bash >
+    /// ~/.local/share/bash-completion/completions/vpcgate`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `vpcgate man > ~/.local/share/man/man1/vpcgate.1`;
+    /// `vpcgate man replay` prints the page of one subcommand (vpcgate-replay.1).
+    Man {
+        /// A subcommand: its own page.
+        #[arg(value_name = "SUBCOMMAND")]
+        subcommand: Option<String>,
+    },
     /// Write a large, realistic capture for benchmarks (the same bytes for the same
     /// flags).
     #[command(after_help = SYNTH_HELP)]
@@ -56,7 +73,9 @@ Examples:
       --log-format '${version} ${interface-id} ${srcaddr} ${dstaddr} ${action} ${tcp-flags}'
 
   # What changes when a rule is removed mid-capture (tracked flows survive):
-  vpcgate replay --rules before.toml --rules-at 1700000060=after.toml cap.pcap
+  vpcgate replay --rules before.toml --rules-at 2024-11-24T08:05:00Z=after.toml cap.pcap
+  # ... or 90 seconds after the first packet:
+  vpcgate replay --rules before.toml --rules-at +90s=after.toml cap.pcap
 
 Exit status: 0 done; 2 bad usage or a ruleset that does not load; 1 a capture
 that could not be read to the end (everything before the damage is still
@@ -76,9 +95,11 @@ struct ReplayArgs {
     #[arg(long, required = true, value_name = "PATH")]
     rules: Vec<PathBuf>,
 
-    /// From capture time TIME (Unix seconds, fractions allowed) on, the ruleset is
-    /// PATH (a file or a directory). Repeatable. Tracked connections survive the
-    /// change; untracked flows and NACLs follow the new rules at once.
+    /// From capture time TIME on, the ruleset is PATH (a file or a directory). TIME
+    /// is Unix seconds (1732435500.25), an RFC 3339 time (2024-11-24T08:05:00Z,
+    /// 2024-11-24T09:05:00+01:00), or an offset from the first packet's time (+90,
+    /// +90s, +1.5m, +2h). Repeatable. Tracked connections survive the change;
+    /// untracked flows and NACLs follow the new rules at once.
     #[arg(long = "rules-at", value_name = "TIME=PATH")]
     rules_at: Vec<String>,
 
@@ -89,19 +110,17 @@ struct ReplayArgs {
 
     /// An AWS custom flow-log format, e.g.
     /// '${version} ${interface-id} ${srcaddr} ${action}'. Any field of versions 2
-    /// to 8. Default: the version 2 default format.
+    /// to 8. Default: the version 2 default format. Needs --flow-log.
     #[arg(long = "log-format", value_name = "FORMAT")]
     log_format: Option<String>,
 
-    /// Flow-log aggregation interval in seconds: 60 or 600.
-    #[arg(
-        long = "aggregation-interval",
-        value_name = "SECONDS",
-        default_value_t = 600
-    )]
-    aggregation_interval: u32,
+    /// Flow-log aggregation interval in seconds: 60 or 600 (default 600). Needs
+    /// --flow-log.
+    #[arg(long = "aggregation-interval", value_name = "SECONDS")]
+    aggregation_interval: Option<u32>,
 
-    /// Do not write NODATA records for interfaces without traffic in a window.
+    /// Do not write NODATA records for interfaces without traffic in a window. Needs
+    /// --flow-log.
     #[arg(long = "no-nodata")]
     no_nodata: bool,
 
@@ -124,16 +143,24 @@ struct ReplayArgs {
     workers: Option<usize>,
 
     /// The most connections tracked at once over the whole run; a packet that
-    /// would open one more is rejected as `conntrack-full` (EMULATION.md §4), counted
+    /// would open one more is rejected as `conntrack-full` (manual: "Connection
+    /// tracking"), counted
     /// and reported. Open flow-log records are bounded to twice this; packets beyond
     /// it are counted in SKIPDATA records. `0`: no bound. Default: a quarter of the
     /// available memory at about 512 bytes per flow.
     #[arg(long = "max-flows", value_name = "N")]
     max_flows: Option<u64>,
 
-    /// Print the summary as JSON instead of text.
-    #[arg(long)]
-    json: bool,
+    /// Print the summary as JSON instead of text; `--json=FILE` writes the JSON
+    /// summary to FILE (even with --quiet) and prints the text summary as usual.
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "-"
+    )]
+    json: Option<PathBuf>,
 
     /// Print no summary.
     #[arg(long, short)]
@@ -195,9 +222,39 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Manual => {
-            print!("{}", vpcgate::manual::text());
+        Command::Manual => manual(),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "vpcgate",
+                &mut std::io::stdout(),
+            );
             ExitCode::SUCCESS
+        }
+        Command::Man { subcommand } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            cmd.build();
+            let page = match &subcommand {
+                None => cmd,
+                Some(name) => match cmd.find_subcommand(name) {
+                    Some(sub) => {
+                        // The page's name: vpcgate-replay(1).
+                        let full: &'static str =
+                            Box::leak(format!("vpcgate-{}", sub.get_name()).into_boxed_str());
+                        sub.clone().name(full)
+                    }
+                    None => return usage_error(format!("man {name}: no such subcommand")),
+                },
+            };
+            let mut out = Vec::new();
+            if let Err(e) = clap_mangen::Man::new(page).render(&mut out) {
+                eprintln!("vpcgate: cannot render the man page: {e}");
+                return ExitCode::from(1);
+            }
+            write_stdout(&out)
         }
         Command::Replay(args) => replay(*args),
         Command::Synth(args) => synth(args),
@@ -225,11 +282,325 @@ fn parse_time(s: &str) -> Option<Timestamp> {
     Some(Timestamp::from_secs_nanos(secs, nanos))
 }
 
+/// A `--rules-at` time: Unix seconds, an RFC 3339 time, or `+OFFSET` from the first
+/// packet (seconds, or with a unit: `s`, `m`, `h`; fractions allowed).
+fn parse_when(s: &str) -> Result<When, String> {
+    if let Some(offset) = s.strip_prefix('+') {
+        let (num, unit) = match offset.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+            Some((i, _)) => offset.split_at(i),
+            None => (offset, "s"),
+        };
+        let per = match unit {
+            "s" => 1u128,
+            "m" => 60,
+            "h" => 3600,
+            _ => return Err(format!("{unit:?} is not a unit of an offset (s, m or h)")),
+        };
+        let t = parse_time(num).ok_or_else(|| format!("{num:?} is not a number of {unit}"))?;
+        let ns = u64::try_from(u128::from(t.0) * per)
+            .map_err(|_| format!("{s:?} is too far from the first packet"))?;
+        return Ok(When::AfterFirstPacket(ns));
+    }
+    if let Some(t) = parse_time(s) {
+        return Ok(When::At(t));
+    }
+    if s.len() >= 10 && s.as_bytes()[4] == b'-' {
+        return parse_rfc3339(s).map(When::At);
+    }
+    Err(format!("{s:?} is not a capture time"))
+}
+
+/// An RFC 3339 time (`2024-11-24T08:05:00Z`, `2024-11-24T09:05:00.5+01:00`; `t`, `z`
+/// and a space for `T` allowed) as a capture time.
+fn parse_rfc3339(s: &str) -> Result<Timestamp, String> {
+    let bad = || format!("{s:?} is not an RFC 3339 time like 2024-11-24T08:05:00Z");
+    let b = s.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
+        let part = s.get(r).ok_or_else(bad)?;
+        if part.bytes().all(|c| c.is_ascii_digit()) {
+            part.parse().map_err(|_| bad())
+        } else {
+            Err(bad())
+        }
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return Err(bad());
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return Err(bad());
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    let mut nanos = 0u32;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        for (i, c) in frac.bytes().take(digits.min(9)).enumerate() {
+            nanos += u32::from(c - b'0') * 10u32.pow(8 - i as u32);
+        }
+        rest = &frac[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && rest.as_bytes()[3] == b':' => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return Err(bad()),
+            };
+            let h = num(s.len() - 5..s.len() - 3)?;
+            let m = num(s.len() - 2..s.len())?;
+            if h > 23 || m > 59 {
+                return Err(bad());
+            }
+            sign * (h * 3600 + m * 60)
+        }
+        _ => {
+            return Err(format!(
+                "{s:?} has no time zone: end it with Z or an offset like +01:00"
+            ))
+        }
+    };
+    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in = [
+        31,
+        if leap(year) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in[month as usize - 1]
+        || hour > 23
+        || min > 59
+        || sec > 60
+    {
+        return Err(format!("{s:?} is not a valid date and time"));
+    }
+    // Days since 1970-01-01 (H. Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset;
+    let secs = u64::try_from(secs).map_err(|_| format!("{s:?} is before 1970"))?;
+    Ok(Timestamp::from_secs_nanos(secs, nanos))
+}
+
+/// Checks every capture before anything is written: each names an existing file that
+/// can be opened and starts like a pcap or pcapng (a pipe or a FIFO is taken as it
+/// is), and standard input is named at most once.
+fn check_captures(captures: &[PathBuf]) -> Result<(), String> {
+    let stdin = captures.iter().filter(|p| p.as_os_str() == "-").count();
+    if stdin > 1 {
+        return Err("`-` (standard input) is named more than once".into());
+    }
+    for p in captures {
+        if p.as_os_str() == "-" {
+            continue;
+        }
+        let name = p.display();
+        let m = std::fs::metadata(p).map_err(|e| format!("cannot read capture {name}: {e}"))?;
+        if m.is_dir() {
+            return Err(format!(
+                "cannot read capture {name}: it is a directory (name the capture files in it)"
+            ));
+        }
+        if !m.is_file() {
+            // A FIFO or a device: opening it could block, and reading would consume it.
+            continue;
+        }
+        vpcgate::capture::CaptureReader::open(p).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Refuses an output that is the same file as an input (a capture, a ruleset file or a
+/// file of a ruleset directory) or as another output: files are compared by device and
+/// inode, outputs that do not exist yet by their directory and name.
+fn check_distinct(
+    captures: &[PathBuf],
+    rules: &[PathBuf],
+    rules_at: &[PathBuf],
+    outputs: &[(&str, &PathBuf)],
+) -> Result<(), String> {
+    use std::collections::HashMap;
+    use vpcgate::sys::FileId;
+    let mut inputs: HashMap<FileId, String> = HashMap::new();
+    let add = |inputs: &mut HashMap<FileId, String>, p: &std::path::Path, what: String| {
+        if let Ok(m) = std::fs::metadata(p) {
+            if m.is_file() {
+                inputs.entry(FileId::of(&m)).or_insert(what);
+            } else if m.is_dir() {
+                for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+                    if let Ok(m) = e.metadata() {
+                        if m.is_file() {
+                            inputs
+                                .entry(FileId::of(&m))
+                                .or_insert(format!("{what} ({})", e.path().display()));
+                        }
+                    }
+                }
+            }
+        }
+    };
+    for c in captures {
+        if c.as_os_str() == "-" {
+            if let Some(id) = vpcgate::sys::stdin_file_id() {
+                inputs.entry(id).or_insert("standard input".into());
+            }
+        } else {
+            add(&mut inputs, c, format!("the capture {}", c.display()));
+        }
+    }
+    for r in rules {
+        add(&mut inputs, r, format!("the ruleset {}", r.display()));
+    }
+    for r in rules_at {
+        add(
+            &mut inputs,
+            r,
+            format!("the ruleset {} of --rules-at", r.display()),
+        );
+    }
+    // Existing outputs by identity; new ones by canonical directory and name.
+    let mut seen_ids: HashMap<FileId, (&str, &PathBuf)> = HashMap::new();
+    let mut seen_new: HashMap<PathBuf, (&str, &PathBuf)> = HashMap::new();
+    for &(flag, p) in outputs {
+        if p.as_os_str() == "-" {
+            continue;
+        }
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_file() => {
+                let id = FileId::of(&m);
+                if let Some(what) = inputs.get(&id) {
+                    return Err(format!(
+                        "{flag} {}: that is {what}; writing it would destroy the input. Name another file",
+                        p.display()
+                    ));
+                }
+                if let Some((other, q)) = seen_ids.insert(id, (flag, p)) {
+                    return Err(format!(
+                        "{flag} {} and {other} {} are the same file; give each output its own",
+                        p.display(),
+                        q.display()
+                    ));
+                }
+            }
+            // A device or FIFO (/dev/null, /dev/stdout) may well take several outputs.
+            Ok(_) => {}
+            Err(_) => {
+                let (Some(parent), Some(file)) = (p.parent(), p.file_name()) else {
+                    continue;
+                };
+                let parent = if parent.as_os_str().is_empty() {
+                    std::path::Path::new(".")
+                } else {
+                    parent
+                };
+                let Ok(dir) = parent.canonicalize() else {
+                    continue;
+                };
+                if let Some((other, q)) = seen_new.insert(dir.join(file), (flag, p)) {
+                    return Err(format!(
+                        "{flag} {} and {other} {} are the same file; give each output its own",
+                        p.display(),
+                        q.display()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to standard output; a closed pipe (`| head`) is no error.
+fn write_stdout(bytes: &[u8]) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vpcgate: cannot write standard output: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `vpcgate manual`: plain text into a pipe or file; on a terminal, headings in bold
+/// and the whole through `$PAGER` (default `less -R`), or printed when no pager runs.
+fn manual() -> ExitCode {
+    let text = vpcgate::manual::text();
+    if !std::io::stdout().is_terminal() {
+        return write_stdout(text.as_bytes());
+    }
+    let rendered = vpcgate::manual::for_terminal(&text);
+    let pager = std::env::var("PAGER")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| "less -R".into());
+    let mut words = pager.split_whitespace();
+    let Some(program) = words.next() else {
+        return write_stdout(rendered.as_bytes());
+    };
+    let child = std::process::Command::new(program)
+        .args(words)
+        .env(
+            "LESS",
+            std::env::var("LESS").unwrap_or_else(|_| "FRX".into()),
+        )
+        .stdin(std::process::Stdio::piped())
+        .spawn();
+    match child {
+        Ok(mut c) => {
+            use std::io::Write;
+            if let Some(mut stdin) = c.stdin.take() {
+                let _ = stdin.write_all(rendered.as_bytes());
+            }
+            let _ = c.wait();
+            ExitCode::SUCCESS
+        }
+        Err(_) => write_stdout(rendered.as_bytes()),
+    }
+}
+
 fn replay(args: ReplayArgs) -> ExitCode {
-    if args.aggregation_interval != 60 && args.aggregation_interval != 600 {
+    // Flags that mean nothing without another.
+    if args.flow_log.is_none() {
+        for (given, flag) in [
+            (args.log_format.is_some(), "--log-format"),
+            (
+                args.aggregation_interval.is_some(),
+                "--aggregation-interval",
+            ),
+            (args.no_nodata, "--no-nodata"),
+        ] {
+            if given {
+                return usage_error(format!(
+                    "{flag} shapes the flow log, and there is none: add --flow-log PATH (or --flow-log - for standard output)"
+                ));
+            }
+        }
+    }
+    let aggregation_interval = args.aggregation_interval.unwrap_or(600);
+    if aggregation_interval != 60 && aggregation_interval != 600 {
         return usage_error(format!(
-            "--aggregation-interval {}: AWS allows 60 or 600 seconds",
-            args.aggregation_interval
+            "--aggregation-interval {aggregation_interval}: AWS allows 60 or 600 seconds"
         ));
     }
     let log_format = match &args.log_format {
@@ -266,10 +637,13 @@ fn replay(args: ReplayArgs) -> ExitCode {
                 "--rules-at {spec:?}: expected TIME=PATH, e.g. 1700000060.5=after.toml"
             ));
         };
-        let Some(ts) = parse_time(t) else {
-            return usage_error(format!(
-                "--rules-at {spec:?}: {t:?} is not a capture time; write Unix seconds, fractions allowed (1700000060.25)"
-            ));
+        let ts = match parse_when(t) {
+            Ok(w) => w,
+            Err(why) => {
+                return usage_error(format!(
+                    "--rules-at {spec:?}: {why}; write Unix seconds (1732435500.25), an RFC 3339 time (2024-11-24T08:05:00Z) or an offset from the first packet (+90s)"
+                ))
+            }
         };
         match vpcgate::load::load_paths(&[PathBuf::from(path)]) {
             Ok(v) => rulesets.push(RulesetAt {
@@ -286,7 +660,38 @@ fn replay(args: ReplayArgs) -> ExitCode {
             }
         }
     }
-    rulesets[1..].sort_by_key(|r| r.from);
+    // Absolute times first, in time order, then offsets (the pipeline orders them
+    // all once the first packet is known; ties keep this order).
+    rulesets[1..].sort_by_key(|r| match r.from {
+        Some(When::At(t)) => (0, t.0),
+        Some(When::AfterFirstPacket(ns)) => (1, ns),
+        None => (0, 0),
+    });
+
+    // Every input is checked before any output is created or truncated.
+    if let Err(msg) = check_captures(&args.captures) {
+        eprintln!("vpcgate: {msg}; nothing was replayed, and no output was created or changed");
+        return ExitCode::from(1);
+    }
+    let json_file = args.json.as_ref().filter(|p| p.as_os_str() != "-");
+    let outputs: Vec<(&str, &PathBuf)> = [
+        ("--flow-log", &args.flow_log),
+        ("--verdicts", &args.verdicts),
+        ("--accepted", &args.accepted),
+        ("--rejected", &args.rejected),
+    ]
+    .into_iter()
+    .filter_map(|(f, p)| Some((f, p.as_ref()?)))
+    .chain(json_file.map(|p| ("--json", p)))
+    .collect();
+    let rules_at_paths: Vec<PathBuf> = args
+        .rules_at
+        .iter()
+        .filter_map(|s| Some(PathBuf::from(s.split_once('=')?.1)))
+        .collect();
+    if let Err(msg) = check_distinct(&args.captures, &args.rules, &rules_at_paths, &outputs) {
+        return usage_error(msg);
+    }
 
     let stdout_used = [
         &args.flow_log,
@@ -319,7 +724,7 @@ fn replay(args: ReplayArgs) -> ExitCode {
         rulesets,
         flow_log: args.flow_log.clone(),
         log_format,
-        interval: args.aggregation_interval,
+        interval: aggregation_interval,
         nodata: !args.no_nodata,
         verdicts: args.verdicts.clone(),
         accepted: args.accepted.clone(),
@@ -343,10 +748,7 @@ fn replay(args: ReplayArgs) -> ExitCode {
     }
     // Every output is created before any is written: a bad path stops the run here and
     // leaves no new file behind.
-    let outputs = [&cfg.flow_log, &cfg.verdicts, &cfg.accepted, &cfg.rejected];
-    if let Err((path, error)) =
-        vpcgate::sink::preflight(outputs.iter().filter_map(|p| p.as_deref()))
-    {
+    if let Err((path, error)) = vpcgate::sink::preflight(outputs.iter().map(|(_, p)| p.as_path())) {
         let e = pipeline::ReplayError::Output {
             path: path.display().to_string(),
             error,
@@ -363,8 +765,21 @@ fn replay(args: ReplayArgs) -> ExitCode {
         }
     };
     let elapsed = started.elapsed();
+    if let Some(path) = json_file {
+        let mut v = summary_json(&summary, &cfg, elapsed);
+        v.push('\n');
+        if let Err(error) = std::fs::write(path, v) {
+            let e = pipeline::ReplayError::Output {
+                path: path.display().to_string(),
+                error,
+            };
+            eprintln!("vpcgate: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let json_stdout = args.json.as_ref().is_some_and(|p| p.as_os_str() == "-");
     if !args.quiet {
-        let text = if args.json {
+        let text = if json_stdout {
             let mut v = summary_json(&summary, &cfg, elapsed);
             v.push('\n');
             v
@@ -726,6 +1141,70 @@ struct SynthArgs {
     /// kept. Frames are 54 to 1514 bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 65_535)]
     snaplen: u32,
+
+    /// Never show a progress bar (it shows only when stderr is a terminal).
+    #[arg(long = "no-progress")]
+    no_progress: bool,
+}
+
+/// A writer that counts the pcap records going through it (after the 24-byte file
+/// header, each record is a 16-byte header with its captured length, then the frame)
+/// and moves a progress bar by them.
+struct CountingPcap<W> {
+    inner: W,
+    bar: indicatif::ProgressBar,
+    /// Bytes of the file header or of a frame still to pass before the next header.
+    skip: usize,
+    head: [u8; 16],
+    have: usize,
+}
+
+impl<W: std::io::Write> CountingPcap<W> {
+    fn new(inner: W, bar: indicatif::ProgressBar) -> CountingPcap<W> {
+        CountingPcap {
+            inner,
+            bar,
+            skip: 24,
+            head: [0; 16],
+            have: 0,
+        }
+    }
+
+    fn count(&mut self, mut b: &[u8]) {
+        let mut records = 0;
+        while !b.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(b.len());
+                self.skip -= n;
+                b = &b[n..];
+                continue;
+            }
+            let n = (16 - self.have).min(b.len());
+            self.head[self.have..self.have + n].copy_from_slice(&b[..n]);
+            self.have += n;
+            b = &b[n..];
+            if self.have == 16 {
+                let caplen = u32::from_le_bytes(self.head[8..12].try_into().unwrap_or_default());
+                self.skip = caplen as usize;
+                self.have = 0;
+                records += 1;
+            }
+        }
+        if records > 0 {
+            self.bar.inc(records);
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for CountingPcap<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.count(&b[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn synth(args: SynthArgs) -> ExitCode {
@@ -775,11 +1254,24 @@ fn synth(args: SynthArgs) -> ExitCode {
         );
     }
     let started = std::time::Instant::now();
+    let bar = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(args.packets);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} synth [{bar:40}] {human_pos}/{human_len} packets {per_sec} eta {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    });
+    let write = |out: Box<dyn std::io::Write>| match &bar {
+        Some(bar) => synthgen::generate(vpc, &cfg, CountingPcap::new(out, bar.clone())),
+        None => synthgen::generate(vpc, &cfg, out),
+    };
     let result = if to_stdout {
-        synthgen::generate(vpc, &cfg, std::io::stdout().lock())
+        write(Box::new(std::io::stdout().lock()))
     } else {
         match std::fs::File::create(&args.output) {
-            Ok(f) => synthgen::generate(vpc, &cfg, f),
+            Ok(f) => write(Box::new(f)),
             Err(e) => {
                 eprintln!(
                     "vpcgate: cannot create {}: {e}; nothing was written",
@@ -789,6 +1281,9 @@ fn synth(args: SynthArgs) -> ExitCode {
             }
         }
     };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let s = match result {
         Ok(s) => s,
         Err(synthgen::SynthError::Io(e)) => {
@@ -862,5 +1357,39 @@ mod tests {
         );
         assert_eq!(parse_time("x"), None);
         assert_eq!(parse_time("-5"), None);
+    }
+
+    #[test]
+    fn rules_at_rfc3339_and_offsets() {
+        let at = |s, n| When::At(Timestamp::from_secs_nanos(s, n));
+        assert_eq!(parse_when("1732435500"), Ok(at(1_732_435_500, 0)));
+        assert_eq!(parse_when("2024-11-24T08:05:00Z"), Ok(at(1_732_435_500, 0)));
+        assert_eq!(parse_when("2024-11-24t08:05:00z"), Ok(at(1_732_435_500, 0)));
+        assert_eq!(
+            parse_when("2024-11-24T09:05:00+01:00"),
+            Ok(at(1_732_435_500, 0))
+        );
+        assert_eq!(
+            parse_when("2024-11-24T03:05:00.25-05:00"),
+            Ok(at(1_732_435_500, 250_000_000))
+        );
+        assert_eq!(parse_when("1970-01-01T00:00:00Z"), Ok(at(0, 0)));
+        assert_eq!(parse_when("2000-02-29T00:00:00Z"), Ok(at(951_782_400, 0)));
+        assert!(parse_when("2023-02-29T00:00:00Z").is_err());
+        assert!(parse_when("2024-11-24T08:05:00")
+            .unwrap_err()
+            .contains("time zone"));
+        assert!(parse_when("1969-12-31T23:59:59Z")
+            .unwrap_err()
+            .contains("1970"));
+        let after = |ns| When::AfterFirstPacket(ns);
+        assert_eq!(parse_when("+90"), Ok(after(90_000_000_000)));
+        assert_eq!(parse_when("+90s"), Ok(after(90_000_000_000)));
+        assert_eq!(parse_when("+1.5m"), Ok(after(90_000_000_000)));
+        assert_eq!(parse_when("+2h"), Ok(after(7_200_000_000_000)));
+        assert_eq!(parse_when("+0.25"), Ok(after(250_000_000)));
+        assert!(parse_when("+90d").is_err());
+        assert!(parse_when("+").is_err());
+        assert!(parse_when("soon").is_err());
     }
 }
