@@ -403,12 +403,8 @@ fn parse_rfc3339(s: &str) -> Result<Timestamp, String> {
 
 /// Checks every capture before anything is written: each names an existing file that
 /// can be opened and starts like a pcap or pcapng (a pipe or a FIFO is taken as it
-/// is), and standard input is named at most once.
+/// is).
 fn check_captures(captures: &[PathBuf]) -> Result<(), String> {
-    let stdin = captures.iter().filter(|p| p.as_os_str() == "-").count();
-    if stdin > 1 {
-        return Err("`-` (standard input) is named more than once".into());
-    }
     for p in captures {
         if p.as_os_str() == "-" {
             continue;
@@ -580,7 +576,20 @@ fn manual() -> ExitCode {
 }
 
 fn replay(args: ReplayArgs) -> ExitCode {
-    // Flags that mean nothing without another.
+    let aggregation_interval = args.aggregation_interval.unwrap_or(600);
+    if aggregation_interval != 60 && aggregation_interval != 600 {
+        return usage_error(format!(
+            "--aggregation-interval {aggregation_interval}: AWS allows 60 or 600 seconds"
+        ));
+    }
+    let log_format = match &args.log_format {
+        Some(f) => match LogFormat::parse(f) {
+            Ok(f) => f,
+            Err(e) => return usage_error(format!("--log-format: {e}")),
+        },
+        None => LogFormat::default_format(),
+    };
+    // Flags that mean nothing without another (after their values are checked).
     if args.flow_log.is_none() {
         for (given, flag) in [
             (args.log_format.is_some(), "--log-format"),
@@ -597,19 +606,6 @@ fn replay(args: ReplayArgs) -> ExitCode {
             }
         }
     }
-    let aggregation_interval = args.aggregation_interval.unwrap_or(600);
-    if aggregation_interval != 60 && aggregation_interval != 600 {
-        return usage_error(format!(
-            "--aggregation-interval {aggregation_interval}: AWS allows 60 or 600 seconds"
-        ));
-    }
-    let log_format = match &args.log_format {
-        Some(f) => match LogFormat::parse(f) {
-            Ok(f) => f,
-            Err(e) => return usage_error(format!("--log-format: {e}")),
-        },
-        None => LogFormat::default_format(),
-    };
     let base = match vpcgate::load::load_paths(&args.rules) {
         Ok(v) => v,
         Err(e) => {
@@ -669,6 +665,15 @@ fn replay(args: ReplayArgs) -> ExitCode {
     });
 
     // Every input is checked before any output is created or truncated.
+    if args
+        .captures
+        .iter()
+        .filter(|p| p.as_os_str() == "-")
+        .count()
+        > 1
+    {
+        return usage_error("`-` (standard input) is named more than once");
+    }
     if let Err(msg) = check_captures(&args.captures) {
         eprintln!("vpcgate: {msg}; nothing was replayed, and no output was created or changed");
         return ExitCode::from(1);

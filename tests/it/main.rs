@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per area.
 mod bounds;
 mod cli;
+mod cli_safety;
 mod conformance;
 mod corpus;
 pub mod determinism;
@@ -9,5 +10,7 @@ mod faults;
 mod flowlog;
 mod fuzz_regressions;
 mod props;
+mod readme;
 mod rulesets;
+mod support;
 mod synth;
