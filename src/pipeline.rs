@@ -1008,7 +1008,7 @@ fn none_reason(e: &ParseError) -> String {
     }
 }
 
-/// One verdict line (CLI.md "Per-packet verdicts").
+/// One verdict line (README.md, "Per-packet verdicts").
 #[allow(clippy::too_many_arguments)]
 fn write_verdict(
     out: &mut Vec<u8>,

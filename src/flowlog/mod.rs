@@ -8,7 +8,7 @@
 //! ENIs and windows need a NODATA record, or merge the records of several workers
 //! (the pipeline sorts them by [`FlowRecord::sort_key`]).
 //!
-//! The decisions taken where AWS leaves a choice (EMULATION.md §6):
+//! The decisions taken where AWS leaves a choice (manual: "Flow-log records"):
 //! - Windows are aligned to multiples of the interval in Unix time; `start`/`end` are the
 //!   floor seconds of a record's earliest and latest packet.
 //! - A flow whose packets were partly accepted and partly rejected in one window gives two
