@@ -323,7 +323,7 @@ fn parse_rfc3339(s: &str) -> Result<Timestamp, String> {
             Err(bad())
         }
     };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return Err(bad());
     }
     if b[13] != b':' || b[16] != b':' {
@@ -442,8 +442,14 @@ fn check_distinct(
             if m.is_file() {
                 inputs.entry(FileId::of(&m)).or_insert(what);
             } else if m.is_dir() {
+                // The files the loader reads there.
                 for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
-                    if let Ok(m) = e.metadata() {
+                    let path = e.path();
+                    let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
+                    if !ext.eq_ignore_ascii_case("toml") && !ext.eq_ignore_ascii_case("json") {
+                        continue;
+                    }
+                    if let Ok(m) = std::fs::metadata(&path) {
                         if m.is_file() {
                             inputs
                                 .entry(FileId::of(&m))
@@ -472,6 +478,31 @@ fn check_distinct(
             r,
             format!("the ruleset {} of --rules-at", r.display()),
         );
+    }
+    // A ruleset directory is read whole: a *.toml or *.json output written into it
+    // would be read as part of the ruleset next time.
+    let rule_dirs: Vec<PathBuf> = rules
+        .iter()
+        .chain(rules_at)
+        .filter(|p| p.is_dir())
+        .filter_map(|p| p.canonicalize().ok())
+        .collect();
+    for &(flag, p) in outputs {
+        let parent = match p.parent() {
+            Some(d) if d.as_os_str().is_empty() => std::path::Path::new("."),
+            Some(d) => d,
+            None => continue,
+        };
+        let read_by_loader = p
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("toml") || e.eq_ignore_ascii_case("json"));
+        if read_by_loader && parent.canonicalize().is_ok_and(|d| rule_dirs.contains(&d)) {
+            return Err(format!(
+                "{flag} {}: that is in a ruleset directory, whose every *.toml and *.json file is read as part of the ruleset. Name a file elsewhere",
+                p.display()
+            ));
+        }
     }
     // Existing outputs by identity; new ones by canonical directory and name.
     let mut seen_ids: HashMap<FileId, (&str, &PathBuf)> = HashMap::new();
@@ -674,7 +705,15 @@ fn replay(args: ReplayArgs) -> ExitCode {
     {
         return usage_error("`-` (standard input) is named more than once");
     }
-    if let Err(msg) = check_captures(&args.captures) {
+    if let Err(mut msg) = check_captures(&args.captures) {
+        let json_named = args.json.as_ref().is_some_and(|j| j.as_os_str() == "-")
+            && args
+                .captures
+                .iter()
+                .any(|c| c.extension().is_some_and(|e| e == "json") && !c.exists());
+        if json_named {
+            msg.push_str(" (to write the JSON summary to a file, write --json=FILE)");
+        }
         eprintln!("vpcgate: {msg}; nothing was replayed, and no output was created or changed");
         return ExitCode::from(1);
     }

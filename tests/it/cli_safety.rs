@@ -107,14 +107,27 @@ fn an_output_that_is_an_input_or_another_output_is_refused() {
     std::fs::hard_link(p("in.pcap"), p("hard.pcap")).unwrap();
     std::fs::write(p("out.log"), "old\n").unwrap();
     std::os::unix::fs::symlink(p("out.log"), p("alias.log")).unwrap();
+    std::os::unix::fs::symlink(p("vpc/r.toml"), p("alias.toml")).unwrap();
     std::fs::create_dir(p("sub")).unwrap();
 
     let s = |x: &Path| x.display().to_string();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["--accepted".into(), s(&p("in.pcap"))], "the capture"),
-        (vec!["--rejected".into(), s(&p("hard.pcap"))], "the capture"),
-        (vec!["--verdicts".into(), s(&p("r.toml"))], "the ruleset"),
-        (vec![format!("--json={}", s(&p("r.toml")))], "the ruleset"),
+        (
+            vec!["--accepted".into(), s(&p("in.pcap"))],
+            "that is the capture",
+        ),
+        (
+            vec!["--rejected".into(), s(&p("hard.pcap"))],
+            "that is the capture",
+        ),
+        (
+            vec!["--verdicts".into(), s(&p("r.toml"))],
+            "that is the ruleset",
+        ),
+        (
+            vec![format!("--json={}", s(&p("r.toml")))],
+            "that is the ruleset",
+        ),
         (
             vec![
                 "--rules-at".into(),
@@ -122,7 +135,7 @@ fn an_output_that_is_an_input_or_another_output_is_refused() {
                 "--flow-log".into(),
                 s(&p("later.toml")),
             ],
-            "--rules-at",
+            "that is the ruleset",
         ),
         (
             vec![
@@ -131,7 +144,24 @@ fn an_output_that_is_an_input_or_another_output_is_refused() {
                 "--verdicts".into(),
                 s(&p("vpc/r.toml")),
             ],
-            "the ruleset",
+            "ruleset directory",
+        ),
+        (
+            vec![
+                "--rules".into(),
+                s(&p("vpc")),
+                "--flow-log".into(),
+                s(&p("alias.toml")),
+            ],
+            "that is the ruleset",
+        ),
+        (
+            vec![
+                "--rules".into(),
+                s(&p("vpc")),
+                format!("--json={}", s(&p("vpc/summary.json"))),
+            ],
+            "ruleset directory",
         ),
         (
             vec![
@@ -153,11 +183,12 @@ fn an_output_that_is_an_input_or_another_output_is_refused() {
         ),
     ];
     for (args, says) in cases {
-        let out = run(vpcgate()
-            .args(["replay", "--rules"])
-            .arg(p("r.toml"))
-            .arg(p("in.pcap"))
-            .args(&args));
+        let mut c = vpcgate();
+        c.arg("replay");
+        if !args.contains(&"--rules".to_string()) {
+            c.arg("--rules").arg(p("r.toml"));
+        }
+        let out = run(c.arg(p("in.pcap")).args(&args));
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
@@ -181,6 +212,7 @@ fn an_output_that_is_an_input_or_another_output_is_refused() {
     }
     assert_eq!(std::fs::read_to_string(p("out.log")).unwrap(), "old\n");
     assert!(!p("new.jsonl").exists());
+    assert!(!p("vpc/summary.json").exists());
     // Two devices are fine: /dev/null takes any number of outputs.
     let out =
         run(replay()
@@ -438,6 +470,18 @@ fn json_summary_to_a_file_or_standard_output() {
     // Without --quiet the text summary still prints.
     let out = run(replay().arg(DEMO).arg(format!("--json={}", json.display())));
     assert!(!out.stdout.is_empty() && out.stdout[0] != b'{');
+    // `--json FILE` (no `=`) is `--json` and a capture named FILE: the message says
+    // how to name the file.
+    let out = run(replay()
+        .arg(DEMO)
+        .arg("--json")
+        .arg(dir.path().join("s.json")));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("write --json=FILE"),
+        "{}",
+        stderr(&out)
+    );
     // `--json` alone, before a capture, is still the flag alone: JSON on stdout.
     let out = run(replay().arg("--json").arg(DEMO));
     assert!(out.status.success(), "{}", stderr(&out));
