@@ -267,8 +267,8 @@ fn out_err(path: &Path) -> impl Fn(io::Error) -> ReplayError + '_ {
     }
 }
 
-/// Runs a replay. `interrupt`, when set, makes the reader stop at the next batch;
-/// everything read so far is still processed and written. A capture read from a pipe
+/// Runs a replay. `interrupt`, when set, makes the reader stop after the block it is
+/// reading; everything read so far is still processed and written. A capture read from a pipe
 /// or a terminal (`-`, a FIFO) stops too when nothing more is ready to read: an idle
 /// input does not hold the run (see [`crate::sys::Interruptible`]).
 pub fn run(
@@ -570,10 +570,6 @@ fn read_all(
         };
         let mut index = 1u64;
         loop {
-            if interrupted() {
-                summary.interrupted = true;
-                break 'files;
-            }
             let Buffers {
                 mut block,
                 mut parsed,
@@ -678,6 +674,12 @@ fn read_all(
             }
             if let Some(bar) = &progress {
                 bar.set_position(done_bytes + reader.bytes_read());
+            }
+            // After the block, not before: what was read (a stream's input that was
+            // ready when the signal came) is processed and written.
+            if interrupted() {
+                summary.interrupted = true;
+                break 'files;
             }
         }
         done_bytes += reader.bytes_read();

@@ -275,11 +275,18 @@ fn signal_while_waiting(records: usize, signal: (&str, u32)) -> (Option<i32>, St
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
+    wait_for_handler(child.id(), signal.1, &mut child);
     if records > 0 {
         stdin.write_all(&demo_prefix(records)).unwrap();
         stdin.flush().unwrap();
+        // Wait until the replay has read them all out of the pipe (FIONREAD: the
+        // bytes in the pipe), so that they were read before the signal.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while rustix::io::ioctl_fionread(&stdin).unwrap() > 0 {
+            assert!(Instant::now() < deadline, "the replay read nothing");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    wait_for_handler(child.id(), signal.1, &mut child);
     let kill = Command::new("kill")
         .args([signal.0, &child.id().to_string()])
         .status()
@@ -512,6 +519,11 @@ fn help_and_manual_point_only_to_what_the_repository_has() {
         }
     }
     let manual = &texts[0].1;
+    // Section numbers (§2.2) of notes kept outside the repository.
+    assert!(
+        !manual.contains('§'),
+        "the manual cites notes outside the repository"
+    );
     assert!(manual.contains("## The ruleset format"), "{manual}");
     assert!(!manual.contains('\x1b'), "plain text into a pipe");
 }
