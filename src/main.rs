@@ -77,10 +77,15 @@ Examples:
   # ... or 90 seconds after the first packet:
   vpcgate replay --rules before.toml --rules-at +90s=after.toml cap.pcap
 
-Exit status: 0 done; 2 bad usage or a ruleset that does not load; 1 a capture
-that could not be read to the end (everything before the damage is still
-processed and written) or an output that could not be written; 130
-interrupted by Ctrl-C or SIGTERM (everything read before was processed and written).
+Every input is checked before any output is created or truncated: a capture that
+is missing or not a capture stops the run with nothing written. An output that is
+the same file as an input or as another output is refused.
+
+Exit status: 0 done; 2 bad usage (also an output that is an input) or a ruleset
+that does not load; 1 a capture that cannot be read (missing, not a capture, or
+damaged further in: everything before the damage is still processed and written)
+or an output that could not be written; 130 interrupted by Ctrl-C or SIGTERM, also
+while waiting for input (everything read before was processed and written).
 
 Every place where vpcgate had to decide how AWS behaves: `vpcgate manual`.";
 
