@@ -1296,6 +1296,9 @@ fn synth(args: SynthArgs) -> ExitCode {
             }
         }
     };
+    if let Err(msg) = check_distinct(&[], &args.rules, &[], &[("-o", &args.output)]) {
+        return usage_error(msg);
+    }
     let to_stdout = args.output.as_os_str() == "-";
     if to_stdout && std::io::stdout().is_terminal() {
         return usage_error(

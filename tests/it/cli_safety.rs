@@ -213,6 +213,14 @@ fn an_output_that_is_an_input_or_another_output_is_refused() {
     assert_eq!(std::fs::read_to_string(p("out.log")).unwrap(), "old\n");
     assert!(!p("new.jsonl").exists());
     assert!(!p("vpc/summary.json").exists());
+    // vpcgate synth: its capture is not its ruleset either.
+    let out = run(vpcgate()
+        .args(["synth", "--packets", "10", "--rules"])
+        .arg(p("r.toml"))
+        .arg("-o")
+        .arg(p("r.toml")));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(std::fs::read(p("r.toml")).unwrap() == rules, "synth -o");
     // Two devices are fine: /dev/null takes any number of outputs.
     let out =
         run(replay()
