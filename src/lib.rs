@@ -19,6 +19,7 @@
 //! - [`engine`]: the evaluation path of one packet: checks, tracking, observations.
 //! - [`flowlog`]: aggregation windows, records, the custom format, writers.
 //! - [`pipeline`]: reader → workers → ordered merge → sinks.
+//! - [`preflight`]: what a run checks before it writes anything (inputs, outputs, times).
 //! - [`synth`]: frames and conversations built by code, for the demo, tests and benchmarks.
 //! - [`manual`]: every emulation decision, in prose.
 //! - [`sys`]: reads a signal can stop, file identities (the OS beyond `std`).
@@ -35,6 +36,7 @@ pub mod model;
 pub mod packet;
 pub mod pipeline;
 pub mod policy;
+pub mod preflight;
 pub mod sink;
 pub mod synth;
 pub mod synthgen;
