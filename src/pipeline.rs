@@ -709,7 +709,7 @@ fn open_stream(path: &Path, stop: &Arc<AtomicBool>) -> Result<CaptureReader, Cap
             Err(_) => CaptureReader::open(path),
         };
     }
-    match std::fs::File::open(path) {
+    match crate::sys::open_stream(path) {
         Ok(f) => CaptureReader::from_reader(
             &path.display().to_string(),
             Box::new(Interruptible::new(f, stop.clone())),

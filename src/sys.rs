@@ -85,6 +85,20 @@ impl<R: Read + AsFd> Read for Interruptible<R> {
     }
 }
 
+/// Opens a stream (a FIFO, a device, `/dev/fd/N` of a pipe) for reading without
+/// waiting: `open(2)` of a FIFO waits for a writer, and no signal ends that wait. The
+/// file is opened non-blocking, then set back to blocking: reads go through
+/// [`Interruptible`], which polls first.
+pub fn open_stream(path: &std::path::Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    rustix::io::ioctl_fionbio(&f, false)?;
+    Ok(f)
+}
+
 /// A file's identity: its device and inode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct FileId {
@@ -133,6 +147,24 @@ mod tests {
         let (rx, _tx) = io::pipe().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let mut r = Interruptible::new(rx, stop.clone());
+        let t = std::thread::spawn(move || r.read(&mut [0u8; 8]).unwrap());
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(t.join().unwrap(), 0);
+    }
+
+    #[test]
+    fn a_fifo_without_a_writer_opens_and_a_stop_ends_the_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        )
+        .unwrap();
+        let f = open_stream(&fifo).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut r = Interruptible::new(f, stop.clone());
         let t = std::thread::spawn(move || r.read(&mut [0u8; 8]).unwrap());
         stop.store(true, Ordering::Relaxed);
         assert_eq!(t.join().unwrap(), 0);

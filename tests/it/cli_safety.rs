@@ -268,6 +268,22 @@ fn wait_for_handler(pid: u32, signal: u32, child: &mut std::process::Child) {
     }
 }
 
+/// Waits for the child to exit after `signal` (a generous bound: no timing is
+/// asserted, only that it exits).
+fn wait_exit(child: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the replay did not stop after kill {signal}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Starts a replay of standard input, writes `records` records of the demo into its
 /// pipe and keeps the pipe open (no end of input), sends `signal`, and returns the exit
 /// status, stderr and the verdict lines written.
@@ -300,17 +316,7 @@ fn signal_while_waiting(records: usize, signal: (&str, u32)) -> (Option<i32>, St
         .status()
         .unwrap();
     assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the replay did not stop after {}", signal.0);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, signal.0);
     drop(stdin);
     let mut err = String::new();
     use std::io::Read;
@@ -550,4 +556,46 @@ fn synth_shows_no_progress_bar_into_a_pipe() {
         stderr(&o)
     );
     assert!(std::fs::metadata(&out).unwrap().len() > 2000 * 54);
+}
+
+/// A FIFO that no writer has opened yet: `open(2)` alone would wait for one, deaf to
+/// signals.
+#[test]
+fn sigterm_stops_a_replay_waiting_for_a_fifo_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("capture.fifo");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+    )
+    .unwrap();
+    let mut child = replay()
+        .arg(&fifo)
+        .arg("--quiet")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_handler(child.id(), 15, &mut child);
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = wait_exit(&mut child, "-TERM");
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted by SIGTERM after 0 packet(s)"),
+        "{err}"
+    );
 }
