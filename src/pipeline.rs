@@ -268,9 +268,9 @@ fn out_err(path: &Path) -> impl Fn(io::Error) -> ReplayError + '_ {
 }
 
 /// Runs a replay. `interrupt`, when set, makes the reader stop after the block it is
-/// reading; everything read so far is still processed and written. A capture read from a pipe
-/// or a terminal (`-`, a FIFO) stops too when nothing more is ready to read: an idle
-/// input does not hold the run (see [`crate::sys::Interruptible`]).
+/// reading; everything read so far is still processed and written. A capture read
+/// from a pipe or a terminal (`-`, a FIFO) stops too once nothing more is ready to
+/// read: an idle input does not hold the run (see [`crate::sys::Interruptible`]).
 pub fn run(
     cfg: &ReplayConfig,
     interrupt: Option<&Arc<AtomicBool>>,
