@@ -599,3 +599,48 @@ fn sigterm_stops_a_replay_waiting_for_a_fifo_writer() {
         "{err}"
     );
 }
+
+/// Runs `command` (a shell command line; `$VPCGATE` is the binary) on a pseudo-terminal
+/// with script(1), and returns what the terminal showed.
+fn on_a_terminal(command: &str, dir: &Path) -> Option<String> {
+    if !crate::support::require(
+        crate::support::has_program("script"),
+        "script(1) (util-linux) is not installed: this test needs a terminal",
+    ) {
+        return None;
+    }
+    let out = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .current_dir(dir)
+        .env("VPCGATE", env!("CARGO_BIN_EXE_vpcgate"))
+        .env("PAGER", "cat")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{command}: {}", stderr(&out));
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn on_a_terminal_synth_shows_progress_and_the_manual_is_rendered() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(shown) = on_a_terminal("\"$VPCGATE\" synth -o s.pcap --packets 2000", dir.path())
+    else {
+        return;
+    };
+    assert!(shown.contains("synth ["), "no progress bar: {shown:?}");
+    let shown = on_a_terminal(
+        "\"$VPCGATE\" synth -o s.pcap --packets 2000 --no-progress",
+        dir.path(),
+    )
+    .unwrap();
+    assert!(!shown.contains("synth ["), "{shown:?}");
+    // The manual through $PAGER (cat here), headings in bold.
+    let shown = on_a_terminal("\"$VPCGATE\" manual", dir.path()).unwrap();
+    assert!(
+        shown.contains("\x1b[1mMANUAL OF EMULATION DECISIONS\x1b[0m"),
+        "{}",
+        &shown[..shown.len().min(300)]
+    );
+    assert!(shown.contains("THE RULESET FORMAT"));
+}
