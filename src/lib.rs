@@ -19,9 +19,11 @@
 //! - [`engine`]: the evaluation path of one packet: checks, tracking, observations.
 //! - [`flowlog`]: aggregation windows, records, the custom format, writers.
 //! - [`pipeline`]: reader → workers → ordered merge → sinks.
+//! - [`preflight`]: what a run checks before it writes anything (inputs, outputs, times).
 //! - [`synth`]: frames and conversations built by code, for the demo, tests and benchmarks.
 //! - [`wire`]: the Internet checksum and the one frame builder.
 //! - [`manual`]: every emulation decision, in prose.
+//! - [`sys`]: reads a signal can stop, file identities (the OS beyond `std`).
 #![deny(unsafe_code)]
 // The OS is reached from the edges only: the core's modules deny these again (see
 // clippy.toml).
@@ -38,8 +40,10 @@ pub mod model;
 pub mod packet;
 pub mod pipeline;
 pub mod policy;
+pub mod preflight;
 pub mod report;
 pub mod sink;
 pub mod synth;
 pub mod synthgen;
+pub mod sys;
 pub mod wire;

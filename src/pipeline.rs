@@ -25,7 +25,7 @@
 //! travel in-band; the `--max-flows` bound is split over flow shards, not workers.
 //! So the output is the same bytes for any number of workers.
 
-use crate::capture::{Block, CaptureReader, PcapWriter};
+use crate::capture::{Block, CaptureError, CaptureReader, PcapWriter};
 use crate::engine::{
     flow_shard, reason_text, EngineStats, Reason, Verdict, Worker, WorkerConfig, WorkerTotals,
     FRAGMENT_MEMORY_MAX, FRAGMENT_MEMORY_SECS,
@@ -40,6 +40,7 @@ use hashbrown::HashMap;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::net::IpAddr;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,17 +55,45 @@ const QUEUE_DEPTH: usize = 2;
 #[derive(Clone, Debug)]
 pub struct RulesetAt {
     /// `None`: from the start.
-    pub from: Option<Timestamp>,
+    pub from: Option<When>,
     pub vpc: Arc<Vpc>,
     /// What the user named, for the summary.
     pub label: String,
+}
+
+/// When a ruleset of `--rules-at` takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// At this capture time.
+    At(Timestamp),
+    /// This long (nanoseconds) after the capture time of the first packet of the run
+    /// (the first record of the first capture that has one), resolved when that
+    /// packet is read: the same input gives the same output.
+    AfterFirstPacket(u64),
+}
+
+impl When {
+    /// The capture time this means, given the first packet's.
+    pub fn resolve(self, first: Timestamp) -> Timestamp {
+        match self {
+            When::At(t) => t,
+            When::AfterFirstPacket(ns) => Timestamp(first.0.saturating_add(ns)),
+        }
+    }
+}
+
+impl From<Timestamp> for When {
+    fn from(t: Timestamp) -> When {
+        When::At(t)
+    }
 }
 
 /// A validated replay configuration (the CLI resolves flags into this).
 #[derive(Clone, Debug)]
 pub struct ReplayConfig {
     pub captures: Vec<PathBuf>,
-    /// The first has `from: None`; the rest are sorted by time.
+    /// The first has `from: None`. The others take effect in the order of their
+    /// resolved times (ties: in this order).
     pub rulesets: Vec<RulesetAt>,
     pub flow_log: Option<PathBuf>,
     pub log_format: LogFormat,
@@ -120,6 +149,10 @@ pub struct Summary {
     pub last_packet: Option<Timestamp>,
     /// The process's peak resident memory at the end of the run (Linux `VmHWM`).
     pub peak_rss_bytes: Option<u64>,
+    /// Per ruleset of [`ReplayConfig::rulesets`]: the capture time it took effect, as
+    /// resolved at the first packet (`None` for the first ruleset, and for all when no
+    /// packet was read).
+    pub ruleset_from: Vec<Option<Timestamp>>,
 }
 
 /// The packets one check rejected for one reason under one ruleset.
@@ -291,9 +324,14 @@ fn out_err(path: &Path) -> impl Fn(io::Error) -> ReplayError + '_ {
     }
 }
 
-/// Runs a replay. `interrupt`, when set, makes the reader stop at the next batch;
-/// everything read so far is still processed and written.
-pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary, ReplayError> {
+/// Runs a replay. `interrupt`, when set, makes the reader stop after the block it is
+/// reading; everything read so far is still processed and written. A capture read
+/// from a pipe or a terminal (`-`, a FIFO) stops too once nothing more is ready to
+/// read: an idle input does not hold the run (see [`crate::sys::Interruptible`]).
+pub fn run(
+    cfg: &ReplayConfig,
+    interrupt: Option<&Arc<AtomicBool>>,
+) -> Result<Summary, ReplayError> {
     let vpcs: Vec<&Vpc> = cfg.rulesets.iter().map(|r| &*r.vpc).collect();
     let (eni_ids, metas) = eni_table(&vpcs);
     let policies: Vec<Arc<Policy>> = cfg
@@ -457,7 +495,7 @@ pub fn run(cfg: &ReplayConfig, interrupt: Option<&AtomicBool>) -> Result<Summary
     for (gen, (policy, rs)) in policies.iter().zip(&cfg.rulesets).enumerate() {
         let mut cov = Coverage {
             label: rs.label.clone(),
-            from: rs.from,
+            from: summary.ruleset_from.get(gen).copied().flatten(),
             vpc_id: rs.vpc.id.clone(),
             ..Default::default()
         };
@@ -631,12 +669,16 @@ fn read_all(
     cfg: &ReplayConfig,
     policies: &[Arc<Policy>],
     worker_txs: &[Sender<ToWorker>],
-    interrupt: Option<&AtomicBool>,
+    interrupt: Option<&Arc<AtomicBool>>,
     summary: &mut Summary,
 ) -> Result<(), ReplayError> {
     let mut next_id = 0u64;
     let mut seq = 0u64;
-    let mut next_rules = 1usize;
+    // The rulesets after the first, by the capture time they take effect (ruleset
+    // number in `cfg.rulesets`), resolved at the first packet; the next one to apply.
+    let mut schedule: Option<Vec<(Timestamp, usize)>> = None;
+    let mut next_rules = 0usize;
+    let interrupted = || interrupt.is_some_and(|f| f.load(Ordering::Relaxed));
     let progress = if cfg.progress {
         let total: u64 = cfg
             .captures
@@ -681,8 +723,21 @@ fn read_all(
     };
 
     'files: for (fi, path) in cfg.captures.iter().enumerate() {
-        let mut reader = match CaptureReader::open(path) {
+        if interrupted() {
+            summary.interrupted = true;
+            break;
+        }
+        let opened = match interrupt {
+            Some(stop) if is_stream(path) => open_stream(path, stop),
+            _ => CaptureReader::open(path),
+        };
+        let mut reader = match opened {
             Ok(r) => r,
+            // A stream that ended because of the signal is no damaged capture.
+            Err(_) if interrupted() => {
+                summary.interrupted = true;
+                break;
+            }
             Err(e) => {
                 summary.capture_errors.push(e.to_string());
                 continue;
@@ -690,16 +745,16 @@ fn read_all(
         };
         let mut index = 1u64;
         loop {
-            if interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
-                summary.interrupted = true;
-                break 'files;
-            }
             let Buffers {
                 mut block,
                 mut parsed,
             } = recycle_rx.try_recv().unwrap_or_default();
             let read = reader.read_block(&mut block, BLOCK_PACKETS);
             if let Err(e) = read {
+                if interrupted() {
+                    summary.interrupted = true;
+                    break 'files;
+                }
                 summary.capture_errors.push(e.to_string());
                 break;
             }
@@ -707,20 +762,33 @@ fn read_all(
             if n == 0 {
                 break;
             }
+            let schedule = schedule.get_or_insert_with(|| {
+                let first = block.records[0].ts;
+                let mut v: Vec<(Timestamp, usize)> = cfg
+                    .rulesets
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .map(|(i, r)| (r.from.map_or(first, |w| w.resolve(first)), i))
+                    .collect();
+                v.sort_by_key(|&(t, _)| t);
+                summary.ruleset_from = vec![None; cfg.rulesets.len()];
+                for &(t, i) in &v {
+                    summary.ruleset_from[i] = Some(t);
+                }
+                v
+            });
             // Where a ruleset takes effect: (record, ruleset) pairs.
             splits.clear();
             let mut from = 0usize;
-            let mut rules = next_rules;
-            while rules < cfg.rulesets.len() {
-                let Some(t) = cfg.rulesets[rules].from else {
-                    break;
-                };
+            let mut next = next_rules;
+            while let Some(&(t, rules)) = schedule.get(next) {
                 let Some(at) = block.records[from..].iter().position(|r| r.ts >= t) else {
                     break;
                 };
                 from += at;
                 splits.push((from as u32, rules));
-                rules += 1;
+                next += 1;
             }
             // Parsed here once, not by every worker: the reader has just touched
             // these bytes, and a worker then skips other shards' frames unread.
@@ -767,7 +835,7 @@ fn read_all(
                 for tx in worker_txs {
                     let _ = tx.send(ToWorker::SetPolicy(rules));
                 }
-                next_rules = rules + 1;
+                next_rules += 1;
                 from = at;
             }
             if from < n
@@ -786,6 +854,12 @@ fn read_all(
             if let Some(bar) = &progress {
                 bar.set_position(done_bytes + reader.bytes_read());
             }
+            // After the block, not before: what was read (a stream's input that was
+            // ready when the signal came) is processed and written.
+            if interrupted() {
+                summary.interrupted = true;
+                break 'files;
+            }
         }
         done_bytes += reader.bytes_read();
     }
@@ -793,6 +867,34 @@ fn read_all(
         bar.finish_and_clear();
     }
     Ok(())
+}
+
+/// Whether a capture path is a stream that may sit idle: standard input (`-`), a
+/// FIFO, a terminal or a socket (`<(command)` gives a pipe).
+fn is_stream(path: &Path) -> bool {
+    path.as_os_str() == "-" || std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
+/// Opens a stream capture whose reads end when `stop` is set and nothing is ready.
+fn open_stream(path: &Path, stop: &Arc<AtomicBool>) -> Result<CaptureReader, CaptureError> {
+    use crate::sys::Interruptible;
+    if path.as_os_str() == "-" {
+        let stdin = std::io::stdin().as_fd().try_clone_to_owned();
+        return match stdin {
+            Ok(fd) => CaptureReader::from_reader(
+                "<stdin>",
+                Box::new(Interruptible::new(std::fs::File::from(fd), stop.clone())),
+            ),
+            Err(_) => CaptureReader::open(path),
+        };
+    }
+    match crate::sys::open_stream(path) {
+        Ok(f) => CaptureReader::from_reader(
+            &path.display().to_string(),
+            Box::new(Interruptible::new(f, stop.clone())),
+        ),
+        Err(_) => CaptureReader::open(path),
+    }
 }
 
 /// The reader's memory of first fragments, to send each later fragment to the worker
@@ -1005,7 +1107,7 @@ fn none_reason(e: &ParseError) -> String {
     }
 }
 
-/// One verdict line (CLI.md "Per-packet verdicts").
+/// One verdict line (README.md, "Per-packet verdicts").
 #[allow(clippy::too_many_arguments)]
 fn write_verdict(
     out: &mut Vec<u8>,

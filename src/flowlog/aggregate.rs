@@ -16,7 +16,7 @@ use crate::packet::Timestamp;
 
 type WideMap = HashMap<Key, Accum, foldhash::fast::RandomState>;
 
-/// The record key within one window (EMULATION.md §6), in full.
+/// The record key within one window (manual: "Flow-log records"), in full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
     eni: u32,

@@ -229,7 +229,7 @@ impl fmt::Display for Field {
 }
 
 /// VPC flow-log fields of versions after 8, which vpcgate does not write, with their
-/// versions (third-party sources; aws-semantics.md §6.5).
+/// versions (third-party sources).
 const LATER_FIELDS: &[(&str, u8)] = &[
     ("resource-id", 9),
     ("encryption-status", 10),

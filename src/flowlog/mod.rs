@@ -10,7 +10,7 @@
 //!
 //! What this module does not do: decide which packets are observed (the engine).
 //!
-//! The decisions taken where AWS leaves a choice (EMULATION.md §6):
+//! The decisions taken where AWS leaves a choice (manual: "Flow-log records"):
 //! - Windows are aligned to multiples of the interval in Unix time; `start`/`end` are the
 //!   floor seconds of a record's earliest and latest packet.
 //! - A flow whose packets were partly accepted and partly rejected in one window gives two

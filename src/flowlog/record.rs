@@ -14,7 +14,7 @@ use crate::packet::tcp_flags;
 /// What the engine reports for one packet at one ENI (one direction).
 ///
 /// A packet between two ENIs gives two observations: the sender's egress and, if the
-/// packet got past the sender's checks, the receiver's ingress (EMULATION.md §2).
+/// packet got past the sender's checks, the receiver's ingress (manual: "Where a packet is evaluated").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Observation {
     /// Stable ENI number; ENI numbers sort like interface ids.
@@ -76,7 +76,7 @@ impl fmt::Display for LogStatus {
 ///
 /// Records order (`Ord`) by [`FlowRecord::sort_key`] — window start, ENI number, the
 /// capture sequence number of the record's first packet — which is the output order of
-/// EMULATION.md §6; ties (two records of the same packet at the same ENI) are broken by
+/// the manual, "Flow-log records"; ties (two records of the same packet at the same ENI) are broken by
 /// the remaining fields, so sorting is total and deterministic.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FlowRecord {
@@ -141,7 +141,7 @@ impl FlowRecord {
         }
     }
 
-    /// The output order of EMULATION.md §6: (window start, ENI number, first packet's
+    /// The output order of the manual, "Flow-log records": (window start, ENI number, first packet's
     /// capture sequence number).
     pub fn sort_key(&self) -> (u64, u32, u64) {
         (self.window_start, self.eni, self.first_seq)
@@ -195,7 +195,7 @@ impl Ord for FlowRecord {
 /// One packet's contribution to AWS's `tcp-flags` field, from the raw TCP flags byte.
 ///
 /// AWS reports FIN=1, SYN=2, RST=4 and SYN-ACK=18: the ACK bit (16) counts only together
-/// with SYN; PSH, URG, ECE, CWR and ACK alone count for nothing (aws-semantics §6.8).
+/// with SYN; PSH, URG, ECE, CWR and ACK alone count for nothing (AWS's documentation of `tcp-flags`).
 /// A record's value is the OR over its packets.
 ///
 /// ```

@@ -191,9 +191,24 @@ pub fn time_text(t: Timestamp) -> String {
 /// in the span it applied. `None` when no packet had a time.
 pub fn applied(s: &Summary, cfg: &ReplayConfig, i: usize) -> Option<bool> {
     let (first, last) = (s.first_packet?, s.last_packet?);
-    let from = cfg.rulesets.get(i)?.from;
-    let until = cfg.rulesets.get(i + 1).and_then(|r| r.from);
+    cfg.rulesets.get(i)?;
+    let from = ruleset_from(s, i);
+    // The next ruleset to take effect after this one (rulesets apply in the order of
+    // their resolved times).
+    let until = (1..cfg.rulesets.len())
+        .filter(|&j| j != i)
+        .filter_map(|j| ruleset_from(s, j))
+        .filter(|&t| from.is_none_or(|f| t > f))
+        .min();
     Some(from.is_none_or(|f| f <= last) && until.is_none_or(|u| u > first))
+}
+
+/// When ruleset `i` took effect, as the pipeline resolved it (`None` for the first).
+fn ruleset_from(s: &Summary, i: usize) -> Option<Timestamp> {
+    if i == 0 {
+        return None;
+    }
+    s.ruleset_from.get(i).copied().flatten()
 }
 
 /// What the user should know about the run as a whole: a capture that touched no
@@ -205,8 +220,10 @@ pub fn notes(s: &Summary, cfg: &ReplayConfig) -> Vec<String> {
         v.push("no packet involved an ENI of this ruleset: wrong capture or ruleset?".into());
     }
     let base = cfg.rulesets.first();
-    for r in cfg.rulesets.iter().skip(1) {
-        let Some(from) = r.from else { continue };
+    for (i, r) in cfg.rulesets.iter().enumerate().skip(1) {
+        let Some(from) = ruleset_from(s, i) else {
+            continue;
+        };
         let at = time_text(from);
         if let (Some(first), Some(last)) = (s.first_packet, s.last_packet) {
             if from <= first {

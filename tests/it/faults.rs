@@ -3,10 +3,12 @@
 //! whole record, and the message says what happened and what the files hold.
 //!
 //! These tests drive the real binary. The full-disk tests mount small tmpfs file
-//! systems and so need root (as the CI and the development VM have); they fail, loudly,
-//! without it.
+//! systems and so need root (as the CI and the development VM have): without it they
+//! say so and check nothing, except under `CI=true`, where they fail, loudly
+//! ([`crate::support::require`]).
 
 use crate::determinism::root;
+use crate::support::{is_root, require};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -290,23 +292,31 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
-    /// Mounts a tmpfs of `bytes` (rounded up to pages). Fails the test when it cannot:
-    /// these tests need root.
-    fn mount(bytes: u64) -> Tmpfs {
+    /// Mounts a tmpfs of `bytes` (rounded up to pages). `None` (the test is skipped,
+    /// or fails under `CI=true`) when it cannot: these tests need root.
+    fn mount(bytes: u64) -> Option<Tmpfs> {
+        if !require(
+            is_root(),
+            "this test fills a small tmpfs, and mounting one needs root",
+        ) {
+            return None;
+        }
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
             .arg(dir.path())
             .output();
-        match out {
-            Ok(o) if o.status.success() => Tmpfs { dir },
-            Ok(o) => panic!(
-                "this test fills a small tmpfs and needs root: `mount -t tmpfs -o size={bytes} tmpfs {}` failed: {}",
+        let why = match out {
+            Ok(o) if o.status.success() => return Some(Tmpfs { dir }),
+            Ok(o) => format!(
+                "this test fills a small tmpfs: `mount -t tmpfs -o size={bytes} tmpfs {}` failed: {}",
                 dir.path().display(),
                 String::from_utf8_lossy(&o.stderr).trim()
             ),
-            Err(e) => panic!("this test needs root and mount(8) to mount a tmpfs: {e}"),
-        }
+            Err(e) => format!("this test needs mount(8) to mount a tmpfs: {e}"),
+        };
+        require(false, &why);
+        None
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -340,7 +350,8 @@ struct FullDisk {
 /// Replays `capture` with `flag PATH` into a normal directory and into a tmpfs of
 /// `disk` bytes; checks the exit status and message of the second, and that its file
 /// is the start of the first.
-fn full_disk(capture: &Path, flag: &str, name: &str, disk: u64) -> FullDisk {
+fn full_disk(capture: &Path, flag: &str, name: &str, disk: u64) -> Option<FullDisk> {
+    let fs = Tmpfs::mount(disk)?;
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join(name);
     let out = vpcgate()
@@ -358,7 +369,6 @@ fn full_disk(capture: &Path, flag: &str, name: &str, disk: u64) -> FullDisk {
         whole.len()
     );
 
-    let fs = Tmpfs::mount(disk);
     let path = fs.path(name);
     let out = vpcgate()
         .args(["replay", "--rules", RULES, "--quiet"])
@@ -383,16 +393,18 @@ fn full_disk(capture: &Path, flag: &str, name: &str, disk: u64) -> FullDisk {
     );
     let partial = dir.path().join(format!("partial-{name}"));
     std::fs::write(&partial, &bytes).unwrap();
-    FullDisk {
+    Some(FullDisk {
         whole,
         partial,
         _dir: dir,
-    }
+    })
 }
 
 #[test]
 fn full_disk_verdicts_end_at_a_whole_line() {
-    let d = full_disk(&root().join(DEMO), "--verdicts", "v.jsonl", 48 * 1024);
+    let Some(d) = full_disk(&root().join(DEMO), "--verdicts", "v.jsonl", 48 * 1024) else {
+        return;
+    };
     let (_, _, lines) = check_verdicts(&d.partial);
     let all = d.whole.iter().filter(|&&b| b == b'\n').count() as u64;
     assert!(lines > 0 && lines < all, "{lines} of {all}");
@@ -400,13 +412,17 @@ fn full_disk_verdicts_end_at_a_whole_line() {
 
 #[test]
 fn full_disk_flow_log_ends_at_a_whole_line() {
-    let d = full_disk(&root().join(DEMO), "--flow-log", "f.log", 16 * 1024);
+    let Some(d) = full_disk(&root().join(DEMO), "--flow-log", "f.log", 16 * 1024) else {
+        return;
+    };
     assert!(check_flow_log(&d.partial) > 0);
 }
 
 #[test]
 fn full_disk_pcap_ends_at_a_whole_record() {
-    let d = full_disk(&root().join(DEMO), "--accepted", "a.pcap", 128 * 1024);
+    let Some(d) = full_disk(&root().join(DEMO), "--accepted", "a.pcap", 128 * 1024) else {
+        return;
+    };
     let n = check_pcap(&d.partial);
     assert!(n > 0 && n < 671, "{n}");
 }
@@ -442,7 +458,9 @@ fn full_disk_gzip_flow_log_ends_at_a_whole_member() {
     let disk = (members[0] + (members[1] - members[0]) / 2) as u64;
     assert!(disk / 4096 > members[0] as u64 / 4096, "{members:?}");
 
-    let fs = Tmpfs::mount(disk);
+    let Some(fs) = Tmpfs::mount(disk) else {
+        return;
+    };
     let path = fs.path("f.log.gz");
     let out = vpcgate()
         .args(["replay", "--rules", RULES, "--quiet"])
@@ -469,7 +487,9 @@ fn full_disk_gzip_flow_log_ends_at_a_whole_member() {
 /// every file, the others too, ends at a whole record.
 #[test]
 fn full_disk_leaves_every_output_whole() {
-    let fs = Tmpfs::mount(96 * 1024);
+    let Some(fs) = Tmpfs::mount(96 * 1024) else {
+        return;
+    };
     let (v, f, a, r) = (
         fs.path("v.jsonl"),
         fs.path("f.log"),

@@ -2,6 +2,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // not the core: see clippy.toml
 mod bounds;
 mod cli;
+mod cli_safety;
 mod conformance;
 mod corpus;
 pub mod determinism;
@@ -10,6 +11,8 @@ mod faults;
 mod flowlog;
 mod fuzz_regressions;
 mod props;
+mod readme;
 mod rulesets;
 mod summary;
+mod support;
 mod synth;

@@ -2316,7 +2316,10 @@ fn replay(spec: &CaptureSpec, capture: &Path, out: &Path, workers: usize) -> Out
     }];
     if let Some(s) = spec.switch_at {
         rulesets.push(RulesetAt {
-            from: Some(Timestamp::from_secs_nanos(START + s, 0)),
+            from: Some(vpcgate::pipeline::When::At(Timestamp::from_secs_nanos(
+                START + s,
+                0,
+            ))),
             vpc: fixed.clone(),
             label: "fixed.toml".into(),
         });
