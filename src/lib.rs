@@ -22,8 +22,10 @@
 //! - [`synth`]: frames and conversations built by code, for the demo, tests and benchmarks.
 //! - [`wire`]: the Internet checksum and the one frame builder.
 //! - [`manual`]: every emulation decision, in prose.
+//! - [`analysis`]: static checks of a ruleset (`vpcgate lint`).
 #![deny(unsafe_code)]
 
+pub mod analysis;
 pub mod capture;
 pub mod classify;
 pub mod conntrack;

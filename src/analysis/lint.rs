@@ -1,0 +1,1750 @@
+//! `vpcgate lint`: a ruleset's mistakes, each with the rule it concerns, where that
+//! rule is written, why it is a mistake and a suggested fix.
+//!
+//! The checks (codes are stable; scripts and SARIF consumers key on them):
+//!
+//! | code | severity | what |
+//! |---|---|---|
+//! | `nacl-reply-dropped` | error (load balancer, NAT gateway, Lambda peer), warning (instances, the internet) | an SG- and NACL-allowed service whose replies a NACL drops at the ephemeral ports the client uses |
+//! | `nacl-shadowed` | warning (earlier entries decide the other way), note (same action: redundant) | a NACL entry that earlier entries of the same direction always decide before it |
+//! | `nacl-partly-shadowed` | note | an allow entry for a few ports (a span of at most 1024) of which earlier deny entries take some |
+//! | `world-open-admin-port` | warning (SG ingress, NACL entries naming the ports), note (NACL `-1` entries) | an administrative or database port open to `0.0.0.0/0` or `::/0` |
+//! | `sg-unused` | note | a security group no ENI uses (the group named `default` aside: AWS keeps it) |
+//! | `sg-reference-unused` | warning | a rule naming a group no ENI uses: it matches nothing |
+//! | `ipv6-twin-missing` | note | an IPv4 rule (world or a subnet with IPv6) without an IPv6 rule for the same traffic, where the group's ENIs or the NACL's subnets have IPv6 |
+//! | `quota-exceeded` | error | more rules or groups than an AWS quota allows (defaults, or `--quota`) |
+//!
+//! The ephemeral ports a client uses are AWS's table (aws-semantics §3.6): Elastic
+//! Load Balancing, NAT gateways and Lambda 1024-65535; an instance is assumed to run
+//! Linux (32768-60999); a client on the internet may be Linux (32768-60999) or Windows
+//! (49152-65535).
+
+use crate::model::{
+    NetworkAcl, NetworkAclEntry, NetworkInterface, Origin, PortSpec, Protocol, RuleAction,
+    SecurityGroup, SecurityGroupRule, SgPeer, Vpc, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+};
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+
+/// How bad a finding is; SARIF's `level` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Note,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Note => "note",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+
+    /// `error`, `warning` or `note`.
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "error" => Some(Severity::Error),
+            "warning" => Some(Severity::Warning),
+            "note" => Some(Severity::Note),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One mistake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    /// A stable code: `nacl-reply-dropped`, `nacl-shadowed`, ... (see [`RULES`]).
+    pub code: &'static str,
+    pub severity: Severity,
+    /// The object: `acl-0abc outbound rule 120`, `sg-0abc ingress rule 2`, `eni-0abc`.
+    pub resource: String,
+    /// The rule as a person reads it, when the finding is about one rule.
+    pub rule: Option<String>,
+    pub message: String,
+    pub fix: String,
+    /// Where the rule (or the object) is written.
+    pub origin: Origin,
+}
+
+/// Every code with a one-line description (SARIF `rules[]`).
+pub const RULES: &[(&str, Severity, &str)] = &[
+    (
+        "nacl-reply-dropped",
+        Severity::Error,
+        "An allowed service whose replies a network ACL drops at the client's ephemeral ports",
+    ),
+    (
+        "nacl-shadowed",
+        Severity::Warning,
+        "A network ACL entry that earlier entries of the same direction always decide first",
+    ),
+    (
+        "nacl-partly-shadowed",
+        Severity::Note,
+        "An allow entry of which earlier deny entries take some ports",
+    ),
+    (
+        "world-open-admin-port",
+        Severity::Warning,
+        "An administrative or database port open to 0.0.0.0/0 or ::/0",
+    ),
+    (
+        "sg-unused",
+        Severity::Note,
+        "A security group attached to no network interface",
+    ),
+    (
+        "sg-reference-unused",
+        Severity::Warning,
+        "A security-group rule naming a group that no network interface uses",
+    ),
+    (
+        "ipv6-twin-missing",
+        Severity::Note,
+        "An IPv4 rule without its IPv6 twin where the VPC has IPv6",
+    ),
+    (
+        "quota-exceeded",
+        Severity::Error,
+        "More rules or groups than an AWS quota allows",
+    ),
+];
+
+/// The AWS quotas lint checks, with AWS's defaults (aws-semantics §1.7, §3.9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quotas {
+    /// `rules-per-security-group`: inbound or outbound rules per group, per address
+    /// family (60).
+    pub rules_per_security_group: u32,
+    /// `security-groups-per-interface`: groups per ENI (5).
+    pub security_groups_per_interface: u32,
+    /// `rules-per-network-acl`: entries per NACL, per direction and address family,
+    /// the `*` entries not counted (20).
+    pub rules_per_network_acl: u32,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            rules_per_security_group: 60,
+            security_groups_per_interface: 5,
+            rules_per_network_acl: 20,
+        }
+    }
+}
+
+/// The names `--quota` takes.
+pub const QUOTA_NAMES: &[&str] = &[
+    "rules-per-security-group",
+    "security-groups-per-interface",
+    "rules-per-network-acl",
+];
+
+impl Quotas {
+    /// Applies one `NAME=N` (`--quota rules-per-security-group=100`).
+    pub fn set(&mut self, spec: &str) -> Result<(), String> {
+        let Some((name, n)) = spec.split_once('=') else {
+            return Err(format!(
+                "--quota {spec:?}: expected NAME=N, e.g. rules-per-security-group=100"
+            ));
+        };
+        let n: u32 = match n.trim().parse() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(format!(
+                    "--quota {spec:?}: {n:?} is not a positive whole number"
+                ))
+            }
+        };
+        match name.trim() {
+            "rules-per-security-group" => self.rules_per_security_group = n,
+            "security-groups-per-interface" => self.security_groups_per_interface = n,
+            "rules-per-network-acl" => self.rules_per_network_acl = n,
+            other => {
+                return Err(format!(
+                    "--quota {spec:?}: unknown quota `{other}`; known: {}",
+                    QUOTA_NAMES.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every finding in `vpc`, in the order of the files (file, line, column), then code.
+pub fn lint(vpc: &Vpc, quotas: &Quotas) -> Vec<Finding> {
+    let mut out = Vec::new();
+    replies(vpc, &mut out);
+    shadowed(vpc, &mut out);
+    world_open(vpc, &mut out);
+    unused_groups(vpc, &mut out);
+    ipv6_twins(vpc, &mut out);
+    quota_checks(vpc, quotas, &mut out);
+    out.sort_by(|a, b| {
+        (
+            a.origin.file.is_empty(),
+            &a.origin.file,
+            a.origin.line,
+            a.origin.column,
+            a.code,
+            &a.message,
+        )
+            .cmp(&(
+                b.origin.file.is_empty(),
+                &b.origin.file,
+                b.origin.line,
+                b.origin.column,
+                b.code,
+                &b.message,
+            ))
+    });
+    out.dedup();
+    out
+}
+
+/// True when a finding at or above `level` exists.
+pub fn fails(findings: &[Finding], level: Severity) -> bool {
+    findings.iter().any(|f| f.severity >= level)
+}
+
+// ------------------------------------------------------------------------------------
+// Port sets: sorted, disjoint, inclusive ranges.
+
+type Ports = Vec<(u16, u16)>;
+
+fn all_ports() -> Ports {
+    vec![(0, 65535)]
+}
+
+fn intersect(a: &[(u16, u16)], b: &[(u16, u16)]) -> Ports {
+    let mut out = Vec::new();
+    for &(af, at) in a {
+        for &(bf, bt) in b {
+            let (f, t) = (af.max(bf), at.min(bt));
+            if f <= t {
+                out.push((f, t));
+            }
+        }
+    }
+    normalize(out)
+}
+
+fn subtract(a: &[(u16, u16)], b: &[(u16, u16)]) -> Ports {
+    let mut cur: Ports = a.to_vec();
+    for &(bf, bt) in b {
+        let mut next = Vec::new();
+        for (f, t) in cur {
+            if bt < f || bf > t {
+                next.push((f, t));
+                continue;
+            }
+            if bf > f {
+                next.push((f, bf - 1));
+            }
+            if bt < t {
+                next.push((bt + 1, t));
+            }
+        }
+        cur = next;
+    }
+    cur
+}
+
+fn union(a: &[(u16, u16)], b: &[(u16, u16)]) -> Ports {
+    normalize(a.iter().chain(b).copied().collect())
+}
+
+fn normalize(mut v: Ports) -> Ports {
+    v.sort();
+    let mut out: Ports = Vec::new();
+    for (f, t) in v {
+        match out.last_mut() {
+            Some(last) if (last.1 as u32) + 1 >= f as u32 => last.1 = last.1.max(t),
+            _ => out.push((f, t)),
+        }
+    }
+    out
+}
+
+fn ports_text(p: &[(u16, u16)]) -> String {
+    let parts: Vec<String> = p
+        .iter()
+        .map(|&(f, t)| {
+            if f == t {
+                f.to_string()
+            } else {
+                format!("{f}-{t}")
+            }
+        })
+        .collect();
+    match parts.len() {
+        0 => "none".into(),
+        1 => parts[0].clone(),
+        n => format!("{} and {}", parts[..n - 1].join(", "), parts[n - 1]),
+    }
+}
+
+/// The destination ports a TCP/UDP rule of `spec` covers.
+fn spec_ports(spec: PortSpec) -> Ports {
+    match spec {
+        PortSpec::Range { from, to } => vec![(from, to)],
+        _ => all_ports(),
+    }
+}
+
+fn family_v6(n: &IpNet) -> bool {
+    matches!(n, IpNet::V6(_))
+}
+
+fn is_world(n: &IpNet) -> bool {
+    n.prefix_len() == 0
+}
+
+fn proto_label(p: Protocol) -> String {
+    p.label()
+}
+
+/// `120 allow tcp 32768-61000 to 10.0.1.0/24`.
+fn nacl_rule_text(e: &NetworkAclEntry, egress: bool) -> String {
+    let dir = if egress { "to" } else { "from" };
+    let num = if e.rule_number >= 32767 {
+        format!("{} (*)", e.rule_number)
+    } else {
+        e.rule_number.to_string()
+    };
+    if e.ports.is_any() || e.protocol == Protocol::All {
+        format!(
+            "{num} {} {} {dir} {}",
+            e.action,
+            proto_label(e.protocol),
+            e.cidr
+        )
+    } else {
+        format!(
+            "{num} {} {} {} {dir} {}",
+            e.action,
+            proto_label(e.protocol),
+            e.ports,
+            e.cidr
+        )
+    }
+}
+
+fn dir_name(egress: bool) -> &'static str {
+    if egress {
+        "outbound"
+    } else {
+        "inbound"
+    }
+}
+
+fn entries(acl: &NetworkAcl, egress: bool) -> &[NetworkAclEntry] {
+    if egress {
+        &acl.outbound
+    } else {
+        &acl.inbound
+    }
+}
+
+/// The origin of a NACL entry, or of its NACL when the entry is implicit.
+fn entry_origin(acl: &NetworkAcl, e: &NetworkAclEntry) -> Origin {
+    if e.origin.file.is_empty() {
+        acl.origin.clone()
+    } else {
+        e.origin.clone()
+    }
+}
+
+/// Splits `ports` of protocol `proto` to or from `remote` by the entry that decides
+/// them, first match wins: `(ports, index of the entry)`; ports no entry decides get
+/// `None` (denied: only an unvalidated list lacks the `*` entries).
+fn nacl_eval(
+    list: &[NetworkAclEntry],
+    proto: u8,
+    remote: IpAddr,
+    ports: &[(u16, u16)],
+) -> Vec<(Ports, Option<usize>)> {
+    let mut left: Ports = ports.to_vec();
+    let mut out = Vec::new();
+    for (i, e) in list.iter().enumerate() {
+        if left.is_empty() {
+            break;
+        }
+        if !e.cidr.contains(&remote) || !e.protocol.matches(proto) {
+            continue;
+        }
+        let take = if e.protocol == Protocol::All {
+            left.clone()
+        } else {
+            intersect(&left, &spec_ports(e.ports))
+        };
+        if !take.is_empty() {
+            left = subtract(&left, &take);
+            out.push((take, Some(i)));
+        }
+    }
+    if !left.is_empty() {
+        out.push((left, None));
+    }
+    out
+}
+
+/// The ports of `ports` that `list` allows.
+fn nacl_allowed(
+    list: &[NetworkAclEntry],
+    proto: u8,
+    remote: IpAddr,
+    ports: &[(u16, u16)],
+) -> Ports {
+    let mut out = Vec::new();
+    for (p, i) in nacl_eval(list, proto, remote, ports) {
+        if i.is_some_and(|i| list[i].action == RuleAction::Allow) {
+            out = union(&out, &p);
+        }
+    }
+    out
+}
+
+// ------------------------------------------------------------------------------------
+// Replies dropped at ephemeral ports.
+
+/// The ephemeral ports a client uses, per AWS's table.
+#[derive(Clone, Debug)]
+struct Client {
+    /// `the load balancer eni-0abc (10.0.1.10)`, `clients on the internet (0.0.0.0/0)`.
+    who: String,
+    /// Each OS or service the client may be, with its range and the severity of a
+    /// drop: `("Elastic Load Balancing", 1024, 65535, Error)`.
+    ranges: Vec<(&'static str, u16, u16, Severity)>,
+    /// The CIDR a fix names for the reply's destination.
+    net: IpNet,
+    /// The grouping label (an ENI id, or the internet CIDR).
+    key: String,
+}
+
+const LINUX: (&str, u16, u16) = ("Linux", 32768, 60999);
+const WINDOWS: (&str, u16, u16) = ("Windows", 49152, 65535);
+
+fn eni_kind(e: &NetworkInterface) -> Option<(&'static str, &'static str)> {
+    let t = e.interface_type.as_str();
+    if e.description.starts_with("ELB ")
+        || matches!(
+            t,
+            "network_load_balancer" | "load_balancer" | "gateway_load_balancer"
+        )
+    {
+        Some(("the load balancer", "Elastic Load Balancing"))
+    } else if t == "nat_gateway" {
+        Some(("the NAT gateway", "NAT gateway"))
+    } else if t == "lambda" || e.description.starts_with("AWS Lambda VPC ENI") {
+        Some(("the Lambda function", "AWS Lambda"))
+    } else {
+        None
+    }
+}
+
+fn eni_client(vpc: &Vpc, e: &NetworkInterface, addr: IpAddr) -> Client {
+    let net = vpc
+        .subnet(&e.subnet_id)
+        .and_then(|s| match addr {
+            IpAddr::V4(_) => s.ipv4_cidr.map(IpNet::V4),
+            IpAddr::V6(a) => s
+                .ipv6_cidrs
+                .iter()
+                .find(|c| c.contains(&a))
+                .map(|c| IpNet::V6(*c)),
+        })
+        .unwrap_or_else(|| IpNet::from(addr));
+    match eni_kind(e) {
+        Some((who, service)) => Client {
+            who: format!("{who} {} ({addr})", e.id),
+            ranges: vec![(service, 1024, 65535, Severity::Error)],
+            net,
+            key: e.id.clone(),
+        },
+        None => Client {
+            who: format!("{} ({addr}, assumed to run Linux)", e.id),
+            ranges: vec![(LINUX.0, LINUX.1, LINUX.2, Severity::Warning)],
+            net,
+            key: e.id.clone(),
+        },
+    }
+}
+
+fn internet_client(net: IpNet) -> Client {
+    Client {
+        who: format!("clients on the internet ({net})"),
+        ranges: vec![
+            (LINUX.0, LINUX.1, LINUX.2, Severity::Warning),
+            (WINDOWS.0, WINDOWS.1, WINDOWS.2, Severity::Warning),
+        ],
+        net,
+        key: net.to_string(),
+    }
+}
+
+fn groups_of<'a>(vpc: &'a Vpc, e: &NetworkInterface) -> Vec<&'a SecurityGroup> {
+    e.security_groups
+        .iter()
+        .filter_map(|g| vpc.security_group(g))
+        .collect()
+}
+
+/// Whether an SG rule's peer matches `addr`, which belongs to `eni` when it is one
+/// of an ENI's private addresses.
+fn peer_matches(vpc: &Vpc, peer: &SgPeer, addr: IpAddr, eni: Option<&NetworkInterface>) -> bool {
+    match peer {
+        SgPeer::Cidr(c) => c.contains(&addr),
+        SgPeer::PrefixList(id) => vpc
+            .prefix_lists
+            .iter()
+            .find(|p| &p.id == id)
+            .is_some_and(|p| p.entries.iter().any(|c| c.contains(&addr))),
+        SgPeer::SecurityGroup(g) => eni.is_some_and(|e| e.security_groups.contains(g)),
+    }
+}
+
+/// The ports of protocol `proto` the SG rules allow to or from `addr`.
+fn sg_ports(
+    vpc: &Vpc,
+    groups: &[&SecurityGroup],
+    ingress: bool,
+    proto: u8,
+    addr: IpAddr,
+    eni: Option<&NetworkInterface>,
+) -> Ports {
+    let mut out = Vec::new();
+    for g in groups {
+        for r in if ingress { &g.ingress } else { &g.egress } {
+            if r.protocol.matches(proto) && peer_matches(vpc, &r.peer, addr, eni) {
+                out = union(&out, &spec_ports(r.ports));
+            }
+        }
+    }
+    out
+}
+
+fn in_vpc(vpc: &Vpc, net: &IpNet) -> bool {
+    vpc.cidrs.iter().any(|c| c.contains(net))
+}
+
+/// Addresses outside the VPC that stand for `net` as NACL entries see it: `net`'s
+/// first address and the first address of every narrower entry CIDR inside it.
+fn outside_reps(vpc: &Vpc, net: IpNet, acls: &[&NetworkAcl]) -> Vec<(IpNet, IpAddr)> {
+    let mut nets: BTreeSet<IpNet> = BTreeSet::new();
+    nets.insert(net);
+    for acl in acls {
+        for e in acl.inbound.iter().chain(&acl.outbound) {
+            if net.contains(&e.cidr) && e.cidr != net {
+                nets.insert(e.cidr);
+            }
+        }
+    }
+    nets.into_iter()
+        .filter(|n| !in_vpc(vpc, n))
+        .map(|n| (net, n.network()))
+        .collect()
+}
+
+#[derive(Default)]
+struct ReplyGroup {
+    severity: Option<Severity>,
+    acl: String,
+    egress: bool,
+    origin: Origin,
+    rule: Option<String>,
+    anchor: Option<NetworkAclEntry>,
+    client: String,
+    /// `(name, from, to)` of each range that lost ports, and the ports lost.
+    lost: Vec<(String, Ports)>,
+    /// The entries that drop them.
+    droppers: BTreeSet<String>,
+    /// `tcp 8080 from eni-0alb` -> the servers (or `the internet (0.0.0.0/0)`).
+    services: BTreeMap<String, BTreeSet<String>>,
+    net: Option<IpNet>,
+    needed: Ports,
+}
+
+type ReplyKey = (String, bool, u32, String, u8);
+
+/// Checks the reply of one service through one NACL direction; records what it drops.
+#[allow(clippy::too_many_arguments)]
+fn check_reply(
+    groups: &mut BTreeMap<ReplyKey, ReplyGroup>,
+    acl: &NetworkAcl,
+    egress: bool,
+    proto: u8,
+    remote: IpAddr,
+    client: &Client,
+    service: &(String, String),
+) {
+    let list = entries(acl, egress);
+    for &(name, from, to, sev) in &client.ranges {
+        let eval = nacl_eval(list, proto, remote, &[(from, to)]);
+        let dropped: Vec<&(Ports, Option<usize>)> = eval
+            .iter()
+            .filter(|(_, i)| i.is_none_or(|i| list[i].action == RuleAction::Deny))
+            .collect();
+        if dropped.is_empty() {
+            continue;
+        }
+        // The allow entry that lets part of the range through, if any: the one to widen.
+        let anchor = eval
+            .iter()
+            .filter_map(|(_, i)| *i)
+            .find(|&i| list[i].action == RuleAction::Allow && list[i].rule_number < 32767);
+        let anchor_num = anchor.map_or(0, |i| list[i].rule_number);
+        let key = (
+            acl.id.clone(),
+            egress,
+            anchor_num,
+            client.key.clone(),
+            proto,
+        );
+        let g = groups.entry(key).or_default();
+        g.severity = g.severity.max(Some(sev));
+        g.acl = acl.id.clone();
+        g.egress = egress;
+        g.client = client.who.clone();
+        g.net = Some(client.net);
+        g.needed = union(&g.needed, &[(from, to)]);
+        if let Some(i) = anchor {
+            g.origin = entry_origin(acl, &list[i]);
+            g.rule = Some(nacl_rule_text(&list[i], egress));
+            g.anchor = Some(list[i].clone());
+        } else {
+            // The first entry that drops: an explicit deny, or the NACL itself.
+            let first = dropped.iter().find_map(|(_, i)| *i);
+            g.origin = match first {
+                Some(i) => entry_origin(acl, &list[i]),
+                None => acl.origin.clone(),
+            };
+            if let Some(i) = first.filter(|&i| list[i].rule_number < 32767) {
+                g.rule = Some(nacl_rule_text(&list[i], egress));
+            }
+        }
+        let lost: Ports = dropped
+            .iter()
+            .fold(Vec::new(), |acc, (p, _)| union(&acc, p));
+        let label = format!("{name} uses {from}-{to}");
+        match g.lost.iter_mut().find(|(n, _)| *n == label) {
+            Some((_, p)) => *p = union(p, &lost),
+            None => g.lost.push((label, lost)),
+        }
+        for (_, i) in dropped {
+            g.droppers.insert(match i {
+                Some(i) if list[*i].rule_number >= 32767 => {
+                    format!("rule {} (* deny)", list[*i].rule_number)
+                }
+                Some(i) => format!("deny rule {}", list[*i].rule_number),
+                None => "no rule (denied)".to_string(),
+            });
+        }
+        g.services
+            .entry(service.0.clone())
+            .or_default()
+            .insert(service.1.clone());
+    }
+}
+
+fn proto_name(p: u8) -> &'static str {
+    if p == PROTO_TCP {
+        "tcp"
+    } else {
+        "udp"
+    }
+}
+
+fn protos_of(r: &SecurityGroupRule) -> Vec<u8> {
+    match r.protocol {
+        Protocol::All => vec![PROTO_TCP, PROTO_UDP],
+        Protocol::Number(n) if n == PROTO_TCP || n == PROTO_UDP => vec![n],
+        _ => vec![],
+    }
+}
+
+fn rule_nets(vpc: &Vpc, peer: &SgPeer) -> Vec<IpNet> {
+    match peer {
+        SgPeer::Cidr(c) => vec![*c],
+        SgPeer::PrefixList(id) => vpc
+            .prefix_lists
+            .iter()
+            .find(|p| &p.id == id)
+            .map(|p| p.entries.clone())
+            .unwrap_or_default(),
+        SgPeer::SecurityGroup(_) => vec![],
+    }
+}
+
+fn subnet_acl<'a>(vpc: &'a Vpc, e: &NetworkInterface) -> Option<&'a NetworkAcl> {
+    vpc.subnet(&e.subnet_id)
+        .and_then(|s| s.network_acl_id.as_deref())
+        .and_then(|id| vpc.network_acl(id))
+}
+
+/// The address of `e` of the family of `like`: the primary IPv4 or the first IPv6.
+fn addr_like(e: &NetworkInterface, v6: bool) -> Option<IpAddr> {
+    if v6 {
+        e.ipv6.first().map(|a| IpAddr::V6(*a))
+    } else {
+        e.primary_ipv4().map(IpAddr::V4)
+    }
+}
+
+fn replies(vpc: &Vpc, out: &mut Vec<Finding>) {
+    let mut groups: BTreeMap<ReplyKey, ReplyGroup> = BTreeMap::new();
+    for server in &vpc.network_interfaces {
+        if server.has_no_security_group() {
+            continue;
+        }
+        let Some(s_acl) = subnet_acl(vpc, server) else {
+            continue;
+        };
+        let s_groups = groups_of(vpc, server);
+        for g in &s_groups {
+            for r in &g.ingress {
+                for proto in protos_of(r) {
+                    let rule_ports = spec_ports(r.ports);
+                    // Clients inside the VPC, in other subnets.
+                    for client in &vpc.network_interfaces {
+                        if client.id == server.id || client.subnet_id == server.subnet_id {
+                            continue;
+                        }
+                        if client.has_no_security_group() && eni_kind(client).is_none() {
+                            continue;
+                        }
+                        let Some(c_acl) = subnet_acl(vpc, client) else {
+                            continue;
+                        };
+                        for v6 in [false, true] {
+                            let (Some(c_addr), Some(s_addr)) =
+                                (addr_like(client, v6), addr_like(server, v6))
+                            else {
+                                continue;
+                            };
+                            if !peer_matches(vpc, &r.peer, c_addr, Some(client)) {
+                                continue;
+                            }
+                            let mut ports = rule_ports.clone();
+                            if !client.has_no_security_group() {
+                                let cg = groups_of(vpc, client);
+                                ports = intersect(
+                                    &ports,
+                                    &sg_ports(vpc, &cg, false, proto, s_addr, Some(server)),
+                                );
+                            }
+                            ports = nacl_allowed(&c_acl.outbound, proto, s_addr, &ports);
+                            ports = nacl_allowed(&s_acl.inbound, proto, c_addr, &ports);
+                            if ports.is_empty() {
+                                continue;
+                            }
+                            let c = eni_client(vpc, client, c_addr);
+                            let service = (
+                                format!(
+                                    "{} {} from {}",
+                                    proto_name(proto),
+                                    ports_text(&ports),
+                                    client.id
+                                ),
+                                server.id.clone(),
+                            );
+                            check_reply(&mut groups, s_acl, true, proto, c_addr, &c, &service);
+                            check_reply(&mut groups, c_acl, false, proto, s_addr, &c, &service);
+                        }
+                    }
+                    // Clients on the internet, when the server has a public address.
+                    for net in rule_nets(vpc, &r.peer) {
+                        if in_vpc(vpc, &net) {
+                            continue;
+                        }
+                        let reachable = if family_v6(&net) {
+                            !server.ipv6.is_empty()
+                        } else {
+                            server.public_mappings().next().is_some()
+                        };
+                        if !reachable {
+                            continue;
+                        }
+                        for (net, rep) in outside_reps(vpc, net, &[s_acl]) {
+                            let ports = nacl_allowed(&s_acl.inbound, proto, rep, &rule_ports);
+                            if ports.is_empty() {
+                                continue;
+                            }
+                            let c = internet_client(net);
+                            let service = (
+                                format!(
+                                    "{} {} from the internet ({net})",
+                                    proto_name(proto),
+                                    ports_text(&ports)
+                                ),
+                                server.id.clone(),
+                            );
+                            check_reply(&mut groups, s_acl, true, proto, rep, &c, &service);
+                        }
+                    }
+                }
+            }
+        }
+        // The server's own connections to the internet: it is the client there.
+        for g in &s_groups {
+            for r in &g.egress {
+                for proto in protos_of(r) {
+                    for net in rule_nets(vpc, &r.peer) {
+                        if in_vpc(vpc, &net) {
+                            continue;
+                        }
+                        let v6 = family_v6(&net);
+                        let Some(addr) = addr_like(server, v6) else {
+                            continue;
+                        };
+                        for (net, rep) in outside_reps(vpc, net, &[s_acl]) {
+                            let ports =
+                                nacl_allowed(&s_acl.outbound, proto, rep, &spec_ports(r.ports));
+                            if ports.is_empty() {
+                                continue;
+                            }
+                            let c = eni_client(vpc, server, addr);
+                            let service = (
+                                format!(
+                                    "{} {} from {}",
+                                    proto_name(proto),
+                                    ports_text(&ports),
+                                    server.id
+                                ),
+                                format!("the internet ({net})"),
+                            );
+                            check_reply(&mut groups, s_acl, false, proto, rep, &c, &service);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for ((_, _, _, _, proto), g) in groups {
+        let dir = dir_name(g.egress);
+        let services: Vec<String> = g
+            .services
+            .iter()
+            .map(|(from, to)| {
+                format!(
+                    "{from} to {}",
+                    to.iter().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })
+            .collect();
+        let shown = if services.len() > 3 {
+            format!(
+                "{} and {} more",
+                services[..3].join("; "),
+                services.len() - 3
+            )
+        } else {
+            services.join("; ")
+        };
+        let uses: Vec<String> = g
+            .lost
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect::<Vec<_>>();
+        let lost_all = g.lost.iter().fold(Vec::new(), |acc, (_, p)| union(&acc, p));
+        let (resource, allows) = match &g.anchor {
+            Some(a) => (
+                format!("{} {dir} rule {}", g.acl, a.rule_number),
+                format!(
+                    "allows only {} {} there (rule {})",
+                    proto_label(a.protocol),
+                    a.ports,
+                    a.rule_number
+                ),
+            ),
+            None => (format!("{} {dir}", g.acl), format!("allows none of them")),
+        };
+        let need = match g.needed.as_slice() {
+            [(f, t)] => format!("{f}-{t}"),
+            other => ports_text(other),
+        };
+        let message = format!(
+            "replies to {} {} network ACL {} {dir}, which {allows}. Ephemeral ports: {}; replies to {} fall to {}, so some connections hang: {shown}.",
+            g.client,
+            if g.egress { "leave through" } else { "enter through" },
+            g.acl,
+            uses.join(", "),
+            ports_text(&lost_all),
+            g.droppers.iter().cloned().collect::<Vec<_>>().join(", "),
+        );
+        let net = g.net.map(|n| n.to_string()).unwrap_or_default();
+        let fix = match &g.anchor {
+            Some(a) => {
+                let mut widened = union(&spec_ports(a.ports), &g.needed);
+                if widened.len() > 1 {
+                    widened = vec![(widened[0].0, widened[widened.len() - 1].1)];
+                }
+                format!(
+                    "widen {dir} rule {} of {} to ports {} ({} {})",
+                    a.rule_number,
+                    g.acl,
+                    ports_text(&widened),
+                    proto_name(proto),
+                    a.cidr
+                )
+            }
+            None => format!(
+                "add an {dir} allow rule to {}, {} ports {need} {} {net}, numbered before the rules that drop the replies",
+                g.acl,
+                proto_name(proto),
+                if g.egress { "to" } else { "from" }
+            ),
+        };
+        out.push(Finding {
+            code: "nacl-reply-dropped",
+            severity: g.severity.unwrap_or(Severity::Warning),
+            resource,
+            rule: g.rule,
+            message,
+            fix,
+            origin: g.origin,
+        });
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// Shadowed NACL entries.
+
+fn proto_covers(a: Protocol, b: Protocol) -> bool {
+    a == Protocol::All || a == b
+}
+
+fn icmp_covers(a: PortSpec, b: PortSpec) -> bool {
+    match (a, b) {
+        (
+            PortSpec::Icmp {
+                icmp_type: at,
+                code: ac,
+            },
+            PortSpec::Icmp {
+                icmp_type: bt,
+                code: bc,
+            },
+        ) => (at.is_none() || at == bt) && (ac.is_none() || ac == bc),
+        (a, _) => a.is_any(),
+    }
+}
+
+fn is_icmp(p: Protocol) -> bool {
+    matches!(
+        p,
+        Protocol::Number(PROTO_ICMP) | Protocol::Number(PROTO_ICMPV6)
+    )
+}
+
+fn shadowed(vpc: &Vpc, out: &mut Vec<Finding>) {
+    for acl in &vpc.network_acls {
+        for egress in [false, true] {
+            let list = entries(acl, egress);
+            for (i, e) in list.iter().enumerate() {
+                if e.rule_number >= 32767 {
+                    continue;
+                }
+                let covering: Vec<&NetworkAclEntry> = list[..i]
+                    .iter()
+                    .filter(|p| {
+                        family_v6(&p.cidr) == family_v6(&e.cidr)
+                            && p.cidr.contains(&e.cidr)
+                            && proto_covers(p.protocol, e.protocol)
+                    })
+                    .collect();
+                let shadow: Vec<&NetworkAclEntry> = if e.protocol.has_ports() {
+                    let want = spec_ports(e.ports);
+                    let relevant: Vec<&NetworkAclEntry> = covering
+                        .iter()
+                        .copied()
+                        .filter(|p| {
+                            p.protocol == Protocol::All
+                                || !intersect(&want, &spec_ports(p.ports)).is_empty()
+                        })
+                        .collect();
+                    let got = relevant.iter().fold(Vec::new(), |acc, p| {
+                        if p.protocol == Protocol::All {
+                            all_ports()
+                        } else {
+                            union(&acc, &spec_ports(p.ports))
+                        }
+                    });
+                    if subtract(&want, &got).is_empty() {
+                        relevant
+                    } else {
+                        vec![]
+                    }
+                } else {
+                    covering
+                        .iter()
+                        .copied()
+                        .find(|p| {
+                            p.protocol == Protocol::All
+                                || !is_icmp(e.protocol)
+                                || icmp_covers(p.ports, e.ports)
+                        })
+                        .into_iter()
+                        .collect()
+                };
+                let dir = dir_name(egress);
+                if !shadow.is_empty() {
+                    let same = shadow.iter().all(|p| p.action == e.action);
+                    let nums: Vec<String> =
+                        shadow.iter().map(|p| p.rule_number.to_string()).collect();
+                    let by = if nums.len() == 1 {
+                        format!("rule {}", nums[0])
+                    } else {
+                        format!("rules {}", nums.join(", "))
+                    };
+                    let (severity, message, fix) = if same {
+                        (
+                            Severity::Note,
+                            format!(
+                                "{dir} rule {} of {} never decides anything: every packet it matches is matched first by {by} ({}), which {} it already; the rule is redundant.",
+                                e.rule_number,
+                                acl.id,
+                                shadow.iter().map(|p| nacl_rule_text(p, egress)).collect::<Vec<_>>().join("; "),
+                                if e.action == RuleAction::Allow { "allows" } else { "denies" }
+                            ),
+                            format!("remove rule {} of {}", e.rule_number, acl.id),
+                        )
+                    } else {
+                        (
+                            Severity::Warning,
+                            format!(
+                                "{dir} rule {} of {} never decides anything: every packet it matches is matched first by {by} ({}), so what it means to {} is never done.",
+                                e.rule_number,
+                                acl.id,
+                                shadow.iter().map(|p| nacl_rule_text(p, egress)).collect::<Vec<_>>().join("; "),
+                                e.action
+                            ),
+                            format!(
+                                "give rule {} a number below {} if it should decide, or remove it",
+                                e.rule_number,
+                                shadow.iter().map(|p| p.rule_number).min().unwrap_or(0)
+                            ),
+                        )
+                    };
+                    out.push(Finding {
+                        code: "nacl-shadowed",
+                        severity,
+                        resource: format!("{} {dir} rule {}", acl.id, e.rule_number),
+                        rule: Some(nacl_rule_text(e, egress)),
+                        message,
+                        fix,
+                        origin: entry_origin(acl, e),
+                    });
+                    continue;
+                }
+                // An allow for a few ports of which earlier denies take some.
+                if e.action != RuleAction::Allow || !e.protocol.has_ports() {
+                    continue;
+                }
+                let want = spec_ports(e.ports);
+                let span: u32 = want.iter().map(|&(f, t)| (t - f) as u32 + 1).sum();
+                if span > 1024 {
+                    continue;
+                }
+                let denies: Vec<&NetworkAclEntry> = covering
+                    .iter()
+                    .copied()
+                    .filter(|p| {
+                        p.action == RuleAction::Deny
+                            && p.protocol != Protocol::All
+                            && !intersect(&want, &spec_ports(p.ports)).is_empty()
+                    })
+                    .collect();
+                if denies.is_empty() {
+                    continue;
+                }
+                let taken = denies.iter().fold(Vec::new(), |acc, p| {
+                    union(&acc, &intersect(&want, &spec_ports(p.ports)))
+                });
+                let left = subtract(&want, &taken);
+                out.push(Finding {
+                    code: "nacl-partly-shadowed",
+                    severity: Severity::Note,
+                    resource: format!("{} {dir} rule {}", acl.id, e.rule_number),
+                    rule: Some(nacl_rule_text(e, egress)),
+                    message: format!(
+                        "{dir} rule {} of {} allows {} {} {} {}, but earlier deny {} ({}) take ports {} first: the rule allows only {}.",
+                        e.rule_number,
+                        acl.id,
+                        proto_label(e.protocol),
+                        e.ports,
+                        if egress { "to" } else { "from" },
+                        e.cidr,
+                        if denies.len() == 1 { "rule" } else { "rules" },
+                        denies.iter().map(|p| nacl_rule_text(p, egress)).collect::<Vec<_>>().join("; "),
+                        ports_text(&taken),
+                        ports_text(&left),
+                    ),
+                    fix: format!(
+                        "narrow rule {} to ports {} to say what it does, or renumber the deny rules after it if those ports should be allowed",
+                        e.rule_number,
+                        ports_text(&left)
+                    ),
+                    origin: entry_origin(acl, e),
+                });
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// Administrative and database ports open to the world.
+
+/// Ports that should never be open to the whole internet.
+pub const ADMIN_PORTS: &[(u16, &str)] = &[
+    (22, "SSH"),
+    (23, "Telnet"),
+    (445, "SMB"),
+    (1433, "SQL Server"),
+    (1521, "Oracle"),
+    (2375, "Docker API"),
+    (2376, "Docker API (TLS)"),
+    (2379, "etcd"),
+    (3306, "MySQL"),
+    (3389, "RDP"),
+    (5432, "PostgreSQL"),
+    (5601, "Kibana"),
+    (5900, "VNC"),
+    (5984, "CouchDB"),
+    (6379, "Redis"),
+    (9200, "Elasticsearch"),
+    (9300, "Elasticsearch transport"),
+    (11211, "Memcached"),
+    (27017, "MongoDB"),
+];
+
+fn admin_in(ports: &[(u16, u16)]) -> Vec<String> {
+    ADMIN_PORTS
+        .iter()
+        .filter(|(p, _)| ports.iter().any(|&(f, t)| f <= *p && *p <= t))
+        .map(|(p, n)| format!("{p} ({n})"))
+        .collect()
+}
+
+fn admin_list(v: &[String]) -> String {
+    if v.len() > 4 {
+        format!("{} and {} more", v[..4].join(", "), v.len() - 4)
+    } else {
+        v.join(", ")
+    }
+}
+
+fn world_open(vpc: &Vpc, out: &mut Vec<Finding>) {
+    for g in &vpc.security_groups {
+        for (idx, r) in g.ingress.iter().enumerate() {
+            let world = match &r.peer {
+                SgPeer::Cidr(c) => is_world(c).then(|| c.to_string()),
+                SgPeer::PrefixList(_) => rule_nets(vpc, &r.peer)
+                    .into_iter()
+                    .find(is_world)
+                    .map(|c| format!("{c} (in {})", r.peer)),
+                SgPeer::SecurityGroup(_) => None,
+            };
+            let Some(world) = world else { continue };
+            let what = match r.protocol {
+                Protocol::All => {
+                    "all traffic (protocol -1), every administrative port included".to_string()
+                }
+                p if p.has_ports() => {
+                    let a = admin_in(&spec_ports(r.ports));
+                    if a.is_empty() {
+                        continue;
+                    }
+                    format!("{} {}", proto_label(p), admin_list(&a))
+                }
+                _ => continue,
+            };
+            out.push(Finding {
+                code: "world-open-admin-port",
+                severity: Severity::Warning,
+                resource: format!("{} ingress rule {}", g.id, idx + 1),
+                rule: Some(r.describe(true)),
+                message: format!(
+                    "security group {} ({}) lets anyone on the internet ({world}) reach {what}.",
+                    g.id,
+                    if g.name.is_empty() { "no name" } else { g.name.as_str() }
+                ),
+                fix: "allow only the addresses that need it (an office range, a prefix list, a bastion's security group), or reach the hosts through Session Manager".into(),
+                origin: if r.origin.file.is_empty() { g.origin.clone() } else { r.origin.clone() },
+            });
+        }
+    }
+    let used: BTreeSet<&str> = vpc
+        .subnets
+        .iter()
+        .filter_map(|s| s.network_acl_id.as_deref())
+        .collect();
+    for acl in &vpc.network_acls {
+        if !used.contains(acl.id.as_str()) {
+            continue;
+        }
+        for e in &acl.inbound {
+            if e.action != RuleAction::Allow || !is_world(&e.cidr) {
+                continue;
+            }
+            let (severity, what) = match e.protocol {
+                Protocol::All => (
+                    Severity::Note,
+                    "all traffic (protocol -1), every administrative port included; only the security groups stand between the internet and those ports".to_string(),
+                ),
+                p if p.has_ports() => {
+                    let ports = spec_ports(e.ports);
+                    // A range that holds a client's whole ephemeral range is there for
+                    // replies (AWS's own advice is 1024-65535).
+                    let reply_range =
+                        ports.iter().any(|&(f, t)| f >= 1024 && f <= LINUX.1 && t >= LINUX.2);
+                    let a = admin_in(&ports);
+                    if a.is_empty() || reply_range {
+                        continue;
+                    }
+                    (Severity::Warning, format!("{} {}", proto_label(p), admin_list(&a)))
+                }
+                _ => continue,
+            };
+            out.push(Finding {
+                code: "world-open-admin-port",
+                severity,
+                resource: format!("{} inbound rule {}", acl.id, e.rule_number),
+                rule: Some(nacl_rule_text(e, false)),
+                message: format!(
+                    "network ACL {} lets anyone on the internet ({}) in to {what}.",
+                    acl.id, e.cidr
+                ),
+                fix: format!(
+                    "narrow inbound rule {} to the ports the subnets serve, or to the addresses that need the administrative ports",
+                    e.rule_number
+                ),
+                origin: entry_origin(acl, e),
+            });
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// Unused groups and references to them.
+
+fn unused_groups(vpc: &Vpc, out: &mut Vec<Finding>) {
+    let used: BTreeSet<&str> = vpc
+        .network_interfaces
+        .iter()
+        .flat_map(|e| e.security_groups.iter().map(|s| s.as_str()))
+        .collect();
+    for g in &vpc.security_groups {
+        if used.contains(g.id.as_str()) {
+            for (dir, rules) in [("ingress", &g.ingress), ("egress", &g.egress)] {
+                for (idx, r) in rules.iter().enumerate() {
+                    let SgPeer::SecurityGroup(other) = &r.peer else {
+                        continue;
+                    };
+                    if used.contains(other.as_str()) {
+                        continue;
+                    }
+                    out.push(Finding {
+                        code: "sg-reference-unused",
+                        severity: Severity::Warning,
+                        resource: format!("{} {dir} rule {}", g.id, idx + 1),
+                        rule: Some(r.describe(dir == "ingress")),
+                        message: format!(
+                            "{dir} rule {} of {} names security group {other}, which no network interface uses: the rule matches no address.",
+                            idx + 1,
+                            g.id
+                        ),
+                        fix: format!(
+                            "attach {other} to the interfaces this rule is meant for, name the group they do use, or remove the rule"
+                        ),
+                        origin: if r.origin.file.is_empty() { g.origin.clone() } else { r.origin.clone() },
+                    });
+                }
+            }
+        } else if g.name != "default" {
+            let refs: Vec<&str> = vpc
+                .security_groups
+                .iter()
+                .filter(|o| {
+                    o.id != g.id
+                        && o.ingress
+                            .iter()
+                            .chain(&o.egress)
+                            .any(|r| r.peer == SgPeer::SecurityGroup(g.id.clone()))
+                })
+                .map(|o| o.id.as_str())
+                .collect();
+            out.push(Finding {
+                code: "sg-unused",
+                severity: Severity::Note,
+                resource: g.id.clone(),
+                rule: None,
+                message: format!(
+                    "security group {} ({}) is attached to no network interface: its rules filter nothing{}.",
+                    g.id,
+                    if g.name.is_empty() { "no name" } else { g.name.as_str() },
+                    if refs.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", and the rules of {} that name it match no address", refs.join(", "))
+                    }
+                ),
+                fix: format!("attach {} to the interfaces it is meant for, or delete it", g.id),
+                origin: g.origin.clone(),
+            });
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// IPv6 twins.
+
+/// Whether `t` (IPv6) covers the same traffic as `r` (IPv4): same protocol (ICMP and
+/// ICMPv6 are twins) and ports at least as wide.
+fn twin_covers(rp: Protocol, rs: PortSpec, tp: Protocol, ts: PortSpec) -> bool {
+    match (rp, tp) {
+        (_, Protocol::All) => true,
+        (Protocol::All, _) => false,
+        (Protocol::Number(PROTO_ICMP), Protocol::Number(PROTO_ICMPV6)) => true,
+        (Protocol::Number(a), Protocol::Number(b)) if a == b => {
+            if rp.has_ports() {
+                subtract(&spec_ports(rs), &spec_ports(ts)).is_empty()
+            } else {
+                true
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The IPv6 form of a rule's protocol and ports: `tcp 443`, `icmpv6 type 2 code 0
+/// (Packet Too Big)` for ICMP fragmentation-needed.
+fn twin_text(p: Protocol, ports: PortSpec) -> String {
+    if p == Protocol::Number(PROTO_ICMP) {
+        let PortSpec::Icmp { icmp_type, code } = ports else {
+            return "icmpv6".into();
+        };
+        return match (icmp_type, code) {
+            (Some(3), Some(4)) => {
+                "icmpv6 type 2 code 0 (Packet Too Big, the IPv6 form of fragmentation needed)"
+                    .into()
+            }
+            (Some(3), _) => "icmpv6 type 1 (Destination Unreachable)".into(),
+            (Some(8), _) => "icmpv6 type 128 (Echo Request)".into(),
+            (Some(0), _) => "icmpv6 type 129 (Echo Reply)".into(),
+            (Some(11), _) => "icmpv6 type 3 (Time Exceeded)".into(),
+            _ => "icmpv6 (the matching ICMPv6 types)".into(),
+        };
+    }
+    if p.has_ports() && !ports.is_any() {
+        format!("{} {ports}", proto_label(p))
+    } else {
+        proto_label(p)
+    }
+}
+
+/// An IPv6 address that stands for what an IPv4 CIDR's twin covers: `::` for the
+/// world, else the first address of the first IPv6 subnet inside it.
+fn want_addr(vpc: &Vpc, c: &IpNet) -> Option<IpAddr> {
+    if is_world(c) {
+        return Some(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    }
+    vpc.subnets
+        .iter()
+        .filter(|s| s.ipv4_cidr.is_some_and(|n| c.contains(&IpNet::V4(n))))
+        .find_map(|s| s.ipv6_cidrs.first())
+        .map(|n| IpAddr::V6(n.network()))
+}
+
+/// Why an IPv4 CIDR wants an IPv6 twin: the world, or subnets with IPv6 inside it.
+fn twin_wanted(vpc: &Vpc, c: &IpNet) -> Option<String> {
+    if family_v6(c) {
+        return None;
+    }
+    if is_world(c) {
+        return Some("::/0".into());
+    }
+    let v6: Vec<String> = vpc
+        .subnets
+        .iter()
+        .filter(|s| s.ipv4_cidr.is_some_and(|n| c.contains(&IpNet::V4(n))))
+        .flat_map(|s| s.ipv6_cidrs.iter().map(|n| n.to_string()))
+        .collect();
+    (!v6.is_empty()).then(|| v6.join(", "))
+}
+
+fn ipv6_twins(vpc: &Vpc, out: &mut Vec<Finding>) {
+    if !vpc.has_ipv6() {
+        return;
+    }
+    for g in &vpc.security_groups {
+        let v6_enis = vpc
+            .network_interfaces
+            .iter()
+            .any(|e| e.security_groups.contains(&g.id) && !e.ipv6.is_empty());
+        if !v6_enis {
+            continue;
+        }
+        for (dir, rules) in [("ingress", &g.ingress), ("egress", &g.egress)] {
+            for (idx, r) in rules.iter().enumerate() {
+                let SgPeer::Cidr(c) = &r.peer else { continue };
+                let Some(want) = twin_wanted(vpc, c) else {
+                    continue;
+                };
+                let v6_rules = rules
+                    .iter()
+                    .filter(|t| matches!(&t.peer, SgPeer::Cidr(tc) if family_v6(tc)));
+                let twin = if r.protocol.has_ports() {
+                    // Rules add up: the IPv6 rules of the protocol together.
+                    let got = v6_rules
+                        .filter(|t| proto_covers(t.protocol, r.protocol))
+                        .fold(Vec::new(), |acc, t| union(&acc, &spec_ports(t.ports)));
+                    subtract(&spec_ports(r.ports), &got).is_empty()
+                } else {
+                    v6_rules
+                        .into_iter()
+                        .any(|t| twin_covers(r.protocol, r.ports, t.protocol, t.ports))
+                };
+                if twin {
+                    continue;
+                }
+                let twin = twin_text(r.protocol, r.ports);
+                out.push(Finding {
+                    code: "ipv6-twin-missing",
+                    severity: Severity::Note,
+                    resource: format!("{} {dir} rule {}", g.id, idx + 1),
+                    rule: Some(r.describe(dir == "ingress")),
+                    message: format!(
+                        "{dir} rule {} of {} ({}) has no IPv6 twin, but interfaces in the group have IPv6 addresses: the same traffic over IPv6 is not allowed.",
+                        idx + 1,
+                        g.id,
+                        r.describe(dir == "ingress")
+                    ),
+                    fix: format!(
+                        "add an {dir} rule for {twin} {} {want}, if IPv6 should get the same",
+                        if dir == "ingress" { "from" } else { "to" }
+                    ),
+                    origin: if r.origin.file.is_empty() { g.origin.clone() } else { r.origin.clone() },
+                });
+            }
+        }
+    }
+    for acl in &vpc.network_acls {
+        let v6_subnets = vpc.subnets.iter().any(|s| {
+            s.network_acl_id.as_deref() == Some(acl.id.as_str()) && !s.ipv6_cidrs.is_empty()
+        });
+        if !v6_subnets {
+            continue;
+        }
+        for egress in [false, true] {
+            let list = entries(acl, egress);
+            let dir = dir_name(egress);
+            for e in list {
+                if e.rule_number >= 32767 {
+                    continue;
+                }
+                let Some(want) = twin_wanted(vpc, &e.cidr) else {
+                    continue;
+                };
+                let v6: Vec<NetworkAclEntry> = list
+                    .iter()
+                    .filter(|t| t.rule_number < 32767 && family_v6(&t.cidr))
+                    .cloned()
+                    .collect();
+                let twin = match (e.protocol, want_addr(vpc, &e.cidr)) {
+                    // First match wins: what the IPv6 entries decide for these ports.
+                    (Protocol::Number(p), Some(addr)) if e.protocol.has_ports() => {
+                        nacl_eval(&v6, p, addr, &spec_ports(e.ports))
+                            .iter()
+                            .all(|(_, i)| i.is_some_and(|i| v6[i].action == e.action))
+                    }
+                    _ => v6.iter().any(|t| {
+                        t.action == e.action
+                            && twin_covers(e.protocol, e.ports, t.protocol, t.ports)
+                    }),
+                };
+                if twin {
+                    continue;
+                }
+                let free = (e.rule_number + 1..e.rule_number + 10)
+                    .find(|n| *n < 32767 && list.iter().all(|t| t.rule_number != *n));
+                out.push(Finding {
+                    code: "ipv6-twin-missing",
+                    severity: Severity::Note,
+                    resource: format!("{} {dir} rule {}", acl.id, e.rule_number),
+                    rule: Some(nacl_rule_text(e, egress)),
+                    message: format!(
+                        "{dir} rule {} of {} has no IPv6 twin, but subnets using the network ACL have IPv6: the same traffic over IPv6 is not {} the same way ({}).",
+                        e.rule_number,
+                        acl.id,
+                        if e.action == RuleAction::Allow { "allowed" } else { "denied" },
+                        if e.action == RuleAction::Allow { "no IPv6 entry allows all of it; the rest falls to rule 32768, deny" } else { "no IPv6 entry denies all of it first" }
+                    ),
+                    fix: format!(
+                        "add {dir} rule{} {} {} {} {want}, if IPv6 should get the same",
+                        free.map(|n| format!(" {n}")).unwrap_or_default(),
+                        e.action,
+                        twin_text(e.protocol, e.ports),
+                        if egress { "to" } else { "from" }
+                    ),
+                    origin: entry_origin(acl, e),
+                });
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// Quotas.
+
+fn quota_checks(vpc: &Vpc, q: &Quotas, out: &mut Vec<Finding>) {
+    for g in &vpc.security_groups {
+        for (dir, rules) in [("inbound", &g.ingress), ("outbound", &g.egress)] {
+            let (mut v4, mut v6) = (0u32, 0u32);
+            for r in rules.iter() {
+                match &r.peer {
+                    SgPeer::Cidr(c) if family_v6(c) => v6 += 1,
+                    SgPeer::Cidr(_) | SgPeer::SecurityGroup(_) => v4 += 1,
+                    SgPeer::PrefixList(_) => {
+                        let nets = rule_nets(vpc, &r.peer);
+                        let n = (nets.len() as u32).max(1);
+                        if nets.first().is_some_and(family_v6) {
+                            v6 += n
+                        } else {
+                            v4 += n
+                        }
+                    }
+                }
+            }
+            for (fam, n) in [("IPv4", v4), ("IPv6", v6)] {
+                if n > q.rules_per_security_group {
+                    out.push(Finding {
+                        code: "quota-exceeded",
+                        severity: Severity::Error,
+                        resource: g.id.clone(),
+                        rule: None,
+                        message: format!(
+                            "security group {} has {n} {fam} {dir} rules (a prefix list counted as its entries, a group reference as one IPv4 rule); the quota rules-per-security-group is {} per direction and address family: AWS refuses the rules past it.",
+                            g.id, q.rules_per_security_group
+                        ),
+                        fix: format!(
+                            "merge rules (one port range, one prefix list for many CIDRs) or split them over more groups; if your account's quota is higher, say so with --quota rules-per-security-group=N (now {})",
+                            q.rules_per_security_group
+                        ),
+                        origin: g.origin.clone(),
+                    });
+                }
+            }
+        }
+    }
+    for e in &vpc.network_interfaces {
+        let n = e.security_groups.len() as u32;
+        if n > q.security_groups_per_interface {
+            out.push(Finding {
+                code: "quota-exceeded",
+                severity: Severity::Error,
+                resource: e.id.clone(),
+                rule: None,
+                message: format!(
+                    "network interface {} has {n} security groups; the quota security-groups-per-interface is {}: AWS refuses more.",
+                    e.id, q.security_groups_per_interface
+                ),
+                fix: format!(
+                    "merge groups, or if your account's quota is higher, say so with --quota security-groups-per-interface=N (now {})",
+                    q.security_groups_per_interface
+                ),
+                origin: e.origin.clone(),
+            });
+        }
+    }
+    for acl in &vpc.network_acls {
+        for egress in [false, true] {
+            let list = entries(acl, egress);
+            for (fam, v6) in [("IPv4", false), ("IPv6", true)] {
+                let n = list
+                    .iter()
+                    .filter(|e| e.rule_number < 32767 && family_v6(&e.cidr) == v6)
+                    .count() as u32;
+                if n > q.rules_per_network_acl {
+                    out.push(Finding {
+                        code: "quota-exceeded",
+                        severity: Severity::Error,
+                        resource: format!("{} {}", acl.id, dir_name(egress)),
+                        rule: None,
+                        message: format!(
+                            "network ACL {} has {n} {fam} {} rules (the * rules not counted); the quota rules-per-network-acl is {} per direction and address family: AWS refuses the rules past it.",
+                            acl.id,
+                            dir_name(egress),
+                            q.rules_per_network_acl
+                        ),
+                        fix: format!(
+                            "merge entries (wider CIDRs or port ranges), or if your account's quota is higher (up to 40), say so with --quota rules-per-network-acl=N (now {})",
+                            q.rules_per_network_acl
+                        ),
+                        origin: acl.origin.clone(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------
+// Output.
+
+fn location(o: &Origin) -> String {
+    o.to_string()
+}
+
+/// One block per finding, then a count.
+pub fn text(findings: &[Finding]) -> String {
+    let mut s = String::new();
+    for f in findings {
+        s.push_str(&format!(
+            "{}[{}]: {}: {}\n",
+            f.severity,
+            f.code,
+            location(&f.origin),
+            f.resource
+        ));
+        if let Some(r) = &f.rule {
+            s.push_str(&format!("  rule: {r}\n"));
+        }
+        s.push_str(&format!("  {}\n", f.message));
+        s.push_str(&format!("  fix: {}\n\n", f.fix));
+    }
+    let count = |sev: Severity| findings.iter().filter(|f| f.severity == sev).count();
+    if findings.is_empty() {
+        s.push_str("no findings\n");
+    } else {
+        s.push_str(&format!(
+            "{} finding(s): {} error(s), {} warning(s), {} note(s)\n",
+            findings.len(),
+            count(Severity::Error),
+            count(Severity::Warning),
+            count(Severity::Note)
+        ));
+    }
+    s
+}
+
+fn opt_file(o: &Origin) -> serde_json::Value {
+    if o.file.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::String(o.file.to_string())
+    }
+}
+
+fn opt_num(n: u32) -> serde_json::Value {
+    if n == 0 {
+        serde_json::Value::Null
+    } else {
+        n.into()
+    }
+}
+
+/// A JSON array; each finding has the keys `code`, `severity`, `message`, `fix`,
+/// `file`, `line`, `column` (`null` where unknown), `resource` and `rule` (`null` when
+/// the finding is about an object, not one rule).
+pub fn json(findings: &[Finding]) -> String {
+    let v: Vec<serde_json::Value> = findings
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "code": f.code,
+                "severity": f.severity.name(),
+                "message": f.message,
+                "fix": f.fix,
+                "file": opt_file(&f.origin),
+                "line": opt_num(f.origin.line),
+                "column": opt_num(f.origin.column),
+                "resource": f.resource,
+                "rule": f.rule,
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&v).expect("JSON of findings")
+}
+
+/// A path as a SARIF `uri` (a relative URI reference): `/` separators, and the
+/// characters a URI cannot hold percent-encoded.
+fn uri(path: &str) -> String {
+    let mut s = String::new();
+    for b in path.replace('\\', "/").bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~:@!$&'()*+,;=".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+/// SARIF 2.1.0, one run, for code-scanning tools.
+pub fn sarif(findings: &[Finding]) -> String {
+    let rules: Vec<serde_json::Value> = RULES
+        .iter()
+        .map(|(id, sev, text)| {
+            serde_json::json!({
+                "id": id,
+                "name": id,
+                "shortDescription": { "text": text },
+                "defaultConfiguration": { "level": sev.name() },
+            })
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = findings
+        .iter()
+        .map(|f| {
+            let mut loc = serde_json::json!({
+                "logicalLocations": [{ "fullyQualifiedName": f.resource }],
+            });
+            if !f.origin.file.is_empty() {
+                let mut phys = serde_json::json!({
+                    "artifactLocation": { "uri": uri(&f.origin.file) },
+                });
+                if f.origin.line > 0 {
+                    phys["region"] = serde_json::json!({
+                        "startLine": f.origin.line,
+                        "startColumn": f.origin.column.max(1),
+                    });
+                }
+                loc["physicalLocation"] = phys;
+            }
+            serde_json::json!({
+                "ruleId": f.code,
+                "ruleIndex": RULES.iter().position(|r| r.0 == f.code).unwrap_or(0),
+                "level": f.severity.name(),
+                "message": { "text": format!("{} Fix: {}", f.message, f.fix) },
+                "locations": [loc],
+                "properties": { "fix": f.fix, "resource": f.resource, "rule": f.rule },
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "vpcgate",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rules,
+            }},
+            "results": results,
+        }],
+    });
+    serde_json::to_string_pretty(&doc).expect("SARIF")
+}
