@@ -869,7 +869,10 @@ fn replies(vpc: &Vpc, out: &mut Vec<Finding>) {
                     a.rule_number
                 ),
             ),
-            None => (format!("{} {dir}", g.acl), format!("allows none of them")),
+            None => (
+                format!("{} {dir}", g.acl),
+                "allows none of them".to_string(),
+            ),
         };
         let need = match g.needed.as_slice() {
             [(f, t)] => format!("{f}-{t}"),

@@ -8,6 +8,7 @@ mod emulation;
 mod faults;
 mod flowlog;
 mod fuzz_regressions;
+mod lint;
 mod props;
 mod rulesets;
 mod summary;
