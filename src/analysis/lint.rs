@@ -428,7 +428,8 @@ struct Client {
     /// Each OS or service the client may be, with its range and the severity of a
     /// drop: `("Elastic Load Balancing", 1024, 65535, Error)`.
     ranges: Vec<(&'static str, u16, u16, Severity)>,
-    /// The CIDR a fix names for the reply's destination.
+    /// The client's subnet (or internet range): what a fix names as the reply's
+    /// destination.
     net: IpNet,
     /// The grouping label (an ENI id, or the internet CIDR).
     key: String,
@@ -455,32 +456,138 @@ fn eni_kind(e: &NetworkInterface) -> Option<(&'static str, &'static str)> {
     }
 }
 
-fn eni_client(vpc: &Vpc, e: &NetworkInterface, addr: IpAddr) -> Client {
+/// `eni-a (10.0.1.10), eni-b (10.0.1.11)`, at most three named.
+fn members_text(c: &Class) -> String {
+    let v6 = c.addr.is_ipv6();
+    let named: Vec<String> = c
+        .members
+        .iter()
+        .take(3)
+        .map(|e| match addr_like(e, v6) {
+            Some(a) => format!("{} ({a})", e.id),
+            None => e.id.clone(),
+        })
+        .collect();
+    if c.members.len() > 3 {
+        format!("{} and {} more", named.join(", "), c.members.len() - 3)
+    } else {
+        named.join(", ")
+    }
+}
+
+fn class_client(vpc: &Vpc, c: &Class, key: usize) -> Client {
+    let addr = c.addr;
     let net = vpc
-        .subnet(&e.subnet_id)
+        .subnet(&c.rep.subnet_id)
         .and_then(|s| match addr {
             IpAddr::V4(_) => s.ipv4_cidr.map(IpNet::V4),
             IpAddr::V6(a) => s
                 .ipv6_cidrs
                 .iter()
-                .find(|c| c.contains(&a))
-                .map(|c| IpNet::V6(*c)),
+                .find(|n| n.contains(&a))
+                .map(|n| IpNet::V6(*n)),
         })
         .unwrap_or_else(|| IpNet::from(addr));
-    match eni_kind(e) {
+    let key = format!("{}#{key}", if addr.is_ipv6() { "v6" } else { "v4" });
+    match eni_kind(c.rep) {
         Some((who, service)) => Client {
-            who: format!("{who} {} ({addr})", e.id),
+            who: format!("{who} {}", members_text(c)),
             ranges: vec![(service, 1024, 65535, Severity::Error)],
             net,
-            key: e.id.clone(),
+            key,
         },
         None => Client {
-            who: format!("{} ({addr}, assumed to run Linux)", e.id),
+            who: format!("{}, assumed to run Linux,", members_text(c)),
             ranges: vec![(LINUX.0, LINUX.1, LINUX.2, Severity::Warning)],
             net,
-            key: e.id.clone(),
+            key,
         },
     }
+}
+
+/// Interfaces that every check sees alike: the same subnet, groups, kind and public
+/// address, and an address (of one family) inside the same NACL, SG and prefix-list
+/// CIDRs. The reply check runs once per pair of classes, not per pair of interfaces.
+struct Class<'a> {
+    members: Vec<&'a NetworkInterface>,
+    rep: &'a NetworkInterface,
+    addr: IpAddr,
+    acl: &'a NetworkAcl,
+    groups: Vec<&'a SecurityGroup>,
+    public: bool,
+}
+
+type ClassKey = (String, Vec<String>, Option<&'static str>, bool, Vec<u32>);
+
+fn classes(vpc: &Vpc, v6: bool) -> Vec<Class<'_>> {
+    let mut cidrs: Vec<IpNet> = vpc
+        .network_acls
+        .iter()
+        .flat_map(|a| a.inbound.iter().chain(&a.outbound).map(|e| e.cidr))
+        .chain(vpc.security_groups.iter().flat_map(|g| {
+            g.ingress
+                .iter()
+                .chain(&g.egress)
+                .filter_map(|r| match r.peer {
+                    SgPeer::Cidr(c) => Some(c),
+                    _ => None,
+                })
+        }))
+        .chain(
+            vpc.prefix_lists
+                .iter()
+                .flat_map(|p| p.entries.iter().copied()),
+        )
+        .filter(|c| family_v6(c) == v6)
+        .collect();
+    cidrs.sort();
+    cidrs.dedup();
+    let mut index: BTreeMap<ClassKey, usize> = BTreeMap::new();
+    let mut out: Vec<Class> = Vec::new();
+    for e in &vpc.network_interfaces {
+        let (Some(addr), Some(acl)) = (addr_like(e, v6), subnet_acl(vpc, e)) else {
+            continue;
+        };
+        let public = if v6 {
+            true
+        } else {
+            e.public_mappings().next().is_some()
+        };
+        let sig: Vec<u32> = cidrs
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.contains(&addr))
+            .map(|(i, _)| i as u32)
+            .collect();
+        let mut groups = e.security_groups.clone();
+        groups.sort();
+        let key = (
+            e.subnet_id.clone(),
+            groups,
+            eni_kind(e).map(|k| k.0),
+            public,
+            sig,
+        );
+        match index.get(&key) {
+            Some(&i) => out[i].members.push(e),
+            None => {
+                index.insert(key, out.len());
+                out.push(Class {
+                    members: vec![e],
+                    rep: e,
+                    addr,
+                    acl,
+                    groups: groups_of(vpc, e),
+                    public,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn ids_text(members: &[&NetworkInterface]) -> Vec<String> {
+    members.iter().map(|e| e.id.clone()).collect()
 }
 
 fn internet_client(net: IpNet) -> Client {
@@ -571,9 +678,10 @@ struct ReplyGroup {
     lost: Vec<(String, Ports)>,
     /// The entries that drop them.
     droppers: BTreeSet<String>,
-    /// `tcp 8080 from eni-0alb` -> the servers (or `the internet (0.0.0.0/0)`).
+    /// `tcp 8080` -> the servers (or `the internet (0.0.0.0/0)`).
     services: BTreeMap<String, BTreeSet<String>>,
-    net: Option<IpNet>,
+    /// The far ends of the replies: what a new rule would name.
+    nets: BTreeSet<IpNet>,
     needed: Ports,
 }
 
@@ -587,8 +695,9 @@ fn check_reply(
     egress: bool,
     proto: u8,
     remote: IpAddr,
+    remote_net: IpNet,
     client: &Client,
-    service: &(String, String),
+    service: &(String, Vec<String>),
 ) {
     let list = entries(acl, egress);
     for &(name, from, to, sev) in &client.ranges {
@@ -618,7 +727,7 @@ fn check_reply(
         g.acl = acl.id.clone();
         g.egress = egress;
         g.client = client.who.clone();
-        g.net = Some(client.net);
+        g.nets.insert(remote_net);
         g.needed = union(&g.needed, &[(from, to)]);
         if let Some(i) = anchor {
             g.origin = entry_origin(acl, &list[i]);
@@ -655,7 +764,7 @@ fn check_reply(
         g.services
             .entry(service.0.clone())
             .or_default()
-            .insert(service.1.clone());
+            .extend(service.1.iter().cloned());
     }
 }
 
@@ -705,127 +814,144 @@ fn addr_like(e: &NetworkInterface, v6: bool) -> Option<IpAddr> {
 
 fn replies(vpc: &Vpc, out: &mut Vec<Finding>) {
     let mut groups: BTreeMap<ReplyKey, ReplyGroup> = BTreeMap::new();
-    for server in &vpc.network_interfaces {
-        if server.has_no_security_group() {
-            continue;
-        }
-        let Some(s_acl) = subnet_acl(vpc, server) else {
-            continue;
-        };
-        let s_groups = groups_of(vpc, server);
-        for g in &s_groups {
-            for r in &g.ingress {
-                for proto in protos_of(r) {
-                    let rule_ports = spec_ports(r.ports);
-                    // Clients inside the VPC, in other subnets.
-                    for client in &vpc.network_interfaces {
-                        if client.id == server.id || client.subnet_id == server.subnet_id {
-                            continue;
-                        }
-                        if client.has_no_security_group() && eni_kind(client).is_none() {
-                            continue;
-                        }
-                        let Some(c_acl) = subnet_acl(vpc, client) else {
-                            continue;
-                        };
-                        for v6 in [false, true] {
-                            let (Some(c_addr), Some(s_addr)) =
-                                (addr_like(client, v6), addr_like(server, v6))
-                            else {
+    for v6 in [false, true] {
+        let all = classes(vpc, v6);
+        let clients: Vec<Client> = all
+            .iter()
+            .enumerate()
+            .map(|(i, c)| class_client(vpc, c, i))
+            .collect();
+        for (si, server) in all.iter().enumerate() {
+            if server.rep.has_no_security_group() {
+                continue;
+            }
+            let s_acl = server.acl;
+            let targets = ids_text(&server.members);
+            for g in &server.groups {
+                for r in &g.ingress {
+                    for proto in protos_of(r) {
+                        let rule_ports = spec_ports(r.ports);
+                        // Clients inside the VPC, in other subnets.
+                        for (ci, client) in all.iter().enumerate() {
+                            if ci == si || client.rep.subnet_id == server.rep.subnet_id {
                                 continue;
-                            };
-                            if !peer_matches(vpc, &r.peer, c_addr, Some(client)) {
+                            }
+                            if client.rep.has_no_security_group() && eni_kind(client.rep).is_none()
+                            {
+                                continue;
+                            }
+                            let (c_addr, s_addr) = (client.addr, server.addr);
+                            if !peer_matches(vpc, &r.peer, c_addr, Some(client.rep)) {
                                 continue;
                             }
                             let mut ports = rule_ports.clone();
-                            if !client.has_no_security_group() {
-                                let cg = groups_of(vpc, client);
+                            if !client.rep.has_no_security_group() {
                                 ports = intersect(
                                     &ports,
-                                    &sg_ports(vpc, &cg, false, proto, s_addr, Some(server)),
+                                    &sg_ports(
+                                        vpc,
+                                        &client.groups,
+                                        false,
+                                        proto,
+                                        s_addr,
+                                        Some(server.rep),
+                                    ),
                                 );
                             }
-                            ports = nacl_allowed(&c_acl.outbound, proto, s_addr, &ports);
+                            ports = nacl_allowed(&client.acl.outbound, proto, s_addr, &ports);
                             ports = nacl_allowed(&s_acl.inbound, proto, c_addr, &ports);
                             if ports.is_empty() {
                                 continue;
                             }
-                            let c = eni_client(vpc, client, c_addr);
                             let service = (
-                                format!(
-                                    "{} {} from {}",
-                                    proto_name(proto),
-                                    ports_text(&ports),
-                                    client.id
-                                ),
-                                server.id.clone(),
+                                format!("{} {}", proto_name(proto), ports_text(&ports)),
+                                targets.clone(),
                             );
-                            check_reply(&mut groups, s_acl, true, proto, c_addr, &c, &service);
-                            check_reply(&mut groups, c_acl, false, proto, s_addr, &c, &service);
+                            let c = &clients[ci];
+                            check_reply(
+                                &mut groups,
+                                s_acl,
+                                true,
+                                proto,
+                                c_addr,
+                                c.net,
+                                c,
+                                &service,
+                            );
+                            check_reply(
+                                &mut groups,
+                                client.acl,
+                                false,
+                                proto,
+                                s_addr,
+                                clients[si].net,
+                                c,
+                                &service,
+                            );
                         }
-                    }
-                    // Clients on the internet, when the server has a public address.
-                    for net in rule_nets(vpc, &r.peer) {
-                        if in_vpc(vpc, &net) {
+                        // Clients on the internet, when the server has a public address.
+                        if !server.public {
                             continue;
                         }
-                        let reachable = if family_v6(&net) {
-                            !server.ipv6.is_empty()
-                        } else {
-                            server.public_mappings().next().is_some()
-                        };
-                        if !reachable {
-                            continue;
-                        }
-                        for (net, rep) in outside_reps(vpc, net, &[s_acl]) {
-                            let ports = nacl_allowed(&s_acl.inbound, proto, rep, &rule_ports);
-                            if ports.is_empty() {
+                        for net in rule_nets(vpc, &r.peer) {
+                            if in_vpc(vpc, &net) || family_v6(&net) != v6 {
                                 continue;
                             }
-                            let c = internet_client(net);
-                            let service = (
-                                format!(
-                                    "{} {} from the internet ({net})",
-                                    proto_name(proto),
-                                    ports_text(&ports)
-                                ),
-                                server.id.clone(),
-                            );
-                            check_reply(&mut groups, s_acl, true, proto, rep, &c, &service);
+                            for (net, rep) in outside_reps(vpc, net, &[s_acl]) {
+                                let ports = nacl_allowed(&s_acl.inbound, proto, rep, &rule_ports);
+                                if ports.is_empty() {
+                                    continue;
+                                }
+                                let service = (
+                                    format!("{} {}", proto_name(proto), ports_text(&ports)),
+                                    targets.clone(),
+                                );
+                                let c = internet_client(net);
+                                check_reply(
+                                    &mut groups,
+                                    s_acl,
+                                    true,
+                                    proto,
+                                    rep,
+                                    net,
+                                    &c,
+                                    &service,
+                                );
+                            }
                         }
                     }
                 }
             }
-        }
-        // The server's own connections to the internet: it is the client there.
-        for g in &s_groups {
-            for r in &g.egress {
-                for proto in protos_of(r) {
-                    for net in rule_nets(vpc, &r.peer) {
-                        if in_vpc(vpc, &net) {
-                            continue;
-                        }
-                        let v6 = family_v6(&net);
-                        let Some(addr) = addr_like(server, v6) else {
-                            continue;
-                        };
-                        for (net, rep) in outside_reps(vpc, net, &[s_acl]) {
-                            let ports =
-                                nacl_allowed(&s_acl.outbound, proto, rep, &spec_ports(r.ports));
-                            if ports.is_empty() {
+            // The server's own connections to the internet: it is the client there.
+            for g in &server.groups {
+                for r in &g.egress {
+                    for proto in protos_of(r) {
+                        for net in rule_nets(vpc, &r.peer) {
+                            if in_vpc(vpc, &net) || family_v6(&net) != v6 {
                                 continue;
                             }
-                            let c = eni_client(vpc, server, addr);
-                            let service = (
-                                format!(
-                                    "{} {} from {}",
-                                    proto_name(proto),
-                                    ports_text(&ports),
-                                    server.id
-                                ),
-                                format!("the internet ({net})"),
-                            );
-                            check_reply(&mut groups, s_acl, false, proto, rep, &c, &service);
+                            for (net, rep) in outside_reps(vpc, net, &[s_acl]) {
+                                let ports =
+                                    nacl_allowed(&s_acl.outbound, proto, rep, &spec_ports(r.ports));
+                                if ports.is_empty() {
+                                    continue;
+                                }
+                                let service = (
+                                    format!("{} {}", proto_name(proto), ports_text(&ports)),
+                                    vec![format!("the internet ({net})")],
+                                );
+                                let c = &clients[si];
+                                check_reply(
+                                    &mut groups,
+                                    s_acl,
+                                    false,
+                                    proto,
+                                    rep,
+                                    net,
+                                    c,
+                                    &service,
+                                );
+                            }
                         }
                     }
                 }
@@ -837,16 +963,18 @@ fn replies(vpc: &Vpc, out: &mut Vec<Finding>) {
         let services: Vec<String> = g
             .services
             .iter()
-            .map(|(from, to)| {
-                format!(
-                    "{from} to {}",
-                    to.iter().cloned().collect::<Vec<_>>().join(", ")
-                )
+            .map(|(what, to)| {
+                let to: Vec<&str> = to.iter().map(|s| s.as_str()).collect();
+                if to.len() > 5 {
+                    format!("{what} to {} and {} more", to[..5].join(", "), to.len() - 5)
+                } else {
+                    format!("{what} to {}", to.join(", "))
+                }
             })
             .collect();
         let shown = if services.len() > 3 {
             format!(
-                "{} and {} more",
+                "{}; and {} more service(s)",
                 services[..3].join("; "),
                 services.len() - 3
             )
@@ -887,7 +1015,19 @@ fn replies(vpc: &Vpc, out: &mut Vec<Finding>) {
             ports_text(&lost_all),
             g.droppers.iter().cloned().collect::<Vec<_>>().join(", "),
         );
-        let net = g.net.map(|n| n.to_string()).unwrap_or_default();
+        let nets: Vec<String> = g.nets.iter().map(|n| n.to_string()).collect();
+        let net = match nets.len() {
+            0 | 1 => nets.join(""),
+            n if n > 4 => format!(
+                "each of {} and {} more (one rule each, or one CIDR that holds them)",
+                nets[..4].join(", "),
+                n - 4
+            ),
+            _ => format!(
+                "each of {} (one rule each, or one CIDR that holds them)",
+                nets.join(", ")
+            ),
+        };
         let fix = match &g.anchor {
             Some(a) => {
                 let mut widened = union(&spec_ports(a.ports), &g.needed);
@@ -1884,7 +2024,7 @@ security_groups = ["sg-app"]
             f[0].message
         );
         assert!(
-            f[0].message.contains("tcp 8080 from eni-lb to eni-app"),
+            f[0].message.contains("tcp 8080 to eni-app."),
             "{}",
             f[0].message
         );
@@ -1899,6 +2039,52 @@ security_groups = ["sg-app"]
         assert_eq!(
             codes(&run(&lb_and_app("ELB app/x/1", "interface", "1024-65535"))),
             vec![]
+        );
+    }
+
+    /// Interfaces alike are one client; an address a narrower NACL entry names is not.
+    #[test]
+    fn alike_interfaces_share_a_finding_and_narrower_entries_split_them() {
+        let mut v = lb_and_app("ELB app/x/1", "interface", "32768-61000");
+        let mut lb2 = v.network_interface("eni-lb").unwrap().clone();
+        lb2.id = "eni-lb2".into();
+        lb2.private_ipv4 = vec!["10.0.1.11".parse().unwrap()];
+        let mut lb3 = lb2.clone();
+        lb3.id = "eni-lb3".into();
+        lb3.private_ipv4 = vec!["10.0.1.12".parse().unwrap()];
+        v.network_interfaces.push(lb2);
+        v.network_interfaces.push(lb3);
+        v.validate().unwrap();
+        let f = run(&v);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert!(
+            f[0].message.contains(
+                "the load balancer eni-lb (10.0.1.10), eni-lb2 (10.0.1.11), eni-lb3 (10.0.1.12)"
+            ),
+            "{}",
+            f[0].message
+        );
+        // eni-lb3 gets its own rule, numbered first: only the other two lose replies.
+        let acl = v
+            .network_acls
+            .iter_mut()
+            .find(|a| a.id == "acl-app")
+            .unwrap();
+        let mut own = acl.outbound[0].clone();
+        own.rule_number = 110;
+        own.cidr = "10.0.1.12/32".parse().unwrap();
+        own.ports = PortSpec::Range {
+            from: 1024,
+            to: 65535,
+        };
+        acl.outbound.insert(0, own);
+        let f = run(&v);
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert!(
+            f[0].message
+                .contains("the load balancer eni-lb (10.0.1.10), eni-lb2 (10.0.1.11) leave"),
+            "{}",
+            f[0].message
         );
     }
 
@@ -2048,7 +2234,8 @@ security_groups = ["sg-web"]
         let inb = r.iter().find(|f| f.resource == "acl-pub inbound").unwrap();
         assert!(
             inb.message
-                .contains("tcp 443 from eni-web to the internet (0.0.0.0/0)"),
+                .contains("replies to eni-web (10.0.1.20), assumed to run Linux, enter through")
+                && inb.message.contains("tcp 443 to the internet (0.0.0.0/0)"),
             "{}",
             inb.message
         );
