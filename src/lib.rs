@@ -24,11 +24,13 @@
 //! - [`wire`]: the Internet checksum and the one frame builder.
 //! - [`manual`]: every emulation decision, in prose.
 //! - [`sys`]: reads a signal can stop, file identities (the OS beyond `std`).
+//! - [`analysis`]: static checks of a ruleset (`vpcgate lint`).
 #![deny(unsafe_code)]
 // The OS is reached from the edges only: the core's modules deny these again (see
 // clippy.toml).
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod analysis;
 pub mod capture;
 pub mod classify;
 pub mod conntrack;

@@ -10,6 +10,7 @@ mod emulation;
 mod faults;
 mod flowlog;
 mod fuzz_regressions;
+mod lint;
 mod props;
 mod readme;
 mod rulesets;
