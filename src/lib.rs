@@ -27,6 +27,7 @@
 pub mod capture;
 pub mod classify;
 pub mod conntrack;
+pub mod craft;
 pub mod engine;
 pub mod flowlog;
 pub mod load;
