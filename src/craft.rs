@@ -30,10 +30,11 @@
 //! exchanges = [[420, 1460], [380, 900]]  # (request, response) payload sizes; 0: none
 //! every = "1s"                  # optional pause between exchanges (default none)
 //! end = "fin"                   # tcp: fin (default), rst, open, idle-timeout,
-//!                               # no-answer; udp: open (default), idle-timeout
+//!                               # no-answer, synack-lost; udp: open (default),
+//!                               # idle-timeout
 //! idle = "121s"                 # idle-timeout: the quiet time before the late packet
 //! late = 100                    # idle-timeout: the late packet's payload size
-//! retries = 2                   # no-answer: SYNs resent, one second apart
+//! retries = 2                   # no-answer, synack-lost: resent, one second apart
 //!
 //! [[ping]]
 //! at = "+5s"
@@ -58,7 +59,10 @@
 //! `idle-timeout` (the connection goes quiet for `idle`, default 432001 s for TCP, one
 //! second past AWS's established timeout, and 31 s for UDP, then the server sends one
 //! more segment or datagram of `late` bytes: a late reply), `no-answer` (only the
-//! client's SYN, resent `retries` times a second apart; `exchanges` must be empty).
+//! client's SYN, resent `retries` times a second apart; `exchanges` must be empty),
+//! `synack-lost` (the server answers, but its SYN-ACK never reaches the client, which
+//! sends its SYN again: SYN and SYN-ACK, `retries` more times a second apart; no
+//! exchanges).
 //! A UDP connection is one datagram each way per exchange. Frames of one conversation
 //! are 1 ms apart; conversations may overlap; the capture is sorted by time (ties keep
 //! the story's order).
@@ -489,6 +493,7 @@ enum End {
     Open,
     IdleTimeout,
     NoAnswer,
+    SynAckLost,
 }
 
 /// One conversation, resolved; emitted after the whole story was read.
@@ -700,13 +705,14 @@ pub fn compile(name: &str, text: &str, res: &Resolver<'_>) -> Result<Crafted, Ru
             Some(("fin", _)) if !udp => Some(End::Fin),
             Some(("rst", _)) if !udp => Some(End::Rst),
             Some(("no-answer", _)) if !udp => Some(End::NoAnswer),
+            Some(("synack-lost", _)) if !udp => Some(End::SynAckLost),
             Some(("open", _)) => Some(End::Open),
             Some(("idle-timeout", _)) => Some(End::IdleTimeout),
             Some((e, en)) => {
                 let valid = if udp {
                     "for udp: \"open\", \"idle-timeout\""
                 } else {
-                    "\"fin\", \"rst\", \"open\", \"idle-timeout\", \"no-answer\""
+                    "\"fin\", \"rst\", \"open\", \"idle-timeout\", \"no-answer\", \"synack-lost\""
                 };
                 r.ctx.error(
                     en.pos,
@@ -730,19 +736,19 @@ pub fn compile(name: &str, text: &str, res: &Resolver<'_>) -> Result<Crafted, Ru
                 }
             }
         }
-        if end != Some(End::NoAnswer) {
+        if !matches!(end, Some(End::NoAnswer | End::SynAckLost)) {
             if let Some(kn) = o.get("retries") {
                 r.ctx.error(
                     kn.pos,
                     o.field("retries"),
-                    "`retries` is only for end = \"no-answer\"",
+                    "`retries` is only for end = \"no-answer\" or \"synack-lost\"",
                 );
             }
         } else if !exchanges.is_empty() {
             r.ctx.error(
                 end_node.map_or(o.pos, |n| n.pos),
                 o.field("end"),
-                "a connection that gets no answer has no exchanges; remove `exchanges`",
+                "a connection whose handshake never completes has no exchanges; remove `exchanges`",
             );
         }
         if udp && exchanges.is_empty() {
@@ -900,6 +906,23 @@ fn emit(t: &mut Timeline, start: u64, item: &Item) {
                 }
                 return;
             }
+            if end == End::SynAckLost {
+                for _ in 0..=retries {
+                    t.segment(client, cport, server, sport, SYN, cs, 0, 0);
+                    t.segment(
+                        server,
+                        sport,
+                        client,
+                        cport,
+                        SYN | ACK,
+                        ss,
+                        cs.wrapping_add(1),
+                        0,
+                    );
+                    t.advance_ms(998);
+                }
+                return;
+            }
             let c = |t: &mut Timeline, flags, seq, ack, len| {
                 t.segment(client, cport, server, sport, flags, seq, ack, len)
             };
@@ -933,7 +956,7 @@ fn emit(t: &mut Timeline, start: u64, item: &Item) {
                     c(t, ACK, cs, ss, 0);
                 }
                 End::Rst => c(t, RST | ACK, cs, ss, 0),
-                End::Open | End::NoAnswer => {}
+                End::Open | End::NoAnswer | End::SynAckLost => {}
                 End::IdleTimeout => {
                     t.advance_ms(idle);
                     s(t, PSH | ACK, ss, cs, late);

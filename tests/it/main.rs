@@ -12,3 +12,4 @@ mod props;
 mod rulesets;
 mod summary;
 mod synth;
+mod tutorial;
