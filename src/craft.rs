@@ -156,7 +156,7 @@ pub struct Crafted {
 
 /// Unix milliseconds as seconds with the fraction only when there is one.
 fn fmt_ms(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}", ms / 1000)
     } else {
         format!("{}.{:03}", ms / 1000, ms % 1000)
@@ -282,7 +282,7 @@ fn parse_duration(s: &str) -> Option<u64> {
     // The fraction, in units of `per`, to whole milliseconds.
     let mut scale = per;
     for b in frac.bytes() {
-        if scale % 10 != 0 {
+        if !scale.is_multiple_of(10) {
             // Finer than a millisecond.
             if b != b'0' {
                 return None;
