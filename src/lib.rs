@@ -34,6 +34,7 @@ pub mod analysis;
 pub mod capture;
 pub mod classify;
 pub mod conntrack;
+pub mod craft;
 pub mod engine;
 pub mod flowlog;
 pub mod load;

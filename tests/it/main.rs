@@ -17,3 +17,4 @@ mod rulesets;
 mod summary;
 mod support;
 mod synth;
+mod tutorial;
