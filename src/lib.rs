@@ -29,6 +29,8 @@ pub mod classify;
 pub mod conntrack;
 pub mod engine;
 pub mod flowlog;
+pub mod lab;
+pub mod live;
 pub mod load;
 pub mod manual;
 pub mod model;
