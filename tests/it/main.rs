@@ -8,6 +8,7 @@ mod emulation;
 mod faults;
 mod flowlog;
 mod fuzz_regressions;
+mod live;
 mod props;
 mod rulesets;
 mod summary;
