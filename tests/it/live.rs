@@ -82,6 +82,10 @@ struct Lab {
 
 impl Lab {
     fn up(rules: &Path, name: &str) -> Lab {
+        Lab::up_with(rules, name, &[])
+    }
+
+    fn up_with(rules: &Path, name: &str, extra: &[&str]) -> Lab {
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let prefix = format!("{name}-");
         lab_down(name);
@@ -89,6 +93,7 @@ impl Lab {
             .args(["lab", "up", "--rules"])
             .arg(rules)
             .args(["--name", name, "--prefix", &prefix])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -323,7 +328,19 @@ fn securecart_tcp_allowed_and_denied_then_down_leaves_nothing() {
     if !require_root() {
         return;
     }
-    let mut lab = Lab::up(&securecart(), "vgt-sc");
+    let out = tempfile::tempdir().unwrap();
+    let flows = out.path().join("flows.log");
+    let verdicts = out.path().join("verdicts.jsonl");
+    let mut lab = Lab::up_with(
+        &securecart(),
+        "vgt-sc",
+        &[
+            "--flow-log",
+            flows.to_str().unwrap(),
+            "--verdicts",
+            verdicts.to_str().unwrap(),
+        ],
+    );
     let expected = [
         "alb-1", "alb-2", "bastion", "app-1", "app-2", "app-3", "db-1", "db-2", "internet",
     ];
@@ -371,6 +388,69 @@ fn securecart_tcp_allowed_and_denied_then_down_leaves_nothing() {
         .status()
         .unwrap();
     assert!(st.success());
+
+    // The flow log, written as the run ended: the accepted connection at both ENIs,
+    // the bastion's attempt rejected at its own egress, the ALB's side shown with its
+    // private address.
+    let log = std::fs::read_to_string(&flows).unwrap();
+    let has = |eni: &str, src: &str, dst: &str, dport: &str, action: &str| {
+        log.lines().any(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            f.len() == 14
+                && f[2] == eni
+                && f[3] == src
+                && f[4] == dst
+                && f[6] == dport
+                && f[12] == action
+        })
+    };
+    assert!(
+        has(
+            "eni-0a1b2c3d4e5f60201",
+            "10.0.11.10",
+            "10.0.21.10",
+            "5432",
+            "ACCEPT"
+        ),
+        "{log}"
+    );
+    assert!(
+        has(
+            "eni-0a1b2c3d4e5f60301",
+            "10.0.11.10",
+            "10.0.21.10",
+            "5432",
+            "ACCEPT"
+        ),
+        "{log}"
+    );
+    assert!(
+        has(
+            "eni-0a1b2c3d4e5f60103",
+            "10.0.1.20",
+            "10.0.21.10",
+            "5432",
+            "REJECT"
+        ),
+        "{log}"
+    );
+    assert!(
+        has(
+            "eni-0a1b2c3d4e5f60101",
+            "192.0.2.10",
+            "10.0.1.10",
+            "80",
+            "ACCEPT"
+        ),
+        "{log}"
+    );
+    let v = std::fs::read_to_string(&verdicts).unwrap();
+    assert!(
+        v.lines()
+            .any(|l| l.contains("\"dst_port\":5432")
+                && l.contains("sg-egress eni-0a1b2c3d4e5f60103")),
+        "{v}"
+    );
 }
 
 #[test]
@@ -405,4 +485,115 @@ fn sigkill_fails_closed_and_down_cleans_up_after_the_crash() {
         .status()
         .unwrap();
     assert!(st.success(), "down twice is fine");
+}
+
+#[test]
+fn tap_creates_and_attaches_devices_and_stops_on_sigterm() {
+    if !require_root() {
+        return;
+    }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Everything happens inside a namespace of the test's own.
+    let ns = "vgt-tapcmd";
+    struct Ns(&'static str);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", self.0]).status();
+        }
+    }
+    let _ = Command::new("ip")
+        .args(["netns", "del", ns])
+        .stderr(Stdio::null())
+        .status();
+    assert!(Command::new("ip")
+        .args(["netns", "add", ns])
+        .status()
+        .unwrap()
+        .success());
+    let _guard = Ns(ns);
+    // A persistent TAP made beforehand, for web.
+    assert!(Command::new("ip")
+        .args(["-n", ns, "tuntap", "add", "mode", "tap", "name", "pweb"])
+        .status()
+        .unwrap()
+        .success());
+    let d = ping_vpc();
+    let mut child = Command::new("timeout")
+        .args([
+            "-k", "2", "60", "ip", "netns", "exec", ns, BIN, "tap", "--rules",
+        ])
+        .arg(d.path().join("ping.toml"))
+        .args(["--attach", "eni-000000000000000a1=pweb"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(20)) {
+        let done = l.contains(" igw on ");
+        lines.push(l);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("eni-000000000000000a1 on pweb")),
+        "{lines:?}"
+    );
+    let links = Command::new("ip")
+        .args(["-n", ns, "-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).to_string();
+    // Created devices carry the ENI's MAC (02: and a hash of the id).
+    let mac =
+        vpcgate::live::router::mac_text(vpcgate::live::router::eni_mac("eni-000000000000000a2"));
+    assert!(links.contains("vge1") && links.contains(&mac), "{links}");
+    assert!(links.contains("vgigw"), "{links}");
+    // SIGTERM: a summary, exit status 0; created TAPs go, the persistent one stays.
+    let pid = Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8_lossy(&pid.stdout).to_string();
+    for p in pids.split_whitespace() {
+        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("vpcgate") {
+            let _ = Command::new("kill").args(["-TERM", p]).status();
+        }
+    }
+    let mut status = None;
+    for _ in 0..200 {
+        if let Ok(Some(s)) = child.try_wait() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = status.expect("vpcgate tap stops on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(5)) {
+        lines.push(l);
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("vpcgate live:")),
+        "{lines:?}"
+    );
+    let links = Command::new("ip")
+        .args(["-n", ns, "-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).to_string();
+    assert!(!links.contains("vge1") && links.contains("pweb"), "{links}");
 }
