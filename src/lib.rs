@@ -37,6 +37,8 @@ pub mod conntrack;
 pub mod craft;
 pub mod engine;
 pub mod flowlog;
+pub mod lab;
+pub mod live;
 pub mod load;
 pub mod manual;
 pub mod model;

@@ -11,6 +11,7 @@ mod faults;
 mod flowlog;
 mod fuzz_regressions;
 mod lint;
+mod live;
 mod props;
 mod readme;
 mod rulesets;

@@ -1,0 +1,599 @@
+//! Live mode on real devices: `vpcgate lab` brings a ruleset's VPC up as network
+//! namespaces joined by TAP devices that vpcgate serves, and traffic between them is
+//! allowed or denied as the rules say.
+//!
+//! These tests need root (network namespaces, `/dev/net/tun`) and the `ip`, `ping`,
+//! `bash`, `timeout` and `python3` commands. Without them they print why and pass, except
+//! under `CI=true`, where they must run. Every child process has a timeout, every lab is
+//! taken down by a guard, and the tests take turns (one lab at a time).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const BIN: &str = env!("CARGO_BIN_EXE_vpcgate");
+
+/// True when the live tests can run here; otherwise says why (and fails under CI=true).
+fn require_root() -> bool {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+        });
+    let mut missing = Vec::new();
+    if uid.as_deref() != Some("0") {
+        missing.push("root".to_string());
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        missing.push("/dev/net/tun".to_string());
+    }
+    for cmd in ["ip", "ping", "bash", "timeout", "python3"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {cmd}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            missing.push(format!("the `{cmd}` command"));
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let why = format!("live tests skipped: they need {}", missing.join(", "));
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{why} (CI=true: they must run)");
+    }
+    eprintln!("{why}");
+    false
+}
+
+fn lab_down(name: &str) {
+    let _ = Command::new("timeout")
+        .args(["-k", "2", "20", BIN, "lab", "down", "--name", name])
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn namespaces_with(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A lab brought up by `vpcgate lab up` in the foreground; taken down on drop.
+struct Lab {
+    name: String,
+    prefix: String,
+    child: Option<Child>,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    fn up(rules: &Path, name: &str) -> Lab {
+        Lab::up_with(rules, name, &[])
+    }
+
+    fn up_with(rules: &Path, name: &str, extra: &[&str]) -> Lab {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let prefix = format!("{name}-");
+        lab_down(name);
+        let mut child = Command::new(BIN)
+            .args(["lab", "up", "--rules"])
+            .arg(rules)
+            .args(["--name", name, "--prefix", &prefix])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                let _ = tx.send(line);
+            }
+        });
+        let mut lab = Lab {
+            name: name.to_string(),
+            prefix,
+            child: Some(child),
+            _turn: turn,
+        };
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.contains("is up") => lab,
+            other => {
+                let status = lab.child.as_mut().unwrap().try_wait();
+                panic!("lab {name} did not come up: {other:?}, process: {status:?}");
+            }
+        }
+    }
+
+    fn ns(&self, short: &str) -> String {
+        format!("{}{short}", self.prefix)
+    }
+
+    /// Runs `cmd` in namespace `short` with a time limit; true when it succeeded.
+    fn run(&self, short: &str, secs: u32, cmd: &[&str]) -> bool {
+        Command::new("timeout")
+            .args([
+                "-k",
+                "2",
+                &secs.to_string(),
+                "ip",
+                "netns",
+                "exec",
+                &self.ns(short),
+            ])
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    fn ping(&self, from: &str, to: &str) -> bool {
+        self.run(from, 10, &["ping", "-c", "1", "-W", "3", to])
+    }
+
+    /// A TCP connection from `from` to `to:port` completes within 4 seconds.
+    fn connects(&self, from: &str, to: &str, port: u16) -> bool {
+        self.run(
+            from,
+            4,
+            &["bash", "-c", &format!("echo > /dev/tcp/{to}/{port}")],
+        )
+    }
+
+    /// A TCP server in namespace `short` that accepts connections on `port` for at most
+    /// 60 seconds.
+    fn serve_tcp(&self, short: &str, port: u16) -> Server {
+        let script = format!(
+            "import socket,sys\n\
+             s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('0.0.0.0',{port})); s.listen(16); print('listening', flush=True)\n\
+             while True:\n    c,_=s.accept(); c.close()\n"
+        );
+        let mut child = Command::new("timeout")
+            .args(["-k", "2", "60", "ip", "netns", "exec", &self.ns(short)])
+            .args(["python3", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let got = rx.recv_timeout(Duration::from_secs(20));
+        assert!(
+            got.as_deref().is_ok_and(|l| l.starts_with("listening")),
+            "the server in {short} did not start: {got:?}"
+        );
+        Server(child)
+    }
+
+    fn namespaces_empty(&self) -> bool {
+        namespaces_with(&self.prefix).is_empty()
+    }
+
+    /// SIGKILL of the `lab up` process.
+    fn kill_hard(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM of the `lab up` process: it takes its lab down and exits 0.
+    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let c = self.child.as_mut()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        for _ in 0..200 {
+            if let Ok(Some(s)) = c.try_wait() {
+                self.child = None;
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.kill_hard();
+        lab_down(&self.name);
+    }
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn securecart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("rulesets/securecart.toml")
+}
+
+/// Two subnets (default NACL): `admin` may reach `web` (same subnet) and `other` (the
+/// other subnet) with anything, ping too; `web` opens nothing, `other` may not reach `web`.
+const PING_VPC: &str = r#"
+[vpc]
+id = "vpc-0000000000000aaaa"
+account_id = "123456789012"
+region = "us-east-1"
+cidrs = ["10.77.0.0/16"]
+
+[[subnets]]
+id = "subnet-0000000000000aaaa"
+cidr = "10.77.1.0/24"
+
+[[subnets]]
+id = "subnet-0000000000000bbbb"
+cidr = "10.77.2.0/24"
+
+[[security_groups]]
+id = "sg-000000000000000a1"
+name = "lab-web"
+ingress = [{ protocol = "-1", security_group = "sg-000000000000000a2" }]
+egress = []
+
+[[security_groups]]
+id = "sg-000000000000000a2"
+name = "lab-admin"
+ingress = []
+egress = [{ protocol = "-1", cidr = "0.0.0.0/0" }]
+
+[[security_groups]]
+id = "sg-000000000000000a3"
+name = "lab-other"
+ingress = [{ protocol = "-1", security_group = "sg-000000000000000a2" }]
+egress = [{ protocol = "-1", cidr = "0.0.0.0/0" }]
+
+[[network_interfaces]]
+id = "eni-000000000000000a1"
+subnet = "subnet-0000000000000aaaa"
+private_ips = ["10.77.1.10"]
+security_groups = ["sg-000000000000000a1"]
+
+[[network_interfaces]]
+id = "eni-000000000000000a2"
+subnet = "subnet-0000000000000aaaa"
+private_ips = ["10.77.1.20"]
+security_groups = ["sg-000000000000000a2"]
+
+[[network_interfaces]]
+id = "eni-000000000000000a3"
+subnet = "subnet-0000000000000bbbb"
+private_ips = ["10.77.2.10"]
+security_groups = ["sg-000000000000000a3"]
+"#;
+
+fn ping_vpc() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("ping.toml"), PING_VPC).unwrap();
+    d
+}
+
+#[test]
+fn ping_is_allowed_and_denied_as_the_security_groups_say() {
+    if !require_root() {
+        return;
+    }
+    let d = ping_vpc();
+    let lab = Lab::up(&d.path().join("ping.toml"), "vgt-ping");
+    // Same subnet: the router answers ARP for web with web's MAC.
+    assert!(lab.ping("admin", "web"), "admin -> web is allowed");
+    // Across subnets, through the subnet router at base + 1.
+    assert!(lab.ping("admin", "other"), "admin -> other is allowed");
+    // Denied: web's group has no egress rule; other is not in admin's group.
+    assert!(!lab.ping("web", "admin"), "web -> admin is denied (egress)");
+    assert!(
+        !lab.ping("other", "web"),
+        "other -> web is denied (ingress)"
+    );
+    // The internet is not reachable without a public address.
+    assert!(
+        !lab.ping("admin", "192.0.2.10"),
+        "no public IPv4, no internet"
+    );
+}
+
+#[test]
+fn securecart_tcp_allowed_and_denied_then_down_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let flows = out.path().join("flows.log");
+    let verdicts = out.path().join("verdicts.jsonl");
+    let mut lab = Lab::up_with(
+        &securecart(),
+        "vgt-sc",
+        &[
+            "--flow-log",
+            flows.to_str().unwrap(),
+            "--verdicts",
+            verdicts.to_str().unwrap(),
+        ],
+    );
+    let expected = [
+        "alb-1", "alb-2", "bastion", "app-1", "app-2", "app-3", "db-1", "db-2", "internet",
+    ];
+    let mut have = namespaces_with(&lab.prefix);
+    have.sort();
+    let mut want: Vec<String> = expected.iter().map(|n| lab.ns(n)).collect();
+    want.sort();
+    assert_eq!(have, want);
+    let hosts = std::fs::read_to_string(format!("/etc/netns/{}/hosts", lab.ns("app-1"))).unwrap();
+    assert!(hosts.contains("10.0.21.10\tdb-1"), "{hosts}");
+
+    let _db = lab.serve_tcp("db-1", 5432);
+    // The app tasks reach the database (app SG egress 5432, both NACLs, db SG ingress).
+    assert!(
+        lab.connects("app-1", "db-1", 5432),
+        "app-1 -> db-1:5432 is allowed"
+    );
+    // The bastion may only SSH to the app tasks: its group has no egress to 5432.
+    assert!(
+        !lab.connects("bastion", "10.0.21.10", 5432),
+        "bastion -> db-1:5432 is denied"
+    );
+    // No ICMP rule anywhere in SecureCart.
+    assert!(!lab.ping("app-1", "db-1"), "app-1 -> db-1 ping is denied");
+
+    // The internet reaches the ALB's public address; the gateway translates it.
+    let _alb = lab.serve_tcp("alb-1", 80);
+    assert!(
+        lab.connects("internet", "203.0.113.10", 80),
+        "internet -> alb-1 public:80 is allowed"
+    );
+    assert!(
+        !lab.connects("internet", "203.0.113.10", 8080),
+        "internet -> alb-1:8080 is denied"
+    );
+
+    let status = lab.stop().expect("lab up stops on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(namespaces_with(&lab.prefix), Vec::<String>::new());
+    assert!(!Path::new("/run/vpcgate-lab/vgt-sc.state").exists());
+    assert!(!Path::new(&format!("/etc/netns/{}", lab.ns("app-1"))).exists());
+    // Idempotent: down again is fine.
+    let st = Command::new("timeout")
+        .args(["20", BIN, "lab", "down", "--name", "vgt-sc"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    // The flow log, written as the run ended: the accepted connection at both ENIs,
+    // the bastion's attempt rejected at its own egress, the ALB's side shown with its
+    // private address.
+    let log = std::fs::read_to_string(&flows).unwrap();
+    let has = |eni: &str, src: &str, dst: &str, dport: &str, action: &str| {
+        log.lines().any(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            f.len() == 14
+                && f[2] == eni
+                && f[3] == src
+                && f[4] == dst
+                && f[6] == dport
+                && f[12] == action
+        })
+    };
+    assert!(
+        has(
+            "eni-0a1b2c3d4e5f60201",
+            "10.0.11.10",
+            "10.0.21.10",
+            "5432",
+            "ACCEPT"
+        ),
+        "{log}"
+    );
+    assert!(
+        has(
+            "eni-0a1b2c3d4e5f60301",
+            "10.0.11.10",
+            "10.0.21.10",
+            "5432",
+            "ACCEPT"
+        ),
+        "{log}"
+    );
+    assert!(
+        has(
+            "eni-0a1b2c3d4e5f60103",
+            "10.0.1.20",
+            "10.0.21.10",
+            "5432",
+            "REJECT"
+        ),
+        "{log}"
+    );
+    assert!(
+        has(
+            "eni-0a1b2c3d4e5f60101",
+            "192.0.2.10",
+            "10.0.1.10",
+            "80",
+            "ACCEPT"
+        ),
+        "{log}"
+    );
+    let v = std::fs::read_to_string(&verdicts).unwrap();
+    assert!(
+        v.lines()
+            .any(|l| l.contains("\"dst_port\":5432")
+                && l.contains("sg-egress eni-0a1b2c3d4e5f60103")),
+        "{v}"
+    );
+}
+
+#[test]
+fn sigkill_fails_closed_and_down_cleans_up_after_the_crash() {
+    if !require_root() {
+        return;
+    }
+    let d = ping_vpc();
+    let mut lab = Lab::up(&d.path().join("ping.toml"), "vgt-kill");
+    assert!(
+        lab.ping("admin", "web"),
+        "admin -> web is allowed while vpcgate runs"
+    );
+    lab.kill_hard();
+    // The TAPs went with the process: nothing passes.
+    assert!(
+        !lab.ping("admin", "web"),
+        "nothing passes once vpcgate is gone"
+    );
+    assert!(!lab.namespaces_empty());
+    let st = Command::new("timeout")
+        .args(["20", BIN, "lab", "down", "--name", "vgt-kill"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(
+        lab.namespaces_empty(),
+        "down removes what the crashed up made"
+    );
+    let st = Command::new("timeout")
+        .args(["20", BIN, "lab", "down", "--name", "vgt-kill"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "down twice is fine");
+}
+
+#[test]
+fn tap_creates_and_attaches_devices_and_stops_on_sigterm() {
+    if !require_root() {
+        return;
+    }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Everything happens inside a namespace of the test's own.
+    let ns = "vgt-tapcmd";
+    struct Ns(&'static str);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", self.0]).status();
+        }
+    }
+    let _ = Command::new("ip")
+        .args(["netns", "del", ns])
+        .stderr(Stdio::null())
+        .status();
+    assert!(Command::new("ip")
+        .args(["netns", "add", ns])
+        .status()
+        .unwrap()
+        .success());
+    let _guard = Ns(ns);
+    // A persistent TAP made beforehand, for web.
+    assert!(Command::new("ip")
+        .args(["-n", ns, "tuntap", "add", "mode", "tap", "name", "pweb"])
+        .status()
+        .unwrap()
+        .success());
+    let d = ping_vpc();
+    let mut child = Command::new("timeout")
+        .args([
+            "-k", "2", "60", "ip", "netns", "exec", ns, BIN, "tap", "--rules",
+        ])
+        .arg(d.path().join("ping.toml"))
+        .args(["--attach", "eni-000000000000000a1=pweb"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(20)) {
+        let done = l.contains(" igw on ");
+        lines.push(l);
+        if done {
+            break;
+        }
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("eni-000000000000000a1 on pweb")),
+        "{lines:?}"
+    );
+    let links = Command::new("ip")
+        .args(["-n", ns, "-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).to_string();
+    // Created devices carry the ENI's MAC (02: and a hash of the id).
+    let mac =
+        vpcgate::live::router::mac_text(vpcgate::live::router::eni_mac("eni-000000000000000a2"));
+    assert!(links.contains("vge1") && links.contains(&mac), "{links}");
+    assert!(links.contains("vgigw"), "{links}");
+    // SIGTERM: a summary, exit status 0; created TAPs go, the persistent one stays.
+    let pid = Command::new("ip")
+        .args(["netns", "pids", ns])
+        .output()
+        .unwrap();
+    let pids = String::from_utf8_lossy(&pid.stdout).to_string();
+    for p in pids.split_whitespace() {
+        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("vpcgate") {
+            let _ = Command::new("kill").args(["-TERM", p]).status();
+        }
+    }
+    let mut status = None;
+    for _ in 0..200 {
+        if let Ok(Some(s)) = child.try_wait() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = status.expect("vpcgate tap stops on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    while let Ok(l) = rx.recv_timeout(Duration::from_secs(5)) {
+        lines.push(l);
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("vpcgate live:")),
+        "{lines:?}"
+    );
+    let links = Command::new("ip")
+        .args(["-n", ns, "-o", "link"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).to_string();
+    assert!(!links.contains("vge1") && links.contains("pweb"), "{links}");
+}
