@@ -8,8 +8,8 @@ use std::sync::Arc;
 use vpcgate::capture::CaptureReader;
 use vpcgate::engine::Engine;
 use vpcgate::flowlog::Aggregator;
-use vpcgate::packet::{parse, Timestamp};
 use vpcgate::policy::Policy;
+use vpcgate::wire::packet::{parse, Timestamp};
 
 fn load_frames() -> Vec<(Timestamp, u32, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -1,5 +1,5 @@
 //! Per-stage costs on one core, and the whole pipeline in memory, on a synthetic mix
-//! (`vpcgate::synthgen`, 200,000 packets, 20,000 flows open at once, generated in
+//! (`vpcgate::synth::bulk`, 200,000 packets, 20,000 flows open at once, generated in
 //! memory for the SecureCart VPC) with two rulesets:
 //!
 //! - `securecart`: `rulesets/securecart.toml` as it is;
@@ -41,10 +41,10 @@ use vpcgate::conntrack::{ConnKey, ConnTable};
 use vpcgate::engine::{flow_shard, Engine, Verdict, FLOW_SHARDS};
 use vpcgate::flowlog::{Aggregator, LogFormat, Observation};
 use vpcgate::model::{ConntrackTimeouts, Direction, Vpc};
-use vpcgate::packet::{self, Packet, Timestamp};
 use vpcgate::pipeline::{self, ReplayConfig, RulesetAt};
 use vpcgate::policy::Policy;
-use vpcgate::synthgen::{self, SynthConfig};
+use vpcgate::synth::bulk::{self, SynthConfig};
+use vpcgate::wire::packet::{self, Packet, Timestamp};
 
 #[path = "support/floor_walk.rs"]
 mod floor_walk;
@@ -88,7 +88,7 @@ fn make_mix(vpc: Vpc) -> Mix {
         ..Default::default()
     };
     let mut pcap = Vec::new();
-    let summary = synthgen::generate(vpc, &cfg, &mut pcap).expect("synthgen");
+    let summary = bulk::generate(vpc, &cfg, &mut pcap).expect("synthgen");
     assert_eq!(summary.packets, PACKETS);
     let mut r = CaptureReader::from_reader("synth", Box::new(Cursor::new(pcap.clone())))
         .expect("the synthetic capture opens");

@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut reader = CaptureReader::open(&capture)?;
     let mut per_shard = vec![0u64; FLOW_SHARDS as usize];
     while let Some(p) = reader.next_packet()? {
-        if let Ok(pkt) = vpcgate::packet::parse(p.link_type, p.data) {
+        if let Ok(pkt) = vpcgate::wire::packet::parse(p.link_type, p.data) {
             per_shard[flow_shard(&pkt, &policy) as usize] += 1;
         }
     }

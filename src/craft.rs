@@ -77,8 +77,8 @@
 
 use crate::load::tree::{self, Ctx, Node, Obj, Syntax, Val};
 use crate::model::{RulesetError, RulesetErrors, Vpc};
-use crate::packet::tcp_flags;
 use crate::synth::{Frame, Timeline};
+use crate::wire::packet::tcp_flags;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -1061,7 +1061,7 @@ pub fn file_error(name: &str, message: impl Into<String>) -> RulesetErrors {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::Timestamp;
+    use crate::wire::packet::Timestamp;
 
     fn story(s: &str) -> Result<Crafted, String> {
         compile("s.toml", s, &Resolver::default()).map_err(|e| e.to_string())
@@ -1104,7 +1104,9 @@ exchanges = [[300, 1200]]
         assert_eq!(f[0].0, Timestamp::from_secs_nanos(1_700_000_002, 0));
         let p: Vec<_> = f
             .iter()
-            .map(|(_, b)| crate::packet::parse(crate::packet::linktype::ETHERNET, b).unwrap())
+            .map(|(_, b)| {
+                crate::wire::packet::parse(crate::wire::packet::linktype::ETHERNET, b).unwrap()
+            })
             .collect();
         assert_eq!(p[0].tcp_flags, tcp_flags::SYN);
         assert_eq!(p[1].tcp_flags, tcp_flags::SYN | tcp_flags::ACK);
@@ -1132,8 +1134,11 @@ interval = "500ms"
 "#;
         let (a, b) = (story(s).unwrap(), story(s).unwrap());
         assert_eq!(a.timeline.frames(), b.timeline.frames());
-        let p = crate::packet::parse(crate::packet::linktype::ETHERNET, &a.timeline.frames()[0].1)
-            .unwrap();
+        let p = crate::wire::packet::parse(
+            crate::wire::packet::linktype::ETHERNET,
+            &a.timeline.frames()[0].1,
+        )
+        .unwrap();
         assert!((1024..=1030).contains(&p.src_port), "{}", p.src_port);
         // 3 handshake + RST, then 2 pings with replies at +1s and +1.5s.
         assert_eq!(a.timeline.len(), 4 + 4);

@@ -31,7 +31,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use vpcgate::capture::CaptureReader;
-use vpcgate::packet::{parse, Fragment};
+use vpcgate::wire::packet::{parse, Fragment};
 use vpcgate_fuzz::harness::{link_type_selector, world, PORTS};
 
 fn main() {

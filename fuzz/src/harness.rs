@@ -31,14 +31,16 @@ use vpcgate::engine::{Engine, Verdict};
 use vpcgate::flowlog::{Aggregator, EniMeta, Field, FlowRecord, LogFormat, LogStatus, Observation};
 use vpcgate::load::{load_str, Loader};
 use vpcgate::model::{Action, Direction, Vpc};
-use vpcgate::packet::{link_type_name, linktype, parse, Fragment, Packet, ParseError, Timestamp};
 use vpcgate::policy::Policy;
+use vpcgate::wire::packet::{
+    link_type_name, linktype, parse, Fragment, Packet, ParseError, Timestamp,
+};
 
 // ---------------------------------------------------------------------------------------
 // Link types and packets
 // ---------------------------------------------------------------------------------------
 
-/// The link types [`vpcgate::packet::parse`] reads.
+/// The link types [`vpcgate::wire::packet::parse`] reads.
 pub const SUPPORTED_LINK_TYPES: [u32; 10] = [
     linktype::ETHERNET,
     linktype::RAW,

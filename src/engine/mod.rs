@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use vpcgate::{engine::*, model::*, packet::*, policy::Policy};
+//! use vpcgate::{engine::*, model::*, wire::packet::*, policy::Policy};
 //! let mut vpc = Vpc::new("vpc-1");
 //! vpc.cidrs.push("10.0.0.0/16".parse().unwrap());
 //! vpc.subnets.push(Subnet::new("subnet-a", "10.0.1.0/24".parse().unwrap()));
@@ -46,8 +46,8 @@ pub use worker::{Tally, Worker, WorkerConfig, WorkerTotals};
 use crate::conntrack::{ConnKey, ConnRef, ConnTable};
 use crate::flowlog::Observation;
 use crate::model::{Action, Direction};
-use crate::packet::{Fragment, Packet, Timestamp};
 use crate::policy::{ExemptService, NaclRuleRef, Policy, SgRuleRef};
+use crate::wire::packet::{Fragment, Packet, Timestamp};
 use hashbrown::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -977,8 +977,8 @@ fn untracked(p: &Policy, eni: u32, dir: Direction, pkt: &Packet) -> bool {
         };
         // TCP says which side opened: a SYN without ACK is the initiating packet, a
         // SYN-ACK a reply. Other packets may be either.
-        let syn = pkt.protocol == 6 && pkt.tcp_flags & crate::packet::tcp_flags::SYN != 0;
-        let ack = pkt.tcp_flags & crate::packet::tcp_flags::ACK != 0;
+        let syn = pkt.protocol == 6 && pkt.tcp_flags & crate::wire::packet::tcp_flags::SYN != 0;
+        let ack = pkt.tcp_flags & crate::wire::packet::tcp_flags::ACK != 0;
         let (may_open, may_reply) = match (syn, ack) {
             (true, false) => (true, false),
             (true, true) => (false, true),

@@ -9,7 +9,7 @@
 //! use std::sync::Arc;
 //! use vpcgate::engine::{Worker, WorkerConfig, flow_shard, Verdict};
 //! use vpcgate::flowlog::{Collator, Run};
-//! use vpcgate::packet::{Packet, Timestamp, Fragment};
+//! use vpcgate::wire::packet::{Packet, Timestamp, Fragment};
 //! use vpcgate::policy::Policy;
 //! let vpc = vpcgate::load::load_str("x.toml", r#"
 //!     [vpc]
@@ -50,8 +50,8 @@
 
 use super::{Decision, Engine, EngineStats, Reason, Verdict, FLOW_SHARDS};
 use crate::flowlog::{Aggregator, Run};
-use crate::packet::{Packet, Timestamp};
 use crate::policy::Policy;
+use crate::wire::packet::{Packet, Timestamp};
 use hashbrown::HashMap;
 use std::sync::Arc;
 

@@ -12,7 +12,7 @@ use hashbrown::{HashMap, HashTable};
 
 use super::record::{aws_tcp_flags, FlowRecord, LogStatus, Observation};
 use crate::model::{Action, Direction};
-use crate::packet::Timestamp;
+use crate::wire::packet::Timestamp;
 
 type WideMap = HashMap<Key, Accum, foldhash::fast::RandomState>;
 
@@ -265,7 +265,7 @@ const SPARE_INDEX_CAPACITY: usize = 1 << 20;
 /// use std::net::IpAddr;
 /// use vpcgate::flowlog::{Aggregator, Observation};
 /// use vpcgate::model::{Action, Direction};
-/// use vpcgate::packet::Timestamp;
+/// use vpcgate::wire::packet::Timestamp;
 ///
 /// let a: IpAddr = "10.0.0.5".parse().unwrap();
 /// let b: IpAddr = "203.0.113.9".parse().unwrap();
@@ -803,7 +803,7 @@ fn record(window_start: u64, k: Key, a: Accum) -> FlowRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::tcp_flags::{ACK, FIN, PSH, SYN};
+    use crate::wire::packet::tcp_flags::{ACK, FIN, PSH, SYN};
 
     #[test]
     fn compact_keys_round_trip_and_wide_keys_do_not_fit() {

@@ -1,8 +1,8 @@
-//! VPC Flow Logs: aggregation windows, records, the custom format, text and gzip writers.
+//! VPC Flow Logs: aggregation windows, records, the custom format, and collation.
 //!
 //! The engine reports one [`Observation`] per packet and ENI; an [`Aggregator`] (one per
 //! worker) folds them into [`FlowRecord`]s per aggregation window; a [`LogFormat`] renders
-//! a record as a line of text; a [`FlowLogWriter`] writes the lines to a file.
+//! a record as a line of text; [`crate::output::FlowLogWriter`] writes the lines to a file.
 //!
 //! A [`Collator`] merges the runs of records that workers close into the order of
 //! [`FlowRecord::sort_key`], with NODATA and merged SKIPDATA records, as a pure
@@ -28,7 +28,7 @@
 //! use std::net::IpAddr;
 //! use vpcgate::flowlog::{Aggregator, EniMeta, LogFormat, Observation};
 //! use vpcgate::model::{Action, Direction};
-//! use vpcgate::packet::Timestamp;
+//! use vpcgate::wire::packet::Timestamp;
 //!
 //! let (client, eni_ip): (IpAddr, IpAddr) = ("172.31.16.139".parse().unwrap(), "172.31.16.21".parse().unwrap());
 //! let ssh = Observation {
@@ -57,10 +57,8 @@ mod aggregate;
 mod collate;
 mod format;
 mod record;
-mod writer;
 
 pub use aggregate::{Aggregator, ClosedWindow};
 pub use collate::{Collator, Run, MAX_NODATA_GAP_WINDOWS};
 pub use format::{EniMeta, Field, FormatError, LogFormat, FIELDS_URL};
 pub use record::{aws_tcp_flags, FlowRecord, LogStatus, Observation};
-pub use writer::FlowLogWriter;

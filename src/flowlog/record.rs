@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 use crate::model::{Action, Direction};
-use crate::packet::tcp_flags;
+use crate::wire::packet::tcp_flags;
 
 /// What the engine reports for one packet at one ENI (one direction).
 ///
@@ -200,7 +200,7 @@ impl Ord for FlowRecord {
 ///
 /// ```
 /// use vpcgate::flowlog::aws_tcp_flags;
-/// use vpcgate::packet::tcp_flags::{ACK, FIN, PSH, SYN};
+/// use vpcgate::wire::packet::tcp_flags::{ACK, FIN, PSH, SYN};
 /// assert_eq!(aws_tcp_flags(SYN | ACK), 18);
 /// assert_eq!(aws_tcp_flags(PSH | ACK), 0);
 /// assert_eq!(aws_tcp_flags(FIN | ACK), 1);
@@ -219,7 +219,7 @@ pub fn aws_tcp_flags(raw: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+    use crate::wire::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 
     #[test]
     fn tcp_flags_follow_aws_bits() {

@@ -14,8 +14,6 @@
 pub mod arp;
 pub mod router;
 #[cfg(target_os = "linux")]
-pub mod sys;
-#[cfg(target_os = "linux")]
 pub mod tap;
 
 pub use router::{Port, Router, RouterStats};

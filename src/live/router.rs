@@ -42,9 +42,9 @@ use super::arp;
 use crate::engine::{Engine, Verdict};
 use crate::flowlog::{Aggregator, EniMeta, FlowRecord};
 use crate::model::Vpc;
-use crate::packet::{self, linktype, Packet, Timestamp};
 use crate::policy::Policy;
 use crate::wire::checksum;
+use crate::wire::packet::{self, linktype, Packet, Timestamp};
 
 /// Where a frame came from or goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

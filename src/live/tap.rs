@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::router::{Port, Router};
-use crate::flowlog::FlowLogWriter;
-use crate::packet::Timestamp;
+use crate::output::FlowLogWriter;
+use crate::wire::packet::Timestamp;
 
 /// One TAP device and the port it stands for.
 pub struct Device {
@@ -29,7 +29,7 @@ pub struct Device {
 impl Device {
     /// Creates (or attaches to the persistent) TAP `name` for `port`.
     pub fn open(port: Port, name: &str) -> io::Result<Device> {
-        let (file, name) = super::sys::open_tap(name)?;
+        let (file, name) = crate::sys::tun::open_tap(name)?;
         Ok(Device {
             port,
             name,

@@ -10,8 +10,8 @@ mod text;
 pub use json::summary_json;
 pub use text::summary_text;
 
-use crate::packet::Timestamp;
 use crate::pipeline::{Coverage, NaclRuleHits, ReplayConfig, SgRuleHits, Summary};
+use crate::wire::packet::Timestamp;
 
 /// How many entries of each list the text summary shows; the JSON summary has all.
 pub const TOP: usize = 10;

@@ -3,7 +3,7 @@
 //!
 //! The one frame builder of the crate: the demo capture, the test fixtures and the
 //! teaching captures are built with it (the benchmark generator in
-//! [`crate::synthgen`] writes its headers in place for speed, with the same
+//! [`crate::synth::bulk`] writes its headers in place for speed, with the same
 //! [`checksum`](super::checksum) functions).
 //!
 //! ```
@@ -12,7 +12,7 @@
 //! let syn = L4::Tcp { sport: 50000, dport: 443, seq: 1, ack: 0, flags: 2, window: 64240 };
 //! let bytes = frame(&Default::default(), &ip, &syn, &[]);
 //! assert_eq!(bytes.len(), 14 + 20 + 20);
-//! let p = vpcgate::packet::parse(vpcgate::packet::linktype::ETHERNET, &bytes).unwrap();
+//! let p = vpcgate::wire::packet::parse(vpcgate::wire::packet::linktype::ETHERNET, &bytes).unwrap();
 //! assert_eq!((p.dst_port, p.tcp_flags), (443, 2));
 //! ```
 
@@ -161,7 +161,7 @@ pub fn frame(eth: &Eth, ip: &Ip, l4: &L4, payload: &[u8]) -> Vec<u8> {
             out.extend_from_slice(&sport.to_be_bytes());
             out.extend_from_slice(&dport.to_be_bytes());
             out.extend_from_slice(&seq.to_be_bytes());
-            let ack = if flags & crate::packet::tcp_flags::ACK != 0 {
+            let ack = if flags & crate::wire::packet::tcp_flags::ACK != 0 {
                 ack
             } else {
                 0
@@ -241,7 +241,7 @@ fn write_ip(out: &mut Vec<u8>, ip: &Ip, protocol: u8, l4_len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{linktype, parse};
+    use crate::wire::packet::{linktype, parse};
 
     fn ips(v6: bool) -> Ip {
         if v6 {

@@ -267,13 +267,13 @@ fn ipv6_extension_chains_are_bounded() {
         f.extend_from_slice(&[0, 53, 0, 53, 0, 8, 0, 0]);
         f
     };
-    let raw = vpcgate::packet::linktype::RAW;
-    let limit = vpcgate::packet::MAX_IPV6_EXTENSIONS;
-    assert!(vpcgate::packet::parse(raw, &chain(limit)).is_ok());
-    let e = vpcgate::packet::parse(raw, &chain(limit + 1)).unwrap_err();
+    let raw = vpcgate::wire::packet::linktype::RAW;
+    let limit = vpcgate::wire::packet::MAX_IPV6_EXTENSIONS;
+    assert!(vpcgate::wire::packet::parse(raw, &chain(limit)).is_ok());
+    let e = vpcgate::wire::packet::parse(raw, &chain(limit + 1)).unwrap_err();
     assert_eq!(e.reason(), "bad-ipv6-extension");
     // A chain as long as a jumbo frame allows is refused just as fast.
-    assert!(vpcgate::packet::parse(raw, &chain(8000)).is_err());
+    assert!(vpcgate::wire::packet::parse(raw, &chain(8000)).is_err());
 }
 
 /// Writes `n` first fragments of TCP SYNs to the SecureCart ALB's public address on

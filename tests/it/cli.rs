@@ -358,8 +358,8 @@ fn reads_standard_input() {
 /// and counted.
 #[test]
 fn a_bogus_timestamp_gap_is_skipped_not_walked() {
-    use vpcgate::packet::Timestamp;
     use vpcgate::synth::Frame;
+    use vpcgate::wire::packet::Timestamp;
     let dir = tempfile::tempdir().unwrap();
     let cap = dir.path().join("gap.pcap");
     let mut w = vpcgate::capture::PcapWriter::create(&cap).unwrap();

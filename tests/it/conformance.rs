@@ -33,9 +33,9 @@ use std::sync::Arc;
 use vpcgate::engine::{reason_text, Decision, Engine, EngineStats};
 use vpcgate::flowlog::{Aggregator, EniMeta, FlowRecord, LogFormat};
 use vpcgate::model::Vpc;
-use vpcgate::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
-use vpcgate::packet::{Fragment, Packet, Timestamp};
 use vpcgate::policy::Policy;
+use vpcgate::wire::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use vpcgate::wire::packet::{Fragment, Packet, Timestamp};
 
 // =====================================================================================
 // The helper layer: a lab (engine + aggregator + synthetic time), packet builders,

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 use vpcgate::capture::CaptureReader;
-use vpcgate::packet::{link_type_name, parse, Fragment, Packet, ParseError};
+use vpcgate::wire::packet::{link_type_name, parse, Fragment, Packet, ParseError};
 
 const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -9,8 +9,8 @@ use assert_cmd::Command;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use vpcgate::capture::PcapWriter;
-use vpcgate::packet::{tcp_flags, Timestamp};
 use vpcgate::synth::{Close, Frame, SplitMix64, Timeline};
+use vpcgate::wire::packet::{tcp_flags, Timestamp};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use vpcgate::engine::{reason_text, Decision, Engine, Verdict};
 use vpcgate::flowlog::{Aggregator, EniMeta, FlowRecord, LogFormat};
 use vpcgate::model::Vpc;
-use vpcgate::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
-use vpcgate::packet::{Fragment, Packet, Timestamp};
 use vpcgate::pipeline::eni_table;
 use vpcgate::policy::Policy;
+use vpcgate::wire::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use vpcgate::wire::packet::{Fragment, Packet, Timestamp};
 
 // ---------------------------------------------------------------------------------
 // The lab: one engine, one aggregator, synthetic time.
@@ -2049,7 +2049,8 @@ fn records_count_ip_bytes() {
     }
     .build();
     assert_eq!(frame.len(), 98);
-    let p = vpcgate::packet::parse(vpcgate::packet::linktype::ETHERNET, &frame).unwrap();
+    let p =
+        vpcgate::wire::packet::parse(vpcgate::wire::packet::linktype::ETHERNET, &frame).unwrap();
     let mut lab = tracked_lab("");
     lab.send(1, p);
     assert_eq!(lab.records("${bytes}"), ["84"]);

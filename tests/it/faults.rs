@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vpcgate::capture::{CaptureReader, PcapWriter};
-use vpcgate::packet::Timestamp;
+use vpcgate::wire::packet::Timestamp;
 
 const RULES: &str = "rulesets/securecart.toml";
 const DEMO: &str = "pcaps/securecart.pcap";

@@ -19,12 +19,12 @@ use std::io::Read;
 use std::net::IpAddr;
 
 use vpcgate::flowlog::{
-    Aggregator, EniMeta, Field, FlowLogWriter, FlowRecord, FormatError, LogFormat, LogStatus,
-    Observation,
+    Aggregator, EniMeta, Field, FlowRecord, FormatError, LogFormat, LogStatus, Observation,
 };
 use vpcgate::model::{Action, Direction};
-use vpcgate::packet::tcp_flags::{ACK, FIN, PSH, SYN};
-use vpcgate::packet::Timestamp;
+use vpcgate::output::FlowLogWriter;
+use vpcgate::wire::packet::tcp_flags::{ACK, FIN, PSH, SYN};
+use vpcgate::wire::packet::Timestamp;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()

@@ -12,7 +12,7 @@
 //!    drawn near the rules' CIDRs and among the ENIs' addresses, every subnet's NACL
 //!    (both directions) and every ENI's security groups (both directions) are asked, and
 //!    the answer must equal the reference written in this file straight from
-//!    EMULATION.md §3, §5 and the README's manual, without looking at `src/policy.rs`:
+//!    EMULATION.md §3, §5 and the README's manual, without looking at `src/policy/`:
 //!    - a **linear reading of a NACL** takes the subnet's NACL as written (its explicit
 //!      association, else the NACL marked default, else the one AWS creates: rule 100
 //!      allows all IPv4, 101 all IPv6 when the VPC has an IPv6 CIDR), sorts its entries
@@ -80,10 +80,10 @@ use vpcgate::model::{
     Direction, NetworkAcl, NetworkAclEntry, NetworkInterface, Origin, PortSpec, PrefixList,
     Protocol, RuleAction, SecurityGroup, SecurityGroupRule, SgPeer, Subnet, Vpc,
 };
-use vpcgate::packet::{linktype, Fragment, Packet, Timestamp};
 use vpcgate::pipeline::{ReplayConfig, RulesetAt, Summary};
 use vpcgate::policy::Policy;
 use vpcgate::synth::{Close, Frame, Timeline};
+use vpcgate::wire::packet::{linktype, Fragment, Packet, Timestamp};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 

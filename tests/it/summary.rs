@@ -6,8 +6,8 @@ use crate::determinism::root;
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};
 use vpcgate::capture::PcapWriter;
-use vpcgate::packet::Timestamp;
 use vpcgate::synth::Frame;
+use vpcgate::wire::packet::Timestamp;
 
 fn vpcgate() -> Command {
     Command::cargo_bin("vpcgate").unwrap()

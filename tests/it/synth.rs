@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::Path;
 use vpcgate::capture::CaptureReader;
-use vpcgate::packet::{parse, Packet, Timestamp};
+use vpcgate::wire::packet::{parse, Packet, Timestamp};
 
 const PACKETS: usize = 20_000;
 const FLOWS: usize = 1_000;

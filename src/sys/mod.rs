@@ -1,6 +1,7 @@
 //! What vpcgate needs from the operating system beyond `std`: a read that a signal
-//! can stop, and the identity (device and inode) of a file. Only the pipeline and the
-//! binary use it; it holds no `unsafe` (rustix's `poll` is a safe API).
+//! can stop, the identity (device and inode) of a file, and ([`tun`]) the one ioctl that
+//! makes a TAP device. It is the only module with `unsafe` code, in [`tun`], each block
+//! with a `// SAFETY:` line; the rest uses rustix's safe API.
 //!
 //! Why [`Interruptible`]: signal handlers are installed with `SA_RESTART`, so a
 //! `read(2)` on an idle pipe or terminal is restarted after Ctrl-C and the replay
@@ -19,6 +20,9 @@
 //! assert_eq!(r.read(&mut [0u8; 16])?, 0);
 //! # Ok::<(), std::io::Error>(())
 //! ```
+
+#[cfg(target_os = "linux")]
+pub mod tun;
 
 use std::fs::Metadata;
 use std::io::{self, Read};

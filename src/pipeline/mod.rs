@@ -30,11 +30,12 @@ use crate::engine::{
     flow_shard, reason_text, EngineStats, Reason, Verdict, Worker, WorkerConfig, WorkerTotals,
     FRAGMENT_MEMORY_MAX, FRAGMENT_MEMORY_SECS,
 };
-use crate::flowlog::{Collator, EniMeta, FlowLogWriter, FlowRecord, LogFormat, Run};
+use crate::flowlog::{Collator, EniMeta, FlowRecord, LogFormat, Run};
 use crate::model::Vpc;
-use crate::packet::{self, Fragment, Packet, ParseError, Timestamp};
+use crate::output::sink::{self, RecordWriter};
+use crate::output::FlowLogWriter;
 use crate::policy::Policy;
-use crate::sink::{self, RecordWriter};
+use crate::wire::packet::{self, Fragment, Packet, ParseError, Timestamp};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use hashbrown::HashMap;
 use std::collections::BTreeMap;

@@ -84,7 +84,7 @@
 //! one or two runs through the engine (for its first packet and its first reply).
 //!
 //! ```
-//! use vpcgate::synthgen::{builtin_vpc, generate, SynthConfig};
+//! use vpcgate::synth::bulk::{builtin_vpc, generate, SynthConfig};
 //! let cfg = SynthConfig { packets: 1_000, flows: 50, ..SynthConfig::default() };
 //! let mut pcap = Vec::new();
 //! let summary = generate(builtin_vpc(), &cfg, &mut pcap).unwrap();
@@ -101,10 +101,10 @@ use crate::engine::{Engine, Verdict};
 use crate::model::{
     PortSpec, Protocol, SgPeer, Vpc, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
 };
-use crate::packet::{tcp_flags, Fragment, Packet, Timestamp};
 use crate::policy::Policy;
 use crate::synth::SplitMix64;
 use crate::wire::checksum::{finish, sum};
+use crate::wire::packet::{tcp_flags, Fragment, Packet, Timestamp};
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::fmt;
@@ -114,7 +114,7 @@ use std::sync::Arc;
 
 /// The ruleset whose addresses are used when none is given.
 pub const BUILTIN_RULESET: &str = "rulesets/securecart.toml";
-const BUILTIN_TEXT: &str = include_str!("../rulesets/securecart.toml");
+const BUILTIN_TEXT: &str = include_str!("../../rulesets/securecart.toml");
 
 /// The most flows that may be open at once.
 pub const MAX_FLOWS: usize = 10_000_000;
@@ -1998,7 +1998,7 @@ impl Planner {
 mod tests {
     use super::*;
     use crate::capture::CaptureReader;
-    use crate::packet::{linktype, parse};
+    use crate::wire::packet::{linktype, parse};
 
     fn small(seed: u64) -> (Vec<u8>, SynthSummary) {
         let cfg = SynthConfig {

@@ -17,7 +17,7 @@
 //! packet, as for a VPC), verify checksums, or read TCP options.
 //!
 //! ```
-//! use vpcgate::packet::{linktype, parse, Fragment};
+//! use vpcgate::wire::packet::{linktype, parse, Fragment};
 //! // A raw IPv4 UDP packet 10.0.0.1:5353 -> 10.0.0.2:53 (IP header + UDP header only).
 //! let frame = [
 //!     0x45, 0, 0, 28, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,

@@ -19,7 +19,7 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::model::{PortSpec, Protocol};
-use crate::packet::Packet;
+use crate::wire::packet::Packet;
 
 /// One rule as the classifier sees it.
 #[derive(Clone, Debug)]
@@ -275,7 +275,7 @@ impl<A: Copy + Ord + Default + Step> Classifier<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::Fragment;
+    use crate::wire::packet::Fragment;
     use std::net::{IpAddr, Ipv4Addr};
 
     fn pkt(proto: u8, dport: u16) -> Packet {

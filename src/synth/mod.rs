@@ -17,9 +17,11 @@
 //! ```
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod bulk;
+
 use crate::capture::PcapWriter;
-use crate::packet::{linktype, tcp_flags, Timestamp};
 use crate::wire::emit::{self, Eth, Ip, L4};
+use crate::wire::packet::{linktype, tcp_flags, Timestamp};
 use std::net::IpAddr;
 
 /// One frame to build.

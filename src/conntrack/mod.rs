@@ -24,7 +24,7 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::model::{ConntrackTimeouts, Direction};
-use crate::packet::tcp_flags;
+use crate::wire::packet::tcp_flags;
 use hashbrown::{HashMap, HashTable};
 use std::hash::BuildHasher;
 use std::net::IpAddr;

@@ -1,12 +1,12 @@
 //! What a run checks and resolves before it writes anything, for the binary: the
 //! times `--rules-at` accepts, that every capture can be read, and that no output is
 //! an input or another output. It reads file metadata and capture headers; it creates
-//! nothing (creating outputs is [`crate::sink::preflight`]).
+//! nothing (creating outputs is [`crate::output::sink::preflight`]).
 //!
 //! ```
-//! use vpcgate::packet::Timestamp;
+//! use vpcgate::wire::packet::Timestamp;
 //! use vpcgate::pipeline::When;
-//! use vpcgate::preflight::parse_when;
+//! use vpcgate::output::preflight::parse_when;
 //!
 //! let at = When::At(Timestamp::from_secs_nanos(1_732_435_500, 0));
 //! assert_eq!(parse_when("2024-11-24T08:05:00Z"), Ok(at));
@@ -14,8 +14,8 @@
 //! assert_eq!(parse_when("+1.5m"), Ok(When::AfterFirstPacket(90_000_000_000)));
 //! ```
 
-use crate::packet::Timestamp;
 use crate::pipeline::When;
+use crate::wire::packet::Timestamp;
 use std::path::{Path, PathBuf};
 
 /// Unix seconds, fractions allowed (`1700000060.25`).

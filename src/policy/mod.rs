@@ -23,9 +23,11 @@
 //! ```
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use crate::classify::{Classifier, RuleFields, Step};
+pub mod classify;
+
 use crate::model::*;
-use crate::packet::Packet;
+use crate::policy::classify::{Classifier, RuleFields, Step};
+use crate::wire::packet::Packet;
 use hashbrown::{HashMap, HashSet};
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -968,7 +970,7 @@ fn nth6(base: Ipv6Addr, n: u128) -> Ipv6Addr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::Fragment;
+    use crate::wire::packet::Fragment;
 
     fn pkt(src: &str, dst: &str, proto: u8, dport: u16) -> Packet {
         Packet {
@@ -1064,8 +1066,8 @@ mod tests {
 #[cfg(test)]
 mod classifier_equivalence {
     use super::*;
-    use crate::packet::Fragment;
     use crate::synth::SplitMix64;
+    use crate::wire::packet::Fragment;
 
     fn linear_sg(f: &[CompiledSgRule], remote: IpAddr, pkt: &Packet) -> Option<SgRuleRef> {
         f.iter()

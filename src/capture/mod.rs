@@ -11,12 +11,12 @@
 //! was found ([`CaptureError`]); every packet before it has been returned first. A
 //! record whose length is absurd is refused as damage before anything is allocated for it.
 //!
-//! What it does not do: parse the packets (see [`crate::packet`]), write pcapng, or read
+//! What it does not do: parse the packets (see [`crate::wire::packet`]), write pcapng, or read
 //! compressed captures.
 //!
 //! ```
 //! use vpcgate::capture::{CaptureReader, PcapWriter};
-//! use vpcgate::packet::{linktype, Timestamp};
+//! use vpcgate::wire::packet::{linktype, Timestamp};
 //! use std::sync::{Arc, Mutex};
 //!
 //! // Write two packets to memory, then read them back.
@@ -47,7 +47,7 @@
 //! formats are a few fixed-layout headers, so owning these ~400 lines is simpler than
 //! adapting a pre-release API to all of that.
 
-use crate::packet::{linktype, Timestamp};
+use crate::wire::packet::{linktype, Timestamp};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -935,10 +935,10 @@ fn read_interface_options(mut options: &[u8], big_endian: bool, interface: &mut 
 /// skipped and counted.
 ///
 /// Each packet (record header and data) goes to a
-/// [`RecordWriter`](crate::sink::RecordWriter) whole, so the file never ends inside a
-/// record, even when the disk fills up (see [`crate::sink`]).
+/// [`RecordWriter`](crate::output::sink::RecordWriter) whole, so the file never ends inside a
+/// record, even when the disk fills up (see [`crate::output::sink`]).
 pub struct PcapWriter {
-    out: crate::sink::RecordWriter,
+    out: crate::output::sink::RecordWriter,
     link_type: Option<u32>,
     written: u64,
     skipped: u64,
@@ -947,17 +947,17 @@ pub struct PcapWriter {
 impl PcapWriter {
     /// Creates (or truncates) a pcap file; `-` is standard output.
     pub fn create(path: &Path) -> io::Result<PcapWriter> {
-        let out = crate::sink::RecordWriter::create(path)?;
+        let out = crate::output::sink::RecordWriter::create(path)?;
         Ok(PcapWriter::to_records(out))
     }
 
     /// Writes to any byte sink (memory, a pipe).
     pub fn to_writer(w: Box<dyn Write + Send>) -> PcapWriter {
-        PcapWriter::to_records(crate::sink::RecordWriter::from_writer(w))
+        PcapWriter::to_records(crate::output::sink::RecordWriter::from_writer(w))
     }
 
-    /// Writes to a [`RecordWriter`](crate::sink::RecordWriter).
-    pub fn to_records(out: crate::sink::RecordWriter) -> PcapWriter {
+    /// Writes to a [`RecordWriter`](crate::output::sink::RecordWriter).
+    pub fn to_records(out: crate::output::sink::RecordWriter) -> PcapWriter {
         PcapWriter {
             out,
             link_type: None,

@@ -3,10 +3,10 @@
 //!
 //! Every record goes to a [`RecordWriter`] as one whole line, so the file never ends
 //! inside a record: not when a run stops early, and not when the disk fills up (the file
-//! is cut back to its last whole line, see [`crate::sink`]). The writer does not order
+//! is cut back to its last whole line, see [`crate::output::sink`]). The writer does not order
 //! records: give them in output order (`FlowRecord`'s `Ord`).
 //!
-//! **Gzip** is written as a series of gzip members, one per [`GZIP_MEMBER_TEXT`] bytes
+//! **Gzip** is written as a series of gzip members, one per `GZIP_MEMBER_TEXT` bytes
 //! of text (and one more at each [`flush`](FlowLogWriter::flush) and at the end). The
 //! concatenation of gzip members is itself a valid gzip file (RFC 1952 §2.2) that
 //! `gzip -d`, `zcat`, Python's `gzip` and `flate2::read::MultiGzDecoder` read whole, and
@@ -21,9 +21,8 @@ use std::path::Path;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use super::format::{EniMeta, LogFormat};
-use super::record::FlowRecord;
-use crate::sink::RecordWriter;
+use super::sink::RecordWriter;
+use crate::flowlog::{EniMeta, FlowRecord, LogFormat};
 
 /// Plain text is handed to the file once this many bytes have accumulated.
 const CHUNK: usize = 64 * 1024;
@@ -85,7 +84,8 @@ impl Sink {
 /// Writes flow-log records as text in one [`LogFormat`].
 ///
 /// ```
-/// use vpcgate::flowlog::{EniMeta, FlowLogWriter, FlowRecord, LogFormat};
+/// use vpcgate::flowlog::{EniMeta, FlowRecord, LogFormat};
+/// use vpcgate::output::FlowLogWriter;
 ///
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("flow.log");

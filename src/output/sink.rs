@@ -25,7 +25,7 @@
 //! so that a bad path fails before anything else is created.
 //!
 //! ```
-//! use vpcgate::sink::RecordWriter;
+//! use vpcgate::output::sink::RecordWriter;
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("verdicts.jsonl");
