@@ -393,7 +393,7 @@ fn check_big(vpc: &Vpc) {
 /// One rule check as the engine would make it: ENI (model index), its subnet,
 /// direction, remote address, packet.
 struct Check {
-    eni: u32,
+    eni: vpcgate::model::EniIdx,
     subnet: u32,
     dir: Direction,
     remote: IpAddr,
@@ -412,7 +412,7 @@ fn checks(policy: &Policy, packets: &[(Packet, Timestamp)]) -> Vec<Check> {
         if let Some(o) = si.owner {
             v.push(Check {
                 eni: o.eni,
-                subnet: policy.eni_subnet[o.eni as usize],
+                subnet: policy.eni_subnet[o.eni.get()],
                 dir: Direction::Egress,
                 remote: p.dst,
                 pkt: i,
@@ -421,7 +421,7 @@ fn checks(policy: &Policy, packets: &[(Packet, Timestamp)]) -> Vec<Check> {
         if let Some(o) = di.owner {
             v.push(Check {
                 eni: o.eni,
-                subnet: policy.eni_subnet[o.eni as usize],
+                subnet: policy.eni_subnet[o.eni.get()],
                 dir: Direction::Ingress,
                 remote: p.src,
                 pkt: i,
@@ -434,7 +434,7 @@ fn checks(policy: &Policy, packets: &[(Packet, Timestamp)]) -> Vec<Check> {
 /// The connection-tracking key of a check, as the engine builds it (an ENI's public
 /// IPv4 keyed as its primary private address; ICMP by its id).
 fn conn_key(policy: &Policy, c: &Check, p: &Packet) -> ConnKey {
-    let e = &policy.vpc.network_interfaces[c.eni as usize];
+    let e = &policy.vpc.network_interfaces[c.eni.get()];
     let (mut local, lp, rp) = match c.dir {
         Direction::Egress => (p.src, p.src_port, p.dst_port),
         Direction::Ingress => (p.dst, p.dst_port, p.src_port),
@@ -444,7 +444,7 @@ fn conn_key(policy: &Policy, c: &Check, p: &Packet) -> ConnKey {
             local = IpAddr::V4(primary);
         }
     }
-    let number = policy.eni_number[c.eni as usize];
+    let number = policy.eni_number[c.eni.get()];
     match p.protocol {
         6 | 17 => ConnKey::new(number, p.protocol, local, lp, c.remote, rp),
         1 | 58 => ConnKey::new(number, p.protocol, local, p.icmp_id, c.remote, 0),
@@ -766,7 +766,7 @@ fn main() {
                 .iter()
                 .map(|c| {
                     let (p, ts) = &mix.packets[c.pkt];
-                    let t = policy.eni_timeouts[c.eni as usize];
+                    let t = policy.eni_timeouts[c.eni.get()];
                     (conn_key(policy, c, p), c.dir, p.tcp_flags, ts.0, t)
                 })
                 .collect();

@@ -420,7 +420,11 @@ pub fn log_format(data: &[u8]) {
                 log_status: LogStatus::SkipData,
                 ..ok_record()
             };
-            for rec in [FlowRecord::nodata(0, 0, 600), ok_record(), skipped] {
+            for rec in [
+                FlowRecord::nodata(vpcgate::model::EniNum(0), 0, 600),
+                ok_record(),
+                skipped,
+            ] {
                 for meta in &metas {
                     let mut out = Vec::new();
                     format.write_record(&rec, meta, &mut out);
@@ -444,7 +448,7 @@ fn ok_record() -> FlowRecord {
     let b: IpAddr = "2001:db8::1".parse().expect("an address");
     FlowRecord {
         window_start: 1_700_000_400,
-        eni: 1,
+        eni: vpcgate::model::EniNum(1),
         first_seq: 7,
         direction: Direction::Egress,
         action: Action::Reject,
@@ -837,7 +841,7 @@ fn feed(engine: &mut Engine, agg: &mut Aggs, p: &Packet, now: u64, seq: &mut u64
         Verdict::Reject => assert!(obs.iter().any(|o| o.action == Action::Reject), "{d:?}"),
     }
     for o in obs {
-        assert!(o.eni < enis, "{o:?}");
+        assert!(o.eni.0 < enis, "{o:?}");
         assert_eq!(o.srcaddr.is_ipv4(), o.dstaddr.is_ipv4(), "{o:?}");
         agg.plain.observe(o, ts, *seq);
     }
@@ -862,7 +866,7 @@ fn render(metas: &[EniMeta], format: &LogFormat, records: &mut Vec<FlowRecord>, 
         if r.log_status == LogStatus::Ok {
             assert!(r.packets > 0, "{r:?}");
         }
-        format.write_record(&r, &metas[r.eni as usize], &mut out);
+        format.write_record(&r, &metas[r.eni.get()], &mut out);
     }
 }
 

@@ -23,7 +23,7 @@
 //! ```
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use crate::model::{ConntrackTimeouts, Direction};
+use crate::model::{ConntrackTimeouts, Direction, EniNum};
 use crate::wire::packet::tcp_flags;
 use hashbrown::{HashMap, HashTable};
 use std::hash::BuildHasher;
@@ -35,7 +35,7 @@ const NS: u64 = 1_000_000_000;
 /// Ports are 0 for protocols without ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConnKey {
-    pub eni: u32,
+    pub eni: EniNum,
     pub protocol: u8,
     pub local_port: u16,
     pub remote_port: u16,
@@ -45,7 +45,7 @@ pub struct ConnKey {
 
 impl ConnKey {
     pub fn new(
-        eni: u32,
+        eni: EniNum,
         protocol: u8,
         local: IpAddr,
         local_port: u16,
@@ -406,7 +406,7 @@ impl ConnTable {
         now: u64,
         every_secs: u64,
         force: bool,
-        timeouts: &dyn Fn(u32) -> ConntrackTimeouts,
+        timeouts: &dyn Fn(EniNum) -> ConntrackTimeouts,
     ) {
         if !force && now.saturating_sub(self.last_sweep) < every_secs * NS {
             return;
@@ -432,7 +432,7 @@ impl ConnTable {
     /// Moves entries of ENIs whose stable number maps to a new allowance group after a
     /// ruleset change; entries of ENIs that no longer exist are dropped. Clears the
     /// entries' NACL caches, which belong to the old ruleset.
-    pub fn regroup(&mut self, group_of: &dyn Fn(u32) -> Option<u32>) {
+    pub fn regroup(&mut self, group_of: &dyn Fn(EniNum) -> Option<u32>) {
         self.map.retain(|(k, e)| match group_of(k.eni) {
             Some(g) => {
                 e.group = g;
@@ -462,7 +462,7 @@ mod tests {
 
     fn key(proto: u8) -> ConnKey {
         ConnKey::new(
-            1,
+            EniNum(1),
             proto,
             "10.0.0.5".parse().unwrap(),
             40000,

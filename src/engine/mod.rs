@@ -45,7 +45,7 @@ pub use worker::{Tally, Worker, WorkerConfig, WorkerTotals};
 
 use crate::conntrack::{ConnKey, ConnRef, ConnTable};
 use crate::flowlog::Observation;
-use crate::model::{Action, Direction};
+use crate::model::{Action, Direction, EniIdx};
 use crate::policy::{ExemptService, NaclRuleRef, Policy, SgRuleRef};
 use crate::wire::packet::{Fragment, Packet, Timestamp};
 use hashbrown::HashMap;
@@ -93,16 +93,16 @@ pub enum Reason {
         rule: NaclRuleRef,
         rule_number: u32,
     },
-    /// No rule of the ENI's groups allowed it (`eni` is the model index).
+    /// No rule of the ENI's groups allowed it.
     SgIngress {
-        eni: u32,
+        eni: EniIdx,
     },
     SgEgress {
-        eni: u32,
+        eni: EniIdx,
     },
     /// It would have created a tracked connection, but the allowance was used up.
     ConntrackFull {
-        eni: u32,
+        eni: EniIdx,
     },
     Exempt(ExemptService),
     /// Neither address belongs to an ENI of the VPC.
@@ -148,9 +148,9 @@ impl Decision {
 /// See [`Decision::reason_text`].
 pub fn reason_text(reason: Reason, policy: &Policy) -> String {
     let vpc = &policy.vpc;
-    let eni = |i: u32| {
+    let eni = |i: EniIdx| {
         vpc.network_interfaces
-            .get(i as usize)
+            .get(i.get())
             .map_or("?", |e| e.id.as_str())
     };
     let acl = |r: NaclRuleRef| {
@@ -385,8 +385,9 @@ pub struct Engine {
 /// borrows the policy instead of cloning its `Arc` (no atomic per packet).
 struct Core {
     generation: usize,
-    /// Model index of each stable ENI number (`u32::MAX`: not in this ruleset).
-    by_number: Vec<u32>,
+    /// This ruleset's index of each ENI number of the run (`None`: not in this
+    /// ruleset).
+    by_number: Vec<Option<EniIdx>>,
     ct: ConnTable,
     frags: HashMap<FragKey, FragMemory, foldhash::fast::RandomState>,
     last_sweep: u64,
@@ -502,15 +503,12 @@ impl Engine {
         let n = policy
             .eni_number
             .iter()
-            .filter(|&&n| n != u32::MAX)
-            .map(|&n| n as usize + 1)
+            .map(|n| n.get() + 1)
             .max()
             .unwrap_or(0);
-        let mut by_number = vec![u32::MAX; n];
-        for (i, &num) in policy.eni_number.iter().enumerate() {
-            if num != u32::MAX {
-                by_number[num as usize] = i as u32;
-            }
+        let mut by_number = vec![None; n];
+        for (i, num) in policy.eni_number.iter().enumerate() {
+            by_number[num.get()] = Some(EniIdx(i as u32));
         }
         let core = &mut self.core;
         core.generation = generation;
@@ -525,8 +523,8 @@ impl Engine {
             core.sg_counts[generation] = vec![0; policy.sg_slots()];
         }
         core.ct.regroup(&|num| {
-            let local = *by_number.get(num as usize)?;
-            (local != u32::MAX).then(|| policy.eni_limit_group[local as usize])
+            let local = (*by_number.get(num.get())?)?;
+            Some(policy.eni_limit_group[local.get()])
         });
         core.by_number = by_number;
         // Remembered fragment verdicts name rules of the old ruleset.
@@ -543,8 +541,8 @@ impl Core {
             now,
             every_secs,
             force,
-            &|num| match by_number.get(num as usize) {
-                Some(&l) if l != u32::MAX => policy.eni_timeouts[l as usize],
+            &|num| match by_number.get(num.get()) {
+                Some(&Some(l)) => policy.eni_timeouts[l.get()],
                 _ => policy.vpc.conntrack,
             },
         );
@@ -611,7 +609,7 @@ impl Core {
         let via_public = src.is_some_and(|o| o.is_public()) || dst.is_some_and(|o| o.is_public());
         let cross_subnet = match (src, dst) {
             (Some(a), Some(b)) => {
-                via_public || policy.eni_subnet[a.eni as usize] != policy.eni_subnet[b.eni as usize]
+                via_public || policy.eni_subnet[a.eni.get()] != policy.eni_subnet[b.eni.get()]
             }
             _ => true,
         };
@@ -663,7 +661,7 @@ impl Core {
                 let eni = b.eni;
                 let mut ok = true;
                 // The NACL comes first here; its cache is in the connection's entry.
-                let found = (pkt.ports_known() && !policy.eni_no_sg[eni as usize]).then(|| {
+                let found = (pkt.ports_known() && !policy.eni_no_sg[eni.get()]).then(|| {
                     let key = conn_key(policy, eni, Direction::Ingress, pkt);
                     (key, self.ct.find(&key))
                 });
@@ -728,14 +726,14 @@ impl Core {
 
 fn observation(
     policy: &Policy,
-    eni: u32,
+    eni: EniIdx,
     dir: Direction,
     ok: bool,
     pkt: &Packet,
     traffic_path: Option<u8>,
 ) -> Observation {
     {
-        let e = &policy.vpc.network_interfaces[eni as usize];
+        let e = &policy.vpc.network_interfaces[eni.get()];
         // The ENI's side shows its primary private IPv4 (flow logs §6.9); IPv6 stays.
         let own = |a: IpAddr| match a {
             IpAddr::V4(_) => e.primary_ipv4().map_or(a, IpAddr::V4),
@@ -756,7 +754,7 @@ fn observation(
             Direction::Ingress => (pkt.src, seen(pkt.dst)),
         };
         Observation {
-            eni: policy.eni_number[eni as usize],
+            eni: policy.eni_number[eni.get()],
             direction: dir,
             action: if ok { Action::Accept } else { Action::Reject },
             srcaddr,
@@ -776,14 +774,14 @@ fn observation(
 /// The connection-tracking key of `pkt` at `eni` in `dir`. The ENI's public IPv4 is
 /// keyed as its primary private address (what the internet gateway translates it
 /// to), so a capture taken on either side of the gateway tracks the same connection.
-fn conn_key(policy: &Policy, eni: u32, dir: Direction, pkt: &Packet) -> ConnKey {
+fn conn_key(policy: &Policy, eni: EniIdx, dir: Direction, pkt: &Packet) -> ConnKey {
     {
-        let number = policy.eni_number[eni as usize];
+        let number = policy.eni_number[eni.get()];
         let (mut local, remote, lp, rp) = match dir {
             Direction::Egress => (pkt.src, pkt.dst, pkt.src_port, pkt.dst_port),
             Direction::Ingress => (pkt.dst, pkt.src, pkt.dst_port, pkt.src_port),
         };
-        let e = &policy.vpc.network_interfaces[eni as usize];
+        let e = &policy.vpc.network_interfaces[eni.get()];
         if let IpAddr::V4(a) = local {
             local = IpAddr::V4(private_behind(e, a));
         }
@@ -836,7 +834,7 @@ impl Core {
     fn nacl_check(
         &mut self,
         policy: &Policy,
-        eni: u32,
+        eni: EniIdx,
         egress: bool,
         pkt: &Packet,
         conn: Option<ConnRef>,
@@ -854,7 +852,7 @@ impl Core {
                 return Ok(());
             }
         }
-        let d = policy.nacl_decide(policy.eni_subnet[eni as usize], egress, pkt);
+        let d = policy.nacl_decide(policy.eni_subnet[eni.get()], egress, pkt);
         let slot = policy.nacl_slot(d.rule);
         self.nacl_counts[self.generation][slot] += 1;
         if d.allow {
@@ -883,7 +881,7 @@ impl Core {
     fn sg_check(
         &mut self,
         policy: &Policy,
-        eni: u32,
+        eni: EniIdx,
         dir: Direction,
         pkt: &Packet,
         now: u64,
@@ -894,11 +892,11 @@ impl Core {
             Direction::Ingress => pkt.src,
             Direction::Egress => pkt.dst,
         };
-        if policy.eni_no_sg[eni as usize] {
+        if policy.eni_no_sg[eni.get()] {
             self.stats.no_security_group += 1;
             return (SgOutcome::NoGroup, None);
         }
-        let t = policy.eni_timeouts[eni as usize];
+        let t = policy.eni_timeouts[eni.get()];
         if !pkt.ports_known() {
             // A fragment without its first fragment: rules only, with unknown ports.
             return match policy.sg_match(eni, dir, remote, pkt) {
@@ -939,7 +937,7 @@ impl Core {
             self.stats.untracked += 1;
             return (SgOutcome::Untracked, None);
         }
-        let group = policy.eni_limit_group[eni as usize];
+        let group = policy.eni_limit_group[eni.get()];
         if let Some(limit) = policy.group_limit[group as usize] {
             if self.ct.group_len(group) >= limit {
                 // Free what has expired before refusing (at most once per second).
@@ -968,7 +966,7 @@ impl Core {
 }
 
 /// The untracked condition of EMULATION.md §4, with either side as the initiator.
-fn untracked(p: &Policy, eni: u32, dir: Direction, pkt: &Packet) -> bool {
+fn untracked(p: &Policy, eni: EniIdx, dir: Direction, pkt: &Packet) -> bool {
     {
         let v6 = pkt.src.is_ipv6();
         let other = match dir {

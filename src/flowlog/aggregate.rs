@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use hashbrown::{HashMap, HashTable};
 
 use super::record::{aws_tcp_flags, FlowRecord, LogStatus, Observation};
-use crate::model::{Action, Direction};
+use crate::model::{Action, Direction, EniNum};
 use crate::wire::packet::Timestamp;
 
 type WideMap = HashMap<Key, Accum, foldhash::fast::RandomState>;
@@ -19,7 +19,7 @@ type WideMap = HashMap<Key, Accum, foldhash::fast::RandomState>;
 /// The record key within one window (manual: "Flow-log records"), in full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
-    eni: u32,
+    eni: EniNum,
     direction: Direction,
     action: Action,
     protocol: u8,
@@ -38,7 +38,7 @@ struct Key {
 /// not fit (a packet address differing in IPv6) goes to a window's `wide` map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Compact {
-    eni: u32,
+    eni: EniNum,
     /// protocol | direction << 8 | action << 9 | src v6 << 10 | dst v6 << 11 |
     /// pkt-src differs << 12 | pkt-dst differs << 13
     tags: u32,
@@ -146,7 +146,7 @@ impl Hash for Compact {
     /// A few wide writes instead of the derived field-by-field ones (the per-packet path).
     #[inline]
     fn hash<H: Hasher>(&self, h: &mut H) {
-        h.write_u64(u64::from(self.eni) | u64::from(self.tags) << 32);
+        h.write_u64(u64::from(self.eni.0) | u64::from(self.tags) << 32);
         h.write_u64(u64::from(self.ports) | u64::from(self.pkt_src) << 32);
         h.write_u64(u64::from(self.src[0]) | u64::from(self.dst[0]) << 32);
         if self.tags & (3 << 10) != 0 {
@@ -270,7 +270,7 @@ const SPARE_INDEX_CAPACITY: usize = 1 << 20;
 /// let a: IpAddr = "10.0.0.5".parse().unwrap();
 /// let b: IpAddr = "203.0.113.9".parse().unwrap();
 /// let obs = Observation {
-///     eni: 0, direction: Direction::Egress, action: Action::Accept,
+///     eni: crate::model::EniNum(0), direction: Direction::Egress, action: Action::Accept,
 ///     srcaddr: a, dstaddr: b, pkt_srcaddr: a, pkt_dstaddr: b,
 ///     srcport: 40000, dstport: 443, protocol: 6, bytes: 60,
 ///     tcp_flags: 0x02, traffic_path: Some(8),
@@ -295,7 +295,7 @@ pub struct Aggregator {
     limit: Option<u32>,
     /// Open accumulators per flow shard.
     open: Vec<u32>,
-    skipped: HashMap<(u64, u32), Skipped, foldhash::fast::FixedState>,
+    skipped: HashMap<(u64, EniNum), Skipped, foldhash::fast::FixedState>,
     skipped_packets: u64,
 }
 
@@ -650,7 +650,7 @@ impl Aggregator {
                         .map(|s| record(window.start, s.key.key(), s.acc)),
                 );
                 extra.sort_unstable();
-                let mut enis: Vec<u32> = extra.iter().map(|r| r.eni).collect();
+                let mut enis: Vec<EniNum> = extra.iter().map(|r| r.eni).collect();
                 enis.dedup();
                 ClosedWindow {
                     enis,
@@ -684,7 +684,7 @@ pub struct ClosedWindow {
     slots: u32,
     extra: Vec<FlowRecord>,
     /// The ENIs with at least one record, ascending.
-    enis: Vec<u32>,
+    enis: Vec<EniNum>,
 }
 
 impl ClosedWindow {
@@ -696,22 +696,23 @@ impl ClosedWindow {
         let enis = chunks
             .iter()
             .flatten()
-            .map(|s| s.key.eni as usize + 1)
+            .map(|s| s.key.eni.get() + 1)
             .max()
             .unwrap_or(0);
         let mut at = vec![0u32; enis + 1];
         for s in chunks.iter().flatten() {
-            at[s.key.eni as usize + 1] += 1;
+            at[s.key.eni.get() + 1] += 1;
         }
         let enis = (0..enis as u32)
             .filter(|&e| at[e as usize + 1] > 0)
+            .map(EniNum)
             .collect();
         for e in 1..at.len() {
             at[e] += at[e - 1];
         }
         let mut order = vec![0u32; slots as usize];
         for (i, s) in chunks.iter().flatten().enumerate() {
-            let e = s.key.eni as usize;
+            let e = s.key.eni.get();
             order[at[e] as usize] = i as u32;
             at[e] += 1;
         }
@@ -766,7 +767,7 @@ impl ClosedWindow {
     }
 
     /// The stable ENI numbers that have at least one record here, ascending.
-    pub fn enis(&self) -> &[u32] {
+    pub fn enis(&self) -> &[EniNum] {
         &self.enis
     }
 
@@ -824,7 +825,7 @@ mod tests {
             for direction in [Direction::Ingress, Direction::Egress] {
                 for action in [Action::Accept, Action::Reject] {
                     let k = Key {
-                        eni: 7,
+                        eni: crate::model::EniNum(7),
                         direction,
                         action,
                         protocol: 58,
@@ -872,7 +873,7 @@ mod tests {
             Direction::Ingress => (b, a),
         };
         Observation {
-            eni,
+            eni: EniNum(eni),
             direction,
             action,
             srcaddr,
@@ -983,7 +984,7 @@ mod tests {
         agg.close_all(&mut out);
         let got: Vec<_> = out
             .iter()
-            .map(|r| (r.eni, r.first_seq, r.direction, r.action))
+            .map(|r| (r.eni.0, r.first_seq, r.direction, r.action))
             .collect();
         assert_eq!(
             got,
@@ -1098,7 +1099,7 @@ mod tests {
             sorted.sort();
             assert_eq!(got, sorted);
             assert!(got.iter().all(|r| r.window_start == w.window_start()));
-            let mut enis: Vec<u32> = got.iter().map(|r| r.eni).collect();
+            let mut enis: Vec<EniNum> = got.iter().map(|r| r.eni).collect();
             enis.dedup();
             assert_eq!(w.enis(), enis);
             assert!(got

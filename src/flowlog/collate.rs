@@ -34,6 +34,7 @@
 
 use super::aggregate::ClosedWindow;
 use super::record::{FlowRecord, LogStatus};
+use crate::model::EniNum;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
@@ -42,7 +43,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 pub const MAX_NODATA_GAP_WINDOWS: u64 = 10_000;
 
 /// (window start, ENI, first packet): [`FlowRecord::sort_key`].
-type SortKey = (u64, u32, u64);
+type SortKey = (u64, EniNum, u64);
 
 /// Records on their way to the collator, each run in record order: a closed window
 /// (its records made as they are written), or records made already.
@@ -194,7 +195,7 @@ impl Collator {
         };
         let interval = self.interval;
         // The ENIs with records, per window.
-        let mut seen: HashMap<u64, HashSet<u32>> = HashMap::new();
+        let mut seen: HashMap<u64, HashSet<EniNum>> = HashMap::new();
         for run in runs {
             match run {
                 Run::Window(w) => {
@@ -234,7 +235,7 @@ impl Collator {
                     &none
                 }
             };
-            for eni in 0..self.enis {
+            for eni in (0..self.enis).map(EniNum) {
                 if !has.contains(&eni) {
                     out.push(FlowRecord::nodata(eni, w, interval as u32));
                     self.nodata_written += 1;
@@ -293,7 +294,7 @@ fn merge_skipdata(runs: &mut [Run]) -> Vec<FlowRecord> {
     if !runs.iter().any(has_skipdata) {
         return Vec::new();
     }
-    let mut skip: BTreeMap<(u64, u32), FlowRecord> = BTreeMap::new();
+    let mut skip: BTreeMap<(u64, EniNum), FlowRecord> = BTreeMap::new();
     for run in runs.iter_mut() {
         let Run::Records(run) = run else { continue };
         run.retain(|r| {
@@ -325,7 +326,7 @@ mod tests {
             start: w + seq,
             end: w + seq,
             packets: 1,
-            ..FlowRecord::nodata(eni, w, 600)
+            ..FlowRecord::nodata(EniNum(eni), w, 600)
         }
     }
 
@@ -355,7 +356,10 @@ mod tests {
         let one = collate(vec![a.clone(), b.clone()], 2, false);
         let other = collate(vec![b, a], 2, false);
         assert_eq!(one, other);
-        let keys: Vec<_> = one.iter().map(|r| r.sort_key()).collect();
+        let keys: Vec<_> = one
+            .iter()
+            .map(|r| (r.window_start, r.eni.0, r.first_seq))
+            .collect();
         assert_eq!(
             keys,
             [(1_200, 0, 2), (1_200, 0, 5), (1_200, 1, 3), (1_800, 1, 9)]
@@ -369,7 +373,7 @@ mod tests {
         let out = collate(vec![vec![rec(1_200, 0, 1, LogStatus::Ok)]], 2, true);
         let got: Vec<_> = out
             .iter()
-            .map(|r| (r.window_start, r.eni, r.log_status))
+            .map(|r| (r.window_start, r.eni.0, r.log_status))
             .collect();
         assert_eq!(
             got,

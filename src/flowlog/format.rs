@@ -788,7 +788,7 @@ mod tests {
     fn record() -> FlowRecord {
         FlowRecord {
             window_start: 600,
-            eni: 0,
+            eni: crate::model::EniNum(0),
             first_seq: 1,
             direction: Direction::Egress,
             action: Action::Reject,
@@ -1034,7 +1034,11 @@ mod tests {
         let mut m = meta();
         m.instance_id = None;
         m.region.clear();
-        let got = line(&format, &FlowRecord::nodata(0, 600, 60), &m);
+        let got = line(
+            &format,
+            &FlowRecord::nodata(crate::model::EniNum(0), 600, 60),
+            &m,
+        );
         let want = "8 111122223333 eni-0abc - - - - - - - 600 659 - NODATA \
                     vpc-1 subnet-1 - - - - - - euw1-az1 - - - - - - \
                     - - - - - - - - - - -\n";

@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::model::{Action, Direction};
+use crate::model::{Action, Direction, EniNum};
 use crate::wire::packet::tcp_flags;
 
 /// What the engine reports for one packet at one ENI (one direction).
@@ -17,8 +17,8 @@ use crate::wire::packet::tcp_flags;
 /// packet got past the sender's checks, the receiver's ingress (manual: "Where a packet is evaluated").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Observation {
-    /// Stable ENI number; ENI numbers sort like interface ids.
-    pub eni: u32,
+    /// ENI numbers sort like interface ids.
+    pub eni: EniNum,
     pub direction: Direction,
     pub action: Action,
     /// Record addresses: the ENI's side already shows its primary private IPv4 (§6.9).
@@ -82,7 +82,7 @@ impl fmt::Display for LogStatus {
 pub struct FlowRecord {
     /// Start of the aggregation window, Unix seconds, a multiple of the interval.
     pub window_start: u64,
-    pub eni: u32,
+    pub eni: EniNum,
     /// Global capture sequence number of the record's first packet.
     pub first_seq: u64,
     pub direction: Direction,
@@ -116,7 +116,7 @@ impl FlowRecord {
     /// 58-second span: AWS's windows are neither aligned nor exactly one interval long.)
     /// The packet fields hold placeholders (unspecified addresses, zeros, ingress, ACCEPT)
     /// that the writer never prints: a NODATA line shows `-` for them.
-    pub fn nodata(eni: u32, window_start: u64, interval: u32) -> FlowRecord {
+    pub fn nodata(eni: EniNum, window_start: u64, interval: u32) -> FlowRecord {
         let none = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         FlowRecord {
             window_start,
@@ -143,7 +143,7 @@ impl FlowRecord {
 
     /// The output order of the manual, "Flow-log records": (window start, ENI number, first packet's
     /// capture sequence number).
-    pub fn sort_key(&self) -> (u64, u32, u64) {
+    pub fn sort_key(&self) -> (u64, EniNum, u64) {
         (self.window_start, self.eni, self.first_seq)
     }
 
@@ -236,22 +236,22 @@ mod tests {
 
     #[test]
     fn nodata_spans_the_whole_window() {
-        let r = FlowRecord::nodata(3, 1_200, 600);
+        let r = FlowRecord::nodata(crate::model::EniNum(3), 1_200, 600);
         assert_eq!((r.start, r.end), (1_200, 1_799));
         assert_eq!(r.log_status, LogStatus::NoData);
-        assert_eq!(r.sort_key(), (1_200, 3, 0));
-        let r = FlowRecord::nodata(3, 1_200, 60);
+        assert_eq!(r.sort_key(), (1_200, crate::model::EniNum(3), 0));
+        let r = FlowRecord::nodata(crate::model::EniNum(3), 1_200, 60);
         assert_eq!((r.start, r.end), (1_200, 1_259));
     }
 
     #[test]
     fn records_sort_by_window_then_eni_then_first_packet() {
-        let a = FlowRecord::nodata(2, 600, 600);
-        let mut b = FlowRecord::nodata(1, 600, 600);
+        let a = FlowRecord::nodata(crate::model::EniNum(2), 600, 600);
+        let mut b = FlowRecord::nodata(crate::model::EniNum(1), 600, 600);
         b.first_seq = 9;
-        let mut c = FlowRecord::nodata(1, 600, 600);
+        let mut c = FlowRecord::nodata(crate::model::EniNum(1), 600, 600);
         c.first_seq = 4;
-        let d = FlowRecord::nodata(0, 1_200, 600);
+        let d = FlowRecord::nodata(crate::model::EniNum(0), 1_200, 600);
         let mut v = vec![d.clone(), a.clone(), b.clone(), c.clone()];
         v.sort();
         assert_eq!(v, vec![c, b, a, d]);

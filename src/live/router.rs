@@ -326,8 +326,8 @@ impl Router {
                         .ipv4_cidr
                         .is_some_and(|c| c.contains(&a.target_ip));
                     match self.policy.owner(IpAddr::V4(a.target_ip)) {
-                        Some(o) if in_subnet && !o.is_public() && o.eni != i => {
-                            Some(self.eni_macs[o.eni as usize])
+                        Some(o) if in_subnet && !o.is_public() && o.eni.0 != i => {
+                            Some(self.eni_macs[o.eni.get()])
                         }
                         _ => None,
                     }
@@ -367,7 +367,7 @@ impl Router {
         let (to, nat) = match from {
             Port::Eni(i) => {
                 match self.policy.owner(pkt.src) {
-                    Some(o) if o.eni == i && !o.is_public() => {}
+                    Some(o) if o.eni.0 == i && !o.is_public() => {}
                     _ => return self.drop_frame("source-not-owned-by-eni"),
                 }
                 if self.policy.exempt_service(pkt.dst).is_some() {
@@ -377,8 +377,8 @@ impl Router {
                     Some(o) if o.is_public() => {
                         return self.drop_frame("public-address-from-inside-not-emulated")
                     }
-                    Some(o) if o.eni == i => return self.drop_frame("to-itself"),
-                    Some(o) => (Port::Eni(o.eni), None),
+                    Some(o) if o.eni.0 == i => return self.drop_frame("to-itself"),
+                    Some(o) => (Port::Eni(o.eni.0), None),
                     None if !self.outside_vpc(pkt.dst) => {
                         return self.drop_frame("destination-not-owned")
                     }
@@ -410,8 +410,8 @@ impl Router {
                             },
                         ),
                         IpAddr::V4(public),
-                    ) => (Port::Eni(o.eni), Some((false, public, private))),
-                    (Some(o), IpAddr::V6(_)) => (Port::Eni(o.eni), None),
+                    ) => (Port::Eni(o.eni.0), Some((false, public, private))),
+                    (Some(o), IpAddr::V6(_)) => (Port::Eni(o.eni.0), None),
                     _ => return self.drop_frame("internet-destination-not-public"),
                 }
             }
@@ -533,7 +533,7 @@ impl Router {
                 } else {
                     let in_subnet = self.policy.vpc.subnets[s].contains(IpAddr::V6(target));
                     match self.policy.owner(IpAddr::V6(target)) {
-                        Some(o) if in_subnet && o.eni != i => Some(self.eni_macs[o.eni as usize]),
+                        Some(o) if in_subnet && o.eni.0 != i => Some(self.eni_macs[o.eni.get()]),
                         _ => None,
                     }
                 }

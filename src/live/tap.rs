@@ -131,7 +131,7 @@ fn write_out(
     if let Some(w) = out.flow_log.as_mut() {
         if !recs.is_empty() {
             for r in &recs {
-                w.write(r, &router.metas()[r.eni as usize])?;
+                w.write(r, &router.metas()[r.eni.get()])?;
             }
             w.flush()?;
         }

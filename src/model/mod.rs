@@ -29,7 +29,9 @@ use std::sync::Arc;
 mod validate;
 
 mod error;
+mod ids;
 pub use error::*;
+pub use ids::{EniIdx, EniNum};
 mod rule;
 pub use rule::*;
 mod nacl;

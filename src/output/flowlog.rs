@@ -91,7 +91,7 @@ impl Sink {
 /// let path = dir.path().join("flow.log");
 /// let mut w = FlowLogWriter::create(&path, LogFormat::default_format()).unwrap();
 /// let meta = EniMeta { interface_id: "eni-0abc".into(), account_id: "123456789010".into(), ..EniMeta::default() };
-/// w.write(&FlowRecord::nodata(0, 600, 600), &meta).unwrap();
+/// w.write(&FlowRecord::nodata(crate::model::EniNum(0), 600, 600), &meta).unwrap();
 /// w.finish().unwrap();
 /// let text = std::fs::read_to_string(&path).unwrap();
 /// assert_eq!(text.lines().nth(1), Some("2 123456789010 eni-0abc - - - - - - - 600 1199 - NODATA"));
@@ -247,8 +247,11 @@ mod tests {
             FlowLogWriter::from_writer(Box::new(calls.clone()), LogFormat::default_format())
                 .unwrap();
         for i in 0..5_000u64 {
-            w.write(&FlowRecord::nodata(0, i * 600, 600), &meta())
-                .unwrap();
+            w.write(
+                &FlowRecord::nodata(crate::model::EniNum(0), i * 600, 600),
+                &meta(),
+            )
+            .unwrap();
         }
         assert_eq!(w.records_written(), 5_000);
         w.finish().unwrap();
@@ -273,7 +276,8 @@ mod tests {
             calls.0.lock().unwrap().concat(),
             b"interface-id log-status\n"
         );
-        w.write(&FlowRecord::nodata(0, 0, 60), &meta()).unwrap();
+        w.write(&FlowRecord::nodata(crate::model::EniNum(0), 0, 60), &meta())
+            .unwrap();
         drop(w);
         assert_eq!(
             calls.0.lock().unwrap().concat(),
@@ -291,8 +295,11 @@ mod tests {
         for p in [&plain, &gz] {
             let mut w = FlowLogWriter::create(p, LogFormat::default_format()).unwrap();
             for i in 0..40_000u64 {
-                w.write(&FlowRecord::nodata(0, i * 600, 600), &meta())
-                    .unwrap();
+                w.write(
+                    &FlowRecord::nodata(crate::model::EniNum(0), i * 600, 600),
+                    &meta(),
+                )
+                .unwrap();
             }
             w.finish().unwrap();
         }
@@ -325,7 +332,11 @@ mod tests {
         let gz = dir.path().join("a.log.gz");
         for p in [&plain, &gz] {
             let mut w = FlowLogWriter::create(p, LogFormat::default_format()).unwrap();
-            w.write(&FlowRecord::nodata(0, 600, 600), &meta()).unwrap();
+            w.write(
+                &FlowRecord::nodata(crate::model::EniNum(0), 600, 600),
+                &meta(),
+            )
+            .unwrap();
             w.finish().unwrap();
         }
         let plain = std::fs::read(&plain).unwrap();

@@ -31,7 +31,7 @@ use crate::engine::{
     FRAGMENT_MEMORY_MAX, FRAGMENT_MEMORY_SECS,
 };
 use crate::flowlog::{Collator, EniMeta, FlowRecord, LogFormat, Run};
-use crate::model::Vpc;
+use crate::model::{EniIdx, Vpc};
 use crate::output::sink::{self, RecordWriter};
 use crate::output::FlowLogWriter;
 use crate::policy::Policy;
@@ -565,7 +565,7 @@ fn reject_count(
     tracked: u64,
 ) -> RejectCount {
     let vpc = &policy.vpc;
-    let eni_id = |i: u32| vpc.network_interfaces.get(i as usize).map(|e| e.id.clone());
+    let eni_id = |i: EniIdx| vpc.network_interfaces.get(i.get()).map(|e| e.id.clone());
     let mut c = RejectCount {
         ruleset,
         reason: text,
@@ -595,7 +595,7 @@ fn reject_count(
                 "sg-egress"
             };
             c.eni = eni_id(eni);
-            if let Some(e) = vpc.network_interfaces.get(eni as usize) {
+            if let Some(e) = vpc.network_interfaces.get(eni.get()) {
                 c.groups = e
                     .security_groups
                     .iter()
@@ -1229,7 +1229,7 @@ fn merger_loop(
     let mut write_record = |rec: &FlowRecord| -> Result<(), ReplayError> {
         match flow_writer.as_mut() {
             Some(wr) => wr
-                .write(rec, &metas[rec.eni as usize])
+                .write(rec, &metas[rec.eni.get()])
                 .map_err(out_err(&flow_path)),
             None => Ok(()),
         }

@@ -13,6 +13,10 @@ impl Policy {
     /// Compiles a validated VPC. `eni_ids` is the sorted list of every ENI id of every
     /// ruleset of the run: an ENI's stable number is its position there, so that flow
     /// records and tracked connections survive a ruleset change (`--rules-at`).
+    ///
+    /// # Panics
+    /// When `eni_ids` lacks an ENI of `vpc` (a caller's mistake: it is built from the
+    /// same rulesets).
     pub fn compile(vpc: Arc<Vpc>, eni_ids: &[String]) -> Policy {
         let subnet_index = index_of(vpc.subnets.iter().map(|s| s.id.as_str()));
         let acl_index = index_of(vpc.network_acls.iter().map(|a| a.id.as_str()));
@@ -29,10 +33,13 @@ impl Policy {
         let eni_number = enis
             .iter()
             .map(|e| {
-                eni_ids
-                    .binary_search(&e.id)
-                    .map(|i| i as u32)
-                    .unwrap_or(u32::MAX)
+                let i = eni_ids.binary_search(&e.id).unwrap_or_else(|_| {
+                    panic!(
+                        "Policy::compile: `eni_ids` lacks {}, an ENI of the ruleset",
+                        e.id
+                    )
+                });
+                EniNum(i as u32)
             })
             .collect();
         let eni_subnet = enis
@@ -78,11 +85,11 @@ impl Policy {
 
 /// Every address an ENI owns (private, secondary, public and Elastic IPs, with the
 /// private address behind a public one), and its delegated prefixes.
-fn owned_addresses(vpc: &Vpc) -> (HashMap<IpAddr, AddrOwner>, Vec<(IpNet, u32)>) {
+fn owned_addresses(vpc: &Vpc) -> (HashMap<IpAddr, AddrOwner>, Vec<(IpNet, EniIdx)>) {
     let mut addrs = HashMap::new();
     let mut prefixes = Vec::new();
     for (i, e) in vpc.network_interfaces.iter().enumerate() {
-        let eni = i as u32;
+        let eni = EniIdx(i as u32);
         for a in e.private_addrs() {
             addrs.insert(
                 a,

@@ -59,8 +59,7 @@ impl ExemptService {
 /// Which ENI an address belongs to, and whether it was one of its public IPv4s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AddrOwner {
-    /// Index into `vpc.network_interfaces`.
-    pub eni: u32,
+    pub eni: EniIdx,
     /// For a public (or Elastic) IPv4 address: the private IPv4 address the internet
     /// gateway translates it to (the primary's, or the secondary address the Elastic
     /// IP is associated with). `None` for a private address.
@@ -270,8 +269,8 @@ pub struct NaclDecision {
 #[derive(Debug)]
 pub struct Policy {
     pub vpc: Arc<Vpc>,
-    /// Stable ENI number (see [`Policy::compile`]) of each ENI, by model index.
-    pub eni_number: Vec<u32>,
+    /// The run's number of each ENI (see [`Policy::compile`]), by [`EniIdx`].
+    pub eni_number: Vec<EniNum>,
     /// Subnet index of each ENI.
     pub eni_subnet: Vec<u32>,
     /// NACL index of each subnet.
@@ -288,7 +287,7 @@ pub struct Policy {
     addrs6: HashMap<u128, AddrInfo, foldhash::fast::FixedState>,
     /// Delegated prefixes and their ENI, for addresses not found above (empty in most
     /// VPCs, so the per-packet path pays one branch).
-    prefixes: Vec<(IpNet, u32)>,
+    prefixes: Vec<(IpNet, EniIdx)>,
     /// True for each ENI without any security group (EMULATION.md §1): no SG check
     /// and no connection tracking.
     pub eni_no_sg: Vec<bool>,
@@ -457,7 +456,7 @@ impl Policy {
     #[inline]
     pub fn sg_match(
         &self,
-        eni: u32,
+        eni: EniIdx,
         dir: Direction,
         remote: IpAddr,
         pkt: &Packet,
@@ -480,17 +479,17 @@ impl Policy {
     }
 
     #[inline]
-    fn sg_dir(&self, eni: u32, dir: Direction) -> &DirRules {
+    fn sg_dir(&self, eni: EniIdx, dir: Direction) -> &DirRules {
         match dir {
-            Direction::Ingress => &self.sg_in[eni as usize],
-            Direction::Egress => &self.sg_out[eni as usize],
+            Direction::Ingress => &self.sg_in[eni.get()],
+            Direction::Egress => &self.sg_out[eni.get()],
         }
     }
 
     /// True when an SG rule of `eni` whose peer is the CIDR `0.0.0.0/0` (or `::/0`)
     /// allows `pkt` in `dir`: the initiating half of the untracked condition.
     #[inline]
-    pub fn sg_open_admits(&self, eni: u32, dir: Direction, v6: bool, pkt: &Packet) -> bool {
+    pub fn sg_open_admits(&self, eni: EniIdx, dir: Direction, v6: bool, pkt: &Packet) -> bool {
         let rules = self.sg_dir(eni, dir);
         if v6 {
             rules.v6.classifier.any_ports_match(pkt, &rules.v6.open)
@@ -503,7 +502,7 @@ impl Policy {
     /// covering protocol -1, or `protocol` on every port: the response half of the
     /// untracked condition.
     #[inline]
-    pub fn sg_open_all_ports(&self, eni: u32, dir: Direction, v6: bool, protocol: u8) -> bool {
+    pub fn sg_open_all_ports(&self, eni: EniIdx, dir: Direction, v6: bool, protocol: u8) -> bool {
         let rules = self.sg_dir(eni, dir);
         let set = if v6 {
             &rules.v6.open_all_ports
@@ -555,7 +554,7 @@ impl Policy {
     }
 
     /// Every ENI number of this ruleset.
-    pub fn eni_numbers(&self) -> impl Iterator<Item = u32> + '_ {
+    pub fn eni_numbers(&self) -> impl Iterator<Item = EniNum> + '_ {
         self.eni_number.iter().copied()
     }
 

@@ -150,7 +150,7 @@ impl Lab {
         d.obs
             .iter()
             .flatten()
-            .map(|o| format!("{} {} {}", self.ids[o.eni as usize], o.direction, o.action))
+            .map(|o| format!("{} {} {}", self.ids[o.eni.get()], o.direction, o.action))
             .collect()
     }
 
@@ -210,7 +210,7 @@ impl Lab {
     /// Like [`Lab::records`], only the records of interface `eni`.
     fn records_at(&mut self, eni: &str, format: &str) -> Vec<String> {
         let n = self.ids.iter().position(|i| i == eni).unwrap() as u32;
-        self.records_where(format, |r| r.eni == n)
+        self.records_where(format, |r| r.eni.0 == n)
     }
 
     fn records_where(&mut self, format: &str, keep: impl Fn(&FlowRecord) -> bool) -> Vec<String> {
@@ -224,7 +224,7 @@ impl Lab {
         recs.sort();
         recs.iter()
             .filter(|r| keep(r))
-            .map(|r| render(&fmt, r, &self.metas[r.eni as usize]))
+            .map(|r| render(&fmt, r, &self.metas[r.eni.get()]))
             .collect()
     }
 }
@@ -493,7 +493,7 @@ fn fl3_nodata_record_shape() {
     let aws = "2 123456789010 eni-1235b8ca123456789 - - - - - - - 1431280876 1431280934 - NODATA";
     // Our windows are aligned (EMULATION.md §6) and a NODATA record spans its whole
     // window: with 60-second windows, the one holding 1431280876 is 1431280860..=1431280919.
-    let rec = FlowRecord::nodata(0, 1431280860, 60);
+    let rec = FlowRecord::nodata(vpcgate::model::EniNum(0), 1431280860, 60);
     let meta = EniMeta {
         interface_id: "eni-1235b8ca123456789".into(),
         account_id: "123456789010".into(),

@@ -102,7 +102,7 @@ impl Lab {
         recs.iter()
             .map(|r| {
                 let mut out = Vec::new();
-                fmt.write_record(r, &self.metas[r.eni as usize], &mut out);
+                fmt.write_record(r, &self.metas[r.eni.get()], &mut out);
                 String::from_utf8(out).unwrap().trim_end().to_string()
             })
             .collect()

@@ -82,7 +82,7 @@ impl Flow {
 
     fn obs(&self, bytes: u32, tcp_flags: u8, traffic_path: Option<u8>) -> Observation {
         Observation {
-            eni: self.eni,
+            eni: vpcgate::model::EniNum(self.eni),
             direction: self.direction,
             action: self.action,
             srcaddr: ip(self.src),
@@ -291,7 +291,7 @@ fn fl2_rejected_rdp() {
 fn fl3_nodata() {
     let aws = "2 123456789010 eni-1235b8ca123456789 - - - - - - - 1431280876 1431280934 - NODATA";
     // AWS's window runs from …876 to …934; ours are aligned and span the whole interval.
-    let ours = FlowRecord::nodata(0, 1431280800, 600);
+    let ours = FlowRecord::nodata(vpcgate::model::EniNum(0), 1431280800, 600);
     assert_eq!(
         (ours.start, ours.end, ours.log_status),
         (1431280800, 1431281399, LogStatus::NoData)
@@ -659,7 +659,7 @@ fn version_is_the_highest_version_among_the_fields() {
 
     // The version field prints the format's version.
     let format = LogFormat::parse("${version} ${srcaddr} ${reject-reason}").unwrap();
-    let rec = FlowRecord::nodata(0, 0, 60);
+    let rec = FlowRecord::nodata(vpcgate::model::EniNum(0), 0, 60);
     assert_eq!(render(&format, &rec, &fl_meta()), "8 - -\n");
 }
 
@@ -854,7 +854,11 @@ fn gzip_output_decodes_to_the_same_text() {
         bursts.push(Burst::new(flow, 3, 252, 1432917027 + i, 1432917027 + i + 2));
     }
     let mut recs = aggregate(60, &bursts);
-    recs.push(FlowRecord::nodata(1, 1432917000, 60));
+    recs.push(FlowRecord::nodata(
+        vpcgate::model::EniNum(1),
+        1432917000,
+        60,
+    ));
     recs.sort();
     let format = LogFormat::parse(FL7_FORMAT).unwrap();
 

@@ -1354,7 +1354,7 @@ fn check_matching(case: &MatchCase, credit_order: bool) -> Result<(), TestCaseEr
                 let dir = dir_of(egress);
                 let remote = if egress { p.dst } else { p.src };
                 let hits = ref_sg(v, j, egress, &p);
-                let got = policy.sg_match(j as u32, dir, remote, &p);
+                let got = policy.sg_match(vpcgate::model::EniIdx(j as u32), dir, remote, &p);
                 if hits.is_empty() != got.is_none() {
                     return fail(format!(
                         "{} {dir}, packet {}: the linear reading says {}, sg_match says {:?}",
@@ -1405,7 +1405,7 @@ fn check_matching(case: &MatchCase, credit_order: bool) -> Result<(), TestCaseEr
                 let v6 = p.src.is_ipv6();
                 for fam in [v6, !v6] {
                     let want = ref_open_admits(v, j, egress, fam, &p);
-                    let got = policy.sg_open_admits(j as u32, dir, fam, &p);
+                    let got = policy.sg_open_admits(vpcgate::model::EniIdx(j as u32), dir, fam, &p);
                     if want != got {
                         return fail(format!(
                             "{} {dir}, packet {}, IPv6 rules {fam}: sg_open_admits says {got}, the linear reading {want}",
@@ -1415,7 +1415,12 @@ fn check_matching(case: &MatchCase, credit_order: bool) -> Result<(), TestCaseEr
                     }
                     for proto in [6, 17, p.protocol] {
                         let want = ref_open_all_ports(v, j, egress, fam, proto);
-                        let got = policy.sg_open_all_ports(j as u32, dir, fam, proto);
+                        let got = policy.sg_open_all_ports(
+                            vpcgate::model::EniIdx(j as u32),
+                            dir,
+                            fam,
+                            proto,
+                        );
                         if want != got {
                             return fail(format!(
                                 "{} {dir}, protocol {proto}, IPv6 rules {fam}: sg_open_all_ports says {got}, the linear reading {want}",
