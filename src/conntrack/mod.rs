@@ -12,7 +12,7 @@
 //! use vpcgate::conntrack::*;
 //! use vpcgate::model::{ConntrackTimeouts, Direction};
 //! let mut ct = ConnTable::new();
-//! let key = ConnKey::new(0, 17, "10.0.0.5".parse().unwrap(), 40000, "8.8.8.8".parse().unwrap(), 53);
+//! let key = ConnKey::new(vpcgate::model::EniNum(0), 17, "10.0.0.5".parse().unwrap(), 40000, "8.8.8.8".parse().unwrap(), 53);
 //! let t = ConntrackTimeouts::default();
 //! let s = 1_000_000_000u64; // one second in nanoseconds
 //! ct.insert(key, Direction::Egress, 0, 0, 0, &t);

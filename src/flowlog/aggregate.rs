@@ -270,7 +270,7 @@ const SPARE_INDEX_CAPACITY: usize = 1 << 20;
 /// let a: IpAddr = "10.0.0.5".parse().unwrap();
 /// let b: IpAddr = "203.0.113.9".parse().unwrap();
 /// let obs = Observation {
-///     eni: crate::model::EniNum(0), direction: Direction::Egress, action: Action::Accept,
+///     eni: vpcgate::model::EniNum(0), direction: Direction::Egress, action: Action::Accept,
 ///     srcaddr: a, dstaddr: b, pkt_srcaddr: a, pkt_dstaddr: b,
 ///     srcport: 40000, dstport: 443, protocol: 6, bytes: 60,
 ///     tcp_flags: 0x02, traffic_path: Some(8),

@@ -32,7 +32,7 @@
 //!
 //! let (client, eni_ip): (IpAddr, IpAddr) = ("172.31.16.139".parse().unwrap(), "172.31.16.21".parse().unwrap());
 //! let ssh = Observation {
-//!     eni: 0, direction: Direction::Ingress, action: Action::Accept,
+//!     eni: vpcgate::model::EniNum(0), direction: Direction::Ingress, action: Action::Accept,
 //!     srcaddr: client, dstaddr: eni_ip, pkt_srcaddr: client, pkt_dstaddr: eni_ip,
 //!     srcport: 20641, dstport: 22, protocol: 6, bytes: 60, tcp_flags: 0x02, traffic_path: None,
 //! };

@@ -91,7 +91,7 @@ impl Sink {
 /// let path = dir.path().join("flow.log");
 /// let mut w = FlowLogWriter::create(&path, LogFormat::default_format()).unwrap();
 /// let meta = EniMeta { interface_id: "eni-0abc".into(), account_id: "123456789010".into(), ..EniMeta::default() };
-/// w.write(&FlowRecord::nodata(crate::model::EniNum(0), 600, 600), &meta).unwrap();
+/// w.write(&FlowRecord::nodata(vpcgate::model::EniNum(0), 600, 600), &meta).unwrap();
 /// w.finish().unwrap();
 /// let text = std::fs::read_to_string(&path).unwrap();
 /// assert_eq!(text.lines().nth(1), Some("2 123456789010 eni-0abc - - - - - - - 600 1199 - NODATA"));
