@@ -731,11 +731,7 @@ fn main() {
             bench(&mut g, &log, "nacl", name, checks.len() as u64, n, || {
                 let mut allowed = 0u32;
                 for c in &checks {
-                    let d = policy.nacl_decide(
-                        c.subnet,
-                        c.dir == Direction::Egress,
-                        &mix.packets[c.pkt].0,
-                    );
+                    let d = policy.nacl_decide(c.subnet, c.dir, &mix.packets[c.pkt].0);
                     allowed += d.allow as u32;
                 }
                 allowed

@@ -24,12 +24,13 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::model::{ConntrackTimeouts, Direction, EniNum};
+use crate::model::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::wire::packet::tcp_flags;
 use hashbrown::{HashMap, HashTable};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 
-const NS: u64 = 1_000_000_000;
+use crate::wire::packet::NANOS_PER_SEC as NS;
 
 /// (ENI, protocol, local address, local port or ICMP id, remote address, remote port).
 /// Ports are 0 for protocols without ports.
@@ -126,7 +127,7 @@ impl ConnEntry {
 
     fn initial_state(protocol: u8, flags: u8) -> ConnState {
         match protocol {
-            6 => {
+            PROTO_TCP => {
                 if flags & tcp_flags::RST != 0 {
                     ConnState::TcpClosing
                 } else if flags & (tcp_flags::SYN | tcp_flags::ACK)
@@ -137,8 +138,8 @@ impl ConnEntry {
                     ConnState::TcpUnestablished
                 }
             }
-            17 => ConnState::Udp,
-            1 | 58 => ConnState::Icmp,
+            PROTO_UDP => ConnState::Udp,
+            PROTO_ICMP | PROTO_ICMPV6 => ConnState::Icmp,
             _ => ConnState::Other,
         }
     }
@@ -349,7 +350,7 @@ impl ConnTable {
             origin: dir,
             orig_packets: 1,
             reply_packets: 0,
-            fin_orig: key.protocol == 6 && flags & tcp_flags::FIN != 0,
+            fin_orig: key.protocol == PROTO_TCP && flags & tcp_flags::FIN != 0,
             fin_reply: false,
             group,
             shard,

@@ -46,13 +46,14 @@ pub use worker::{Tally, Worker, WorkerConfig, WorkerTotals};
 use crate::conntrack::{ConnKey, ConnRef, ConnTable};
 use crate::flowlog::Observation;
 use crate::model::{Action, Direction, EniIdx};
+use crate::model::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use crate::policy::{ExemptService, NaclRuleRef, Policy, SgRuleRef};
 use crate::wire::packet::{Fragment, Packet, Timestamp};
 use hashbrown::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-const NS: u64 = 1_000_000_000;
+use crate::wire::packet::NANOS_PER_SEC as NS;
 /// How long a first fragment's verdict is remembered for its later fragments.
 pub const FRAGMENT_MEMORY_SECS: u64 = 30;
 /// At most this many remembered first fragments; more are not remembered (their later
@@ -221,8 +222,8 @@ const ICMPV6_QUERIES: [(u8, u8); 2] = [(128, 129), (139, 140)];
 #[inline]
 fn tracking(pkt: &Packet) -> (Tracking, u8) {
     let pairs: &[(u8, u8)] = match pkt.protocol {
-        1 => &ICMP_QUERIES,
-        58 => &ICMPV6_QUERIES,
+        PROTO_ICMP => &ICMP_QUERIES,
+        PROTO_ICMPV6 => &ICMPV6_QUERIES,
         _ => return (Tracking::Flow, 0),
     };
     for &(query, reply) in pairs {
@@ -354,7 +355,7 @@ pub fn flow_hash(p: &Packet, policy: &Policy) -> u64 {
     // Ports for TCP and UDP only: an ICMP flow-log record counts every echo id
     // between two hosts, so ICMP keeps to its address pair.
     let (x, y) = match p.protocol {
-        6 | 17 => (p.src_port, p.dst_port),
+        PROTO_TCP | PROTO_UDP => (p.src_port, p.dst_port),
         _ => (0, 0),
     };
     // The port pair, unordered; 0 for ports 0 and 0.
@@ -566,7 +567,7 @@ impl Core {
         if let Some(s) = dst_info.exempt.or(src_info.exempt) {
             return Decision::none(Reason::Exempt(s));
         }
-        if pkt.protocol == 17
+        if pkt.protocol == PROTO_UDP
             && (67..=68).contains(&pkt.src_port)
             && (67..=68).contains(&pkt.dst_port)
         {
@@ -635,7 +636,7 @@ impl Core {
                 _ => {}
             }
             if ok && cross_subnet {
-                if let Err(r) = self.nacl_check(policy, eni, true, pkt, cref) {
+                if let Err(r) = self.nacl_check(policy, eni, Direction::Egress, pkt, cref) {
                     ok = false;
                     reason = r;
                 }
@@ -668,9 +669,13 @@ impl Core {
                 // Whether a live entry waits for it (the SG check below says for sure).
                 tracked[1] = found.is_some_and(|f| f.1.is_some());
                 if cross_subnet {
-                    if let Err(r) =
-                        self.nacl_check(policy, eni, false, pkt, found.and_then(|f| f.1))
-                    {
+                    if let Err(r) = self.nacl_check(
+                        policy,
+                        eni,
+                        Direction::Ingress,
+                        pkt,
+                        found.and_then(|f| f.1),
+                    ) {
                         ok = false;
                         reason = r;
                     }
@@ -765,7 +770,11 @@ fn observation(
             dstport: pkt.dst_port,
             protocol: pkt.protocol,
             bytes: pkt.ip_len,
-            tcp_flags: if pkt.protocol == 6 { pkt.tcp_flags } else { 0 },
+            tcp_flags: if pkt.protocol == PROTO_TCP {
+                pkt.tcp_flags
+            } else {
+                0
+            },
             traffic_path,
         }
     }
@@ -786,13 +795,13 @@ fn conn_key(policy: &Policy, eni: EniIdx, dir: Direction, pkt: &Packet) -> ConnK
             local = IpAddr::V4(private_behind(e, a));
         }
         match pkt.protocol {
-            6 | 17 => ConnKey::new(number, pkt.protocol, local, lp, remote, rp),
+            PROTO_TCP | PROTO_UDP => ConnKey::new(number, pkt.protocol, local, lp, remote, rp),
             // An ICMP query and its reply are keyed by the id, the query's type and
             // the direction the query went at this ENI, as Linux keys the tuple
             // (query type one way, reply type the other): a reply matches only the
             // entry of a query sent the other way. Other ICMP messages are never
             // tracked (see `tracking`).
-            1 | 58 => {
+            PROTO_ICMP | PROTO_ICMPV6 => {
                 let (kind, query) = tracking(pkt);
                 let query_dir = match (kind, dir) {
                     (Tracking::IcmpReply, Direction::Ingress) => Direction::Egress,
@@ -835,16 +844,12 @@ impl Core {
         &mut self,
         policy: &Policy,
         eni: EniIdx,
-        egress: bool,
+        dir: Direction,
         pkt: &Packet,
         conn: Option<ConnRef>,
     ) -> Result<(), Reason> {
-        let side = if egress {
-            Direction::Egress
-        } else {
-            Direction::Ingress
-        } as usize;
-        let conn = conn.filter(|_| matches!(pkt.protocol, 6 | 17));
+        let side = dir as usize;
+        let conn = conn.filter(|_| matches!(pkt.protocol, PROTO_TCP | PROTO_UDP));
         if let Some(e) = conn.and_then(|r| self.ct.entry(r)) {
             let slot = e.nacl_allow[side];
             if slot != 0 {
@@ -852,7 +857,7 @@ impl Core {
                 return Ok(());
             }
         }
-        let d = policy.nacl_decide(policy.eni_subnet[eni.get()], egress, pkt);
+        let d = policy.nacl_decide(policy.eni_subnet[eni.get()], dir, pkt);
         let slot = policy.nacl_slot(d.rule);
         self.nacl_counts[self.generation][slot] += 1;
         if d.allow {
@@ -861,7 +866,7 @@ impl Core {
             }
             return Ok(());
         }
-        Err(if egress {
+        Err(if dir == Direction::Egress {
             Reason::NaclOutbound {
                 rule: d.rule,
                 rule_number: d.rule_number,
@@ -933,7 +938,9 @@ impl Core {
             self.stats.icmp_not_tracked += 1;
             return (SgOutcome::NotTracked, None);
         }
-        if (pkt.protocol == 6 || pkt.protocol == 17) && untracked(policy, eni, dir, pkt) {
+        if (pkt.protocol == PROTO_TCP || pkt.protocol == PROTO_UDP)
+            && untracked(policy, eni, dir, pkt)
+        {
             self.stats.untracked += 1;
             return (SgOutcome::Untracked, None);
         }
@@ -975,7 +982,8 @@ fn untracked(p: &Policy, eni: EniIdx, dir: Direction, pkt: &Packet) -> bool {
         };
         // TCP says which side opened: a SYN without ACK is the initiating packet, a
         // SYN-ACK a reply. Other packets may be either.
-        let syn = pkt.protocol == 6 && pkt.tcp_flags & crate::wire::packet::tcp_flags::SYN != 0;
+        let syn =
+            pkt.protocol == PROTO_TCP && pkt.tcp_flags & crate::wire::packet::tcp_flags::SYN != 0;
         let ack = pkt.tcp_flags & crate::wire::packet::tcp_flags::ACK != 0;
         let (may_open, may_reply) = match (syn, ack) {
             (true, false) => (true, false),

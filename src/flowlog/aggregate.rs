@@ -5,6 +5,7 @@
 //! records of several workers together: the caller does both.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+use crate::model::PROTO_TCP;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::IpAddr;
 
@@ -405,7 +406,7 @@ impl Aggregator {
             pkt_srcaddr: obs.pkt_srcaddr,
             pkt_dstaddr: obs.pkt_dstaddr,
         };
-        let flags = if obs.protocol == 6 {
+        let flags = if obs.protocol == PROTO_TCP {
             aws_tcp_flags(obs.tcp_flags)
         } else {
             0

@@ -16,6 +16,7 @@
 //! ```
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+use crate::model::PROTO_TCP;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -558,7 +559,7 @@ impl LogFormat {
             Field::TcpFlags => {
                 packet!(push_u64(
                     out,
-                    if rec.protocol == 6 {
+                    if rec.protocol == PROTO_TCP {
                         u64::from(rec.tcp_flags)
                     } else {
                         0

@@ -31,6 +31,7 @@
 //! Everything that is not forwarded is counted by reason ([`Router::drops`]); no input
 //! makes it panic.
 
+use crate::model::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -483,10 +484,10 @@ impl Router {
             p.src,
             p.dst,
             p.protocol,
-            if p.protocol == 1 || p.protocol == 58 { 0 } else { p.src_port },
-            if p.protocol == 1 || p.protocol == 58 { 0 } else { p.dst_port },
+            if p.protocol == PROTO_ICMP || p.protocol == PROTO_ICMPV6 { 0 } else { p.src_port },
+            if p.protocol == PROTO_ICMP || p.protocol == PROTO_ICMPV6 { 0 } else { p.dst_port },
         );
-        if p.protocol == 1 || p.protocol == 58 {
+        if p.protocol == PROTO_ICMP || p.protocol == PROTO_ICMPV6 {
             let _ = write!(
                 out,
                 ",\"icmp_type\":{},\"icmp_code\":{}",
@@ -614,8 +615,8 @@ pub fn rewrite_ipv4(f: &mut [u8], is_src: bool, old: Ipv4Addr, new: Ipv4Addr) {
     }
     let l4 = ip + ihl;
     let at = match f[ip + 9] {
-        6 => l4 + 16,
-        17 => l4 + 6,
+        PROTO_TCP => l4 + 16,
+        PROTO_UDP => l4 + 6,
         _ => return,
     };
     let Some(c) = f.get(at..at + 2) else { return };

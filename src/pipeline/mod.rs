@@ -32,6 +32,7 @@ use crate::engine::{
 };
 use crate::flowlog::{Collator, EniMeta, FlowRecord, LogFormat, Run};
 use crate::model::{EniIdx, Vpc};
+use crate::model::{PROTO_ICMP, PROTO_ICMPV6, PROTO_UDP};
 use crate::output::sink::{self, RecordWriter};
 use crate::output::FlowLogWriter;
 use crate::policy::Policy;
@@ -919,7 +920,7 @@ struct FragRoutes {
 
 impl FragRoutes {
     const MAX: usize = 4 * FRAGMENT_MEMORY_MAX;
-    const NS: u64 = 1_000_000_000;
+    const NS: u64 = crate::wire::packet::NANOS_PER_SEC;
 
     /// The shard of `p`, remembering first fragments.
     fn shard(&mut self, p: &Packet, ts: Timestamp, policy: &Policy) -> u8 {
@@ -927,7 +928,7 @@ impl FragRoutes {
             Fragment::None => flow_shard(p, policy),
             Fragment::First { id } => {
                 let shard = flow_shard(p, policy);
-                let dhcp = p.protocol == 17
+                let dhcp = p.protocol == PROTO_UDP
                     && (67..=68).contains(&p.src_port)
                     && (67..=68).contains(&p.dst_port);
                 if !dhcp {
@@ -1137,7 +1138,7 @@ fn write_verdict(
             ",\"src\":\"{}\",\"dst\":\"{}\",\"protocol\":{}",
             p.src, p.dst, p.protocol
         );
-        if p.protocol == 1 || p.protocol == 58 {
+        if p.protocol == PROTO_ICMP || p.protocol == PROTO_ICMPV6 {
             let _ = write!(
                 out,
                 ",\"src_port\":0,\"dst_port\":0,\"icmp_type\":{},\"icmp_code\":{}",

@@ -516,7 +516,8 @@ impl Policy {
     /// matches `pkt`. `egress` selects the outbound entries; the peer is the source
     /// (inbound) or destination (outbound).
     #[inline]
-    pub fn nacl_decide(&self, subnet: u32, egress: bool, pkt: &Packet) -> NaclDecision {
+    pub fn nacl_decide(&self, subnet: u32, dir: Direction, pkt: &Packet) -> NaclDecision {
+        let egress = dir == Direction::Egress;
         let acl = self.subnet_nacl[subnet as usize];
         let dir = if egress {
             &self.nacl_out[acl as usize]
@@ -721,19 +722,31 @@ mod tests {
     fn nacl3_documented_outcomes() {
         let p = Policy::compile(Arc::new(nacl3_vpc()), &[]);
         // "Inbound packet to port 443: does not match 100, matches 110 ⇒ ALLOW."
-        let d = p.nacl_decide(0, false, &pkt("198.51.100.7", "10.0.1.5", 6, 443));
+        let d = p.nacl_decide(
+            0,
+            Direction::Ingress,
+            &pkt("198.51.100.7", "10.0.1.5", 6, 443),
+        );
         assert_eq!((d.allow, d.rule_number), (true, 110));
         // "Inbound packet to port 139: matches nothing ⇒ * ⇒ DENY."
-        let d = p.nacl_decide(0, false, &pkt("198.51.100.7", "10.0.1.5", 6, 139));
+        let d = p.nacl_decide(
+            0,
+            Direction::Ingress,
+            &pkt("198.51.100.7", "10.0.1.5", 6, 139),
+        );
         assert_eq!((d.allow, d.rule_number), (false, 32767));
         // SSH only from the home network.
         assert!(
-            p.nacl_decide(0, false, &pkt("192.0.2.9", "10.0.1.5", 6, 22))
+            p.nacl_decide(0, Direction::Ingress, &pkt("192.0.2.9", "10.0.1.5", 6, 22))
                 .allow
         );
         assert!(
-            !p.nacl_decide(0, false, &pkt("203.0.113.9", "10.0.1.5", 6, 22))
-                .allow
+            !p.nacl_decide(
+                0,
+                Direction::Ingress,
+                &pkt("203.0.113.9", "10.0.1.5", 6, 22)
+            )
+            .allow
         );
     }
 

@@ -438,7 +438,7 @@ fn unit(rng: &mut SplitMix64) -> f64 {
 // The output buffer.
 // ---------------------------------------------------------------------------------
 
-const NS: u64 = 1_000_000_000;
+use crate::wire::packet::NANOS_PER_SEC as NS;
 /// 1 MiB: small enough that zeroing it and the kernel's copy out of it stay in cache
 /// (4 MiB measured slower), large enough that system calls cost nothing.
 const BUF_SIZE: usize = 1 << 20;

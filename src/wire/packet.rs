@@ -41,23 +41,29 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Capture time in nanoseconds since the Unix epoch.
+/// Nanoseconds in a second: the one unit of time inside vpcgate is the nanosecond.
+pub const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// Capture time in nanoseconds since the Unix epoch: the one time type of the core.
+/// Capture files, the live wall clock and `--rules-at` times are converted to it at
+/// the edges; the engine, connection tracking and flow logs take it (or its `u64`)
+/// as an argument and never read a clock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub u64);
 
 impl Timestamp {
     pub fn from_secs_nanos(secs: u64, nanos: u32) -> Timestamp {
         Timestamp(
-            secs.saturating_mul(1_000_000_000)
+            secs.saturating_mul(NANOS_PER_SEC)
                 .saturating_add(nanos as u64),
         )
     }
     /// Whole seconds (floor).
     pub fn secs(self) -> u64 {
-        self.0 / 1_000_000_000
+        self.0 / NANOS_PER_SEC
     }
     pub fn subsec_nanos(self) -> u32 {
-        (self.0 % 1_000_000_000) as u32
+        (self.0 % NANOS_PER_SEC) as u32
     }
 }
 

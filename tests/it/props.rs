@@ -1307,7 +1307,12 @@ fn check_matching(case: &MatchCase, credit_order: bool) -> Result<(), TestCaseEr
         for s in 0..SUBNETS {
             for egress in [false, true] {
                 let want = ref_nacl(v, s, egress, &p);
-                let got = policy.nacl_decide(s as u32, egress, &p);
+                let dir = if egress {
+                    Direction::Egress
+                } else {
+                    Direction::Ingress
+                };
+                let got = policy.nacl_decide(s as u32, dir, &p);
                 let way = if egress { "outbound" } else { "inbound" };
                 let (acl, ..) = v.subnet_acl(s);
                 if (got.allow, got.rule_number) != want {
