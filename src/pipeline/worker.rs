@@ -1,0 +1,205 @@
+//! A worker thread: drives one [`crate::engine::Worker`] over the packets of its flow
+//! shards and renders their verdict lines.
+
+use super::*;
+
+pub(super) fn worker_loop(
+    me: usize,
+    workers: usize,
+    rx: Receiver<ToWorker>,
+    merge_tx: Sender<ToMerger>,
+    policies: Vec<Arc<Policy>>,
+    cfg: WorkerConfig,
+    out_cfg: PerPacket<'_>,
+) {
+    let mut worker = Worker::new(policies[0].clone(), cfg);
+    let mut unparsed: HashMap<(bool, &'static str), u64> = HashMap::new();
+    let mut watermark = 0u64;
+    for msg in rx {
+        let work = match msg {
+            ToWorker::SetPolicy(g) => {
+                worker.set_policy(policies[g].clone(), g);
+                continue;
+            }
+            ToWorker::Work(w) => w,
+        };
+        let blk = &work.blk;
+        let file = out_cfg
+            .multi_file
+            .then(|| out_cfg.file_names[blk.file as usize].as_str());
+        let mut out = WorkerOut {
+            id: work.id,
+            worker: me,
+            idx: Vec::new(),
+            verdicts: Vec::new(),
+            lines: Vec::new(),
+            line_ends: Vec::new(),
+            records: Vec::new(),
+            blk: (me == 0 && out_cfg.block).then(|| work.blk.clone()),
+            watermark: 0,
+            first_ts: None,
+            last_ts: None,
+        };
+        let per_packet = out_cfg.verdicts || out_cfg.block;
+        for i in work.from..work.to {
+            let rec = &blk.block.records[i as usize];
+            let index = blk.first_index + u64::from(i);
+            let Some((shard, pkt)) = &blk.parsed[i as usize] else {
+                if me == 0 {
+                    // Parsed again for its error (rare): parsing is a pure function.
+                    let Err(e) = packet::parse(rec.link_type, blk.block.frame(i as usize)) else {
+                        continue;
+                    };
+                    worker.tally.none += 1;
+                    *unparsed.entry((e.is_not_ip(), e.reason())).or_insert(0) += 1;
+                    if per_packet {
+                        out.idx.push(i);
+                        out.verdicts.push(Verdict::None);
+                        if out_cfg.verdicts {
+                            write_verdict(
+                                &mut out.lines,
+                                index,
+                                rec.ts,
+                                None,
+                                Verdict::None,
+                                None,
+                                file,
+                                Some(&e),
+                            );
+                            out.line_ends.push(out.lines.len() as u32);
+                        }
+                    }
+                }
+                continue;
+            };
+            let shard = *shard;
+            // Flow-log windows follow the time of the packets that are evaluated.
+            watermark = watermark.max(rec.ts.secs());
+            out.first_ts.get_or_insert(rec.ts);
+            out.last_ts = Some(out.last_ts.map_or(rec.ts, |t| t.max(rec.ts)));
+            if workers > 1 && shard as usize % workers != me {
+                continue;
+            }
+            let seq = blk.first_seq + u64::from(i);
+            let d = worker.handle(pkt, rec.ts, seq, shard);
+            if per_packet {
+                out.idx.push(i);
+                out.verdicts.push(d.verdict);
+                if out_cfg.verdicts {
+                    let reason = (d.verdict != Verdict::Accept)
+                        .then(|| reason_text(d.reason, worker.policy()));
+                    write_verdict(
+                        &mut out.lines,
+                        index,
+                        rec.ts,
+                        Some(pkt),
+                        d.verdict,
+                        reason.as_deref(),
+                        file,
+                        None,
+                    );
+                    out.line_ends.push(out.lines.len() as u32);
+                }
+            }
+        }
+        if let Some(t) = out.last_ts {
+            worker.housekeeping(t);
+        }
+        out.watermark = watermark;
+        worker.advance(watermark, &mut out.records);
+        if merge_tx.send(ToMerger::Out(out)).is_err() {
+            return;
+        }
+    }
+    let mut records = Vec::new();
+    let totals = worker.finish(&mut records);
+    let _ = merge_tx.send(ToMerger::Done(Box::new(WorkerDone {
+        records,
+        totals,
+        unparsed,
+    })));
+}
+
+/// What a worker writes per packet, besides flow logs.
+#[derive(Clone, Copy)]
+pub(super) struct PerPacket<'a> {
+    /// Verdict lines.
+    pub(super) verdicts: bool,
+    /// The blocks (worker 0), for the pcaps of accepted and rejected packets.
+    pub(super) block: bool,
+    /// Verdict lines name their file.
+    pub(super) multi_file: bool,
+    pub(super) file_names: &'a [String],
+}
+
+/// The NONE reason of a frame the parser could not read: `not-ip` or
+/// `malformed <reason>`.
+pub(super) fn none_reason(e: &ParseError) -> String {
+    if e.is_not_ip() {
+        "not-ip".to_string()
+    } else {
+        format!("malformed {}", e.reason())
+    }
+}
+
+/// One verdict line (README.md, "Per-packet verdicts").
+#[allow(clippy::too_many_arguments)]
+pub(super) fn write_verdict(
+    out: &mut Vec<u8>,
+    index: u64,
+    ts: Timestamp,
+    pkt: Option<&Packet>,
+    verdict: Verdict,
+    reason: Option<&str>,
+    file: Option<&str>,
+    parse_error: Option<&ParseError>,
+) {
+    let _ = write!(
+        out,
+        "{{\"packet\":{},\"time\":{}.{:09}",
+        index,
+        ts.secs(),
+        ts.subsec_nanos()
+    );
+    if let Some(f) = file {
+        out.extend_from_slice(b",\"file\":");
+        let _ = serde_json::to_writer(&mut *out, f);
+    }
+    if let Some(p) = pkt {
+        let _ = write!(
+            out,
+            ",\"src\":\"{}\",\"dst\":\"{}\",\"protocol\":{}",
+            p.src, p.dst, p.protocol
+        );
+        if p.protocol == PROTO_ICMP || p.protocol == PROTO_ICMPV6 {
+            let _ = write!(
+                out,
+                ",\"src_port\":0,\"dst_port\":0,\"icmp_type\":{},\"icmp_code\":{}",
+                p.icmp_type, p.icmp_code
+            );
+        } else {
+            let _ = write!(
+                out,
+                ",\"src_port\":{},\"dst_port\":{}",
+                p.src_port, p.dst_port
+            );
+        }
+    }
+    let _ = write!(out, ",\"action\":\"{}\"", verdict.as_str());
+    match (parse_error, reason) {
+        (Some(e), _) => {
+            let _ = write!(out, ",\"reason\":\"{}\"", none_reason(e));
+        }
+        (None, Some(r)) => {
+            out.extend_from_slice(b",\"reason\":");
+            let _ = serde_json::to_writer(&mut *out, r);
+            // Rule 32767 (IPv4) or 32768 (IPv6) of a NACL is its implicit `*` entry.
+            if r.starts_with("nacl-") && (r.ends_with(" rule 32767") || r.ends_with(" rule 32768"))
+            {
+                out.extend_from_slice(b",\"rule\":\"* (default deny)\"");
+            }
+        }
+        (None, None) => {}
+    }
+    out.extend_from_slice(b"}\n");
+}
