@@ -161,16 +161,48 @@ pub(crate) fn max_flows_for(meminfo: Option<&str>) -> u64 {
 }
 
 pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
+    match run(&args) {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+/// The run in named steps; an `Err` is the exit status of a run that stopped early.
+fn run(args: &ReplayArgs) -> Result<ExitCode, ExitCode> {
+    let (interval, log_format) = flow_log_options(args)?;
+    let rulesets = load_rulesets(args)?;
+    let (outputs, stdout_used) = check_inputs_and_outputs(args)?;
+    let cfg = config(args, rulesets, interval, log_format)?;
+    let (interrupt, signal) = install_signals();
+    create_outputs(&outputs)?;
+    let started = std::time::Instant::now();
+    let summary = match pipeline::run(&cfg, Some(&interrupt)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vpcgate: {}", output_error_text(&e));
+            return Err(ExitCode::from(1));
+        }
+    };
+    print_summary(args, &summary, &cfg, started.elapsed(), stdout_used)?;
+    Ok(exit_status(
+        &summary,
+        &cfg,
+        signal.load(std::sync::atomic::Ordering::Relaxed),
+    ))
+}
+
+/// `--aggregation-interval` and `--log-format`, and the flags that mean nothing
+/// without `--flow-log`.
+fn flow_log_options(args: &ReplayArgs) -> Result<(u32, LogFormat), ExitCode> {
     let aggregation_interval = args.aggregation_interval.unwrap_or(600);
     if aggregation_interval != 60 && aggregation_interval != 600 {
-        return usage_error(format!(
+        return Err(usage_error(format!(
             "--aggregation-interval {aggregation_interval}: AWS allows 60 or 600 seconds"
-        ));
+        )));
     }
     let log_format = match &args.log_format {
         Some(f) => match LogFormat::parse(f) {
             Ok(f) => f,
-            Err(e) => return usage_error(format!("--log-format: {e}")),
+            Err(e) => return Err(usage_error(format!("--log-format: {e}"))),
         },
         None => LogFormat::default_format(),
     };
@@ -185,12 +217,17 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
             (args.no_nodata, "--no-nodata"),
         ] {
             if given {
-                return usage_error(format!(
+                return Err(usage_error(format!(
                     "{flag} shapes the flow log, and there is none: add --flow-log PATH (or --flow-log - for standard output)"
-                ));
+                )));
             }
         }
     }
+    Ok((aggregation_interval, log_format))
+}
+
+/// `--rules` and every `--rules-at`, loaded (warnings printed), in time order.
+fn load_rulesets(args: &ReplayArgs) -> Result<Vec<RulesetAt>, ExitCode> {
     let load_opts = vpcgate::load::LoadOptions {
         vpc: args.vpc.clone(),
     };
@@ -205,7 +242,7 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
                 "vpcgate: the ruleset did not load ({} problem(s)); nothing was replayed",
                 e.0.len()
             );
-            return ExitCode::from(2);
+            return Err(ExitCode::from(2));
         }
     };
     let mut rulesets = vec![RulesetAt {
@@ -220,16 +257,16 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
     }];
     for spec in &args.rules_at {
         let Some((t, path)) = spec.split_once('=') else {
-            return usage_error(format!(
+            return Err(usage_error(format!(
                 "--rules-at {spec:?}: expected TIME=PATH, e.g. 1700000060.5=after.toml"
-            ));
+            )));
         };
         let ts = match parse_when(t) {
             Ok(w) => w,
             Err(why) => {
-                return usage_error(format!(
+                return Err(usage_error(format!(
                     "--rules-at {spec:?}: {why}; write Unix seconds (1732435500.25), an RFC 3339 time (2024-11-24T08:05:00Z) or an offset from the first packet (+90s)"
-                ))
+                )))
             }
         };
         match vpcgate::load::load_paths_with(&[PathBuf::from(path)], &load_opts) {
@@ -246,7 +283,7 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
                 eprintln!(
                     "vpcgate: the ruleset of --rules-at {spec} did not load; nothing was replayed"
                 );
-                return ExitCode::from(2);
+                return Err(ExitCode::from(2));
             }
         }
     }
@@ -258,6 +295,15 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
         None => (0, 0),
     });
 
+    Ok(rulesets)
+}
+
+/// The output files a run writes: (flag, path).
+type Outputs<'a> = Vec<(&'static str, &'a PathBuf)>;
+
+/// Every input is checked before any output is created or truncated; the outputs
+/// (flag, path), and how many of them are standard output.
+fn check_inputs_and_outputs(args: &ReplayArgs) -> Result<(Outputs<'_>, usize), ExitCode> {
     // Every input is checked before any output is created or truncated.
     if args
         .captures
@@ -266,7 +312,7 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
         .count()
         > 1
     {
-        return usage_error("`-` (standard input) is named more than once");
+        return Err(usage_error("`-` (standard input) is named more than once"));
     }
     if let Err(mut msg) = check_captures(&args.captures) {
         let json_named = args.json.as_ref().is_some_and(|j| j.as_os_str() == "-")
@@ -278,7 +324,7 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
             msg.push_str(" (to write the JSON summary to a file, write --json=FILE)");
         }
         eprintln!("vpcgate: {msg}; nothing was replayed, and no output was created or changed");
-        return ExitCode::from(1);
+        return Err(ExitCode::from(1));
     }
     let json_file = args.json.as_ref().filter(|p| p.as_os_str() != "-");
     let outputs: Vec<(&str, &PathBuf)> = [
@@ -297,7 +343,7 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
         .filter_map(|s| Some(PathBuf::from(s.split_once('=')?.1)))
         .collect();
     if let Err(msg) = check_distinct(&args.captures, &args.rules, &rules_at_paths, &outputs) {
-        return usage_error(msg);
+        return Err(usage_error(msg));
     }
 
     let stdout_used = [
@@ -310,28 +356,38 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
     .filter(|p| p.as_ref().is_some_and(|p| p.as_os_str() == "-"))
     .count();
     if stdout_used > 1 {
-        return usage_error("only one output can be standard output (`-`)");
+        return Err(usage_error("only one output can be standard output (`-`)"));
     }
     if (args.accepted.as_ref().is_some_and(|p| p.as_os_str() == "-")
         || args.rejected.as_ref().is_some_and(|p| p.as_os_str() == "-"))
         && std::io::stdout().is_terminal()
     {
-        return usage_error(
+        return Err(usage_error(
             "refusing to write a pcap to a terminal; redirect standard output or name a file",
-        );
+        ));
     }
+    Ok((outputs, stdout_used))
+}
+
+/// The pipeline's configuration.
+fn config(
+    args: &ReplayArgs,
+    rulesets: Vec<RulesetAt>,
+    interval: u32,
+    log_format: LogFormat,
+) -> Result<ReplayConfig, ExitCode> {
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if workers == 0 || workers > 1024 {
-        return usage_error(format!("--workers {workers}: give 1 to 1024"));
+        return Err(usage_error(format!("--workers {workers}: give 1 to 1024")));
     }
-    let cfg = ReplayConfig {
+    Ok(ReplayConfig {
         captures: args.captures.clone(),
         rulesets,
         flow_log: args.flow_log.clone(),
         log_format,
-        interval: aggregation_interval,
+        interval,
         nodata: !args.no_nodata,
         verdicts: args.verdicts.clone(),
         accepted: args.accepted.clone(),
@@ -343,9 +399,16 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
             Some(n) => Some(n),
             None => Some(default_max_flows()),
         },
-    };
-    // Ctrl-C or SIGTERM: stop reading, then process and write out everything read so
-    // far. A second signal ends the process at once.
+    })
+}
+
+/// Ctrl-C or SIGTERM: stop reading, then process and write out everything read so
+/// far. A second signal ends the process at once. Returns the stop flag and the
+/// signal number seen (0: none).
+fn install_signals() -> (
+    Arc<std::sync::atomic::AtomicBool>,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
     let interrupt = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let signal = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -353,8 +416,12 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
         let _ = signal_hook::flag::register_usize(sig, signal.clone(), sig as usize);
         let _ = signal_hook::flag::register(sig, interrupt.clone());
     }
-    // Every output is created before any is written: a bad path stops the run here and
-    // leaves no new file behind.
+    (interrupt, signal)
+}
+
+/// Every output is created before any is written: a bad path stops the run here and
+/// leaves no new file behind.
+fn create_outputs(outputs: &[(&str, &PathBuf)]) -> Result<(), ExitCode> {
     if let Err((path, error)) =
         vpcgate::output::sink::preflight(outputs.iter().map(|(_, p)| p.as_path()))
     {
@@ -363,19 +430,23 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
             error,
         };
         eprintln!("vpcgate: {}", output_error_text(&e));
-        return ExitCode::from(1);
+        return Err(ExitCode::from(1));
     }
-    let started = std::time::Instant::now();
-    let summary = match pipeline::run(&cfg, Some(&interrupt)) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("vpcgate: {}", output_error_text(&e));
-            return ExitCode::from(1);
-        }
-    };
-    let elapsed = started.elapsed();
+    Ok(())
+}
+
+/// The JSON summary (to its file, or standard output) and the text summary (to
+/// standard error when standard output carries an output).
+fn print_summary(
+    args: &ReplayArgs,
+    summary: &pipeline::Summary,
+    cfg: &ReplayConfig,
+    elapsed: std::time::Duration,
+    stdout_used: usize,
+) -> Result<(), ExitCode> {
+    let json_file = args.json.as_ref().filter(|p| p.as_os_str() != "-");
     if let Some(path) = json_file {
-        let mut v = vpcgate::report::summary_json(&summary, &cfg, elapsed);
+        let mut v = vpcgate::report::summary_json(summary, cfg, elapsed);
         v.push('\n');
         if let Err(error) = std::fs::write(path, v) {
             let e = pipeline::ReplayError::Output {
@@ -383,17 +454,17 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
                 error,
             };
             eprintln!("vpcgate: {e}");
-            return ExitCode::from(1);
+            return Err(ExitCode::from(1));
         }
     }
     let json_stdout = args.json.as_ref().is_some_and(|p| p.as_os_str() == "-");
     if !args.quiet {
         let text = if json_stdout {
-            let mut v = vpcgate::report::summary_json(&summary, &cfg, elapsed);
+            let mut v = vpcgate::report::summary_json(summary, cfg, elapsed);
             v.push('\n');
             v
         } else {
-            vpcgate::report::summary_text(&summary, &cfg, elapsed)
+            vpcgate::report::summary_text(summary, cfg, elapsed)
         };
         if stdout_used > 0 {
             eprint!("{text}");
@@ -401,14 +472,19 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
             print!("{text}");
         }
     }
+    Ok(())
+}
+
+/// 130 after a signal, 1 when a capture could not be read to the end, else 0; with
+/// the message that says which.
+fn exit_status(summary: &pipeline::Summary, cfg: &ReplayConfig, signal: usize) -> ExitCode {
     for e in &summary.capture_errors {
         eprintln!("error: {e}");
     }
-    let signal = signal.load(std::sync::atomic::Ordering::Relaxed);
     if summary.interrupted || signal != 0 {
         eprintln!(
             "vpcgate: {}",
-            vpcgate::report::interrupted_text(signal, summary.packets, &cfg)
+            vpcgate::report::interrupted_text(signal, summary.packets, cfg)
         );
         ExitCode::from(130)
     } else if summary.capture_errors.is_empty() {
