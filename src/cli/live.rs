@@ -41,6 +41,13 @@ pub(crate) struct TapArgs {
     #[arg(long, value_name = "ENI=DEV")]
     attach: Vec<String>,
 
+    #[command(flatten)]
+    out: LiveOutputArgs,
+}
+
+/// The outputs of `tap` and `lab up`.
+#[derive(Args, Debug)]
+pub(crate) struct LiveOutputArgs {
     /// Write flow-log records here as each window closes on the wall clock (whole lines).
     #[arg(long = "flow-log", value_name = "PATH")]
     flow_log: Option<PathBuf>,
@@ -57,9 +64,19 @@ pub(crate) struct TapArgs {
     )]
     aggregation_interval: u32,
 
+    /// Do not write NODATA records for interfaces without traffic in a window.
+    #[arg(long = "no-nodata")]
+    no_nodata: bool,
+
     /// Write one JSON object per evaluated packet; `-` is standard output.
     #[arg(long, value_name = "PATH")]
     verdicts: Option<PathBuf>,
+
+    /// Write every frame read, in the order judged, to this pcap file (nanosecond
+    /// timestamps: the wall-clock time it was judged at). `vpcgate replay` of it gives
+    /// the same verdicts and flow-log records.
+    #[arg(long, value_name = "PATH")]
+    capture: Option<PathBuf>,
 }
 
 pub(crate) const LAB_HELP: &str = "\
@@ -88,6 +105,9 @@ pub(crate) enum LabCommand {
     Exec(LabExecArgs),
     /// Say whether the lab is up and which namespaces it has.
     Status(LabNameArgs),
+    /// Hand the running `lab up` a new ruleset: tracked connections survive, untracked
+    /// flows are cut; a ruleset that does not load is refused and the old one stays.
+    Reload(LabReloadArgs),
 }
 
 #[derive(Args, Debug)]
@@ -110,21 +130,18 @@ pub(crate) struct LabUpArgs {
     #[arg(long, default_value = "", value_name = "PREFIX")]
     prefix: String,
 
-    /// Write flow-log records here as each window closes (whole lines).
-    #[arg(long = "flow-log", value_name = "PATH")]
-    flow_log: Option<PathBuf>,
+    #[command(flatten)]
+    out: LiveOutputArgs,
+}
 
-    /// Flow-log aggregation interval in seconds: 60 or 600.
-    #[arg(
-        long = "aggregation-interval",
-        value_name = "SECONDS",
-        default_value_t = 600
-    )]
-    aggregation_interval: u32,
+#[derive(Args, Debug)]
+pub(crate) struct LabReloadArgs {
+    #[command(flatten)]
+    lab: LabNameArgs,
 
-    /// Write one JSON object per evaluated packet; `-` is standard output.
-    #[arg(long, value_name = "PATH")]
-    verdicts: Option<PathBuf>,
+    /// The new ruleset (TOML, `aws ec2 describe-*` JSON, or a directory of them).
+    #[arg(value_name = "PATH", required = true)]
+    rules: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -142,22 +159,22 @@ pub(crate) struct LabExecArgs {
 }
 
 pub(crate) fn live_outputs(
-    flow_log: Option<&PathBuf>,
-    log_format: Option<&str>,
-    interval: u32,
-    verdicts: Option<&PathBuf>,
+    a: &LiveOutputArgs,
+    labels: Vec<String>,
 ) -> Result<vpcgate::live::tap::Outputs, ExitCode> {
+    use std::io::IsTerminal;
+    let interval = a.aggregation_interval;
     if interval != 60 && interval != 600 {
         return Err(usage_error(format!(
             "--aggregation-interval {interval}: AWS allows 60 or 600 seconds"
         )));
     }
-    let format = match log_format {
+    let format = match a.log_format.as_deref() {
         Some(f) => LogFormat::parse(f).map_err(|e| usage_error(format!("--log-format: {e}")))?,
         None => LogFormat::default_format(),
     };
     let mut out = vpcgate::live::tap::Outputs::default();
-    if let Some(p) = flow_log {
+    if let Some(p) = &a.flow_log {
         out.flow_log = Some(
             vpcgate::output::FlowLogWriter::create(p, format).map_err(|e| {
                 eprintln!("vpcgate: {}: {e}", p.display());
@@ -165,7 +182,7 @@ pub(crate) fn live_outputs(
             })?,
         );
     }
-    if let Some(p) = verdicts {
+    if let Some(p) = &a.verdicts {
         out.verdicts = Some(if p.as_os_str() == "-" {
             Box::new(std::io::stdout())
         } else {
@@ -175,7 +192,56 @@ pub(crate) fn live_outputs(
             })?)
         });
     }
+    if let Some(p) = &a.capture {
+        out.capture = Some(vpcgate::capture::PcapWriter::create(p).map_err(|e| {
+            eprintln!("vpcgate: {}: {e}", p.display());
+            ExitCode::from(1)
+        })?);
+    }
+    if std::io::stderr().is_terminal() {
+        out.status = Some(labels);
+    }
     Ok(out)
+}
+
+/// Loads `paths` again for a reload: the ruleset, or the usual message of why not.
+fn reload_rules(paths: &[PathBuf]) -> Result<vpcgate::model::Vpc, String> {
+    match vpcgate::load::load_paths(paths) {
+        Ok(v) => {
+            v.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+            Ok(v)
+        }
+        Err(e) => Err(format!(
+            "{e}\nvpcgate: the ruleset did not load ({} problem(s))",
+            e.0.len()
+        )),
+    }
+}
+
+/// Loads `paths` and hands them to the router: the line to print, `Ok` when the new
+/// ruleset is in force.
+fn reload_router(
+    router: &mut vpcgate::live::Router,
+    paths: &[PathBuf],
+) -> Result<String, String> {
+    let shown = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let refused = |why: String| format!("{why}\nreload of {shown} refused: the old ruleset stays in force");
+    let vpc = reload_rules(paths).map_err(refused)?;
+    let kept = router.reload(Arc::new(vpc)).map_err(refused)?;
+    Ok(format!(
+        "reloaded {shown}: {kept} tracked connection(s) kept, untracked flows follow the new rules"
+    ))
+}
+
+/// SIGHUP, as a flag for the live loop.
+fn hup_flag() -> Arc<std::sync::atomic::AtomicBool> {
+    let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone());
+    hup
 }
 
 #[cfg(target_os = "linux")]
@@ -196,16 +262,14 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
         }
         attach.insert(eni.to_string(), dev.to_string());
     }
-    let mut out = match live_outputs(
-        args.flow_log.as_ref(),
-        args.log_format.as_deref(),
-        args.aggregation_interval,
-        args.verdicts.as_ref(),
-    ) {
+    let mut labels: Vec<String> = vpc.network_interfaces.iter().map(|e| e.id.clone()).collect();
+    labels.push("igw".into());
+    let mut out = match live_outputs(&args.out, labels) {
         Ok(o) => o,
         Err(c) => return c,
     };
-    let mut router = Router::new(vpc.clone(), args.aggregation_interval);
+    let mut router = Router::new(vpc.clone(), args.out.aggregation_interval);
+    router.set_nodata(!args.out.no_nodata);
     let mut devices = Vec::new();
     let mut wanted: Vec<(Port, String, String, Option<[u8; 6]>)> = vpc
         .network_interfaces
@@ -250,11 +314,21 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
             }
         }
     }
-    if args.verdicts.is_some() {
+    if args.out.verdicts.is_some() {
         router.keep_verdicts();
     }
     let stop = stop_flag();
-    let r = vpcgate::live::tap::serve(&mut router, &devices, &mut out, &stop);
+    let hup = hup_flag();
+    let rules = args.rules.clone();
+    let mut on_reload = |r: &mut Router| match reload_router(r, &rules) {
+        Ok(line) | Err(line) => eprintln!("vpcgate tap: {line}"),
+    };
+    let mut ctl = vpcgate::live::tap::Control {
+        stop: &stop,
+        reload: &hup,
+        on_reload: &mut on_reload,
+    };
+    let r = vpcgate::live::tap::serve(&mut router, &devices, &mut out, &mut ctl);
     eprint!("{}", vpcgate::live::tap::summary(&router));
     if let Some(w) = out.flow_log.take() {
         let _ = w.finish();
@@ -283,12 +357,11 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
                 Ok(v) => Arc::new(v),
                 Err(c) => return c,
             };
-            let mut out = match live_outputs(
-                args.flow_log.as_ref(),
-                None,
-                args.aggregation_interval,
-                args.verdicts.as_ref(),
-            ) {
+            let labels = lab::plan(&vpc, &args.prefix)
+                .into_iter()
+                .map(|n| n.ns)
+                .collect();
+            let mut out = match live_outputs(&args.out, labels) {
                 Ok(o) => o,
                 Err(c) => return c,
             };
@@ -298,16 +371,17 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
                 name: args.lab.name.clone(),
                 prefix: args.prefix.clone(),
             };
-            let mut l = match lab::up(vpc, &opts, args.aggregation_interval) {
+            let mut l = match lab::up(vpc, &opts, args.out.aggregation_interval) {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!("vpcgate lab up: {e}");
                     return ExitCode::from(1);
                 }
             };
-            if args.verdicts.is_some() {
+            if args.out.verdicts.is_some() {
                 l.router.keep_verdicts();
             }
+            l.router.set_nodata(!args.out.no_nodata);
             for n in &l.nodes {
                 let addrs: Vec<String> = n.addrs.iter().map(|a| a.to_string()).collect();
                 let public: Vec<String> = n.public.iter().map(|a| a.to_string()).collect();
@@ -326,7 +400,26 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
             }
             println!("lab {} is up: {} namespaces", opts.name, l.nodes.len());
             let _ = std::io::Write::flush(&mut std::io::stdout());
-            let r = lab::run(&mut l, &opts.name, &mut out, &stop);
+            let hup = hup_flag();
+            let (name, rules) = (opts.name.clone(), args.rules.clone());
+            let mut on_reload = |r: &mut vpcgate::live::Router| {
+                // `lab reload` names the paths in a request file; a bare SIGHUP
+                // reloads the paths `up` was given.
+                let paths = lab::take_reload_request(&name).unwrap_or_else(|| rules.clone());
+                let res = reload_router(r, &paths);
+                match &res {
+                    Ok(line) | Err(line) => eprintln!("vpcgate lab: {line}"),
+                }
+                if let Err(e) = lab::write_reload_result(&name, &res) {
+                    eprintln!("vpcgate lab: cannot write the reload result: {e}");
+                }
+            };
+            let mut ctl = vpcgate::live::tap::Control {
+                stop: &stop,
+                reload: &hup,
+                on_reload: &mut on_reload,
+            };
+            let r = lab::run(&mut l, &opts.name, &mut out, &mut ctl);
             eprint!("{}", vpcgate::live::tap::summary(&l.router));
             if let Some(w) = out.flow_log.take() {
                 let _ = w.finish();
@@ -401,6 +494,7 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        LabCommand::Reload(a) => lab_reload(&a),
         LabCommand::Exec(a) => {
             let ns = match lab::State::read(&a.lab.name) {
                 Ok(Some(s)) => s
@@ -431,6 +525,56 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+/// `lab reload`: checks that the new ruleset loads, hands its paths to the running
+/// `lab up` (a request file beside the lab's state file, then SIGHUP) and waits for
+/// its answer.
+#[cfg(target_os = "linux")]
+fn lab_reload(a: &LabReloadArgs) -> ExitCode {
+    use vpcgate::lab;
+    let name = &a.lab.name;
+    let pid = match lab::State::read(name) {
+        Ok(Some(s)) => s.pid.filter(|&p| lab::pid_is_lab(p)),
+        Ok(None) => None,
+        Err(e) => {
+            eprintln!("vpcgate lab reload: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let Some(pid) = pid else {
+        eprintln!("vpcgate lab reload: lab {name} is not up (`vpcgate lab status --name {name}`)");
+        return ExitCode::from(1);
+    };
+    // Refused here already when it does not load: the usual message, nothing sent.
+    if let Err(c) = load_rules(&a.rules) {
+        eprintln!("vpcgate lab reload: nothing was changed; lab {name} keeps its ruleset");
+        return c;
+    }
+    let mut paths = Vec::new();
+    for p in &a.rules {
+        match std::fs::canonicalize(p) {
+            Ok(abs) => paths.push(abs),
+            Err(e) => {
+                eprintln!("vpcgate lab reload: {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match lab::request_reload(name, pid, &paths, std::time::Duration::from_secs(10)) {
+        Ok(Ok(line)) => {
+            println!("lab {name}: {line}");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(why)) => {
+            eprintln!("{why}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("vpcgate lab reload: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -30,7 +30,6 @@ use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
@@ -269,7 +268,8 @@ pub fn netns_exists(ns: &str) -> bool {
     Path::new("/run/netns").join(ns).exists()
 }
 
-fn pid_is_lab(pid: u32) -> bool {
+/// True when process `pid` is another vpcgate process (a running `lab up`).
+pub fn pid_is_lab(pid: u32) -> bool {
     pid != std::process::id()
         && fs::read(format!("/proc/{pid}/cmdline"))
             .is_ok_and(|c| String::from_utf8_lossy(&c).contains("vpcgate"))
@@ -309,11 +309,96 @@ pub fn down(name: &str) -> io::Result<Vec<String>> {
             fs::remove_dir_all(&etc)?;
         }
     }
+    for p in [reload_request_path(name), reload_result_path(name)] {
+        let _ = fs::remove_file(p);
+    }
     match fs::remove_file(state_path(name)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
     Ok(removed)
+}
+
+/// The file in which `lab reload` names the new ruleset's paths for `lab up`.
+pub fn reload_request_path(name: &str) -> PathBuf {
+    Path::new(STATE_DIR).join(format!("{name}.reload"))
+}
+
+/// The file in which `lab up` answers a reload request.
+pub fn reload_result_path(name: &str) -> PathBuf {
+    Path::new(STATE_DIR).join(format!("{name}.reloaded"))
+}
+
+/// Writes `text` to `path` whole: a reader sees all of it or no file.
+fn write_whole(path: &Path, text: &str) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    fs::write(&tmp, text)?;
+    fs::rename(&tmp, path)
+}
+
+/// In `lab up`, on SIGHUP: the paths a `lab reload` asked for (the request is
+/// consumed), or `None` for a plain `kill -HUP`.
+pub fn take_reload_request(name: &str) -> Option<Vec<PathBuf>> {
+    let path = reload_request_path(name);
+    let text = fs::read_to_string(&path).ok()?;
+    let _ = fs::remove_file(&path);
+    let paths: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect();
+    (!paths.is_empty()).then_some(paths)
+}
+
+/// In `lab up`, after a reload: its outcome for the waiting `lab reload`.
+pub fn write_reload_result(name: &str, result: &Result<String, String>) -> io::Result<()> {
+    let text = match result {
+        Ok(line) => format!("ok\n{line}\n"),
+        Err(why) => format!("refused\n{why}\n"),
+    };
+    write_whole(&reload_result_path(name), &text)
+}
+
+/// `lab reload`: names `paths` to the `lab up` process `pid` of lab `name`, sends it
+/// SIGHUP and waits up to `wait` for its answer: `Ok(Ok(line))` when the new ruleset
+/// is in force, `Ok(Err(why))` when it was refused.
+pub fn request_reload(
+    name: &str,
+    pid: u32,
+    paths: &[PathBuf],
+    wait: std::time::Duration,
+) -> io::Result<Result<String, String>> {
+    let result = reload_result_path(name);
+    match fs::remove_file(&result) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let text: String = paths.iter().map(|p| format!("{}\n", p.display())).collect();
+    write_whole(&reload_request_path(name), &text)?;
+    let sent = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()?;
+    if !sent.success() {
+        return Err(io::Error::other(format!(
+            "could not signal the lab's process {pid}"
+        )));
+    }
+    let start = std::time::Instant::now();
+    while start.elapsed() < wait {
+        if let Ok(t) = fs::read_to_string(&result) {
+            let _ = fs::remove_file(&result);
+            let (status, rest) = t.split_once('\n').unwrap_or((t.as_str(), ""));
+            let rest = rest.trim_end().to_string();
+            return Ok(if status == "ok" { Ok(rest) } else { Err(rest) });
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "lab {name} (process {pid}) did not answer within {} s; see its standard error",
+            wait.as_secs()
+        ),
+    ))
 }
 
 /// Options of `lab up`.
@@ -436,9 +521,9 @@ pub fn run(
     lab: &mut Lab,
     name: &str,
     out: &mut crate::live::tap::Outputs,
-    stop: &AtomicBool,
+    ctl: &mut crate::live::tap::Control<'_>,
 ) -> io::Result<()> {
-    let served = crate::live::tap::serve(&mut lab.router, &lab.devices, out, stop);
+    let served = crate::live::tap::serve(&mut lab.router, &lab.devices, out, ctl);
     lab.devices.clear();
     let removed = down(name);
     served?;

@@ -41,7 +41,7 @@ use ipnet::IpNet;
 
 use super::arp;
 use crate::engine::{Engine, Verdict};
-use crate::flowlog::{Aggregator, EniMeta, FlowRecord};
+use crate::flowlog::{Aggregator, Collator, EniMeta, FlowRecord, Run};
 use crate::model::Vpc;
 use crate::policy::Policy;
 use crate::wire::checksum;
@@ -138,6 +138,60 @@ pub struct Router {
     stats: RouterStats,
     seq: u64,
     verdicts: Option<Vec<u8>>,
+    /// How many rulesets this router has had (0: the first); the engine's generation.
+    generation: usize,
+    /// Orders the closed records and adds NODATA ones, as replay's merger does.
+    collator: Collator,
+    /// The time of the last frame read.
+    last_frame: Option<Timestamp>,
+}
+
+/// `Ok` when `new` describes the same network as `old` (what a reload may not change).
+fn same_network(old: &Vpc, new: &Vpc) -> Result<(), String> {
+    let restart = "a reload changes rules, not the network: restart to change it";
+    if old.cidrs != new.cidrs {
+        return Err(format!("the VPC's CIDRs differ; {restart}"));
+    }
+    let subnets = |v: &Vpc| -> Vec<(String, Option<ipnet::Ipv4Net>, Vec<ipnet::Ipv6Net>)> {
+        v.subnets
+            .iter()
+            .map(|s| (s.id.clone(), s.ipv4_cidr, s.ipv6_cidrs.clone()))
+            .collect()
+    };
+    if subnets(old) != subnets(new) {
+        return Err(format!("the subnets or their CIDRs differ; {restart}"));
+    }
+    let (a, b) = (&old.network_interfaces, &new.network_interfaces);
+    if a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.id != y.id) {
+        let ids = |v: &[crate::model::NetworkInterface]| {
+            v.iter().map(|e| e.id.as_str()).collect::<Vec<_>>().join(" ")
+        };
+        return Err(format!(
+            "the network interfaces differ (running: {}; new: {}); {restart}",
+            ids(a),
+            ids(b)
+        ));
+    }
+    for (x, y) in a.iter().zip(b) {
+        let addrs = |e: &crate::model::NetworkInterface| {
+            (
+                e.subnet_id.clone(),
+                e.private_ipv4.clone(),
+                e.ipv6.clone(),
+                e.public_ipv4,
+                e.secondary_public_ipv4.clone(),
+                e.ipv4_prefixes.clone(),
+                e.ipv6_prefixes.clone(),
+            )
+        };
+        if addrs(x) != addrs(y) {
+            return Err(format!(
+                "{}: its subnet or addresses differ; {restart}",
+                x.id
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -183,6 +237,7 @@ impl Router {
                     .collect()
             })
             .collect();
+        let n_enis = metas.len() as u32;
         Router {
             engine: Engine::new(policy.clone()),
             policy,
@@ -199,7 +254,29 @@ impl Router {
             stats: RouterStats::default(),
             seq: 0,
             verdicts: None,
+            generation: 0,
+            collator: Collator::new(n_enis, u64::from(aggregation_interval), true),
+            last_frame: None,
         }
+    }
+
+    /// Switches to the ruleset `vpc` from the next frame on, as replay's `--rules-at`
+    /// does (EMULATION.md §4): tracked connections keep passing until they time out or
+    /// close, untracked flows and network ACLs follow the new rules at once, and the
+    /// flow-log windows stay open. The network must be the same (the same ENIs in the
+    /// same order, with the same subnets and addresses, the same subnets and VPC
+    /// CIDRs): the devices and namespaces were made for it. Refused otherwise, with
+    /// what differs; the old ruleset then stays in force. Returns the number of
+    /// tracked connections kept.
+    pub fn reload(&mut self, vpc: Arc<Vpc>) -> Result<usize, String> {
+        same_network(&self.policy.vpc, &vpc)?;
+        let (ids, metas) = crate::pipeline::eni_table(&[&vpc]);
+        let policy = Arc::new(Policy::compile(vpc, &ids));
+        self.generation += 1;
+        self.engine.set_policy(policy.clone(), self.generation);
+        self.policy = policy;
+        self.metas = metas;
+        Ok(self.engine.tracked())
     }
 
     /// The VPC this router serves.
@@ -256,19 +333,45 @@ impl Router {
     }
 
     /// Frees expired tracking state and closes the flow-log windows that ended by
-    /// `now`: their records, in output order.
+    /// `now`: their records, in output order, with a NODATA record for each ENI
+    /// without traffic in such a window since the first frame (as replay writes them,
+    /// EMULATION.md §6; unless [`Router::set_nodata`] turned them off).
     pub fn tick(&mut self, now: Timestamp) -> Vec<FlowRecord> {
         self.engine.housekeeping(now);
+        let mut recs = Vec::new();
+        self.agg.close_before(now.secs(), &mut recs);
+        self.collator.add([Run::Records(recs)]);
         let mut out = Vec::new();
-        self.agg.close_before(now.secs(), &mut out);
+        let _ = self.collator.flush::<()>(now.secs(), &mut |r| {
+            out.push(r.clone());
+            Ok(())
+        });
         out
     }
 
-    /// Every open flow-log record, at the end of a run.
+    /// Every open flow-log record, at the end of a run: the windows up to the last
+    /// frame's, with their NODATA records, as replay ends a capture.
     pub fn finish(&mut self) -> Vec<FlowRecord> {
+        let mut recs = Vec::new();
+        self.agg.close_all(&mut recs);
+        self.collator.add([Run::Records(recs)]);
         let mut out = Vec::new();
-        self.agg.close_all(&mut out);
+        let _ = self
+            .collator
+            .finish::<()>(self.last_frame.map(|t| t.secs()), &mut |r| {
+                out.push(r.clone());
+                Ok(())
+            });
         out
+    }
+
+    /// Whether to write NODATA records (default: yes, as replay does).
+    pub fn set_nodata(&mut self, on: bool) {
+        self.collator = Collator::new(
+            self.metas.len() as u32,
+            u64::from(self.agg.interval_secs()),
+            on,
+        );
     }
 
     fn drop_frame(&mut self, reason: &str) -> Vec<(Port, Vec<u8>)> {
@@ -285,6 +388,8 @@ impl Router {
         now: Timestamp,
     ) -> Vec<(Port, Vec<u8>)> {
         self.stats.frames += 1;
+        self.collator.first_packet(now.secs());
+        self.last_frame = Some(now);
         if let Port::Eni(i) = from {
             if i as usize >= self.eni_macs.len() {
                 return self.drop_frame("unknown-port");
@@ -990,5 +1095,41 @@ mod tests {
             "{s:?}"
         );
         assert!(s.drops.keys().any(|k| k.starts_with("malformed")), "{s:?}");
+    }
+
+    /// EMULATION.md §4 on a reload: the tracked SSH session (office, allowed from the
+    /// office range only) keeps passing without its inbound rule; the untracked one
+    /// (world, 0.0.0.0/0 both ways) is cut at once; a new session is refused.
+    #[test]
+    fn reload_keeps_tracked_sessions_and_cuts_untracked_ones() {
+        let before = include_str!("../../rulesets/lesson-untracked.toml");
+        let after = include_str!("../../rulesets/lesson-untracked-after.toml");
+        let load = |name, text| Arc::new(crate::load::load_str(name, text).unwrap());
+        let mut r = Router::new(load("before.toml", before), 600);
+        r.set_igw_peer(PEER);
+        const SYN: u8 = 0x02;
+        const ACK: u8 = 0x10;
+        // Customer 192.0.2.10 to world's public address; office 198.51.100.7 to office's.
+        let world = |f| tcp("192.0.2.10", "203.0.113.31", 40000, 22, f);
+        let office = |f| tcp("198.51.100.7", "203.0.113.32", 40001, 22, f);
+        let mut t = T;
+        for f in [SYN, ACK] {
+            t = Timestamp(t.0 + 1_000_000);
+            assert_eq!(r.handle_frame(Port::Igw, &world(f), t).len(), 1);
+            assert_eq!(r.handle_frame(Port::Igw, &office(f), t).len(), 1);
+        }
+        let kept = r.reload(load("after.toml", after)).unwrap();
+        assert_eq!(kept, 1, "only the office session is tracked");
+        t = Timestamp(t.0 + 1_000_000);
+        assert_eq!(r.handle_frame(Port::Igw, &office(ACK), t).len(), 1, "tracked: kept");
+        assert!(r.handle_frame(Port::Igw, &world(ACK), t).is_empty(), "untracked: cut");
+        let new = tcp("198.51.100.7", "203.0.113.32", 40002, 22, SYN);
+        assert!(r.handle_frame(Port::Igw, &new, t).is_empty(), "new sessions: refused");
+        // Another network is refused and the rules in force stay.
+        let mut other = crate::load::load_str("after.toml", after).unwrap();
+        other.network_interfaces[1].private_ipv4 = vec!["10.3.1.99".parse().unwrap()];
+        let e = r.reload(Arc::new(other)).unwrap_err();
+        assert!(e.contains("eni-0c1a55e0000000032") && e.contains("addresses"), "{e}");
+        assert_eq!(r.handle_frame(Port::Igw, &office(ACK), t).len(), 1);
     }
 }

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::router::{Port, Router};
+use crate::capture::PcapWriter;
 use crate::output::FlowLogWriter;
+use crate::wire::packet::linktype;
 use crate::wire::packet::Timestamp;
 
 /// One TAP device and the port it stands for.
@@ -43,6 +45,22 @@ impl Device {
 pub struct Outputs {
     pub flow_log: Option<FlowLogWriter>,
     pub verdicts: Option<Box<dyn Write + Send>>,
+    /// Every frame read, in the order judged, with the time it was judged at: a
+    /// capture that `vpcgate replay` judges the same way.
+    pub capture: Option<PcapWriter>,
+    /// A one-line status on standard error every second (frames/s per device, with
+    /// these labels in device order; rejects), for a terminal.
+    pub status: Option<Vec<String>>,
+}
+
+/// What the loop obeys besides its devices.
+pub struct Control<'a> {
+    /// Set (by SIGINT/SIGTERM) to stop; checked at least four times a second.
+    pub stop: &'a AtomicBool,
+    /// Set (by SIGHUP) to reload: the loop clears it and calls `on_reload` between two
+    /// frames, in the router's thread, so the per-packet path takes no lock.
+    pub reload: &'a AtomicBool,
+    pub on_reload: &'a mut dyn FnMut(&mut Router),
 }
 
 /// The wall clock as a [`Timestamp`].
@@ -66,8 +84,9 @@ pub fn serve(
     router: &mut Router,
     devices: &[Device],
     out: &mut Outputs,
-    stop: &AtomicBool,
+    ctl: &mut Control<'_>,
 ) -> io::Result<()> {
+    let stop = ctl.stop;
     let (tx, rx) = crossbeam_channel::bounded::<Event>(4096);
     for d in devices {
         let (tx, file, port, name) = (tx.clone(), d.file.clone(), d.port, d.name.clone());
@@ -95,10 +114,22 @@ pub fn serve(
     let files: Vec<(Port, Arc<File>)> = devices.iter().map(|d| (d.port, d.file.clone())).collect();
     let mut last_tick = Instant::now();
     let mut result = Ok(());
+    let mut per_device = vec![0u64; files.len()];
+    let mut status = Status::default();
     while !stop.load(Ordering::Relaxed) {
+        if ctl.reload.swap(false, Ordering::Relaxed) {
+            (ctl.on_reload)(router);
+        }
         match rx.recv_timeout(Duration::from_millis(250)) {
             Ok(Event::Frame(port, frame)) => {
-                for (to, f) in router.handle_frame(port, &frame, wall_clock()) {
+                let now = wall_clock();
+                if let Some(c) = out.capture.as_mut() {
+                    c.write_packet(now, linktype::ETHERNET, &frame, frame.len() as u32)?;
+                }
+                if let Some(i) = files.iter().position(|(p, _)| *p == port) {
+                    per_device[i] += 1;
+                }
+                for (to, f) in router.handle_frame(port, &frame, now) {
                     if let Some((_, file)) = files.iter().find(|(p, _)| *p == to) {
                         // A full or downed device drops the frame, as a wire would.
                         let _ = (&**file).write(&f);
@@ -116,11 +147,56 @@ pub fn serve(
             last_tick = Instant::now();
             let recs = router.tick(wall_clock());
             write_out(router, out, recs)?;
+            if let Some(labels) = out.status.as_ref() {
+                eprint!("\r\x1b[K{}", status.line(labels, &per_device, router));
+            }
         }
+    }
+    if out.status.is_some() {
+        eprintln!();
     }
     let recs = router.finish();
     write_out(router, out, recs)?;
+    if let Some(c) = out.capture.take() {
+        c.finish()?;
+    }
     result
+}
+
+/// The counters at the last status line.
+#[derive(Default)]
+struct Status {
+    at: Option<Instant>,
+    frames: Vec<u64>,
+    rejected: u64,
+}
+
+impl Status {
+    /// `alb-1 12/s  app-1 3/s  ...  rejects 2/s (41 in all)`: the rates since the
+    /// last line.
+    fn line(&mut self, labels: &[String], frames: &[u64], router: &Router) -> String {
+        let now = Instant::now();
+        let secs = self
+            .at
+            .map_or(1.0, |a| now.duration_since(a).as_secs_f64())
+            .max(0.001);
+        self.frames.resize(frames.len(), 0);
+        let mut t = String::new();
+        for (i, n) in frames.iter().enumerate() {
+            let rate = (n - self.frames[i]) as f64 / secs;
+            let label = labels.get(i).map_or("?", |l| l.as_str());
+            t += &format!("{label} {rate:.0}/s  ");
+        }
+        let rejected = router.stats().rejected;
+        t += &format!(
+            "rejects {:.0}/s ({rejected} in all)",
+            (rejected - self.rejected) as f64 / secs
+        );
+        self.at = Some(now);
+        self.frames.copy_from_slice(frames);
+        self.rejected = rejected;
+        t
+    }
 }
 
 fn write_out(
