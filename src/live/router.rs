@@ -300,7 +300,8 @@ impl Router {
         self.igw_peer = Some(mac);
     }
 
-    /// Keeps one verdict line (CLI.md) per evaluated packet, for [`Router::take_verdicts`].
+    /// Keeps one verdict line (CLI.md) per evaluated packet, for [`Router::take_verdicts`];
+    /// `packet` is the number of the frame among all frames read (as in `--capture`).
     pub fn keep_verdicts(&mut self) {
         self.verdicts = Some(Vec::new());
     }
@@ -581,7 +582,7 @@ impl Router {
         let _ = write!(
             out,
             "{{\"packet\":{},\"time\":{}.{:09},\"from\":\"{}\",\"to\":\"{}\",\"src\":\"{}\",\"dst\":\"{}\",\"protocol\":{},\"src_port\":{},\"dst_port\":{}",
-            self.seq,
+            self.stats.frames,
             now.secs(),
             now.subsec_nanos(),
             port(from, vpc),

@@ -597,3 +597,222 @@ fn tap_creates_and_attaches_devices_and_stops_on_sigterm() {
     let links = String::from_utf8_lossy(&links.stdout).to_string();
     assert!(!links.contains("vge1") && links.contains("pweb"), "{links}");
 }
+
+fn rulesets(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("rulesets").join(name)
+}
+
+/// `vpcgate lab reload ARGS`: its exit code and what it printed.
+fn lab_reload(name: &str, rules: &Path) -> (Option<i32>, String) {
+    let out = Command::new("timeout")
+        .args(["-k", "2", "30", BIN, "lab", "reload", "--name", name])
+        .arg(rules)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// An echo server on port 22 in namespace `short` (an SSH-like long session).
+fn serve_echo(lab: &Lab, short: &str) -> Server {
+    let script = "import socket,threading\n\
+         s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('0.0.0.0',22)); s.listen(16); print('listening', flush=True)\n\
+         def serve(c):\n    while True:\n        d=c.recv(100)\n        if not d: return\n        c.sendall(d)\n\
+         while True:\n    c,_=s.accept(); threading.Thread(target=serve,args=(c,),daemon=True).start()\n";
+    let mut child = Command::new("timeout")
+        .args(["-k", "2", "90", "ip", "netns", "exec", &lab.ns(short)])
+        .args(["python3", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let got = rx.recv_timeout(Duration::from_secs(20));
+    assert!(
+        got.as_deref().is_ok_and(|l| l.starts_with("listening")),
+        "the echo server in {short} did not start: {got:?}"
+    );
+    Server(child)
+}
+
+/// EMULATION.md §4 on a live reload (rulesets/lesson-untracked*.toml): an SSH-like
+/// session to `world` (0.0.0.0/0 in and out: untracked) is cut when the inbound rule
+/// goes; one to `office` (from the office range only: tracked) keeps working; a new
+/// session to office is refused. A ruleset that does not load, and one for another
+/// network, are refused and the old rules stay.
+#[test]
+fn reload_keeps_tracked_sessions_cuts_untracked_ones_and_refuses_bad_rulesets() {
+    if !require_root() {
+        return;
+    }
+    let lab = Lab::up(&rulesets("lesson-untracked.toml"), "vgt-rl");
+    let _w = serve_echo(&lab, "world");
+    let _o = serve_echo(&lab, "office");
+    // Two sessions from the internet namespace, kept open across the reload: the
+    // client echoes once, waits for a line on its standard input, echoes again.
+    let client = "import socket,sys\n\
+        def conn(src,dst):\n    c=socket.socket(); c.settimeout(3); c.bind((src,0)); c.connect((dst,22)); return c\n\
+        def echo(c,m):\n    try:\n        c.sendall(m); return c.recv(100)==m\n    except Exception: return False\n\
+        w=conn('192.0.2.10','203.0.113.31'); o=conn('198.51.100.7','203.0.113.32')\n\
+        print('before', echo(w,b'a'), echo(o,b'b'), flush=True)\n\
+        sys.stdin.readline()\n\
+        print('after', echo(w,b'c'), echo(o,b'd'), flush=True)\n";
+    let mut c = Command::new("timeout")
+        .args(["-k", "2", "60", "ip", "netns", "exec", &lab.ns("internet")])
+        .args(["python3", "-c", client])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = c.stdin.take().unwrap();
+    let stdout = c.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(line, "before True True", "both sessions work before the reload");
+
+    // Refused: a ruleset that does not load (exit 2, the loader's message) ...
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.toml");
+    std::fs::write(&bad, "[vpc]\nid = \n").unwrap();
+    let (code, text) = lab_reload("vgt-rl", &bad);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("did not load"), "{text}");
+    // ... and one for another network (the running lab answers: exit 2).
+    let moved = std::fs::read_to_string(rulesets("lesson-untracked-after.toml"))
+        .unwrap()
+        .replace("10.3.1.20", "10.3.1.21");
+    let other = d.path().join("other.toml");
+    std::fs::write(&other, moved).unwrap();
+    let (code, text) = lab_reload("vgt-rl", &other);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("old ruleset stays in force"), "{text}");
+    // The old rules are in force: a new session to world still connects.
+    assert!(lab.connects("internet", "203.0.113.31", 22));
+
+    let (code, text) = lab_reload("vgt-rl", &rulesets("lesson-untracked-after.toml"));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("1 tracked connection(s) kept"), "{text}");
+    use std::io::Write;
+    writeln!(stdin, "go").unwrap();
+    let line = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(
+        line, "after False True",
+        "untracked (world) cut, tracked (office) kept"
+    );
+    let _ = c.wait();
+    assert!(
+        !lab.connects("internet", "203.0.113.32", 22),
+        "no inbound rule: a new session is refused"
+    );
+}
+
+/// `--capture` records every frame in the order judged; `vpcgate replay` of it gives
+/// the same verdicts (time, addresses, ports, action, reason) and the same flow-log
+/// records as the live run wrote.
+#[test]
+fn a_live_capture_replays_to_the_same_verdicts_and_flow_logs() {
+    if !require_root() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let p = |n: &str| out.path().join(n);
+    let mut lab = Lab::up_with(
+        &securecart(),
+        "vgt-cap",
+        &[
+            "--aggregation-interval",
+            "60",
+            "--flow-log",
+            p("live.log").to_str().unwrap(),
+            "--verdicts",
+            p("live.jsonl").to_str().unwrap(),
+            "--capture",
+            p("all.pcap").to_str().unwrap(),
+        ],
+    );
+    let _db = lab.serve_tcp("db-1", 5432);
+    let _alb = lab.serve_tcp("alb-1", 80);
+    assert!(lab.connects("app-1", "db-1", 5432));
+    assert!(!lab.connects("bastion", "10.0.21.10", 5432));
+    assert!(!lab.ping("app-1", "db-1"));
+    assert!(lab.connects("internet", "203.0.113.10", 80));
+    assert!(!lab.connects("internet", "203.0.113.10", 8080));
+    // UDP: the app's group allows no UDP out.
+    lab.run("app-1", 4, &["bash", "-c", "echo x > /dev/udp/10.0.21.10/5432"]);
+    let status = lab.stop().expect("lab up stops on SIGTERM");
+    assert!(status.success());
+
+    let replay = Command::new(BIN)
+        .args(["replay", "--rules"])
+        .arg(securecart())
+        .args(["--aggregation-interval", "60", "--flow-log"])
+        .arg(p("replay.log"))
+        .arg("--verdicts")
+        .arg(p("replay.jsonl"))
+        .arg(p("all.pcap"))
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    // Verdicts: live writes the evaluated packets; replay every frame (NONE for ARP).
+    let keyed = |path: PathBuf| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["action"] != "NONE")
+            .map(|mut v| {
+                let o = v.as_object_mut().unwrap();
+                o.remove("from");
+                o.remove("to");
+                v
+            })
+            .collect()
+    };
+    let live = keyed(p("live.jsonl"));
+    let replayed = keyed(p("replay.jsonl"));
+    assert!(live.len() >= 10, "{live:?}");
+    assert!(live.iter().any(|v| v["action"] == "REJECT"));
+    assert_eq!(live, replayed);
+    // Flow logs: the same OK records, in the same order; every NODATA record replay
+    // writes (windows up to the last frame's) is in the live log too, which may add
+    // the windows that closed on the wall clock after the last frame.
+    let lines = |path: PathBuf| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let (live, replayed) = (lines(p("live.log")), lines(p("replay.log")));
+    let ok = |v: &[String]| -> Vec<String> {
+        v.iter().filter(|l| !l.ends_with("NODATA")).cloned().collect()
+    };
+    assert_eq!(ok(&live), ok(&replayed));
+    assert!(ok(&live).len() >= 6, "{live:?}");
+    for l in replayed.iter().filter(|l| l.ends_with("NODATA")) {
+        assert!(live.contains(l), "{l} is missing live");
+    }
+}
