@@ -488,7 +488,7 @@ fn sigkill_fails_closed_and_down_cleans_up_after_the_crash() {
 }
 
 #[test]
-fn tap_creates_and_attaches_devices_and_stops_on_sigterm() {
+fn tap_creates_and_attaches_devices_reloads_on_sighup_and_stops_on_sigterm() {
     if !require_root() {
         return;
     }
@@ -567,12 +567,22 @@ fn tap_creates_and_attaches_devices_and_stops_on_sigterm() {
         .output()
         .unwrap();
     let pids = String::from_utf8_lossy(&pid.stdout).to_string();
-    for p in pids.split_whitespace() {
-        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains("vpcgate") {
-            let _ = Command::new("kill").args(["-TERM", p]).status();
-        }
-    }
+    let vpcgate_pid = pids
+        .split_whitespace()
+        .find(|p| {
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains("vpcgate")
+        })
+        .expect("vpcgate tap runs in the namespace")
+        .to_string();
+    // SIGHUP: the --rules paths are loaded again and put in force.
+    let _ = Command::new("kill").args(["-HUP", &vpcgate_pid]).status();
+    let reloaded = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+    assert!(
+        reloaded.contains("reloaded") && reloaded.contains("ping.toml"),
+        "{reloaded}"
+    );
+    let _ = Command::new("kill").args(["-TERM", &vpcgate_pid]).status();
     let mut status = None;
     for _ in 0..200 {
         if let Ok(Some(s)) = child.try_wait() {
