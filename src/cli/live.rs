@@ -15,7 +15,10 @@ what is accepted and translates public IPv4 addresses at the internet gateway.
 Each ENI gets one TAP device (created as vge<N>, or the persistent TAP named by
 --attach), the internet gateway one more (vgigw, or --attach igw=DEV). Nothing
 passes when vpcgate is not running. Ctrl-C or SIGTERM writes the open flow-log
-records and a summary, then exits.
+records and a summary, then exits. SIGHUP loads the --rules paths again: tracked
+connections keep passing, untracked flows follow the new rules (as replay's
+--rules-at); a ruleset that does not load, or describes another network, is refused
+and the old one stays.
 
 Examples:
   # Create the TAPs and print which is which:
@@ -24,6 +27,13 @@ Examples:
   # Serve persistent TAPs made beforehand (ip tuntap add mode tap name tap-db):
   vpcgate tap --rules r.toml --attach eni-0a1b2c3d4e5f60301=tap-db \\
       --attach igw=tap-igw --verdicts - --aggregation-interval 60
+
+  # Record every frame, then check that replay judges them the same way:
+  vpcgate tap --rules r.toml --capture all.pcap --verdicts live.jsonl
+  vpcgate replay --rules r.toml all.pcap --verdicts replayed.jsonl
+
+  # New rules while running (edit r.toml first):
+  kill -HUP $(pidof vpcgate)
 
   # The whole VPC as network namespaces, ready to ping: see `vpcgate lab up --help`.
 
@@ -90,7 +100,15 @@ Examples:
   sudo vpcgate lab exec db-1 -- ping -c1 -W1 app-1       # denied: no ICMP rule
   sudo vpcgate lab exec internet -- curl -m3 http://alb-1/
   sudo vpcgate lab status
+
+  # New rules: tracked connections survive, untracked flows are cut; a ruleset that
+  # does not load is refused and the old one stays (exit status 2).
+  sudo vpcgate lab reload scratch/fixed.toml     # README tutorial 3 makes it
   sudo vpcgate lab down            # also after a crash; removes only what up made
+
+  # Every frame to a pcap, the flow log in 60-s windows:
+  sudo vpcgate lab up --rules rulesets/securecart.toml --capture all.pcap \\
+      --flow-log flows.log --aggregation-interval 60
 
 Namespaces are named after the ENI's security group (securecart-alb -> alb-1,
 alb-2), see `vpcgate manual` and README.md \"Live mode and the lab\".";

@@ -9,7 +9,7 @@
 //!
 //! What it does not do (yet): one router thread (no multi-queue TAPs, no per-flow-shard
 //! workers), no GSO/TSO super-frames (the TAPs are opened without `IFF_VNET_HDR`, so the
-//! kernel segments before vpcgate sees the frames), no ruleset reload while running.
+//! kernel segments before vpcgate sees the frames). Reloads: [`Router::reload`].
 
 pub mod arp;
 pub mod router;

@@ -5,8 +5,11 @@
 //! process ends, the devices it created disappear and a persistent device it attached to
 //! has no reader (the kernel drops what is written to it), so nothing passes.
 //!
+//! A reload ([`Control::reload`], SIGHUP) runs in the router's thread between two
+//! frames: the per-packet path takes no lock.
+//!
 //! Not here yet: multi-queue TAPs (`IFF_MULTI_QUEUE`) with per-flow-shard workers,
-//! GSO/TSO super-frames (`IFF_VNET_HDR`), reloading the ruleset while running.
+//! GSO/TSO super-frames (`IFF_VNET_HDR`).
 
 use std::fs::File;
 use std::io::{self, Read, Write};
