@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Live-mode benchmark (issue 12; not a test): the same two hosts, a client and a server
 # in two subnets, joined three ways, each measured with iperf3:
-#   raw     two TAP devices joined by a tiny C forwarder (read a frame, write it to the
-#           other TAP; non-blocking reads until EAGAIN): the ceiling of one TAP queue
+#   raw     two TAP devices joined by a tiny C forwarder (one thread per TAP: read a
+#           frame, write it to the other TAP): the ceiling of one TAP queue
 #   vpcgate `vpcgate lab up` on the ruleset below (the security groups judge every packet)
 #   linux   veth pairs and a Linux router namespace whose nftables ruleset means the same
 #           (forward chain, policy drop, conntrack: new client->server 5201 accepted,
@@ -10,7 +10,8 @@
 # Measures: TCP throughput with 1 and 4 streams, UDP 64-byte datagrams per second
 # (received). Needs root, iperf3, nft, gcc, python3 and a release build
 # (cargo build --release). Usage: sudo scripts/bench-live.sh [SECONDS]   (default 5)
-# Prints a Markdown table. Leaves nothing behind (namespaces vb-*, lr-*, tf-*).
+# Prints a Markdown table and the machine's load (other work on the box skews it).
+# Leaves nothing behind (namespaces vb-*, lr-*, tf-*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
@@ -74,45 +75,43 @@ security_groups = ["sg-000000000000000c2"]
 TOML
 
 cat > "$WORK/tapfwd.c" <<'C'
-/* Two TAPs, one thread: read each until EAGAIN, write every frame to the other. */
+/* Two TAPs, one thread per direction (as vpcgate has one reader per TAP): read a
+   frame from one TAP, write it to the other, nothing else. */
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
-#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 static int tap(const char *name) {
-  struct ifreq r; int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK);
+  struct ifreq r; int fd = open("/dev/net/tun", O_RDWR);
   if (fd < 0) { perror("open /dev/net/tun"); return -1; }
   memset(&r, 0, sizeof r); r.ifr_flags = IFF_TAP | IFF_NO_PI;
   strncpy(r.ifr_name, name, IFNAMSIZ - 1);
   if (ioctl(fd, TUNSETIFF, &r) < 0) { perror("TUNSETIFF"); return -1; }
   return fd;
 }
+static int fds[2];
+static void *pump(void *arg) {
+  int i = (int)(long)arg; static __thread char buf[65536];
+  for (;;) {
+    ssize_t n = read(fds[i], buf, sizeof buf);
+    if (n > 0 && write(fds[1 - i], buf, n) < 0) {}
+  }
+  return 0;
+}
 int main(int argc, char **argv) {
   if (argc != 3) return 2;
-  int a = tap(argv[1]), b = tap(argv[2]);
-  if (a < 0 || b < 0) return 1;
+  fds[0] = tap(argv[1]); fds[1] = tap(argv[2]);
+  if (fds[0] < 0 || fds[1] < 0) return 1;
   printf("ready\n"); fflush(stdout);
-  static char buf[65536];
-  struct pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
-  for (;;) {
-    if (poll(p, 2, -1) < 0) return 1;
-    for (int i = 0; i < 2; i++) {
-      if (!(p[i].revents & POLLIN)) continue;
-      int from = p[i].fd, to = i ? a : b;
-      for (;;) {
-        ssize_t n = read(from, buf, sizeof buf);
-        if (n <= 0) break;
-        if (write(to, buf, n) < 0) {}
-      }
-    }
-  }
+  pthread_t t; pthread_create(&t, 0, pump, (void *)1L);
+  pump((void *)0L);
 }
 C
-gcc -O2 -o "$WORK/tapfwd" "$WORK/tapfwd.c"
+gcc -O2 -pthread -o "$WORK/tapfwd" "$WORK/tapfwd.c"
 
 # One iperf3 run from namespace $1 to a one-off server in namespace $2 at address $3,
 # with the client options after; its JSON report on standard output.
@@ -176,6 +175,8 @@ NFT
 read -r LR_T1 LR_T4 LR_U < <(measure lr-client lr-server 10.88.2.10)
 
 pct() { python3 -c "print('%.0f %%' % (100.0*float('$1')/float('$2')) if float('$2') else '-')"; }
+echo
+echo "$(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg); $SECS s per run"
 echo
 echo "| path | TCP 1 stream (Gbit/s) | TCP 4 streams (Gbit/s) | UDP 64 B (packets/s received) |"
 echo "|---|---:|---:|---:|"
