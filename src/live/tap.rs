@@ -74,9 +74,63 @@ pub fn wall_clock() -> Timestamp {
     Timestamp::from_secs_nanos(d.as_secs(), d.subsec_nanos())
 }
 
+/// Frames read from one device in one go (until the device had no more, or the
+/// batch was full): one buffer, reused once the router is done with it.
+struct Batch {
+    /// The device's index in `devices`.
+    dev: usize,
+    data: Vec<u8>,
+    /// Where each frame ends in `data`.
+    ends: Vec<usize>,
+}
+
+/// The most frames in one batch.
+const BATCH_FRAMES: usize = 256;
+
 enum Event {
-    Frame(Port, Vec<u8>),
+    Frames(Batch),
     Failed(String, io::Error),
+}
+
+/// Reads device `dev` in batches: waits until it is readable, then reads frames until
+/// the kernel has none left (EAGAIN) or the batch is full, and hands the batch over.
+/// Buffers come back from the router through `free` and are reused.
+fn reader(
+    dev: usize,
+    file: &File,
+    tx: &crossbeam_channel::Sender<Event>,
+    free: &crossbeam_channel::Receiver<Batch>,
+) -> io::Result<()> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    rustix::io::ioctl_fionbio(file, true)?;
+    let mut scratch = vec![0u8; 65_536];
+    loop {
+        let mut fds = [PollFd::new(file, PollFlags::IN | PollFlags::HUP | PollFlags::ERR)];
+        match poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let mut batch = free.try_recv().unwrap_or_else(|_| Batch {
+            dev,
+            data: Vec::with_capacity(64 * 1024),
+            ends: Vec::with_capacity(BATCH_FRAMES),
+        });
+        while batch.ends.len() < BATCH_FRAMES {
+            match (&*file).read(&mut scratch) {
+                Ok(n) => {
+                    batch.data.extend_from_slice(&scratch[..n]);
+                    batch.ends.push(batch.data.len());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !batch.ends.is_empty() && tx.send(Event::Frames(batch)).is_err() {
+            return Ok(());
+        }
+    }
 }
 
 /// Runs until `stop` is set (checked at least four times a second) or a device fails:
@@ -90,26 +144,17 @@ pub fn serve(
     ctl: &mut Control<'_>,
 ) -> io::Result<()> {
     let stop = ctl.stop;
-    let (tx, rx) = crossbeam_channel::bounded::<Event>(4096);
-    for d in devices {
-        let (tx, file, port, name) = (tx.clone(), d.file.clone(), d.port, d.name.clone());
+    let (tx, rx) = crossbeam_channel::bounded::<Event>(64);
+    let mut give_back = Vec::new();
+    for (i, d) in devices.iter().enumerate() {
+        let (tx, file, name) = (tx.clone(), d.file.clone(), d.name.clone());
+        let (free_tx, free_rx) = crossbeam_channel::unbounded::<Batch>();
+        give_back.push(free_tx);
         std::thread::Builder::new()
             .name(format!("tap-{name}"))
             .spawn(move || {
-                let mut buf = vec![0u8; 65_536];
-                loop {
-                    match (&*file).read(&mut buf) {
-                        Ok(n) => {
-                            if tx.send(Event::Frame(port, buf[..n].to_vec())).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            let _ = tx.send(Event::Failed(name, e));
-                            return;
-                        }
-                    }
+                if let Err(e) = reader(i, &file, &tx, &free_rx) {
+                    let _ = tx.send(Event::Failed(name, e));
                 }
             })?;
     }
@@ -124,20 +169,27 @@ pub fn serve(
             (ctl.on_reload)(router);
         }
         match rx.recv_timeout(Duration::from_millis(250)) {
-            Ok(Event::Frame(port, frame)) => {
-                let now = wall_clock();
-                if let Some(c) = out.capture.as_mut() {
-                    c.write_packet(now, linktype::ETHERNET, &frame, frame.len() as u32)?;
-                }
-                if let Some(i) = files.iter().position(|(p, _)| *p == port) {
-                    per_device[i] += 1;
-                }
-                for (to, f) in router.handle_frame(port, &frame, now) {
-                    if let Some((_, file)) = files.iter().find(|(p, _)| *p == to) {
-                        // A full or downed device drops the frame, as a wire would.
-                        let _ = (&**file).write(&f);
+            Ok(Event::Frames(mut batch)) => {
+                let port = files[batch.dev].0;
+                let mut start = 0;
+                for &end in &batch.ends {
+                    let frame = &batch.data[start..end];
+                    start = end;
+                    let now = wall_clock();
+                    if let Some(c) = out.capture.as_mut() {
+                        c.write_packet(now, linktype::ETHERNET, frame, frame.len() as u32)?;
+                    }
+                    per_device[batch.dev] += 1;
+                    for (to, f) in router.handle_frame(port, frame, now) {
+                        if let Some((_, file)) = files.iter().find(|(p, _)| *p == to) {
+                            // A full or downed device drops the frame, as a wire would.
+                            let _ = (&**file).write(&f);
+                        }
                     }
                 }
+                batch.data.clear();
+                batch.ends.clear();
+                let _ = give_back[batch.dev].send(batch);
             }
             Ok(Event::Failed(name, e)) => {
                 result = Err(io::Error::new(e.kind(), format!("reading {name}: {e}")));
