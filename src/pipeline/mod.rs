@@ -309,14 +309,9 @@ pub fn run(
     summary.workers = workers;
 
     // Open every output first: a bad path fails before any work.
-    let Outputs {
-        mut flow_writer,
-        mut verdict_writer,
-        mut accepted,
-        mut rejected,
-    } = Outputs::open(cfg)?;
-    let want_verdicts = verdict_writer.is_some();
-    let want_block = accepted.is_some() || rejected.is_some();
+    let mut outputs = Outputs::open(cfg)?;
+    let want_verdicts = outputs.verdict_writer.is_some();
+    let want_block = outputs.accepted.is_some() || outputs.rejected.is_some();
     let multi_file = cfg.captures.len() > 1;
     let file_names: Vec<String> = cfg
         .captures
@@ -326,7 +321,6 @@ pub fn run(
 
     let (merge_tx, merge_rx) = bounded::<ToMerger>(QUEUE_DEPTH * (workers + 1));
     let mut worker_txs = Vec::new();
-    let interval = cfg.interval as u64;
 
     std::thread::scope(|scope| -> Result<(), ReplayError> {
         for w in 0..workers {
@@ -362,27 +356,8 @@ pub fn run(
         let merger = {
             let metas = &metas;
             let policies = &policies;
-            let flow_writer = &mut flow_writer;
-            let verdict_writer = &mut verdict_writer;
-            let accepted = &mut accepted;
-            let rejected = &mut rejected;
-            // NODATA records are made only to be written.
-            let nodata = cfg.nodata && cfg.flow_log.is_some();
-            scope.spawn(move || {
-                merger_loop(
-                    cfg,
-                    merge_rx,
-                    workers,
-                    interval,
-                    nodata,
-                    metas,
-                    policies,
-                    flow_writer,
-                    verdict_writer,
-                    accepted,
-                    rejected,
-                )
-            })
+            let outputs = &mut outputs;
+            scope.spawn(move || merger_loop(cfg, merge_rx, workers, metas, policies, outputs))
         };
 
         let read = read_all(cfg, &policies, &worker_txs, interrupt, &mut summary);
@@ -422,13 +397,7 @@ pub fn run(
     })?;
 
     // Outputs are finished after every thread is done.
-    summary.pcap_link_type_skipped += Outputs {
-        flow_writer,
-        verdict_writer,
-        accepted,
-        rejected,
-    }
-    .finish(cfg)?;
+    summary.pcap_link_type_skipped += outputs.finish(cfg)?;
 
     summary.coverage = coverage(&policies, &cfg.rulesets, &summary);
     summary.peak_rss_bytes = peak_rss_bytes();
