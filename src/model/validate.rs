@@ -191,17 +191,7 @@ impl Vpc {
                     } else {
                         seen.insert(e.rule_number, e.origin.clone());
                     }
-                    if let PortSpec::Range { from, to } = e.ports {
-                        if from > to {
-                            errs.push(RulesetError::new(
-                                &e.origin,
-                                format!("{field}.port_range"),
-                                format!(
-                                    "from {from} is greater than to {to}; write the range low-high"
-                                ),
-                            ));
-                        }
-                    }
+                    check_port_range(e.ports, &e.origin, &format!("{field}.port_range"), errs);
                     // AWS ignores ports for protocols without them.
                     if !e.protocol.has_ports()
                         && !matches!(
@@ -309,17 +299,7 @@ impl Vpc {
                         }
                         _ => {}
                     }
-                    if let PortSpec::Range { from, to } = r.ports {
-                        if from > to {
-                            errs.push(RulesetError::new(
-                                &r.origin,
-                                format!("{field}.ports"),
-                                format!(
-                                    "from {from} is greater than to {to}; write the range low-high"
-                                ),
-                            ));
-                        }
-                    }
+                    check_port_range(r.ports, &r.origin, &format!("{field}.ports"), errs);
                     if let PortSpec::Icmp {
                         icmp_type: None,
                         code: Some(c),
@@ -595,6 +575,19 @@ fn check_elastic_ips(e: &NetworkInterface, errs: &mut Vec<RulesetError>) {
                             .join(", ")
                     ),
                 ));
+        }
+    }
+}
+
+/// A port range is written low-high.
+fn check_port_range(ports: PortSpec, origin: &Origin, field: &str, errs: &mut Vec<RulesetError>) {
+    if let PortSpec::Range { from, to } = ports {
+        if from > to {
+            errs.push(RulesetError::new(
+                origin,
+                field,
+                format!("from {from} is greater than to {to}; write the range low-high"),
+            ));
         }
     }
 }
