@@ -1133,4 +1133,29 @@ mod tests {
         assert!(e.contains("eni-0c1a55e0000000032") && e.contains("addresses"), "{e}");
         assert_eq!(r.handle_frame(Port::Igw, &office(ACK), t).len(), 1);
     }
+
+    /// Windows close on the time the loop passes to `tick`: a window that ended gets
+    /// its records, and one NODATA record for every ENI without traffic in it
+    /// (EMULATION.md §6); `set_nodata(false)` leaves them out.
+    #[test]
+    fn ticks_close_windows_with_nodata_for_quiet_enis() {
+        for nodata in [true, false] {
+            let mut r = router();
+            r.set_nodata(nodata);
+            // 1,700,000,030 lies in the 600-s window 1,699,999,800 .. 1,700,000,400.
+            let t = Timestamp::from_secs_nanos(1_700_000_030, 0);
+            let syn = tcp("10.0.11.10", "10.0.21.10", 40000, 5432, 2);
+            assert_eq!(r.handle_frame(Port::Eni(APP_1), &syn, t).len(), 1);
+            assert!(r.tick(Timestamp::from_secs_nanos(1_700_000_399, 0)).is_empty());
+            let recs = r.tick(Timestamp::from_secs_nanos(1_700_000_400, 0));
+            let (ok, quiet): (Vec<_>, Vec<_>) = recs
+                .iter()
+                .partition(|rec| rec.log_status == crate::flowlog::LogStatus::Ok);
+            assert_eq!(ok.len(), 2, "app-1's egress and db-1's ingress: {recs:?}");
+            let enis = r.vpc().network_interfaces.len();
+            assert_eq!(quiet.len(), if nodata { enis - 2 } else { 0 });
+            assert!(quiet.iter().all(|rec| rec.window_start == 1_699_999_800));
+            assert!(r.finish().is_empty(), "everything was written");
+        }
+    }
 }

@@ -822,6 +822,12 @@ fn a_live_capture_replays_to_the_same_verdicts_and_flow_logs() {
     };
     assert_eq!(ok(&live), ok(&replayed));
     assert!(ok(&live).len() >= 6, "{live:?}");
+    // app-3 (eni-...0203) saw no traffic: NODATA for it (EMULATION.md §6), live too.
+    assert!(
+        live.iter()
+            .any(|l| l.contains(" eni-0a1b2c3d4e5f60203 ") && l.ends_with(" NODATA")),
+        "{live:?}"
+    );
     for l in replayed.iter().filter(|l| l.ends_with("NODATA")) {
         assert!(live.contains(l), "{l} is missing live");
     }
