@@ -292,3 +292,26 @@ pub fn summary(router: &Router) -> String {
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The status line: each device's frames per second since the last line, then the
+    /// rejects per second and in all.
+    #[test]
+    fn the_status_line_gives_rates_per_device_and_rejects() {
+        let vpc = crate::load::load_str(
+            "securecart.toml",
+            include_str!("../../rulesets/securecart.toml"),
+        )
+        .unwrap();
+        let router = Router::new(Arc::new(vpc), 600);
+        let labels = vec!["alb-1".to_string(), "igw".to_string()];
+        let mut s = Status::default();
+        // The first line counts from zero over one second.
+        let line = s.line(&labels, &[30, 0], &router);
+        assert_eq!(line, "alb-1 30/s  igw 0/s  rejects 0/s (0 in all)");
+        assert_eq!(s.frames, [30, 0]);
+    }
+}
