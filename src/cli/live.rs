@@ -178,9 +178,24 @@ pub(crate) struct LabExecArgs {
 
 pub(crate) fn live_outputs(
     a: &LiveOutputArgs,
+    rules: &[PathBuf],
     labels: Vec<String>,
 ) -> Result<vpcgate::live::tap::Outputs, ExitCode> {
     use std::io::IsTerminal;
+    // No output may overwrite a ruleset or another output.
+    let mut outputs = Vec::new();
+    for (flag, p) in [
+        ("--flow-log", &a.flow_log),
+        ("--verdicts", &a.verdicts),
+        ("--capture", &a.capture),
+    ] {
+        if let Some(p) = p {
+            outputs.push((flag, p));
+        }
+    }
+    if let Err(msg) = vpcgate::preflight::check_distinct(&[], rules, &[], &outputs) {
+        return Err(usage_error(msg));
+    }
     let interval = a.aggregation_interval;
     if interval != 60 && interval != 600 {
         return Err(usage_error(format!(
@@ -282,7 +297,7 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
     }
     let mut labels: Vec<String> = vpc.network_interfaces.iter().map(|e| e.id.clone()).collect();
     labels.push("igw".into());
-    let mut out = match live_outputs(&args.out, labels) {
+    let mut out = match live_outputs(&args.out, &args.rules, labels) {
         Ok(o) => o,
         Err(c) => return c,
     };
@@ -379,7 +394,7 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
                 .into_iter()
                 .map(|n| n.ns)
                 .collect();
-            let mut out = match live_outputs(&args.out, labels) {
+            let mut out = match live_outputs(&args.out, &args.rules, labels) {
                 Ok(o) => o,
                 Err(c) => return c,
             };

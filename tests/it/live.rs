@@ -832,3 +832,46 @@ fn a_live_capture_replays_to_the_same_verdicts_and_flow_logs() {
         assert!(live.contains(l), "{l} is missing live");
     }
 }
+
+/// Bad usage is refused before anything is opened: an output that is a ruleset or
+/// another output (exit 2, nothing written), a reload of a lab that is not up.
+/// Needs no root.
+#[test]
+fn live_outputs_never_overwrite_a_ruleset_or_each_other() {
+    let d = ping_vpc();
+    let rules = d.path().join("ping.toml");
+    let before = std::fs::read(&rules).unwrap();
+    for sub in [&["tap"][..], &["lab", "up"][..]] {
+        let out = Command::new(BIN)
+            .args(sub)
+            .arg("--rules")
+            .arg(&rules)
+            .arg("--capture")
+            .arg(&rules)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{sub:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("destroy the input"));
+        let both = d.path().join("both.log");
+        let out = Command::new(BIN)
+            .args(sub)
+            .arg("--rules")
+            .arg(&rules)
+            .arg("--flow-log")
+            .arg(&both)
+            .arg("--capture")
+            .arg(&both)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{sub:?}");
+        assert!(!both.exists());
+    }
+    assert_eq!(std::fs::read(&rules).unwrap(), before);
+    let out = Command::new(BIN)
+        .args(["lab", "reload", "--name", "vgt-not-up"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not up"));
+}
