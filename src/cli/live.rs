@@ -400,6 +400,7 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
             };
             // Signals first: a Ctrl-C while building still tears down.
             let stop = stop_flag();
+            let hup = hup_flag();
             let opts = lab::UpOptions {
                 name: args.lab.name.clone(),
                 prefix: args.prefix.clone(),
@@ -433,7 +434,6 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
             }
             println!("lab {} is up: {} namespaces", opts.name, l.nodes.len());
             let _ = std::io::Write::flush(&mut std::io::stdout());
-            let hup = hup_flag();
             let (name, rules) = (opts.name.clone(), args.rules.clone());
             let mut on_reload = |r: &mut vpcgate::live::Router| {
                 // `lab reload` names the paths in a request file; a bare SIGHUP
