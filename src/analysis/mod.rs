@@ -4,6 +4,9 @@
 //!   (shadowed NACL entries, replies dropped at ephemeral ports, unused groups,
 //!   world-open administrative ports, missing IPv6 twins, AWS quotas), each with the
 //!   rule it concerns and a suggested fix; rendered as text, JSON or SARIF 2.1.0.
+//! - [`diff`]: the packets whose verdict differs between two runs of the engine
+//!   (`vpcgate diff`, the counterfactual replays), grouped by flow and rule.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod diff;
 pub mod lint;

@@ -1,0 +1,486 @@
+//! The packets whose verdict differs between two runs of the engine over the same
+//! capture, grouped by flow pattern and by the rule responsible on each side.
+//!
+//! Two users: `vpcgate diff` (the same capture under an old and a new ruleset) and
+//! the counterfactual replays (`replay --stateless-sg`, `--stateful-nacl`: AWS's
+//! behaviour against the counterfactual one). Both drive [`crate::engine`] and hand
+//! each packet's two [`Decision`]s to a [`Differ`]; nothing here judges a packet.
+//! Where one side accepted a packet that the other rejected, the rule that let it
+//! through that check is asked of the same compiled [`Policy`] the engine used.
+//!
+//! Grouping: one group per kind of change (newly rejected, newly accepted), the
+//! rule responsible before and after, the protocol, the two addresses and the
+//! service port; the other port (the client's ephemeral port) is collapsed into a
+//! range. The result, [`DiffReport`], is plain data for text, JSON and HTML.
+//!
+//! ```
+//! use vpcgate::analysis::diff::{Differ, PortSpan};
+//! let d = Differ::default();
+//! let r = d.finish("old.toml", "new.toml", 0);
+//! assert!(r.groups.is_empty() && r.newly_rejected == 0);
+//! assert_eq!(PortSpan { lo: 1024, hi: 2048 }.to_string(), "1024-2048");
+//! ```
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use crate::engine::{Decision, Reason, Verdict};
+use crate::model::{Direction, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use crate::policy::Policy;
+use crate::wire::packet::Packet;
+use hashbrown::{HashMap, HashSet};
+use serde_json::{json, Value};
+use std::fmt;
+use std::net::IpAddr;
+
+/// What changed for the packets of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChangeKind {
+    /// Accepted (or not evaluated) before, rejected after.
+    NewlyRejected,
+    /// Rejected (or not evaluated) before, accepted after.
+    NewlyAccepted,
+    /// Evaluated on one side, not on the other (an ENI added or removed).
+    NotEvaluated,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::NewlyRejected => "newly rejected",
+            ChangeKind::NewlyAccepted => "newly accepted",
+            ChangeKind::NotEvaluated => "evaluated on one side only",
+        }
+    }
+
+    fn of(before: Verdict, after: Verdict) -> Option<ChangeKind> {
+        match (before, after) {
+            (b, a) if b == a => None,
+            (_, Verdict::Reject) => Some(ChangeKind::NewlyRejected),
+            (_, Verdict::Accept) => Some(ChangeKind::NewlyAccepted),
+            _ => Some(ChangeKind::NotEvaluated),
+        }
+    }
+}
+
+/// A range of ports, `lo..=hi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortSpan {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl fmt::Display for PortSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+/// A packet of a capture: its file (index among the captures) and its 1-based index
+/// in that file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PacketRef {
+    pub file: u32,
+    pub index: u64,
+}
+
+/// The packets of one flow pattern whose verdict changed the same way, for the same
+/// rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeGroup {
+    pub kind: ChangeKind,
+    /// IP protocol number.
+    pub protocol: u8,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// TCP/UDP ports; `None` for other protocols. One side is the service port (a
+    /// single port), the other the range of the clients' ports.
+    pub src_ports: Option<PortSpan>,
+    pub dst_ports: Option<PortSpan>,
+    /// ICMP type and code, for ICMP.
+    pub icmp: Option<(u8, u8)>,
+    /// The rule responsible on each side: for a REJECT the check and rule that denied
+    /// it, for an ACCEPT what let it through that check.
+    pub before: String,
+    pub after: String,
+    pub packets: u64,
+    /// Distinct port pairs (TCP/UDP connections), or 1.
+    pub flows: u64,
+    /// Packets that belonged to a live tracked connection at the checking ENI (in
+    /// either run): replies, mostly.
+    pub tracked: u64,
+    /// The first packet of the group, to look at with `--verdicts`.
+    pub first: PacketRef,
+}
+
+impl ChangeGroup {
+    /// `tcp 10.0.11.11:8080 -> 10.0.1.10:1024-32767`.
+    pub fn pattern(&self) -> String {
+        let proto = match self.protocol {
+            PROTO_TCP => "tcp".to_string(),
+            PROTO_UDP => "udp".to_string(),
+            PROTO_ICMP => "icmp".to_string(),
+            PROTO_ICMPV6 => "icmpv6".to_string(),
+            p => format!("protocol {p}"),
+        };
+        let end = |a: &IpAddr, p: Option<PortSpan>| match (a, p) {
+            (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
+            (a, Some(p)) => format!("{a}:{p}"),
+            (a, None) => a.to_string(),
+        };
+        let icmp = self
+            .icmp
+            .map_or(String::new(), |(t, c)| format!(" type {t} code {c}"));
+        format!(
+            "{proto} {} -> {}{icmp}",
+            end(&self.src, self.src_ports),
+            end(&self.dst, self.dst_ports)
+        )
+    }
+
+    /// The group as JSON (README: `vpcgate diff --json`).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "change": self.kind.as_str(),
+            "protocol": self.protocol,
+            "src": self.src.to_string(),
+            "dst": self.dst.to_string(),
+            "src_ports": self.src_ports.map(|p| p.to_string()),
+            "dst_ports": self.dst_ports.map(|p| p.to_string()),
+            "icmp_type": self.icmp.map(|i| i.0),
+            "icmp_code": self.icmp.map(|i| i.1),
+            "pattern": self.pattern(),
+            "before": self.before,
+            "after": self.after,
+            "packets": self.packets,
+            "flows": self.flows,
+            "tracked": self.tracked,
+            "first_packet": {"file": self.first.file, "packet": self.first.index},
+        })
+    }
+}
+
+/// Every change of a run, grouped: what `vpcgate diff` prints and the counterfactual
+/// summaries list (and the HTML report can draw).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiffReport {
+    /// What the two sides are: the rulesets' paths, or `AWS` and the counterfactual.
+    pub before_label: String,
+    pub after_label: String,
+    /// Packets compared.
+    pub packets: u64,
+    pub newly_rejected: u64,
+    pub newly_accepted: u64,
+    pub not_evaluated: u64,
+    /// Newly rejected first, then newly accepted, then the rest; most packets first.
+    pub groups: Vec<ChangeGroup>,
+}
+
+impl DiffReport {
+    /// The groups of one kind.
+    pub fn of(&self, kind: ChangeKind) -> impl Iterator<Item = &ChangeGroup> {
+        self.groups.iter().filter(move |g| g.kind == kind)
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "before": self.before_label,
+            "after": self.after_label,
+            "packets": self.packets,
+            "newly_rejected": self.newly_rejected,
+            "newly_accepted": self.newly_accepted,
+            "evaluated_on_one_side_only": self.not_evaluated,
+            "groups": self.groups.iter().map(ChangeGroup::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// What a group is keyed by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    kind: ChangeKind,
+    protocol: u8,
+    src: IpAddr,
+    dst: IpAddr,
+    /// The service port and whether it is the destination's; 0 for portless.
+    service: u16,
+    service_is_dst: bool,
+    icmp: Option<(u8, u8)>,
+    before: String,
+    after: String,
+}
+
+#[derive(Clone, Debug)]
+struct Acc {
+    client: PortSpan,
+    packets: u64,
+    tracked: u64,
+    first: PacketRef,
+    clients: HashSet<u16>,
+}
+
+/// Collects the packets whose verdict differs between two runs, grouped as they come.
+#[derive(Clone, Debug, Default)]
+pub struct Differ {
+    groups: HashMap<Key, Acc>,
+    packets: u64,
+}
+
+/// One packet's decision in one run, with the policy that made it.
+#[derive(Clone, Copy)]
+pub struct Side<'a> {
+    pub policy: &'a Policy,
+    pub decision: &'a Decision,
+}
+
+impl Differ {
+    /// Compares one packet's two decisions (`before`, `after`); a packet whose verdict
+    /// is the same on both sides only counts.
+    pub fn add(&mut self, at: PacketRef, pkt: &Packet, before: Side<'_>, after: Side<'_>) {
+        self.packets += 1;
+        let (bv, av) = (before.decision.verdict, after.decision.verdict);
+        let Some(kind) = ChangeKind::of(bv, av) else {
+            return;
+        };
+        // The check that decided: the rejecting side's.
+        let check = match (bv, av) {
+            (Verdict::Reject, _) => before.decision.reason,
+            _ => after.decision.reason,
+        };
+        let tracked = before.decision.tracked.iter().any(|&t| t)
+            || after.decision.tracked.iter().any(|&t| t);
+        let (service, service_is_dst, client) = ports(pkt);
+        let icmp = matches!(pkt.protocol, PROTO_ICMP | PROTO_ICMPV6)
+            .then_some((pkt.icmp_type, pkt.icmp_code));
+        let key = Key {
+            kind,
+            protocol: pkt.protocol,
+            src: pkt.src,
+            dst: pkt.dst,
+            service,
+            service_is_dst,
+            icmp,
+            before: responsible(before, pkt, check),
+            after: responsible(after, pkt, check),
+        };
+        let acc = self.groups.entry(key).or_insert_with(|| Acc {
+            client: PortSpan {
+                lo: client,
+                hi: client,
+            },
+            packets: 0,
+            tracked: 0,
+            first: at,
+            clients: HashSet::new(),
+        });
+        acc.client.lo = acc.client.lo.min(client);
+        acc.client.hi = acc.client.hi.max(client);
+        acc.packets += 1;
+        acc.tracked += u64::from(tracked);
+        acc.first = acc.first.min(at);
+        acc.clients.insert(client);
+    }
+
+    /// Adds another differ's packets (another worker's flow shards).
+    pub fn merge(&mut self, other: Differ) {
+        self.packets += other.packets;
+        for (k, o) in other.groups {
+            match self.groups.get_mut(&k) {
+                None => {
+                    self.groups.insert(k, o);
+                }
+                Some(a) => {
+                    a.client.lo = a.client.lo.min(o.client.lo);
+                    a.client.hi = a.client.hi.max(o.client.hi);
+                    a.packets += o.packets;
+                    a.tracked += o.tracked;
+                    a.first = a.first.min(o.first);
+                    a.clients.extend(o.clients);
+                }
+            }
+        }
+    }
+
+    /// The groups, in a fixed order: the same for any order of [`Differ::add`] and
+    /// [`Differ::merge`].
+    pub fn finish(self, before_label: &str, after_label: &str, packets: u64) -> DiffReport {
+        let mut r = DiffReport {
+            before_label: before_label.to_string(),
+            after_label: after_label.to_string(),
+            packets: packets.max(self.packets),
+            ..Default::default()
+        };
+        for (k, a) in self.groups {
+            match k.kind {
+                ChangeKind::NewlyRejected => r.newly_rejected += a.packets,
+                ChangeKind::NewlyAccepted => r.newly_accepted += a.packets,
+                ChangeKind::NotEvaluated => r.not_evaluated += a.packets,
+            }
+            let portful = matches!(k.protocol, PROTO_TCP | PROTO_UDP);
+            let service = PortSpan {
+                lo: k.service,
+                hi: k.service,
+            };
+            let (src_ports, dst_ports) = match (portful, k.service_is_dst) {
+                (false, _) => (None, None),
+                (true, true) => (Some(a.client), Some(service)),
+                (true, false) => (Some(service), Some(a.client)),
+            };
+            r.groups.push(ChangeGroup {
+                kind: k.kind,
+                protocol: k.protocol,
+                src: k.src,
+                dst: k.dst,
+                src_ports,
+                dst_ports,
+                icmp: k.icmp,
+                before: k.before,
+                after: k.after,
+                packets: a.packets,
+                flows: if portful { a.clients.len() as u64 } else { 1 },
+                tracked: a.tracked,
+                first: a.first,
+            });
+        }
+        r.groups.sort_by(|a, b| {
+            a.kind
+                .cmp(&b.kind)
+                .then(b.packets.cmp(&a.packets))
+                .then(a.first.cmp(&b.first))
+                .then_with(|| a.pattern().cmp(&b.pattern()))
+                .then_with(|| a.before.cmp(&b.before))
+                .then_with(|| a.after.cmp(&b.after))
+        });
+        r
+    }
+}
+
+/// The service port, whether it is the destination port, and the client's port: the
+/// lower port is taken for the service (clients pick theirs from an ephemeral range
+/// above it). 0, true, 0 for protocols without ports.
+fn ports(p: &Packet) -> (u16, bool, u16) {
+    if !matches!(p.protocol, PROTO_TCP | PROTO_UDP) {
+        return (0, true, 0);
+    }
+    if p.dst_port <= p.src_port {
+        (p.dst_port, true, p.src_port)
+    } else {
+        (p.src_port, false, p.dst_port)
+    }
+}
+
+/// The rule responsible on `side` for the `check` (a reject reason of one of the two
+/// sides): the rule that denied, or what let the packet through that check.
+fn responsible(side: Side<'_>, pkt: &Packet, check: Reason) -> String {
+    let (policy, d) = (side.policy, side.decision);
+    match d.verdict {
+        Verdict::Reject => rejected_by(policy, d.reason),
+        Verdict::None => format!(
+            "not evaluated: {}",
+            crate::engine::reason_text(d.reason, policy)
+        ),
+        Verdict::Accept => allowed_by(policy, pkt, d, check),
+    }
+}
+
+/// `acl-0abc outbound rule * (deny all to 0.0.0.0/0)`,
+/// `sg-egress eni-0abc: no rule of sg-0abc (app)`.
+fn rejected_by(policy: &Policy, reason: Reason) -> String {
+    let vpc = &policy.vpc;
+    match reason {
+        Reason::NaclInbound { rule, .. } | Reason::NaclOutbound { rule, .. } => {
+            policy.describe_nacl_rule(rule)
+        }
+        Reason::SgIngress { eni } | Reason::SgEgress { eni } => {
+            let check = if matches!(reason, Reason::SgIngress { .. }) {
+                "sg-ingress"
+            } else {
+                "sg-egress"
+            };
+            let Some(e) = vpc.network_interfaces.get(eni.get()) else {
+                return crate::engine::reason_text(reason, policy);
+            };
+            let groups: Vec<String> = e
+                .security_groups
+                .iter()
+                .map(|g| {
+                    let name = vpc
+                        .security_groups
+                        .iter()
+                        .find(|s| &s.id == g)
+                        .map_or("", |s| s.name.as_str());
+                    if name.is_empty() || name == g {
+                        g.clone()
+                    } else {
+                        format!("{g} ({name})")
+                    }
+                })
+                .collect();
+            format!("{check} {}: no rule of {} allows it", e.id, groups.join(", "))
+        }
+        other => crate::engine::reason_text(other, policy),
+    }
+}
+
+/// What let `pkt` through the check that `check` names (a reason of either side,
+/// found again in this side's ruleset by the packet's addresses).
+fn allowed_by(policy: &Policy, pkt: &Packet, d: &Decision, check: Reason) -> String {
+    let (dir, addr) = match check {
+        Reason::NaclOutbound { .. } | Reason::SgEgress { .. } => (Direction::Egress, pkt.src),
+        Reason::NaclInbound { .. } | Reason::SgIngress { .. } | Reason::ConntrackFull { .. } => {
+            (Direction::Ingress, pkt.dst)
+        }
+        _ => return "accepted".to_string(),
+    };
+    let side = match dir {
+        Direction::Egress => 0,
+        Direction::Ingress => 1,
+    };
+    // A conntrack-full reject names its ENI; the other checks are at the source ENI
+    // (egress) or the destination ENI (ingress).
+    let eni = match check {
+        Reason::ConntrackFull { .. } => policy
+            .owner(pkt.src)
+            .filter(|_| d.tracked[0])
+            .or_else(|| policy.owner(pkt.dst)),
+        _ => policy.owner(addr),
+    };
+    let Some(owner) = eni else {
+        return "accepted (the address is no ENI of this ruleset)".to_string();
+    };
+    let eni = owner.eni;
+    let eni_id = &policy.vpc.network_interfaces[eni.get()].id;
+    match check {
+        Reason::NaclOutbound { .. } | Reason::NaclInbound { .. } => {
+            let nd = policy.nacl_decide(policy.eni_subnet[eni.get()], dir, pkt);
+            if nd.allow {
+                policy.describe_nacl_rule(nd.rule)
+            } else if d.tracked[side] {
+                format!(
+                    "a connection tracked at {eni_id}, let through by a stateful NACL (not AWS)"
+                )
+            } else {
+                "no network ACL on its path".to_string()
+            }
+        }
+        Reason::SgEgress { .. } | Reason::SgIngress { .. } => {
+            let remote = match dir {
+                Direction::Egress => pkt.dst,
+                Direction::Ingress => pkt.src,
+            };
+            if d.tracked[side] {
+                format!("a connection tracked at {eni_id}")
+            } else if policy.eni_no_sg[eni.get()] {
+                format!("{eni_id} has no security group")
+            } else {
+                match policy.sg_match(eni, dir, remote, pkt) {
+                    Some(r) => policy.describe_sg_rule(r),
+                    None => "accepted".to_string(),
+                }
+            }
+        }
+        _ => format!("room for a tracked connection at {eni_id}"),
+    }
+}
