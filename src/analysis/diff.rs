@@ -184,6 +184,61 @@ impl DiffReport {
         self.groups.iter().filter(move |g| g.kind == kind)
     }
 
+    /// The groups of each kind under a heading per kind, at most `limit` per kind
+    /// (then `… and N more (see --json)`); `indent` before every line.
+    pub fn groups_text(&self, o: &mut String, indent: &str, limit: usize) {
+        use std::fmt::Write;
+        for kind in [
+            ChangeKind::NewlyRejected,
+            ChangeKind::NewlyAccepted,
+            ChangeKind::NotEvaluated,
+        ] {
+            let groups: Vec<_> = self.of(kind).collect();
+            if groups.is_empty() {
+                continue;
+            }
+            let mut title = kind.as_str().to_string();
+            title[..1].make_ascii_uppercase();
+            let _ = writeln!(o, "{indent}{title}, by flow and rule:");
+            for g in groups.iter().take(limit) {
+                let _ = writeln!(
+                    o,
+                    "{indent}  {:>8}  {}  ({} flow(s); first: packet {}{})",
+                    g.packets,
+                    g.pattern(),
+                    g.flows,
+                    g.first.index,
+                    if g.first.file > 0 {
+                        format!(" of capture {}", g.first.file + 1)
+                    } else {
+                        String::new()
+                    }
+                );
+                let (was, is) = match kind {
+                    ChangeKind::NewlyRejected => ("ACCEPT, ", "REJECT, "),
+                    ChangeKind::NewlyAccepted => ("REJECT, ", "ACCEPT, "),
+                    ChangeKind::NotEvaluated => ("", ""),
+                };
+                let _ = writeln!(o, "{indent}            before: {was}{}", g.before);
+                let _ = writeln!(o, "{indent}            after:  {is}{}", g.after);
+                if g.tracked > 0 {
+                    let _ = writeln!(
+                        o,
+                        "{indent}            {} of them belong to connections the security group tracks",
+                        g.tracked
+                    );
+                }
+            }
+            if groups.len() > limit {
+                let _ = writeln!(
+                    o,
+                    "{indent}  … and {} more (see --json)",
+                    groups.len() - limit
+                );
+            }
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         json!({
             "before": self.before_label,

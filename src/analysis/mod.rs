@@ -1,4 +1,4 @@
-//! Static analysis of a loaded ruleset: no packets, only the [`crate::model::Vpc`].
+//! Analyses of a ruleset (lint: no packets) and of the engine's decisions (diff).
 //!
 //! - [`lint`]: the mistakes people make in security groups and network ACLs
 //!   (shadowed NACL entries, replies dropped at ephemeral ports, unused groups,

@@ -5,7 +5,7 @@ use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use vpcgate::analysis::diff::{ChangeKind, DiffReport, Differ, PacketRef, Side};
+use vpcgate::analysis::diff::{DiffReport, Differ, PacketRef, Side};
 use vpcgate::capture::CaptureReader;
 use vpcgate::engine::{flow_shard, Decision, Worker, WorkerConfig};
 use vpcgate::policy::Policy;
@@ -245,53 +245,6 @@ pub(crate) fn text(r: &DiffReport, captures: usize) -> String {
             r.not_evaluated
         );
     }
-    groups_text(&mut o, r, "");
+    r.groups_text(&mut o, "", usize::MAX);
     o
-}
-
-/// The groups of each kind, under a heading per kind; `indent` before every line.
-pub(crate) fn groups_text(o: &mut String, r: &DiffReport, indent: &str) {
-    use std::fmt::Write;
-    for kind in [
-        ChangeKind::NewlyRejected,
-        ChangeKind::NewlyAccepted,
-        ChangeKind::NotEvaluated,
-    ] {
-        let groups: Vec<_> = r.of(kind).collect();
-        if groups.is_empty() {
-            continue;
-        }
-        let mut title = kind.as_str().to_string();
-        title[..1].make_ascii_uppercase();
-        let _ = writeln!(o, "{indent}{title}, by flow and rule:");
-        for g in groups {
-            let _ = writeln!(
-                o,
-                "{indent}  {:>8}  {}  ({} flow(s); first: packet {}{})",
-                g.packets,
-                g.pattern(),
-                g.flows,
-                g.first.index,
-                if g.first.file > 0 {
-                    format!(" of capture {}", g.first.file + 1)
-                } else {
-                    String::new()
-                }
-            );
-            let (was, is) = match kind {
-                ChangeKind::NewlyRejected => ("ACCEPT, ", "REJECT, "),
-                ChangeKind::NewlyAccepted => ("REJECT, ", "ACCEPT, "),
-                ChangeKind::NotEvaluated => ("", ""),
-            };
-            let _ = writeln!(o, "{indent}            before: {was}{}", g.before);
-            let _ = writeln!(o, "{indent}            after:  {is}{}", g.after);
-            if g.tracked > 0 {
-                let _ = writeln!(
-                    o,
-                    "{indent}            {} of them belong to connections the security group tracks",
-                    g.tracked
-                );
-            }
-        }
-    }
 }
