@@ -99,6 +99,9 @@ pub struct ChangeGroup {
     /// single port), the other the range of the clients' ports.
     pub src_ports: Option<PortSpan>,
     pub dst_ports: Option<PortSpan>,
+    /// The clients' ports themselves, sorted, when there are at most
+    /// [`FEW_PORTS`] of them (a range of three ports would hide which).
+    pub client_ports: Option<Vec<u16>>,
     /// ICMP type and code, for ICMP.
     pub icmp: Option<(u8, u8)>,
     /// The rule responsible on each side: for a REJECT the check and rule that denied
@@ -125,7 +128,19 @@ impl ChangeGroup {
             PROTO_ICMPV6 => "icmpv6".to_string(),
             p => format!("protocol {p}"),
         };
-        let end = |a: &IpAddr, p: Option<PortSpan>| match (a, p) {
+        // The clients' side is the one that spans several ports.
+        let ports = |p: Option<PortSpan>| -> Option<String> {
+            let p = p?;
+            Some(match &self.client_ports {
+                Some(v) if p.lo != p.hi => v
+                    .iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => p.to_string(),
+            })
+        };
+        let end = |a: &IpAddr, p: Option<String>| match (a, p) {
             (IpAddr::V6(a), Some(p)) => format!("[{a}]:{p}"),
             (a, Some(p)) => format!("{a}:{p}"),
             (a, None) => a.to_string(),
@@ -135,8 +150,8 @@ impl ChangeGroup {
             .map_or(String::new(), |(t, c)| format!(" type {t} code {c}"));
         format!(
             "{proto} {} -> {}{icmp}",
-            end(&self.src, self.src_ports),
-            end(&self.dst, self.dst_ports)
+            end(&self.src, ports(self.src_ports)),
+            end(&self.dst, ports(self.dst_ports))
         )
     }
 
@@ -149,6 +164,7 @@ impl ChangeGroup {
             "dst": self.dst.to_string(),
             "src_ports": self.src_ports.map(|p| p.to_string()),
             "dst_ports": self.dst_ports.map(|p| p.to_string()),
+            "client_ports": self.client_ports,
             "icmp_type": self.icmp.map(|i| i.0),
             "icmp_code": self.icmp.map(|i| i.1),
             "pattern": self.pattern(),
@@ -161,6 +177,9 @@ impl ChangeGroup {
         })
     }
 }
+
+/// Up to this many distinct client ports are listed, not spanned.
+pub const FEW_PORTS: usize = 3;
 
 /// Every change of a run, grouped: what `vpcgate diff` prints and the counterfactual
 /// summaries list (and the HTML report can draw).
@@ -383,6 +402,11 @@ impl Differ {
                 (true, true) => (Some(a.client), Some(service)),
                 (true, false) => (Some(service), Some(a.client)),
             };
+            let client_ports = (portful && a.clients.len() <= FEW_PORTS).then(|| {
+                let mut v: Vec<u16> = a.clients.iter().copied().collect();
+                v.sort_unstable();
+                v
+            });
             r.groups.push(ChangeGroup {
                 kind: k.kind,
                 protocol: k.protocol,
@@ -390,6 +414,7 @@ impl Differ {
                 dst: k.dst,
                 src_ports,
                 dst_ports,
+                client_ports,
                 icmp: k.icmp,
                 before: k.before,
                 after: k.after,
