@@ -71,7 +71,7 @@ pub fn counterfactual_lessons(c: &crate::pipeline::CounterfactualSummary) -> Vec
     }
     if c.mode.stateful_nacl && f.newly_accepted > 0 {
         v.push(format!(
-            "with stateful network ACLs, these {} packet(s) would pass: replies of tracked connections that AWS's stateless NACLs drop, because no rule allows their (ephemeral) ports",
+            "with stateful network ACLs, these {} packet(s) would pass: replies of tracked connections that AWS's stateless NACLs drop, since no entry allows the reply itself (for TCP and UDP: its ephemeral port)",
             f.newly_accepted
         ));
     }

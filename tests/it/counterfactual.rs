@@ -209,3 +209,28 @@ fn the_two_counterfactuals_are_asked_one_at_a_time() {
     args.extend_from_slice(&["--stateless-sg", "--stateful-nacl"]);
     run(&args, 2);
 }
+
+/// The README's sample is what the command prints (but for the run's time and rate).
+#[test]
+fn the_readme_counterfactual_sample_is_what_replay_prints() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let cmd = "$ vpcgate replay --rules rulesets/lesson-stateful.toml pcaps/lessons/stateful.pcap --stateless-sg\n";
+    let start = readme.find(cmd).expect("the README shows the sample") + cmd.len();
+    let end = start + readme[start..].find("```").unwrap();
+    let mut args: Vec<&str> = STATEFUL.to_vec();
+    args.push("--stateless-sg");
+    let (out, _) = run(&args, 0);
+    let steady = |t: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| match l.strip_prefix("vpcgate replay:") {
+                Some(rest) => rest.split(" in ").next().unwrap().to_string(),
+                None => l.to_string(),
+            })
+            .collect()
+    };
+    assert_eq!(
+        steady(&readme[start..end]),
+        steady(&out),
+        "README.md's counterfactual sample is stale"
+    );
+}
