@@ -43,7 +43,7 @@ mod worker;
 
 pub use worker::{Tally, Worker, WorkerConfig, WorkerTotals};
 
-use crate::conntrack::{ConnKey, ConnRef, ConnTable};
+use crate::conntrack::{ConnKey, ConnRef, ConnState, ConnTable};
 use crate::flowlog::Observation;
 use crate::model::{Action, Direction, EniIdx};
 use crate::model::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
@@ -92,7 +92,8 @@ pub struct Counterfactual {
     pub stateless_sg: bool,
     /// A network ACL lets through a packet that answers a connection the security
     /// group tracks at that ENI (a reply: the connection's first packet went the
-    /// other way), as if the NACL tracked too; everything else by its rules. Flows
+    /// other way, and passed the NACLs), as if the NACL tracked too; everything else
+    /// by its rules. Flows
     /// the group does not track (untracked flows, ENIs without groups, ICMP errors)
     /// get nothing from it.
     pub stateful_nacl: bool,
@@ -930,7 +931,14 @@ impl Core {
         let Some(e) = conn.and_then(|r| self.ct.entry(r)) else {
             return false;
         };
-        e.origin != dir && !e.expired(now, &policy.eni_timeouts[eni.get()])
+        // A connection opened outwards is an allowed flow only if its first packets
+        // passed the outbound NACL (an inward one met the inbound NACL before the
+        // group created its entry). For TCP and UDP the entry remembers that
+        // (`nacl_allow`); other protocols are taken as allowed.
+        let allowed = e.origin == Direction::Ingress
+            || e.nacl_allow[Direction::Egress as usize] != 0
+            || matches!(e.state, ConnState::Icmp | ConnState::Other);
+        e.origin != dir && allowed && !e.expired(now, &policy.eni_timeouts[eni.get()])
     }
 
     /// The security group of `eni` in `dir`, with its connection tracking, and the

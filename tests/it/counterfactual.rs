@@ -234,3 +234,81 @@ fn the_readme_counterfactual_sample_is_what_replay_prints() {
         "README.md's counterfactual sample is stale"
     );
 }
+
+/// At the engine: a stateful NACL passes the reply of a flow whose request the NACL
+/// allowed, and nothing else. One web server whose group tracks everything it sends
+/// (egress all, no ingress rule: EMULATION.md §4, not untracked), behind a NACL that
+/// lets out only TCP 443 and lets nothing in.
+#[test]
+fn a_stateful_nacl_passes_replies_of_allowed_flows_only() {
+    use std::sync::Arc;
+    use vpcgate::engine::{Counterfactual, Engine, Verdict};
+    use vpcgate::policy::Policy;
+    use vpcgate::wire::packet::{tcp_flags, Fragment, Packet, Timestamp};
+    let vpc = vpcgate::load::load_str(
+        "x.toml",
+        r#"
+        [vpc]
+        id = "vpc-1"
+        cidrs = ["10.0.0.0/16"]
+        [[subnets]]
+        id = "subnet-a"
+        cidr = "10.0.1.0/24"
+        network_acl = "acl-a"
+        [[network_acls]]
+        id = "acl-a"
+        inbound = []
+        outbound = [ { rule = 100, protocol = "tcp", ports = "443", cidr = "0.0.0.0/0", action = "allow" } ]
+        [[security_groups]]
+        id = "sg-web"
+        egress = [ { protocol = "-1", cidr = "0.0.0.0/0" } ]
+        [[network_interfaces]]
+        id = "eni-web"
+        subnet = "subnet-a"
+        private_ips = ["10.0.1.10"]
+        security_groups = ["sg-web"]
+    "#,
+    )
+    .unwrap();
+    let policy = Arc::new(Policy::compile(Arc::new(vpc), &["eni-web".to_string()]));
+    let pkt = |src: &str, dst: &str, sport: u16, dport: u16, flags: u8| Packet {
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        protocol: 6,
+        src_port: sport,
+        dst_port: dport,
+        icmp_type: 0,
+        icmp_code: 0,
+        icmp_id: 0,
+        tcp_flags: flags,
+        ip_len: 60,
+        fragment: Fragment::None,
+    };
+    let (web, peer) = ("10.0.1.10", "198.51.100.7");
+    let synack = tcp_flags::SYN | tcp_flags::ACK;
+    // (packet, AWS's verdict, a stateful NACL's verdict)
+    let story = [
+        // HTTPS out: the NACL allows the SYN; its SYN-ACK meets an inbound NACL
+        // with no entry: AWS drops it, a stateful NACL lets the reply in.
+        (pkt(web, peer, 40000, 443, tcp_flags::SYN), Verdict::Accept, Verdict::Accept),
+        (pkt(peer, web, 443, 40000, synack), Verdict::Reject, Verdict::Accept),
+        // HTTP out: the NACL drops the SYN (the group tracked it first); the SYN
+        // sent again is no reply; a SYN-ACK answers a flow the NACL did not allow.
+        (pkt(web, peer, 40001, 80, tcp_flags::SYN), Verdict::Reject, Verdict::Reject),
+        (pkt(web, peer, 40001, 80, tcp_flags::SYN), Verdict::Reject, Verdict::Reject),
+        (pkt(peer, web, 80, 40001, synack), Verdict::Reject, Verdict::Reject),
+        // A SYN from outside opens nothing: no reply of anything.
+        (pkt(peer, web, 50000, 22, tcp_flags::SYN), Verdict::Reject, Verdict::Reject),
+    ];
+    let mut aws = Engine::new(policy.clone());
+    let mut cf = Engine::new(policy.clone());
+    cf.set_counterfactual(Counterfactual {
+        stateless_sg: false,
+        stateful_nacl: true,
+    });
+    for (i, (p, want_aws, want_cf)) in story.iter().enumerate() {
+        let t = Timestamp::from_secs_nanos(1_700_000_000 + i as u64, 0);
+        assert_eq!(aws.process(p, t).verdict, *want_aws, "AWS, packet {i}");
+        assert_eq!(cf.process(p, t).verdict, *want_cf, "stateful NACL, packet {i}");
+    }
+}
