@@ -323,8 +323,8 @@ impl Differ {
             (Verdict::Reject, _) => before.decision.reason,
             _ => after.decision.reason,
         };
-        let tracked = before.decision.tracked.iter().any(|&t| t)
-            || after.decision.tracked.iter().any(|&t| t);
+        let tracked =
+            before.decision.tracked.iter().any(|&t| t) || after.decision.tracked.iter().any(|&t| t);
         let (service, service_is_dst, client) = ports(pkt);
         let icmp = matches!(pkt.protocol, PROTO_ICMP | PROTO_ICMPV6)
             .then_some((pkt.icmp_type, pkt.icmp_code));
@@ -498,7 +498,11 @@ fn rejected_by(policy: &Policy, reason: Reason) -> String {
                     }
                 })
                 .collect();
-            format!("{check} {}: no rule of {} allows it", e.id, groups.join(", "))
+            format!(
+                "{check} {}: no rule of {} allows it",
+                e.id,
+                groups.join(", ")
+            )
         }
         other => crate::engine::reason_text(other, policy),
     }
@@ -562,5 +566,201 @@ fn allowed_by(policy: &Policy, pkt: &Packet, d: &Decision, check: Reason) -> Str
             }
         }
         _ => format!("room for a tracked connection at {eni_id}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Counterfactual, Engine};
+    use crate::wire::packet::{tcp_flags, Fragment, Timestamp};
+    use std::sync::Arc;
+
+    fn policy(egress_port: &str) -> Arc<Policy> {
+        let vpc = crate::load::load_str(
+            "x.toml",
+            &format!(
+                r#"
+            [vpc]
+            id = "vpc-1"
+            cidrs = ["10.0.0.0/16"]
+            [[subnets]]
+            id = "subnet-a"
+            cidr = "10.0.1.0/24"
+            network_acl = "acl-a"
+            [[network_acls]]
+            id = "acl-a"
+            inbound = [ {{ rule = 100, protocol = "tcp", ports = "443", cidr = "0.0.0.0/0", action = "allow" }} ]
+            outbound = [ {{ rule = 100, protocol = "tcp", ports = "{egress_port}", cidr = "0.0.0.0/0", action = "allow" }} ]
+            [[security_groups]]
+            id = "sg-web"
+            name = "web"
+            ingress = [ {{ protocol = "tcp", ports = "443", cidr = "0.0.0.0/0" }} ]
+            [[network_interfaces]]
+            id = "eni-web"
+            subnet = "subnet-a"
+            private_ips = ["10.0.1.10"]
+            security_groups = ["sg-web"]
+        "#
+            ),
+        )
+        .unwrap();
+        Arc::new(Policy::compile(Arc::new(vpc), &["eni-web".to_string()]))
+    }
+
+    fn tcp(src: &str, dst: &str, sport: u16, dport: u16, flags: u8) -> Packet {
+        Packet {
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            protocol: PROTO_TCP,
+            src_port: sport,
+            dst_port: dport,
+            icmp_type: 0,
+            icmp_code: 0,
+            icmp_id: 0,
+            tcp_flags: flags,
+            ip_len: 60,
+            fragment: Fragment::None,
+        }
+    }
+
+    /// Three clients' handshakes with the web server; its replies leave only to
+    /// 32768-61000 under the old NACL, to 1024-65535 under the new one.
+    fn packets() -> Vec<Packet> {
+        let mut v = Vec::new();
+        for (client, port) in [
+            ("198.51.100.1", 2000),
+            ("198.51.100.1", 3000),
+            ("198.51.100.1", 40000),
+            ("198.51.100.2", 5000),
+        ] {
+            v.push(tcp(client, "10.0.1.10", port, 443, tcp_flags::SYN));
+            v.push(tcp(
+                "10.0.1.10",
+                client,
+                443,
+                port,
+                tcp_flags::SYN | tcp_flags::ACK,
+            ));
+        }
+        v
+    }
+
+    fn differ_over(pkts: &[(u64, Packet)], old: &Arc<Policy>, new: &Arc<Policy>) -> Differ {
+        let (mut a, mut b) = (Engine::new(old.clone()), Engine::new(new.clone()));
+        let mut d = Differ::default();
+        for (i, p) in pkts {
+            let t = Timestamp::from_secs_nanos(1_700_000_000 + i, 0);
+            let (da, db) = (a.process(p, t), b.process(p, t));
+            let at = PacketRef { file: 0, index: *i };
+            d.add(
+                at,
+                p,
+                Side {
+                    policy: old,
+                    decision: &da,
+                },
+                Side {
+                    policy: new,
+                    decision: &db,
+                },
+            );
+        }
+        d
+    }
+
+    #[test]
+    fn replies_are_grouped_by_flow_pattern_and_rule() {
+        let (old, new) = (policy("32768-61000"), policy("1024-65535"));
+        let pkts: Vec<(u64, Packet)> = packets()
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (i as u64 + 1, p))
+            .collect();
+        let r = differ_over(&pkts, &old, &new).finish("old", "new", 0);
+        assert_eq!(r.packets, 8);
+        assert_eq!((r.newly_rejected, r.newly_accepted), (0, 3));
+        assert_eq!(r.groups.len(), 2);
+        let g = &r.groups[0];
+        assert_eq!(g.pattern(), "tcp 10.0.1.10:443 -> 198.51.100.1:2000,3000");
+        assert_eq!((g.packets, g.flows, g.tracked), (2, 2, 2));
+        assert_eq!(g.first, PacketRef { file: 0, index: 2 });
+        assert_eq!(g.before, "acl-a outbound rule * (deny all to 0.0.0.0/0)");
+        assert_eq!(
+            g.after,
+            "acl-a outbound rule 100 (allow tcp 1024-65535 to 0.0.0.0/0)"
+        );
+        assert_eq!(
+            r.groups[1].pattern(),
+            "tcp 10.0.1.10:443 -> 198.51.100.2:5000"
+        );
+        // The other way round: newly rejected, sides swapped.
+        let back = differ_over(&pkts, &new, &old).finish("new", "old", 0);
+        assert_eq!((back.newly_rejected, back.newly_accepted), (3, 0));
+        assert_eq!(back.groups[0].before, g.after);
+    }
+
+    /// Split over two differs (two workers' shards) in any way, merged in either
+    /// order: the same report.
+    #[test]
+    fn merging_gives_the_same_report_in_any_order() {
+        let (old, new) = (policy("32768-61000"), policy("1024-65535"));
+        let pkts: Vec<(u64, Packet)> = packets()
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (i as u64 + 1, p))
+            .collect();
+        let whole = differ_over(&pkts, &old, &new).finish("old", "new", 0);
+        // Each handshake whole in one part (connection tracking is per flow).
+        let (x, y): (Vec<_>, Vec<_>) = pkts.iter().cloned().partition(|(_, p)| {
+            p.src_port == 3000 || p.dst_port == 3000 || p.src_port == 5000 || p.dst_port == 5000
+        });
+        let (dx, dy) = (differ_over(&x, &old, &new), differ_over(&y, &old, &new));
+        let mut m1 = dx.clone();
+        m1.merge(dy.clone());
+        let mut m2 = dy;
+        m2.merge(dx);
+        assert_eq!(m1.finish("old", "new", 0), whole);
+        assert_eq!(m2.finish("old", "new", 0), whole);
+    }
+
+    /// Stateless groups: the SYN-ACK that tracking let out meets the group's egress
+    /// rules (there are none).
+    #[test]
+    fn a_stateless_group_drops_what_tracking_let_out() {
+        let p = policy("1024-65535");
+        let (mut aws, mut cf) = (Engine::new(p.clone()), Engine::new(p.clone()));
+        cf.set_counterfactual(Counterfactual {
+            stateless_sg: true,
+            stateful_nacl: false,
+        });
+        let mut d = Differ::default();
+        for (i, pkt) in packets().iter().take(2).enumerate() {
+            let t = Timestamp::from_secs_nanos(1_700_000_000, i as u32);
+            let (da, dc) = (aws.process(pkt, t), cf.process(pkt, t));
+            let at = PacketRef {
+                file: 0,
+                index: i as u64 + 1,
+            };
+            d.add(
+                at,
+                pkt,
+                Side {
+                    policy: &p,
+                    decision: &da,
+                },
+                Side {
+                    policy: &p,
+                    decision: &dc,
+                },
+            );
+        }
+        let r = d.finish("AWS", "stateless", 0);
+        assert_eq!((r.newly_rejected, r.newly_accepted), (1, 0));
+        assert_eq!(r.groups[0].before, "a connection tracked at eni-web");
+        assert_eq!(
+            r.groups[0].after,
+            "sg-egress eni-web: no rule of sg-web (web) allows it"
+        );
     }
 }

@@ -103,7 +103,13 @@ fn run(args: &DiffArgs) -> Result<ExitCode, ExitCode> {
     let (eni_ids, _) = vpcgate::pipeline::eni_table(&[&before, &after]);
     let old = Arc::new(Policy::compile(Arc::new(before), &eni_ids));
     let new = Arc::new(Policy::compile(Arc::new(after), &eni_ids));
-    let (report, errors) = compare(&args.captures, &old, &new, &label(&args.rules), &label(&args.rules_after));
+    let (report, errors) = compare(
+        &args.captures,
+        &old,
+        &new,
+        &label(&args.rules),
+        &label(&args.rules_after),
+    );
     if args.json {
         let mut v = report.to_json();
         v["captures"] = args
@@ -133,11 +139,7 @@ fn run(args: &DiffArgs) -> Result<ExitCode, ExitCode> {
     })
 }
 
-fn load(
-    paths: &[PathBuf],
-    flag: &str,
-    args: &DiffArgs,
-) -> Result<vpcgate::model::Vpc, ExitCode> {
+fn load(paths: &[PathBuf], flag: &str, args: &DiffArgs) -> Result<vpcgate::model::Vpc, ExitCode> {
     let opts = vpcgate::load::LoadOptions {
         vpc: args.vpc.clone(),
     };

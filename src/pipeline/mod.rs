@@ -25,11 +25,11 @@
 //! travel in-band; the `--max-flows` bound is split over flow shards, not workers.
 //! So the output is the same bytes for any number of workers.
 
-use crate::capture::{Block, CaptureError, CaptureReader, PcapWriter};
 use crate::analysis::diff::{Differ, PacketRef, Side};
+use crate::capture::{Block, CaptureError, CaptureReader, PcapWriter};
 use crate::engine::{
-    flow_shard, Counterfactual, reason_text, EngineStats, Reason, Verdict, Worker, WorkerConfig, WorkerTotals,
-    FRAGMENT_MEMORY_MAX, FRAGMENT_MEMORY_SECS,
+    flow_shard, reason_text, Counterfactual, EngineStats, Reason, Verdict, Worker, WorkerConfig,
+    WorkerTotals, FRAGMENT_MEMORY_MAX, FRAGMENT_MEMORY_SECS,
 };
 use crate::flowlog::{Collator, EniMeta, FlowRecord, LogFormat, Run};
 use crate::model::{EniIdx, Vpc};

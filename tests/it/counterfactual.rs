@@ -89,7 +89,10 @@ fn stateless_groups_reject_the_five_replies_that_tracking_let_out() {
     assert_eq!(v["accepted"], 10);
     assert_eq!(v["conntrack"]["created"], 0);
     let lessons = c["lessons"].as_array().unwrap();
-    assert!(lessons[0].as_str().unwrap().contains("this is what tracking did"));
+    assert!(lessons[0]
+        .as_str()
+        .unwrap()
+        .contains("this is what tracking did"));
 
     // AWS's own run says it is AWS's.
     let aws = summary(&[], &STATEFUL);
@@ -114,7 +117,10 @@ fn stateful_nacls_let_the_four_echo_replies_out() {
         "acl-0c1a55e0000000001 outbound rule * (deny all to 0.0.0.0/0)"
     );
     assert!(
-        g["after"].as_str().unwrap().contains("stateful NACL (not AWS)"),
+        g["after"]
+            .as_str()
+            .unwrap()
+            .contains("stateful NACL (not AWS)"),
         "{g}"
     );
 }
@@ -131,7 +137,10 @@ fn stateful_nacls_pass_the_load_balancers_syn_acks_in_aws_json_form() {
     let f = &v["counterfactual"]["flips"];
     assert_eq!(f["newly_accepted"], 3, "{f}");
     assert_eq!(f["newly_rejected"], 0, "{f}");
-    assert_eq!(f["groups"][0]["pattern"], "tcp 10.0.11.10:8080 -> 10.0.1.10:20345");
+    assert_eq!(
+        f["groups"][0]["pattern"],
+        "tcp 10.0.11.10:8080 -> 10.0.1.10:20345"
+    );
     // The lesson's 34 packets all pass (docs/tutorial.md lesson 2: as with the fix).
     assert_eq!(v["accepted"], 34);
 }
@@ -150,7 +159,10 @@ fn every_output_of_a_counterfactual_run_says_it_is_not_aws() {
         verdicts.to_str().unwrap(),
     ]);
     let (text, err) = run(&args, 0);
-    assert!(text.starts_with("COUNTERFACTUAL, NOT AWS: stateless security groups (--stateless-sg)."), "{text}");
+    assert!(
+        text.starts_with("COUNTERFACTUAL, NOT AWS: stateless security groups (--stateless-sg)."),
+        "{text}"
+    );
     assert!(text.contains("Against AWS, with stateless security groups: 5 packet(s) newly rejected, 0 newly accepted\n"), "{text}");
     assert!(err.contains("warning: --stateless-sg: the flow log holds what a VPC with stateless security groups would log, NOT what AWS logs"), "{err}");
     let lines: Vec<Value> = std::fs::read_to_string(&verdicts)
@@ -160,7 +172,10 @@ fn every_output_of_a_counterfactual_run_says_it_is_not_aws() {
         .collect();
     assert_eq!(lines.len(), 22);
     assert!(lines.iter().all(|l| l["counterfactual"] == "stateless-sg"));
-    let flipped: Vec<&Value> = lines.iter().filter(|l| l.get("aws_action").is_some()).collect();
+    let flipped: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l.get("aws_action").is_some())
+        .collect();
     assert_eq!(flipped.len(), 5);
     assert!(flipped
         .iter()
@@ -290,15 +305,39 @@ fn a_stateful_nacl_passes_replies_of_allowed_flows_only() {
     let story = [
         // HTTPS out: the NACL allows the SYN; its SYN-ACK meets an inbound NACL
         // with no entry: AWS drops it, a stateful NACL lets the reply in.
-        (pkt(web, peer, 40000, 443, tcp_flags::SYN), Verdict::Accept, Verdict::Accept),
-        (pkt(peer, web, 443, 40000, synack), Verdict::Reject, Verdict::Accept),
+        (
+            pkt(web, peer, 40000, 443, tcp_flags::SYN),
+            Verdict::Accept,
+            Verdict::Accept,
+        ),
+        (
+            pkt(peer, web, 443, 40000, synack),
+            Verdict::Reject,
+            Verdict::Accept,
+        ),
         // HTTP out: the NACL drops the SYN (the group tracked it first); the SYN
         // sent again is no reply; a SYN-ACK answers a flow the NACL did not allow.
-        (pkt(web, peer, 40001, 80, tcp_flags::SYN), Verdict::Reject, Verdict::Reject),
-        (pkt(web, peer, 40001, 80, tcp_flags::SYN), Verdict::Reject, Verdict::Reject),
-        (pkt(peer, web, 80, 40001, synack), Verdict::Reject, Verdict::Reject),
+        (
+            pkt(web, peer, 40001, 80, tcp_flags::SYN),
+            Verdict::Reject,
+            Verdict::Reject,
+        ),
+        (
+            pkt(web, peer, 40001, 80, tcp_flags::SYN),
+            Verdict::Reject,
+            Verdict::Reject,
+        ),
+        (
+            pkt(peer, web, 80, 40001, synack),
+            Verdict::Reject,
+            Verdict::Reject,
+        ),
         // A SYN from outside opens nothing: no reply of anything.
-        (pkt(peer, web, 50000, 22, tcp_flags::SYN), Verdict::Reject, Verdict::Reject),
+        (
+            pkt(peer, web, 50000, 22, tcp_flags::SYN),
+            Verdict::Reject,
+            Verdict::Reject,
+        ),
     ];
     let mut aws = Engine::new(policy.clone());
     let mut cf = Engine::new(policy.clone());
@@ -309,6 +348,10 @@ fn a_stateful_nacl_passes_replies_of_allowed_flows_only() {
     for (i, (p, want_aws, want_cf)) in story.iter().enumerate() {
         let t = Timestamp::from_secs_nanos(1_700_000_000 + i as u64, 0);
         assert_eq!(aws.process(p, t).verdict, *want_aws, "AWS, packet {i}");
-        assert_eq!(cf.process(p, t).verdict, *want_cf, "stateful NACL, packet {i}");
+        assert_eq!(
+            cf.process(p, t).verdict,
+            *want_cf,
+            "stateful NACL, packet {i}"
+        );
     }
 }

@@ -41,7 +41,11 @@ fn fixed(dir: &Path) -> (PathBuf, PathBuf) {
     let toml = std::fs::read_to_string(root().join("rulesets/securecart.toml")).unwrap();
     assert_eq!(toml.matches("ports = \"32768-61000\"").count(), 2);
     let t = dir.join("fixed.toml");
-    std::fs::write(&t, toml.replace("ports = \"32768-61000\"", "ports = \"1024-65535\"")).unwrap();
+    std::fs::write(
+        &t,
+        toml.replace("ports = \"32768-61000\"", "ports = \"1024-65535\""),
+    )
+    .unwrap();
     let aws = dir.join("fixed-aws");
     std::fs::create_dir(&aws).unwrap();
     for e in std::fs::read_dir(root().join("rulesets/securecart-aws")).unwrap() {
@@ -68,12 +72,26 @@ fn the_ephemeral_fix_newly_accepts_three_syn_acks_in_toml_and_aws_json() {
     let dir = tempfile::tempdir().unwrap();
     let (toml, aws) = fixed(dir.path());
     for (old, new) in [
-        ("rulesets/securecart.toml".to_string(), toml.display().to_string()),
-        ("rulesets/securecart-aws/".to_string(), aws.display().to_string()),
+        (
+            "rulesets/securecart.toml".to_string(),
+            toml.display().to_string(),
+        ),
+        (
+            "rulesets/securecart-aws/".to_string(),
+            aws.display().to_string(),
+        ),
     ] {
         let pcap = "pcaps/lessons/ephemeral.pcap";
         let (out, _) = run(
-            &["diff", "--rules", &old, "--rules-after", &new, pcap, "--json"],
+            &[
+                "diff",
+                "--rules",
+                &old,
+                "--rules-after",
+                &new,
+                pcap,
+                "--json",
+            ],
             0,
         );
         let v = json_of(&out);
@@ -104,7 +122,15 @@ fn the_ephemeral_fix_newly_accepts_three_syn_acks_in_toml_and_aws_json() {
 
         // The other way round the same packets are newly rejected: exit 1.
         let (out, _) = run(
-            &["diff", "--rules", &new, "--rules-after", &old, pcap, "--json"],
+            &[
+                "diff",
+                "--rules",
+                &new,
+                "--rules-after",
+                &old,
+                pcap,
+                "--json",
+            ],
             1,
         );
         let v = json_of(&out);
@@ -116,7 +142,10 @@ fn the_ephemeral_fix_newly_accepts_three_syn_acks_in_toml_and_aws_json() {
         assert_eq!(g["after"], groups[0]["before"]);
         let (text, _) = run(&["diff", "--rules", &new, "--rules-after", &old, pcap], 1);
         assert!(text.contains("  newly rejected          3\n"), "{text}");
-        assert!(text.contains("Newly rejected, by flow and rule:\n"), "{text}");
+        assert!(
+            text.contains("Newly rejected, by flow and rule:\n"),
+            "{text}"
+        );
         assert!(
             text.contains("            after:  REJECT, acl-0a1b2c3d4e5f60020 outbound rule * (deny all to 0.0.0.0/0)\n"),
             "{text}"
@@ -266,7 +295,10 @@ fn the_same_ruleset_changes_nothing() {
         ],
         0,
     );
-    assert!(out.contains("  newly rejected          0\n  newly accepted          0\n"), "{out}");
+    assert!(
+        out.contains("  newly rejected          0\n  newly accepted          0\n"),
+        "{out}"
+    );
     assert!(!out.contains("by flow and rule"), "{out}");
 }
 
@@ -278,7 +310,12 @@ fn diff_bad_usage_bad_rulesets_and_bad_captures_exit_2() {
     let bad = bad.display().to_string();
     // No --rules-after.
     run(
-        &["diff", "--rules", "rulesets/securecart.toml", "pcaps/securecart.pcap"],
+        &[
+            "diff",
+            "--rules",
+            "rulesets/securecart.toml",
+            "pcaps/securecart.pcap",
+        ],
         2,
     );
     let (_, err) = run(
