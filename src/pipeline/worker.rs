@@ -84,6 +84,9 @@ pub(super) fn worker_loop(
                                 file,
                                 Some(&e),
                             );
+                            if let Some(tag) = cf_tag {
+                                mark_counterfactual(&mut out.lines, tag, None);
+                            }
                             out.line_ends.push(out.lines.len() as u32);
                         }
                     }
