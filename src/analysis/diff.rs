@@ -178,6 +178,19 @@ impl ChangeGroup {
     }
 }
 
+/// The packets of one kind of change that one rule rejects (newly rejected: the rule
+/// that rejects them after; newly accepted: the rule that rejected them before), over
+/// all their flow groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleTotal {
+    pub kind: ChangeKind,
+    pub rule: String,
+    pub packets: u64,
+    pub tracked: u64,
+    /// Flow groups.
+    pub groups: usize,
+}
+
 /// Up to this many distinct client ports are listed, not spanned.
 pub const FEW_PORTS: usize = 3;
 
@@ -203,6 +216,40 @@ impl DiffReport {
         self.groups.iter().filter(move |g| g.kind == kind)
     }
 
+    /// The changes of each kind totalled by the rejecting rule: the rule that rejects
+    /// them after (newly rejected) or rejected them before (newly accepted). Most
+    /// packets first.
+    pub fn by_rule(&self) -> Vec<RuleTotal> {
+        let mut v: Vec<RuleTotal> = Vec::new();
+        for g in &self.groups {
+            let rule = match g.kind {
+                ChangeKind::NewlyAccepted => &g.before,
+                _ => &g.after,
+            };
+            match v.iter_mut().find(|t| t.kind == g.kind && &t.rule == rule) {
+                Some(t) => {
+                    t.packets += g.packets;
+                    t.tracked += g.tracked;
+                    t.groups += 1;
+                }
+                None => v.push(RuleTotal {
+                    kind: g.kind,
+                    rule: rule.clone(),
+                    packets: g.packets,
+                    tracked: g.tracked,
+                    groups: 1,
+                }),
+            }
+        }
+        v.sort_by(|a, b| {
+            a.kind
+                .cmp(&b.kind)
+                .then(b.packets.cmp(&a.packets))
+                .then_with(|| a.rule.cmp(&b.rule))
+        });
+        v
+    }
+
     /// The groups of each kind under a heading per kind, at most `limit` per kind
     /// (then `… and N more (see --json)`); `indent` before every line.
     pub fn groups_text(&self, o: &mut String, indent: &str, limit: usize) {
@@ -218,6 +265,31 @@ impl DiffReport {
             }
             let mut title = kind.as_str().to_string();
             title[..1].make_ascii_uppercase();
+            let totals: Vec<RuleTotal> = self
+                .by_rule()
+                .into_iter()
+                .filter(|t| t.kind == kind)
+                .collect();
+            let by = match kind {
+                ChangeKind::NewlyRejected => "by the rule that rejects them now",
+                ChangeKind::NewlyAccepted => "by the rule that rejected them",
+                ChangeKind::NotEvaluated => "by what decided them",
+            };
+            let _ = writeln!(o, "{indent}{title}, {by}:");
+            for t in totals.iter().take(limit) {
+                let _ = writeln!(
+                    o,
+                    "{indent}  {:>8}  {}  ({} flow group(s))",
+                    t.packets, t.rule, t.groups
+                );
+            }
+            if totals.len() > limit {
+                let _ = writeln!(
+                    o,
+                    "{indent}  … and {} more (see --json)",
+                    totals.len() - limit
+                );
+            }
             let _ = writeln!(o, "{indent}{title}, by flow and rule:");
             for g in groups.iter().take(limit) {
                 let _ = writeln!(
@@ -266,6 +338,13 @@ impl DiffReport {
             "newly_rejected": self.newly_rejected,
             "newly_accepted": self.newly_accepted,
             "evaluated_on_one_side_only": self.not_evaluated,
+            "by_rule": self.by_rule().iter().map(|t| json!({
+                "change": t.kind.as_str(),
+                "rule": t.rule,
+                "packets": t.packets,
+                "tracked": t.tracked,
+                "groups": t.groups,
+            })).collect::<Vec<_>>(),
             "groups": self.groups.iter().map(ChangeGroup::to_json).collect::<Vec<_>>(),
         })
     }

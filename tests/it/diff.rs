@@ -212,6 +212,15 @@ fn the_securecart_fix_newly_accepts_what_the_star_rule_dropped() {
         .map(|g| g["packets"].as_u64().unwrap())
         .sum();
     assert_eq!(sum, expected);
+    // All of them were the app NACL's `*` outbound rule's.
+    let by_rule = v["by_rule"].as_array().unwrap();
+    assert_eq!(by_rule.len(), 1, "{out}");
+    assert_eq!(by_rule[0]["change"], "newly accepted");
+    assert_eq!(
+        by_rule[0]["rule"],
+        "acl-0a1b2c3d4e5f60020 outbound rule * (deny all to 0.0.0.0/0)"
+    );
+    assert_eq!(by_rule[0]["packets"].as_u64(), Some(expected));
     for g in v["groups"].as_array().unwrap() {
         assert_eq!(g["src_ports"], "8080", "{g}");
         let after = g["after"].as_str().unwrap();
@@ -251,6 +260,7 @@ fn diff_json_has_its_documented_keys() {
         "newly_rejected",
         "newly_accepted",
         "evaluated_on_one_side_only",
+        "by_rule",
         "groups",
         "captures",
         "capture_errors",
