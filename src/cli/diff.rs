@@ -16,10 +16,12 @@ use super::usage_error;
 pub(crate) const DIFF_HELP: &str = "\
 Replays the captures once under the old ruleset (--rules) and once under the new one
 (--rules-after), through the same engine as `vpcgate replay`, and lists the packets
-whose verdict changes, grouped by flow pattern (protocol, addresses, the service
-port, the clients' ports as a range) and by the rule responsible on each side: for a
-REJECT the check and rule that denied it, for an ACCEPT what let it through there (a
-NACL entry, an SG rule, a tracked connection).
+whose verdict changes: first totalled by the rule that rejects them (after the
+change, or before it for newly accepted packets), then grouped by flow pattern
+(protocol, addresses, the service port, the clients' ports: up to three listed, else
+their range) and by the rule responsible on each side: for a REJECT the check and rule
+that denied it, for an ACCEPT what let it through there (a NACL entry, an SG rule, a
+tracked connection).
 
 Examples:
   # The SecureCart fix: open the app NACL's reply rules to 1024-65535.
