@@ -821,245 +821,278 @@ fn replies(vpc: &Vpc, out: &mut Vec<Finding>) {
             .enumerate()
             .map(|(i, c)| class_client(vpc, c, i))
             .collect();
-        for (si, server) in all.iter().enumerate() {
-            if server.rep.has_no_security_group() {
-                continue;
-            }
-            let s_acl = server.acl;
-            let targets = ids_text(&server.members);
-            for g in &server.groups {
-                for r in &g.ingress {
-                    for proto in protos_of(r) {
-                        let rule_ports = spec_ports(r.ports);
-                        // Clients inside the VPC, in other subnets.
-                        for (ci, client) in all.iter().enumerate() {
-                            if ci == si || client.rep.subnet_id == server.rep.subnet_id {
-                                continue;
-                            }
-                            if client.rep.has_no_security_group() && eni_kind(client.rep).is_none()
-                            {
-                                continue;
-                            }
-                            let (c_addr, s_addr) = (client.addr, server.addr);
-                            if !peer_matches(vpc, &r.peer, c_addr, Some(client.rep)) {
-                                continue;
-                            }
-                            let mut ports = rule_ports.clone();
-                            if !client.rep.has_no_security_group() {
-                                ports = intersect(
-                                    &ports,
-                                    &sg_ports(
-                                        vpc,
-                                        &client.groups,
-                                        false,
-                                        proto,
-                                        s_addr,
-                                        Some(server.rep),
-                                    ),
-                                );
-                            }
-                            ports = nacl_allowed(&client.acl.outbound, proto, s_addr, &ports);
-                            ports = nacl_allowed(&s_acl.inbound, proto, c_addr, &ports);
-                            if ports.is_empty() {
-                                continue;
-                            }
-                            let service = (
-                                format!("{} {}", proto_name(proto), ports_text(&ports)),
-                                targets.clone(),
-                            );
-                            let c = &clients[ci];
-                            check_reply(
-                                &mut groups,
-                                s_acl,
-                                true,
-                                proto,
-                                c_addr,
-                                c.net,
-                                c,
-                                &service,
-                            );
-                            check_reply(
-                                &mut groups,
-                                client.acl,
-                                false,
-                                proto,
-                                s_addr,
-                                clients[si].net,
-                                c,
-                                &service,
-                            );
-                        }
-                        // Clients on the internet, when the server has a public address.
-                        if !server.public {
-                            continue;
-                        }
-                        for net in rule_nets(vpc, &r.peer) {
-                            if in_vpc(vpc, &net) || family_v6(&net) != v6 {
-                                continue;
-                            }
-                            for (net, rep) in outside_reps(vpc, net, &[s_acl]) {
-                                let ports = nacl_allowed(&s_acl.inbound, proto, rep, &rule_ports);
-                                if ports.is_empty() {
-                                    continue;
-                                }
-                                let service = (
-                                    format!("{} {}", proto_name(proto), ports_text(&ports)),
-                                    targets.clone(),
-                                );
-                                let c = internet_client(net);
-                                check_reply(
-                                    &mut groups,
-                                    s_acl,
-                                    true,
-                                    proto,
-                                    rep,
-                                    net,
-                                    &c,
-                                    &service,
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-            // The server's own connections to the internet: it is the client there.
-            for g in &server.groups {
-                for r in &g.egress {
-                    for proto in protos_of(r) {
-                        for net in rule_nets(vpc, &r.peer) {
-                            if in_vpc(vpc, &net) || family_v6(&net) != v6 {
-                                continue;
-                            }
-                            for (net, rep) in outside_reps(vpc, net, &[s_acl]) {
-                                let ports =
-                                    nacl_allowed(&s_acl.outbound, proto, rep, &spec_ports(r.ports));
-                                if ports.is_empty() {
-                                    continue;
-                                }
-                                let service = (
-                                    format!("{} {}", proto_name(proto), ports_text(&ports)),
-                                    vec![format!("the internet ({net})")],
-                                );
-                                let c = &clients[si];
-                                check_reply(
-                                    &mut groups,
-                                    s_acl,
-                                    false,
-                                    proto,
-                                    rep,
-                                    net,
-                                    c,
-                                    &service,
-                                );
-                            }
-                        }
+        let scan = ReplyScan {
+            vpc,
+            v6,
+            all: &all,
+            clients: &clients,
+        };
+        for si in 0..all.len() {
+            scan.server(si, &mut groups);
+        }
+    }
+    for ((_, _, _, _, proto), g) in groups {
+        out.push(reply_finding(proto, g));
+    }
+}
+
+/// The classes of one address family, and each one as a client.
+struct ReplyScan<'s, 'v> {
+    vpc: &'v Vpc,
+    v6: bool,
+    all: &'s [Class<'v>],
+    clients: &'s [Client],
+}
+
+impl ReplyScan<'_, '_> {
+    /// Every service of class `si`: its SG ingress rules, for clients in the VPC and on
+    /// the internet; its SG egress rules, where it is the client of the internet.
+    fn server(&self, si: usize, groups: &mut BTreeMap<ReplyKey, ReplyGroup>) {
+        let server = &self.all[si];
+        if server.rep.has_no_security_group() {
+            return;
+        }
+        let targets = ids_text(&server.members);
+        for g in &server.groups {
+            for r in &g.ingress {
+                for proto in protos_of(r) {
+                    self.vpc_clients(si, r, proto, &targets, groups);
+                    if server.public {
+                        self.internet_clients(si, r, proto, &targets, groups);
                     }
                 }
             }
         }
-    }
-    for ((_, _, _, _, proto), g) in groups {
-        let dir = dir_name(g.egress);
-        let services: Vec<String> = g
-            .services
-            .iter()
-            .map(|(what, to)| {
-                let to: Vec<&str> = to.iter().map(|s| s.as_str()).collect();
-                if to.len() > 5 {
-                    format!("{what} to {} and {} more", to[..5].join(", "), to.len() - 5)
-                } else {
-                    format!("{what} to {}", to.join(", "))
+        for g in &server.groups {
+            for r in &g.egress {
+                for proto in protos_of(r) {
+                    self.internet_servers(si, r, proto, groups);
                 }
-            })
-            .collect();
-        let shown = if services.len() > 3 {
-            format!(
-                "{}; and {} more service(s)",
-                services[..3].join("; "),
-                services.len() - 3
-            )
-        } else {
-            services.join("; ")
-        };
-        let uses: Vec<String> = g
-            .lost
-            .iter()
-            .map(|(name, _)| name.clone())
-            .collect::<Vec<_>>();
-        let lost_all = g.lost.iter().fold(Vec::new(), |acc, (_, p)| union(&acc, p));
-        let (resource, allows) = match &g.anchor {
-            Some(a) => (
-                format!("{} {dir} rule {}", g.acl, a.rule_number),
-                format!(
-                    "allows only {} {} there (rule {})",
-                    proto_label(a.protocol),
-                    a.ports,
-                    a.rule_number
-                ),
-            ),
-            None => (
-                format!("{} {dir}", g.acl),
-                "allows none of them".to_string(),
-            ),
-        };
-        let need = match g.needed.as_slice() {
-            [(f, t)] => format!("{f}-{t}"),
-            other => ports_text(other),
-        };
-        let message = format!(
-            "replies to {} {} network ACL {} {dir}, which {allows}. Ephemeral ports: {}; replies to {} fall to {}, so some connections hang: {shown}.",
-            g.client,
-            if g.egress { "leave through" } else { "enter through" },
-            g.acl,
-            uses.join(", "),
-            ports_text(&lost_all),
-            g.droppers.iter().cloned().collect::<Vec<_>>().join(", "),
-        );
-        let nets: Vec<String> = g.nets.iter().map(|n| n.to_string()).collect();
-        let net = match nets.len() {
-            0 | 1 => nets.join(""),
-            n if n > 4 => format!(
-                "each of {} and {} more (one rule each, or one CIDR that holds them)",
-                nets[..4].join(", "),
-                n - 4
-            ),
-            _ => format!(
-                "each of {} (one rule each, or one CIDR that holds them)",
-                nets.join(", ")
-            ),
-        };
-        let fix = match &g.anchor {
-            Some(a) => {
-                let mut widened = union(&spec_ports(a.ports), &g.needed);
-                if widened.len() > 1 {
-                    widened = vec![(widened[0].0, widened[widened.len() - 1].1)];
-                }
-                format!(
-                    "widen {dir} rule {} of {} to ports {} ({} {})",
-                    a.rule_number,
-                    g.acl,
-                    ports_text(&widened),
-                    proto_name(proto),
-                    a.cidr
-                )
             }
-            None => format!(
-                "add an {dir} allow rule to {}, {} ports {need} {} {net}, numbered before the rules that drop the replies",
-                g.acl,
-                proto_name(proto),
-                if g.egress { "to" } else { "from" }
-            ),
-        };
-        out.push(Finding {
-            code: "nacl-reply-dropped",
-            severity: g.severity.unwrap_or(Severity::Warning),
-            resource,
-            rule: g.rule,
-            message,
-            fix,
-            origin: g.origin,
-        });
+        }
     }
+
+    /// Clients inside the VPC, in other subnets, that ingress rule `r` of server `si`
+    /// lets in: the reply leaves through the server's NACL and enters the client's.
+    fn vpc_clients(
+        &self,
+        si: usize,
+        r: &SecurityGroupRule,
+        proto: u8,
+        targets: &[String],
+        groups: &mut BTreeMap<ReplyKey, ReplyGroup>,
+    ) {
+        let (vpc, server) = (self.vpc, &self.all[si]);
+        let s_acl = server.acl;
+        let rule_ports = spec_ports(r.ports);
+        for (ci, client) in self.all.iter().enumerate() {
+            if ci == si || client.rep.subnet_id == server.rep.subnet_id {
+                continue;
+            }
+            if client.rep.has_no_security_group() && eni_kind(client.rep).is_none() {
+                continue;
+            }
+            let (c_addr, s_addr) = (client.addr, server.addr);
+            if !peer_matches(vpc, &r.peer, c_addr, Some(client.rep)) {
+                continue;
+            }
+            let mut ports = rule_ports.clone();
+            if !client.rep.has_no_security_group() {
+                ports = intersect(
+                    &ports,
+                    &sg_ports(vpc, &client.groups, false, proto, s_addr, Some(server.rep)),
+                );
+            }
+            ports = nacl_allowed(&client.acl.outbound, proto, s_addr, &ports);
+            ports = nacl_allowed(&s_acl.inbound, proto, c_addr, &ports);
+            if ports.is_empty() {
+                continue;
+            }
+            let service = (
+                format!("{} {}", proto_name(proto), ports_text(&ports)),
+                targets.to_vec(),
+            );
+            let c = &self.clients[ci];
+            check_reply(groups, s_acl, true, proto, c_addr, c.net, c, &service);
+            let s_net = self.clients[si].net;
+            check_reply(groups, client.acl, false, proto, s_addr, s_net, c, &service);
+        }
+    }
+
+    /// Clients on the internet that ingress rule `r` of server `si` (which has a
+    /// public address) lets in: the reply leaves through the server's NACL.
+    fn internet_clients(
+        &self,
+        si: usize,
+        r: &SecurityGroupRule,
+        proto: u8,
+        targets: &[String],
+        groups: &mut BTreeMap<ReplyKey, ReplyGroup>,
+    ) {
+        let (vpc, s_acl) = (self.vpc, self.all[si].acl);
+        let rule_ports = spec_ports(r.ports);
+        for net in rule_nets(vpc, &r.peer) {
+            if in_vpc(vpc, &net) || family_v6(&net) != self.v6 {
+                continue;
+            }
+            for (net, rep) in outside_reps(vpc, net, &[s_acl]) {
+                let ports = nacl_allowed(&s_acl.inbound, proto, rep, &rule_ports);
+                if ports.is_empty() {
+                    continue;
+                }
+                let service = (
+                    format!("{} {}", proto_name(proto), ports_text(&ports)),
+                    targets.to_vec(),
+                );
+                let c = internet_client(net);
+                check_reply(groups, s_acl, true, proto, rep, net, &c, &service);
+            }
+        }
+    }
+
+    /// The servers on the internet that egress rule `r` of class `si` reaches: it is
+    /// the client there, and the reply enters through its NACL.
+    fn internet_servers(
+        &self,
+        si: usize,
+        r: &SecurityGroupRule,
+        proto: u8,
+        groups: &mut BTreeMap<ReplyKey, ReplyGroup>,
+    ) {
+        let (vpc, s_acl) = (self.vpc, self.all[si].acl);
+        for net in rule_nets(vpc, &r.peer) {
+            if in_vpc(vpc, &net) || family_v6(&net) != self.v6 {
+                continue;
+            }
+            for (net, rep) in outside_reps(vpc, net, &[s_acl]) {
+                let ports = nacl_allowed(&s_acl.outbound, proto, rep, &spec_ports(r.ports));
+                if ports.is_empty() {
+                    continue;
+                }
+                let service = (
+                    format!("{} {}", proto_name(proto), ports_text(&ports)),
+                    vec![format!("the internet ({net})")],
+                );
+                let c = &self.clients[si];
+                check_reply(groups, s_acl, false, proto, rep, net, c, &service);
+            }
+        }
+    }
+}
+
+/// The finding of one group of dropped replies: what drops them, for which services,
+/// and the rule to widen or add.
+fn reply_finding(proto: u8, g: ReplyGroup) -> Finding {
+    let dir = dir_name(g.egress);
+    let uses: Vec<String> = g
+        .lost
+        .iter()
+        .map(|(name, _)| name.clone())
+        .collect::<Vec<_>>();
+    let lost_all = g.lost.iter().fold(Vec::new(), |acc, (_, p)| union(&acc, p));
+    let (resource, allows) = match &g.anchor {
+        Some(a) => (
+            format!("{} {dir} rule {}", g.acl, a.rule_number),
+            format!(
+                "allows only {} {} there (rule {})",
+                proto_label(a.protocol),
+                a.ports,
+                a.rule_number
+            ),
+        ),
+        None => (
+            format!("{} {dir}", g.acl),
+            "allows none of them".to_string(),
+        ),
+    };
+    let message = format!(
+        "replies to {} {} network ACL {} {dir}, which {allows}. Ephemeral ports: {}; replies to {} fall to {}, so some connections hang: {}.",
+        g.client,
+        if g.egress { "leave through" } else { "enter through" },
+        g.acl,
+        uses.join(", "),
+        ports_text(&lost_all),
+        g.droppers.iter().cloned().collect::<Vec<_>>().join(", "),
+        reply_services_text(&g),
+    );
+    let fix = reply_fix(proto, &g);
+    Finding {
+        code: "nacl-reply-dropped",
+        severity: g.severity.unwrap_or(Severity::Warning),
+        resource,
+        rule: g.rule,
+        message,
+        fix,
+        origin: g.origin,
+    }
+}
+
+/// `tcp 8080 to eni-a, eni-b; …`: at most three services, five servers each.
+fn reply_services_text(g: &ReplyGroup) -> String {
+    let services: Vec<String> = g
+        .services
+        .iter()
+        .map(|(what, to)| {
+            let to: Vec<&str> = to.iter().map(|s| s.as_str()).collect();
+            if to.len() > 5 {
+                format!("{what} to {} and {} more", to[..5].join(", "), to.len() - 5)
+            } else {
+                format!("{what} to {}", to.join(", "))
+            }
+        })
+        .collect();
+    if services.len() > 3 {
+        format!(
+            "{}; and {} more service(s)",
+            services[..3].join("; "),
+            services.len() - 3
+        )
+    } else {
+        services.join("; ")
+    }
+}
+
+/// Widen the allow entry that lets part of the range through, or add one for the
+/// ports needed from (or to) the far ends.
+fn reply_fix(proto: u8, g: &ReplyGroup) -> String {
+    let dir = dir_name(g.egress);
+    if let Some(a) = &g.anchor {
+        let mut widened = union(&spec_ports(a.ports), &g.needed);
+        if widened.len() > 1 {
+            widened = vec![(widened[0].0, widened[widened.len() - 1].1)];
+        }
+        return format!(
+            "widen {dir} rule {} of {} to ports {} ({} {})",
+            a.rule_number,
+            g.acl,
+            ports_text(&widened),
+            proto_name(proto),
+            a.cidr
+        );
+    }
+    let need = match g.needed.as_slice() {
+        [(f, t)] => format!("{f}-{t}"),
+        other => ports_text(other),
+    };
+    let nets: Vec<String> = g.nets.iter().map(|n| n.to_string()).collect();
+    let net = match nets.len() {
+        0 | 1 => nets.join(""),
+        n if n > 4 => format!(
+            "each of {} and {} more (one rule each, or one CIDR that holds them)",
+            nets[..4].join(", "),
+            n - 4
+        ),
+        _ => format!(
+            "each of {} (one rule each, or one CIDR that holds them)",
+            nets.join(", ")
+        ),
+    };
+    format!(
+        "add an {dir} allow rule to {}, {} ports {need} {} {net}, numbered before the rules that drop the replies",
+        g.acl,
+        proto_name(proto),
+        if g.egress { "to" } else { "from" }
+    )
 }
 
 // ------------------------------------------------------------------------------------
