@@ -1592,6 +1592,13 @@ fn ipv6_twins(vpc: &Vpc, out: &mut Vec<Finding>) {
     if !vpc.has_ipv6() {
         return;
     }
+    sg_twins(vpc, out);
+    nacl_twins(vpc, out);
+}
+
+/// IPv4 rules of groups with IPv6 interfaces that IPv6 rules do not match alike
+/// (rules add up).
+fn sg_twins(vpc: &Vpc, out: &mut Vec<Finding>) {
     for g in &vpc.security_groups {
         let v6_enis = vpc
             .network_interfaces
@@ -1644,6 +1651,11 @@ fn ipv6_twins(vpc: &Vpc, out: &mut Vec<Finding>) {
             }
         }
     }
+}
+
+/// IPv4 entries of NACLs with IPv6 subnets whose ports the IPv6 entries do not decide
+/// alike (first match wins).
+fn nacl_twins(vpc: &Vpc, out: &mut Vec<Finding>) {
     for acl in &vpc.network_acls {
         let v6_subnets = vpc.subnets.iter().any(|s| {
             s.network_acl_id.as_deref() == Some(acl.id.as_str()) && !s.ipv6_cidrs.is_empty()
