@@ -99,7 +99,8 @@
 
 use crate::engine::{Engine, Verdict};
 use crate::model::{
-    PortSpec, Protocol, SgPeer, Vpc, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    PortSpec, Protocol, SecurityGroupRule, SgPeer, Vpc, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
+    PROTO_UDP,
 };
 use crate::policy::Policy;
 use crate::synth::SplitMix64;
@@ -1245,182 +1246,195 @@ fn family_v6(n: &IpNet) -> bool {
     matches!(n, IpNet::V6(_))
 }
 
-impl Planner {
-    fn new(vpc: Vpc, rng: &mut SplitMix64) -> Planner {
-        let mut ids: Vec<String> = vpc
+/// Each ENI's addresses, MAC, TTL and ephemeral ports (one draw from `rng` each, in
+/// the ruleset's order).
+fn eni_infos(vpc: &Vpc, rng: &mut SplitMix64) -> Vec<EniInfo> {
+    let mut enis: Vec<EniInfo> = Vec::with_capacity(vpc.network_interfaces.len());
+    for e in &vpc.network_interfaces {
+        let h = fnv(&e.id);
+        let mut mac = [0x0e, 0, 0, 0, 0, 0];
+        mac[1..].copy_from_slice(&h.to_be_bytes()[3..8]);
+        // Load balancers open connections from any port; Linux from 32768-60999.
+        let eph = if e.description.starts_with("ELB") {
+            (1024, 65535)
+        } else {
+            (32768, 60999)
+        };
+        enis.push(EniInfo {
+            v4: e.primary_ipv4().unwrap_or(Ipv4Addr::new(10, 0, 0, 10)),
+            v6: e.ipv6.first().copied(),
+            public: e.public_ipv4,
+            mac,
+            ttl: if h.is_multiple_of(5) { 128 } else { 64 },
+            eph,
+            counter: below(rng, 1 << 16) as u32,
+            services: Vec::new(),
+        });
+    }
+    enis
+}
+
+/// The flows the rules describe, gathered from security groups and network ACLs, and
+/// the TCP services they admit.
+struct RuleFlows<'a> {
+    vpc: &'a Vpc,
+    enis: &'a [EniInfo],
+    /// By [kind][ipv6].
+    rules: [[Vec<RuleFlow>; 2]; 3],
+    /// TCP ports each ENI's groups admit.
+    services: Vec<Vec<u16>>,
+    tcp_ports: Vec<u16>,
+}
+
+impl RuleFlows<'_> {
+    /// Whether `n` overlaps the VPC's CIDRs.
+    fn internal(&self, n: &IpNet) -> bool {
+        self.vpc
+            .cidrs
+            .iter()
+            .any(|v| v.contains(n) || n.contains(v))
+    }
+
+    /// The ENIs with an address in `n`.
+    fn enis_in(&self, n: &IpNet) -> Vec<u32> {
+        self.enis
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| match n {
+                IpNet::V4(n) => n.contains(&e.v4),
+                IpNet::V6(n) => e.v6.is_some_and(|a| n.contains(&a)),
+            })
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+
+    /// The ENIs of security group `g`.
+    fn members(&self, g: &str) -> Vec<u32> {
+        self.vpc
             .network_interfaces
             .iter()
-            .map(|e| e.id.clone())
-            .collect();
-        ids.sort();
-        let vpc = Arc::new(vpc);
-        let policy = Arc::new(Policy::compile(vpc.clone(), &ids));
-        let engine = Engine::new(policy.clone());
-        let fresh_each = policy.has_conntrack_limits();
+            .enumerate()
+            .filter(|(_, e)| e.security_groups.iter().any(|x| x == g))
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
 
-        let mut enis: Vec<EniInfo> = Vec::with_capacity(vpc.network_interfaces.len());
-        for e in &vpc.network_interfaces {
-            let h = fnv(&e.id);
-            let mut mac = [0x0e, 0, 0, 0, 0, 0];
-            mac[1..].copy_from_slice(&h.to_be_bytes()[3..8]);
-            // Load balancers open connections from any port; Linux from 32768-60999.
-            let eph = if e.description.starts_with("ELB") {
-                (1024, 65535)
-            } else {
-                (32768, 60999)
-            };
-            enis.push(EniInfo {
-                v4: e.primary_ipv4().unwrap_or(Ipv4Addr::new(10, 0, 0, 10)),
-                v6: e.ipv6.first().copied(),
-                public: e.public_ipv4,
-                mac,
-                ttl: if h.is_multiple_of(5) { 128 } else { 64 },
-                eph,
-                counter: below(rng, 1 << 16) as u32,
-                services: Vec::new(),
-            });
-        }
-        let members = |g: &str| -> Vec<u32> {
-            vpc.network_interfaces
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.security_groups.iter().any(|x| x == g))
-                .map(|(i, _)| i as u32)
-                .collect()
-        };
-        let vpc_nets: Vec<IpNet> = vpc.cidrs.clone();
-        let internal = |n: &IpNet| vpc_nets.iter().any(|v| v.contains(n) || n.contains(v));
-        let enis_in = |n: &IpNet| -> Vec<u32> {
-            enis.iter()
-                .enumerate()
-                .filter(|(_, e)| match n {
-                    IpNet::V4(n) => n.contains(&e.v4),
-                    IpNet::V6(n) => e.v6.is_some_and(|a| n.contains(&a)),
-                })
-                .map(|(i, _)| i as u32)
-                .collect()
-        };
-        // Peers of a CIDR rule, by family.
-        let cidr_peer = |n: &IpNet| -> Peer {
-            if n.prefix_len() == 0 {
-                Peer::Internet
-            } else if internal(n) {
-                let e = enis_in(n);
-                if e.is_empty() {
-                    Peer::Nets(vec![*n])
-                } else {
-                    Peer::Enis(e)
-                }
-            } else {
+    /// The peer of a CIDR rule: the internet, the ENIs inside it, or the CIDR.
+    fn cidr_peer(&self, n: &IpNet) -> Peer {
+        if n.prefix_len() == 0 {
+            Peer::Internet
+        } else if self.internal(n) {
+            let e = self.enis_in(n);
+            if e.is_empty() {
                 Peer::Nets(vec![*n])
+            } else {
+                Peer::Enis(e)
             }
-        };
+        } else {
+            Peer::Nets(vec![*n])
+        }
+    }
 
-        let mut rules: [[Vec<RuleFlow>; 2]; 3] = Default::default();
-        let mut services: Vec<Vec<u16>> = vec![Vec::new(); enis.len()];
-        let mut tcp_ports: Vec<u16> = COMMON_PORTS.to_vec();
+    /// The (family, peer) pairs an SG rule of ENI `i` gives.
+    fn sg_peers(&self, i: u32, peer: &SgPeer) -> Vec<(bool, Peer)> {
+        let mut peers: Vec<(bool, Peer)> = Vec::new();
+        match peer {
+            SgPeer::Cidr(n) => peers.push((family_v6(n), self.cidr_peer(n))),
+            SgPeer::PrefixList(p) => {
+                if let Some(pl) = self.vpc.prefix_lists.iter().find(|x| &x.id == p) {
+                    for v6 in [false, true] {
+                        let nets: Vec<IpNet> = pl
+                            .entries
+                            .iter()
+                            .filter(|n| family_v6(n) == v6)
+                            .copied()
+                            .collect();
+                        if !nets.is_empty() {
+                            peers.push((v6, Peer::Nets(nets)));
+                        }
+                    }
+                }
+            }
+            SgPeer::SecurityGroup(g) => {
+                let m: Vec<u32> = self.members(g).into_iter().filter(|&x| x != i).collect();
+                let m6: Vec<u32> = m
+                    .iter()
+                    .copied()
+                    .filter(|&x| self.enis[x as usize].v6.is_some())
+                    .collect();
+                if !m.is_empty() {
+                    peers.push((false, Peer::Enis(m)));
+                }
+                if !m6.is_empty() {
+                    peers.push((true, Peer::Enis(m6)));
+                }
+            }
+        }
+        peers
+    }
+
+    /// Every rule of every ENI's security groups, in the ruleset's order.
+    fn security_group_rules(&mut self) {
+        let vpc = self.vpc;
         for (i, e) in vpc.network_interfaces.iter().enumerate() {
-            let i = i as u32;
-            let has_v6 = enis[i as usize].v6.is_some();
             for g in &e.security_groups {
                 let Some(sg) = vpc.security_group(g) else {
                     continue;
                 };
                 for (inbound, list) in [(true, &sg.ingress), (false, &sg.egress)] {
                     for r in list {
-                        // (family, peer) pairs this rule gives.
-                        let mut peers: Vec<(bool, Peer)> = Vec::new();
-                        match &r.peer {
-                            SgPeer::Cidr(n) => peers.push((family_v6(n), cidr_peer(n))),
-                            SgPeer::PrefixList(p) => {
-                                if let Some(pl) = vpc.prefix_lists.iter().find(|x| &x.id == p) {
-                                    for v6 in [false, true] {
-                                        let nets: Vec<IpNet> = pl
-                                            .entries
-                                            .iter()
-                                            .filter(|n| family_v6(n) == v6)
-                                            .copied()
-                                            .collect();
-                                        if !nets.is_empty() {
-                                            peers.push((v6, Peer::Nets(nets)));
-                                        }
-                                    }
-                                }
-                            }
-                            SgPeer::SecurityGroup(g) => {
-                                let m: Vec<u32> =
-                                    members(g).into_iter().filter(|&x| x != i).collect();
-                                let m6: Vec<u32> = m
-                                    .iter()
-                                    .copied()
-                                    .filter(|&x| enis[x as usize].v6.is_some())
-                                    .collect();
-                                if !m.is_empty() {
-                                    peers.push((false, Peer::Enis(m)));
-                                }
-                                if !m6.is_empty() {
-                                    peers.push((true, Peer::Enis(m6)));
-                                }
-                            }
-                        }
-                        let kinds: &[Kind] = match r.protocol {
-                            Protocol::All => &[Kind::Tcp, Kind::Udp, Kind::Icmp],
-                            Protocol::Number(PROTO_TCP) => &[Kind::Tcp],
-                            Protocol::Number(PROTO_UDP) => &[Kind::Udp],
-                            Protocol::Number(PROTO_ICMP) | Protocol::Number(PROTO_ICMPV6) => {
-                                &[Kind::Icmp]
-                            }
-                            Protocol::Number(_) => &[],
-                        };
-                        for &kind in kinds {
-                            for (v6, peer) in &peers {
-                                if *v6 && !has_v6 {
-                                    continue;
-                                }
-                                if kind == Kind::Icmp {
-                                    // Echo requests only, of the rule's family.
-                                    let echo = if *v6 { 128 } else { 8 };
-                                    let ok_type = match r.ports {
-                                        PortSpec::Icmp { icmp_type, code } => {
-                                            icmp_type.is_none_or(|t| t == echo)
-                                                && code.is_none_or(|c| c == 0)
-                                        }
-                                        _ => true,
-                                    };
-                                    let ok_proto = match r.protocol {
-                                        Protocol::Number(PROTO_ICMP) => !*v6,
-                                        Protocol::Number(PROTO_ICMPV6) => *v6,
-                                        _ => true,
-                                    };
-                                    if !(ok_type && ok_proto) {
-                                        continue;
-                                    }
-                                }
-                                if kind == Kind::Tcp && inbound {
-                                    if let PortSpec::Range { from, to } = r.ports {
-                                        if to - from < 16 {
-                                            services[i as usize].push(from);
-                                            tcp_ports.push(from);
-                                        }
-                                    }
-                                }
-                                rules[kind as usize][*v6 as usize].push(RuleFlow {
-                                    inbound,
-                                    eni: i,
-                                    ports: r.ports,
-                                    peer: peer.clone(),
-                                });
-                            }
-                        }
+                        self.sg_rule(i as u32, inbound, r);
                     }
                 }
             }
         }
-        // Network-ACL rules that name an outside CIDR (a partner, a blocked scraper):
-        // traffic from there to the subnet's ENIs.
+    }
+
+    /// The flows of one SG rule of ENI `i`: each kind its protocol covers, to or from
+    /// each of its peers of a family the ENI has.
+    fn sg_rule(&mut self, i: u32, inbound: bool, r: &SecurityGroupRule) {
+        let has_v6 = self.enis[i as usize].v6.is_some();
+        let peers = self.sg_peers(i, &r.peer);
+        let kinds: &[Kind] = match r.protocol {
+            Protocol::All => &[Kind::Tcp, Kind::Udp, Kind::Icmp],
+            Protocol::Number(PROTO_TCP) => &[Kind::Tcp],
+            Protocol::Number(PROTO_UDP) => &[Kind::Udp],
+            Protocol::Number(PROTO_ICMP) | Protocol::Number(PROTO_ICMPV6) => &[Kind::Icmp],
+            Protocol::Number(_) => &[],
+        };
+        for &kind in kinds {
+            for (v6, peer) in &peers {
+                if *v6 && !has_v6 {
+                    continue;
+                }
+                if kind == Kind::Icmp && !allows_echo(r, *v6) {
+                    continue;
+                }
+                if kind == Kind::Tcp && inbound {
+                    if let PortSpec::Range { from, to } = r.ports {
+                        if to - from < 16 {
+                            self.services[i as usize].push(from);
+                            self.tcp_ports.push(from);
+                        }
+                    }
+                }
+                self.rules[kind as usize][*v6 as usize].push(RuleFlow {
+                    inbound,
+                    eni: i,
+                    ports: r.ports,
+                    peer: peer.clone(),
+                });
+            }
+        }
+    }
+
+    /// Network-ACL rules that name an outside CIDR (a partner, a blocked scraper):
+    /// traffic from there to the subnet's ENIs.
+    fn nacl_rules(&mut self) {
+        let vpc = self.vpc;
         for acl in &vpc.network_acls {
             for r in &acl.inbound {
-                if r.cidr.prefix_len() == 0 || internal(&r.cidr) {
+                if r.cidr.prefix_len() == 0 || self.internal(&r.cidr) {
                     continue;
                 }
                 if let PortSpec::Range { from, to } = r.ports {
@@ -1439,11 +1453,11 @@ impl Planner {
                     let in_acl = vpc
                         .subnet(&e.subnet_id)
                         .is_some_and(|s| s.network_acl_id.as_deref() == Some(acl.id.as_str()));
-                    if !in_acl || (v6 && enis[i].v6.is_none()) {
+                    if !in_acl || (v6 && self.enis[i].v6.is_none()) {
                         continue;
                     }
                     for &kind in kinds {
-                        rules[kind as usize][v6 as usize].push(RuleFlow {
+                        self.rules[kind as usize][v6 as usize].push(RuleFlow {
                             inbound: true,
                             eni: i as u32,
                             ports: r.ports,
@@ -1453,6 +1467,56 @@ impl Planner {
                 }
             }
         }
+    }
+}
+
+/// Whether an ICMP rule admits echo requests of its family (the only ICMP flows
+/// generated).
+fn allows_echo(r: &SecurityGroupRule, v6: bool) -> bool {
+    let echo = if v6 { 128 } else { 8 };
+    let ok_type = match r.ports {
+        PortSpec::Icmp { icmp_type, code } => {
+            icmp_type.is_none_or(|t| t == echo) && code.is_none_or(|c| c == 0)
+        }
+        _ => true,
+    };
+    let ok_proto = match r.protocol {
+        Protocol::Number(PROTO_ICMP) => !v6,
+        Protocol::Number(PROTO_ICMPV6) => v6,
+        _ => true,
+    };
+    ok_type && ok_proto
+}
+
+impl Planner {
+    fn new(vpc: Vpc, rng: &mut SplitMix64) -> Planner {
+        let mut ids: Vec<String> = vpc
+            .network_interfaces
+            .iter()
+            .map(|e| e.id.clone())
+            .collect();
+        ids.sort();
+        let vpc = Arc::new(vpc);
+        let policy = Arc::new(Policy::compile(vpc.clone(), &ids));
+        let engine = Engine::new(policy.clone());
+        let fresh_each = policy.has_conntrack_limits();
+
+        let mut enis = eni_infos(&vpc, rng);
+        let mut flows = RuleFlows {
+            vpc: &vpc,
+            enis: &enis,
+            rules: Default::default(),
+            services: vec![Vec::new(); enis.len()],
+            tcp_ports: COMMON_PORTS.to_vec(),
+        };
+        flows.security_group_rules();
+        flows.nacl_rules();
+        let RuleFlows {
+            rules,
+            services,
+            mut tcp_ports,
+            ..
+        } = flows;
         tcp_ports.sort_unstable();
         tcp_ports.dedup();
         for (e, mut s) in enis.iter_mut().zip(services) {
@@ -1479,7 +1543,7 @@ impl Planner {
             rules,
             public_v4,
             v6_enis,
-            vpc_nets,
+            vpc_nets: vpc.cidrs.clone(),
             resolver_v4,
             tcp_ports,
             stash: Default::default(),
