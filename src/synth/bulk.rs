@@ -834,20 +834,40 @@ fn start_request(f: &mut Flow, rng: &mut SplitMix64) {
 /// Writes the next packet of `f` at `ts`.
 #[inline]
 fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64) -> Next {
-    use tcp_flags::{ACK, FIN, PSH, RST, SYN};
+    match f.state {
+        State::Syn | State::SynAckDropped | State::SynAck | State::HandshakeAck => {
+            handshake_step(f, rng, out, ts)
+        }
+        State::Data | State::DelayedAck | State::EndAck => data_step(f, rng, out, ts),
+        State::Close | State::Fin2 | State::LastAck => close_step(f, out, ts),
+        State::Query | State::Answer => udp_step(f, out, ts),
+        State::EchoRequest | State::EchoReply => echo_step(f, out, ts),
+        State::Unborn => unreachable!("a flow is born before its first packet"),
+    }
+}
+
+/// One exchange fewer to go: done after the last, else idle until the next.
+#[inline]
+fn one_less(f: &mut Flow) -> Next {
+    f.left -= 1;
+    if f.left == 0 {
+        Next::Done
+    } else {
+        Next::Idle
+    }
+}
+
+/// The three-way handshake: SYN (retried when rejected), SYN-ACK (retried when the
+/// reply is dropped), ACK and the first request.
+#[inline]
+fn handshake_step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64) -> Next {
+    use tcp_flags::{ACK, SYN};
     match f.state {
         State::Syn => {
             put_tcp(out, ts, f, false, SYN, f.seq_a, 0, 0);
             match f.fate {
-                Fate::Rejected => {
-                    // No answer: the SYN is retransmitted later, or the opener gives up.
-                    f.left -= 1;
-                    if f.left == 0 {
-                        Next::Done
-                    } else {
-                        Next::Idle
-                    }
-                }
+                // No answer: the SYN is retransmitted later, or the opener gives up.
+                Fate::Rejected => one_less(f),
                 Fate::ReplyDropped => {
                     f.state = State::SynAckDropped;
                     Next::Hot
@@ -880,22 +900,38 @@ fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64)
             start_request(f, rng);
             Next::Hot
         }
+        _ => unreachable!("not a handshake state"),
+    }
+}
+
+/// The size of the next data segment: responses a quarter full-sized, the rest mostly
+/// small (10 + (mss - 10) u², u uniform: a third of the MSS on average); requests
+/// 10-600 bytes.
+#[inline]
+fn data_payload(f: &Flow, rng: &mut SplitMix64) -> u32 {
+    let mss = f.mss();
+    (if f.dir_b {
+        let r = rng.next_u64();
+        if r & 3 == 0 {
+            mss
+        } else {
+            let u = (r >> 32) as u32 as u64;
+            10 + ((((u * u) >> 32) * (mss - 10)) >> 32)
+        }
+    } else {
+        between(rng, 10, 600)
+    }) as u32
+}
+
+/// Requests and responses: data segments, an ACK every second one, the ACK of the
+/// response, then the next request or the close.
+#[inline]
+fn data_step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64) -> Next {
+    use tcp_flags::{ACK, PSH};
+    match f.state {
         State::Data => {
             let from_b = f.dir_b;
-            let mss = f.mss();
-            let payload = if from_b {
-                // Responses: a quarter full-sized segments, the rest mostly small
-                // (10 + (mss - 10) u², u uniform: a third of the MSS on average).
-                let r = rng.next_u64();
-                if r & 3 == 0 {
-                    mss
-                } else {
-                    let u = (r >> 32) as u32 as u64;
-                    10 + ((((u * u) >> 32) * (mss - 10)) >> 32)
-                }
-            } else {
-                between(rng, 10, 600)
-            } as u32;
+            let payload = data_payload(f, rng);
             f.segs -= 1;
             f.sent += 1;
             let flags = if f.segs == 0 { PSH | ACK } else { ACK };
@@ -940,13 +976,26 @@ fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64)
             }
             Next::Idle
         }
+        _ => unreachable!("not a data state"),
+    }
+}
+
+/// The close: a RST, or FIN, FIN and the last ACK.
+#[inline]
+fn close_step<W: Write>(f: &mut Flow, out: &mut Out<W>, ts: u64) -> Next {
+    use tcp_flags::{ACK, FIN, RST};
+    // Sequence and acknowledgement numbers of a segment from B or from A.
+    let numbers = |f: &Flow, from_b: bool| {
+        if from_b {
+            (f.seq_b, f.seq_a)
+        } else {
+            (f.seq_a, f.seq_b)
+        }
+    };
+    match f.state {
         State::Close => {
             let by_b = f.b_closes;
-            let (seq, ack) = if by_b {
-                (f.seq_b, f.seq_a)
-            } else {
-                (f.seq_a, f.seq_b)
-            };
+            let (seq, ack) = numbers(f, by_b);
             if f.rst {
                 put_tcp(out, ts, f, by_b, RST | ACK, seq, ack, 0);
                 return Next::Done;
@@ -962,11 +1011,7 @@ fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64)
         }
         State::Fin2 => {
             let other_b = !f.b_closes;
-            let (seq, ack) = if other_b {
-                (f.seq_b, f.seq_a)
-            } else {
-                (f.seq_a, f.seq_b)
-            };
+            let (seq, ack) = numbers(f, other_b);
             put_tcp(out, ts, f, other_b, FIN | ACK, seq, ack, 0);
             if other_b {
                 f.seq_b = f.seq_b.wrapping_add(1);
@@ -978,23 +1023,22 @@ fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64)
         }
         State::LastAck => {
             let by_b = f.b_closes;
-            let (seq, ack) = if by_b {
-                (f.seq_b, f.seq_a)
-            } else {
-                (f.seq_a, f.seq_b)
-            };
+            let (seq, ack) = numbers(f, by_b);
             put_tcp(out, ts, f, by_b, ACK, seq, ack, 0);
             Next::Done
         }
+        _ => unreachable!("not a closing state"),
+    }
+}
+
+/// A UDP query (repeated when rejected) and its answer.
+#[inline]
+fn udp_step<W: Write>(f: &mut Flow, out: &mut Out<W>, ts: u64) -> Next {
+    match f.state {
         State::Query => {
             put_udp(out, ts, f, false, f.size_a as usize);
             if f.fate == Fate::Rejected {
-                f.left -= 1;
-                if f.left == 0 {
-                    Next::Done
-                } else {
-                    Next::Idle
-                }
+                one_less(f)
             } else {
                 f.state = State::Answer;
                 Next::Hot
@@ -1002,24 +1046,25 @@ fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64)
         }
         State::Answer => {
             put_udp(out, ts, f, true, f.size_b as usize);
-            f.left -= 1;
-            if f.left == 0 {
-                Next::Done
-            } else {
+            let next = one_less(f);
+            if f.left != 0 {
                 f.state = State::Query;
-                Next::Idle
             }
+            next
         }
+        _ => unreachable!("not a UDP state"),
+    }
+}
+
+/// An echo request (repeated when rejected) and its reply.
+#[inline]
+fn echo_step<W: Write>(f: &mut Flow, out: &mut Out<W>, ts: u64) -> Next {
+    match f.state {
         State::EchoRequest => {
             put_echo(out, ts, f, false);
             if f.fate == Fate::Rejected {
                 f.echo_seq = f.echo_seq.wrapping_add(1);
-                f.left -= 1;
-                if f.left == 0 {
-                    Next::Done
-                } else {
-                    Next::Idle
-                }
+                one_less(f)
             } else {
                 f.state = State::EchoReply;
                 Next::Hot
@@ -1028,15 +1073,13 @@ fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64)
         State::EchoReply => {
             put_echo(out, ts, f, true);
             f.echo_seq = f.echo_seq.wrapping_add(1);
-            f.left -= 1;
-            if f.left == 0 {
-                Next::Done
-            } else {
+            let next = one_less(f);
+            if f.left != 0 {
                 f.state = State::EchoRequest;
-                Next::Idle
             }
+            next
         }
-        State::Unborn => unreachable!("a flow is born before its first packet"),
+        _ => unreachable!("not an echo state"),
     }
 }
 
