@@ -276,8 +276,10 @@ pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSu
 
     let n_flows = cfg.flows;
     let mut pool = vec![Flow::UNBORN; n_flows];
-    let mut hot = [0u32; HOT];
-    let mut hot_len = 0usize;
+    let mut hot = HotSet {
+        ids: [0u32; HOT],
+        len: 0,
+    };
     let mut ts = cfg.start * NS;
     // Uniform steps in [0, 2 * mean) between packets: the packets span `duration`
     // on average.
@@ -290,65 +292,31 @@ pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSu
     };
     // Error diffusion: |rejected − share × flows| stays below one flow.
     let mut deficit = 0.0f64;
-
-    // The steps' choices come from their own generator, drawn LOOKAHEAD at a time:
-    // the flows those steps' cold picks would take are loaded together, so that
-    // their cache misses overlap instead of stalling one step each.
-    let mut sched = SplitMix64(cfg.seed ^ 0x0c01_d5c4_ed00_0000);
-    let cold = |r: u64| (((r >> 32) * n_flows as u64) >> 32) as usize;
-    let mut ahead = [0u64; LOOKAHEAD];
-    let mut next_ahead = LOOKAHEAD;
+    let mut sched = Schedule {
+        rng: SplitMix64(cfg.seed ^ 0x0c01_d5c4_ed00_0000),
+        ahead: [0u64; LOOKAHEAD],
+        next: LOOKAHEAD,
+        n_flows,
+    };
     for _ in 0..cfg.packets {
-        if next_ahead == LOOKAHEAD {
-            let mut touch = 0u8;
-            for r in &mut ahead {
-                *r = sched.next_u64();
-            }
-            for r in &ahead {
-                let f = &pool[cold(*r)];
-                touch ^= f.a[0] ^ f.state as u8;
-            }
-            std::hint::black_box(touch);
-            next_ahead = 0;
-        }
-        let r = ahead[next_ahead];
-        next_ahead += 1;
+        let r = sched.next(&pool);
         let k = (r as usize) & (HOT - 1);
-        let (idx, pos) = if k < hot_len {
-            (hot[k] as usize, Some(k))
+        let (idx, pos) = if k < hot.len {
+            (hot.ids[k] as usize, Some(k))
         } else {
-            (cold(r), None)
+            (sched.cold(r), None)
         };
         let f = &mut pool[idx];
         if f.state == State::Unborn {
             deficit += cfg.reject_share;
-            let want_reject = deficit >= 1.0 || (deficit > 0.0 && unit(&mut rng) < deficit);
-            let roll = below(&mut rng, 100);
-            let kind = if roll < 70 {
-                Kind::Tcp
-            } else if roll < 90 {
-                Kind::Udp
-            } else {
-                Kind::Icmp
-            };
-            let v6 = unit(&mut rng) < cfg.ipv6_share;
-            let c = planner.plan(&mut rng, kind, v6, want_reject, Timestamp(ts));
-            *f = planner.flow(&c, &mut rng);
-            s.flows += 1;
-            match c.fate {
-                Fate::Rejected => {
-                    s.rejected_flows += 1;
-                    deficit -= 1.0;
-                }
-                Fate::ReplyDropped => s.reply_dropped_flows += 1,
-                Fate::Pass => {}
-            }
-            match c.kind {
-                Kind::Tcp => s.tcp_flows += 1,
-                Kind::Udp => s.udp_flows += 1,
-                Kind::Icmp => s.icmp_flows += 1,
-            }
-            s.ipv6_flows += c.a.is_ipv6() as u64;
+            *f = birth(
+                &mut planner,
+                &mut rng,
+                cfg,
+                &mut deficit,
+                Timestamp(ts),
+                &mut s,
+            );
         }
         out.make_room()?;
         let next = step(f, &mut rng, &mut out, ts);
@@ -357,22 +325,13 @@ pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSu
                 if !f.hot {
                     // A cold pick happens only while the hot set has room.
                     f.hot = true;
-                    hot[hot_len] = idx as u32;
-                    hot_len += 1;
+                    hot.insert(idx);
                 }
             }
             Next::Idle | Next::Done => {
                 if f.hot {
                     f.hot = false;
-                    let at = match pos {
-                        Some(p) => p,
-                        None => hot[..hot_len]
-                            .iter()
-                            .position(|&h| h as usize == idx)
-                            .expect("a hot flow is in the hot set"),
-                    };
-                    hot_len -= 1;
-                    hot[at] = hot[hot_len];
+                    hot.remove(idx, pos);
                 }
                 if next == Next::Done {
                     f.state = State::Unborn;
@@ -385,7 +344,119 @@ pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSu
         ts += ((((r >> 5) & ((1 << 27) - 1)) as u128 * two_mean as u128) >> 27) as u64;
     }
     s.bytes = out.finish()?;
+    add_notes(&planner, cfg, &mut s);
+    Ok(s)
+}
 
+/// The flows with a packet due soon (a step returned [`Next::Hot`]): picked first.
+struct HotSet {
+    ids: [u32; HOT],
+    len: usize,
+}
+
+impl HotSet {
+    #[inline]
+    fn insert(&mut self, idx: usize) {
+        self.ids[self.len] = idx as u32;
+        self.len += 1;
+    }
+
+    /// Removes flow `idx`, at `pos` when it was picked from the set.
+    #[inline]
+    fn remove(&mut self, idx: usize, pos: Option<usize>) {
+        let at = match pos {
+            Some(p) => p,
+            None => self.ids[..self.len]
+                .iter()
+                .position(|&h| h as usize == idx)
+                .expect("a hot flow is in the hot set"),
+        };
+        self.len -= 1;
+        self.ids[at] = self.ids[self.len];
+    }
+}
+
+/// The steps' choices come from their own generator, drawn LOOKAHEAD at a time: the
+/// flows those steps' cold picks would take are loaded together, so that their cache
+/// misses overlap instead of stalling one step each.
+struct Schedule {
+    rng: SplitMix64,
+    ahead: [u64; LOOKAHEAD],
+    next: usize,
+    n_flows: usize,
+}
+
+impl Schedule {
+    /// The flow a cold pick with draw `r` takes.
+    #[inline]
+    fn cold(&self, r: u64) -> usize {
+        (((r >> 32) * self.n_flows as u64) >> 32) as usize
+    }
+
+    /// The next draw; every LOOKAHEAD draws, the flows of the next ones are touched.
+    #[inline]
+    fn next(&mut self, pool: &[Flow]) -> u64 {
+        if self.next == LOOKAHEAD {
+            let mut touch = 0u8;
+            for r in &mut self.ahead {
+                *r = self.rng.next_u64();
+            }
+            for r in &self.ahead {
+                let f = &pool[self.cold(*r)];
+                touch ^= f.a[0] ^ f.state as u8;
+            }
+            std::hint::black_box(touch);
+            self.next = 0;
+        }
+        let r = self.ahead[self.next];
+        self.next += 1;
+        r
+    }
+}
+
+/// A new flow at `ts`: its kind (TCP 70 %, UDP 20 %, ICMP 10 %), family and verdict
+/// (rejected when `deficit` asks for it), counted in `s`.
+#[inline]
+fn birth(
+    planner: &mut Planner,
+    rng: &mut SplitMix64,
+    cfg: &SynthConfig,
+    deficit: &mut f64,
+    ts: Timestamp,
+    s: &mut SynthSummary,
+) -> Flow {
+    let want_reject = *deficit >= 1.0 || (*deficit > 0.0 && unit(rng) < *deficit);
+    let roll = below(rng, 100);
+    let kind = if roll < 70 {
+        Kind::Tcp
+    } else if roll < 90 {
+        Kind::Udp
+    } else {
+        Kind::Icmp
+    };
+    let v6 = unit(rng) < cfg.ipv6_share;
+    let c = planner.plan(rng, kind, v6, want_reject, ts);
+    let flow = planner.flow(&c, rng);
+    s.flows += 1;
+    match c.fate {
+        Fate::Rejected => {
+            s.rejected_flows += 1;
+            *deficit -= 1.0;
+        }
+        Fate::ReplyDropped => s.reply_dropped_flows += 1,
+        Fate::Pass => {}
+    }
+    match c.kind {
+        Kind::Tcp => s.tcp_flows += 1,
+        Kind::Udp => s.udp_flows += 1,
+        Kind::Icmp => s.icmp_flows += 1,
+    }
+    s.ipv6_flows += c.a.is_ipv6() as u64;
+    flow
+}
+
+/// What the summary says the capture lacks, and why.
+fn add_notes(planner: &Planner, cfg: &SynthConfig, s: &mut SynthSummary) {
     if s.ipv6_flows == 0 && cfg.ipv6_share > 0.0 && planner.v6_enis.is_empty() {
         s.notes.push(
             "no IPv6 traffic: no network interface of the ruleset has an IPv6 address".into(),
@@ -410,7 +481,6 @@ pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSu
             }
         ));
     }
-    Ok(s)
 }
 
 // ---------------------------------------------------------------------------------
