@@ -37,39 +37,17 @@ use vpcgate::wire::packet::Packet;
 // §7.1 Flow-log examples [EX FL-EX]
 // =====================================================================================
 
-/// The ENI of FL-1/FL-2: eni-1235b8ca123456789 in account 123456789010, at `ADDR`, with
-/// an SG that lets SSH in (and not RDP).
-const FL_SSH_ENI: &str = r#"
-[vpc]
-id = "vpc-0fl0000000000001"
-account_id = "123456789010"
-cidrs = ["172.31.0.0/16"]
-
-[[subnets]]
-id = "subnet-0fl00000000001"
-cidr = "SUBNET"
-
-[[security_groups]]
-id = "sg-0ssh"
-ingress = [ { protocol = "tcp", ports = "22", cidr = "0.0.0.0/0" } ]
-egress = [ { protocol = "-1", cidr = "0.0.0.0/0" } ]
-
-[[network_interfaces]]
-id = "eni-1235b8ca123456789"
-subnet = "subnet-0fl00000000001"
-private_ips = ["ADDR"]
-security_groups = ["sg-0ssh"]
-"#;
+/// The ENI of FL-1/FL-2: eni-1235b8ca123456789 in account 123456789010, at `addr` in
+/// `subnet`, with an SG that lets SSH in (and not RDP).
+fn fl_ssh_eni(addr: &str, subnet: &str) -> String {
+    sg_only_eni(addr, subnet, SG_SSH_IN, ALL_OUT_V4)
+}
 
 #[test]
 fn fl1_accepted_ssh() {
     // aws-semantics.md §7.1 FL-1 [EX FL-EX]: SSH (TCP 22) from 172.31.16.139 to the ENI's
     // 172.31.16.21 is allowed. 20 packets, 4249 bytes, 1418530010..1418530070.
-    let mut lab = Lab::new(
-        &FL_SSH_ENI
-            .replace("SUBNET", "172.31.16.0/20")
-            .replace("ADDR", "172.31.16.21"),
-    );
+    let mut lab = Lab::new(&fl_ssh_eni("172.31.16.21", "172.31.16.0/20"));
     let ssh = tcp("172.31.16.139", 20641, "172.31.16.21", 22, ACK);
     let v = play(
         &mut lab,
@@ -86,11 +64,7 @@ fn fl1_accepted_ssh() {
 fn fl2_rejected_rdp() {
     // aws-semantics.md §7.1 FL-2 [EX FL-EX]: RDP (TCP 3389) from 172.31.9.69 to the ENI's
     // 172.31.9.12 is rejected (the SG lets only SSH in). 20 packets, 4249 bytes.
-    let mut lab = Lab::new(
-        &FL_SSH_ENI
-            .replace("SUBNET", "172.31.0.0/20")
-            .replace("ADDR", "172.31.9.12"),
-    );
+    let mut lab = Lab::new(&fl_ssh_eni("172.31.9.12", "172.31.0.0/20"));
     let rdp = tcp("172.31.9.69", 49761, "172.31.9.12", 3389, SYN);
     let v = play(&mut lab, &[burst(rdp, 20, 4249, 1418530010, 1418530070)]);
     assert!(
