@@ -25,6 +25,9 @@
 //! pipeline's business; here the record shape), FL-7b (AWS's window is not aligned; ours
 //! are), FL-10 (`pkt-src-aws-service` S3 is unknown to the model and prints `-`), FL-11
 //! (`encryption-status` is a version 10 field, which formats refuse).
+//!
+//! The lab (engine, aggregator, synthetic time), the ruleset defaults and the packet
+//! builders are shared with the other engine-level suite: `support::lab`, `support::packets`.
 
 use crate::support::lab::*;
 use crate::support::packets::*;

@@ -12,6 +12,9 @@
 //! capacity), FL-8 (a NAT gateway's intermediate ENI), FL-9 (transit gateway ENIs),
 //! FL-12 (CloudWatch filter syntax), FL-13 (S3 object names). FL-3's NODATA shape and
 //! the rendering of every field are also covered in `flowlog.rs`.
+//!
+//! The lab (engine, aggregator, synthetic time), the ruleset defaults and the packet
+//! builders are shared with the other engine-level suite: `support::lab`, `support::packets`.
 
 use std::sync::Arc;
 use vpcgate::engine::{reason_text, Engine, Verdict};
@@ -30,6 +33,8 @@ fn accepted(d: (Verdict, String)) -> bool {
     d.0 == ACCEPT
 }
 
+// ---------------------------------------------------------------------------------
+// Flow-log examples (aws-semantics.md §7.1, [EX FL-EX]).
 // ---------------------------------------------------------------------------------
 
 /// FL-1: accepted SSH from 172.31.16.139 to the ENI's 172.31.16.21: 20 packets,
