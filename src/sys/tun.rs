@@ -14,6 +14,7 @@ use std::os::fd::AsRawFd;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 
 /// `struct ifreq` as TUNSETIFF reads it: the name, the flags, and the rest of the union.
 #[repr(C)]
@@ -28,7 +29,19 @@ struct IfReq {
 /// file), or attaches to the persistent one of that name. `name` may hold `%d`; the
 /// kernel's name is returned. Frames are plain Ethernet (no packet-information header,
 /// no virtio-net header).
+///
+/// A persistent TAP made with `ip tuntap add ... multi_queue` refuses a single-queue
+/// attach (EINVAL): vpcgate then attaches as its one queue, and the kernel, which
+/// spreads frames over the queues attached, sends every frame to it.
 pub fn open_tap(name: &str) -> io::Result<(File, String)> {
+    match open_tap_with(name, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open_tap_with(name, IFF_MULTI_QUEUE)
+            .map_err(|_| e),
+        r => r,
+    }
+}
+
+fn open_tap_with(name: &str, extra: libc::c_short) -> io::Result<(File, String)> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['\0', '/', ' ']) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -41,7 +54,7 @@ pub fn open_tap(name: &str) -> io::Result<(File, String)> {
         .open("/dev/net/tun")?;
     let mut req = IfReq {
         name: [0; libc::IFNAMSIZ],
-        flags: IFF_TAP | IFF_NO_PI,
+        flags: IFF_TAP | IFF_NO_PI | extra,
         _rest: [0; 22],
     };
     req.name[..name.len()].copy_from_slice(name.as_bytes());

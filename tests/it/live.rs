@@ -517,6 +517,12 @@ fn tap_creates_and_attaches_devices_reloads_on_sighup_and_stops_on_sigterm() {
         .status()
         .unwrap()
         .success());
+    // And a multi-queue one (as the README's `ip tuntap add ... multi_queue`), for other.
+    assert!(Command::new("ip")
+        .args(["-n", ns, "tuntap", "add", "mode", "tap", "name", "pother", "multi_queue"])
+        .status()
+        .unwrap()
+        .success());
     let d = ping_vpc();
     let mut child = Command::new("timeout")
         .args([
@@ -524,6 +530,7 @@ fn tap_creates_and_attaches_devices_reloads_on_sighup_and_stops_on_sigterm() {
         ])
         .arg(d.path().join("ping.toml"))
         .args(["--attach", "eni-000000000000000a1=pweb"])
+        .args(["--attach", "eni-000000000000000a3=pother"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -549,6 +556,12 @@ fn tap_creates_and_attaches_devices_reloads_on_sighup_and_stops_on_sigterm() {
         lines
             .iter()
             .any(|l| l.contains("eni-000000000000000a1 on pweb")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("eni-000000000000000a3 on pother")),
         "{lines:?}"
     );
     let links = Command::new("ip")
