@@ -167,7 +167,8 @@ pub(crate) struct LabExecArgs {
     #[command(flatten)]
     lab: LabNameArgs,
 
-    /// The namespace (as `lab up` printed it; the lab's prefix may be left out).
+    /// The namespace (as `lab up` printed it; the lab's prefix may be left out), or an
+    /// ENI id or address of it.
     #[arg(value_name = "NAMESPACE")]
     namespace: String,
 
@@ -530,15 +531,7 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
         LabCommand::Reload(a) => lab_reload(&a),
         LabCommand::Exec(a) => {
             let ns = match lab::State::read(&a.lab.name) {
-                Ok(Some(s)) => s
-                    .netns
-                    .iter()
-                    .find(|n| **n == a.namespace)
-                    .or_else(|| {
-                        let full = format!("{}{}", s.prefix, a.namespace);
-                        s.netns.iter().find(|n| **n == full)
-                    })
-                    .cloned(),
+                Ok(Some(s)) => s.resolve(&a.namespace).map(str::to_string),
                 _ => None,
             };
             let Some(ns) = ns else {

@@ -208,9 +208,27 @@ pub struct State {
     /// The `--prefix` of the namespace names.
     pub prefix: String,
     pub netns: Vec<String>,
+    /// Other names of a namespace: its ENI's id and addresses (`alias NS NAME...`).
+    pub aliases: Vec<(String, Vec<String>)>,
 }
 
 impl State {
+    /// The namespace `what` names: a namespace of the lab, the same without the lab's
+    /// prefix, an ENI id, or an address (private or public) of the namespace.
+    pub fn resolve(&self, what: &str) -> Option<&str> {
+        let full = format!("{}{what}", self.prefix);
+        self.netns
+            .iter()
+            .find(|n| **n == what || **n == full)
+            .map(String::as_str)
+            .or_else(|| {
+                self.aliases
+                    .iter()
+                    .find(|(_, names)| names.iter().any(|n| n == what))
+                    .map(|(ns, _)| ns.as_str())
+            })
+    }
+
     pub fn read(name: &str) -> io::Result<Option<State>> {
         let text = match fs::read_to_string(state_path(name)) {
             Ok(t) => t,
@@ -223,6 +241,12 @@ impl State {
                 Some(("pid", p)) => s.pid = p.trim().parse().ok(),
                 Some(("netns", n)) => s.netns.push(n.trim().to_string()),
                 Some(("prefix", p)) => s.prefix = p.trim().to_string(),
+                Some(("alias", rest)) => {
+                    let mut words = rest.split_whitespace().map(str::to_string);
+                    if let Some(ns) = words.next() {
+                        s.aliases.push((ns, words.collect()));
+                    }
+                }
                 _ => {}
             }
         }
@@ -443,6 +467,12 @@ pub fn up(vpc: Arc<Vpc>, opts: &UpOptions, aggregation_interval: u32) -> io::Res
     }
     append_state(&opts.name, &format!("pid {}", std::process::id()))?;
     append_state(&opts.name, &format!("prefix {}", opts.prefix))?;
+    for n in &nodes {
+        let mut names: Vec<String> = n.eni_id.iter().cloned().collect();
+        names.extend(n.addrs.iter().map(|a| a.addr().to_string()));
+        names.extend(n.public.iter().map(|a| a.to_string()));
+        append_state(&opts.name, &format!("alias {} {}", n.ns, names.join(" ")))?;
+    }
     let mut router = Router::new(vpc, aggregation_interval);
     router.set_igw_peer(internet_mac());
     let mut devices = Vec::new();
@@ -575,5 +605,24 @@ mod tests {
             h.contains("203.0.113.30\tbastion\n") && !h.contains("db-1"),
             "{h}"
         );
+    }
+
+    #[test]
+    fn exec_names_a_namespace_by_name_eni_id_or_address() {
+        let s = State {
+            pid: None,
+            prefix: "t-".into(),
+            netns: vec!["t-app-1".into(), "t-internet".into()],
+            aliases: vec![(
+                "t-app-1".into(),
+                vec!["eni-0a1b2c3d4e5f60201".into(), "10.0.11.10".into()],
+            )],
+        };
+        assert_eq!(s.resolve("t-app-1"), Some("t-app-1"));
+        assert_eq!(s.resolve("app-1"), Some("t-app-1"));
+        assert_eq!(s.resolve("eni-0a1b2c3d4e5f60201"), Some("t-app-1"));
+        assert_eq!(s.resolve("10.0.11.10"), Some("t-app-1"));
+        assert_eq!(s.resolve("internet"), Some("t-internet"));
+        assert_eq!(s.resolve("10.0.11.11"), None);
     }
 }

@@ -681,6 +681,18 @@ fn reload_keeps_tracked_sessions_cuts_untracked_ones_and_refuses_bad_rulesets() 
         return;
     }
     let lab = Lab::up(&rulesets("lesson-untracked.toml"), "vgt-rl");
+    // `lab exec` takes an ENI id or an address (here the public one) too.
+    for name in ["eni-0c1a55e0000000032", "203.0.113.32", "office"] {
+        let out = Command::new("timeout")
+            .args(["20", BIN, "lab", "exec", "--name", "vgt-rl", name, "--"])
+            .args(["ip", "-o", "-4", "addr", "show", "dev", "eth0"])
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("10.3.1.20/24"),
+            "{name}: {out:?}"
+        );
+    }
     let _w = serve_echo(&lab, "world");
     let _o = serve_echo(&lab, "office");
     // Two sessions from the internet namespace, kept open across the reload: the
