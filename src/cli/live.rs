@@ -113,9 +113,33 @@ Examples:
 Namespaces are named after the ENI's security group (securecart-alb -> alb-1,
 alb-2), see `vpcgate manual` and README.md \"Live mode and the lab\".";
 
+const LAB_UP_HELP: &str = "\
+Examples:
+  sudo vpcgate lab up --rules rulesets/securecart.toml --flow-log flows.log
+  # Two labs at once, every frame recorded, 60-s flow-log windows:
+  sudo vpcgate lab up --rules r.toml --name second --prefix b- \\
+      --capture all.pcap --flow-log flows.log --aggregation-interval 60
+
+On a terminal a status line on standard error gives frames/s per namespace and
+rejects. SIGHUP reloads the --rules paths (see `vpcgate lab reload --help`).
+Exit status: 0 stopped by Ctrl-C/SIGTERM; 2 bad usage or a ruleset that does not
+load; 1 the lab could not be built or a device failed.";
+
+const LAB_RELOAD_HELP: &str = "\
+Examples:
+  sudo vpcgate lab reload rulesets/lesson-untracked-after.toml
+  sudo vpcgate lab reload --name second my-vpc/
+
+The running `lab up` loads the paths between two frames, as replay's --rules-at:
+tracked connections keep passing, untracked flows and network ACLs follow the new
+rules at once. Refused, with the old ruleset kept: a ruleset that does not load, or
+one with other ENIs, subnets or addresses (restart the lab for those).
+Exit status: 0 in force; 2 refused; 1 the lab is not up or did not answer.";
+
 #[derive(Subcommand, Debug)]
 pub(crate) enum LabCommand {
     /// Build the namespaces and serve them in the foreground until Ctrl-C/SIGTERM.
+    #[command(after_help = LAB_UP_HELP)]
     Up(LabUpArgs),
     /// Remove every namespace a lab made, and only those (idempotent).
     Down(LabNameArgs),
@@ -125,6 +149,7 @@ pub(crate) enum LabCommand {
     Status(LabNameArgs),
     /// Hand the running `lab up` a new ruleset: tracked connections survive, untracked
     /// flows are cut; a ruleset that does not load is refused and the old one stays.
+    #[command(after_help = LAB_RELOAD_HELP)]
     Reload(LabReloadArgs),
 }
 
