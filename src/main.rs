@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cli;
+use cli::bench::{BenchArgs, BENCH_HELP};
 use cli::craft::CraftArgs;
 use cli::lint::{LintArgs, LINT_HELP};
 use cli::live::{LabCommand, TapArgs, LAB_HELP, TAP_HELP};
@@ -73,6 +74,11 @@ enum Command {
     /// A ruleset's VPC as network namespaces on this box, vpcgate between them.
     #[command(subcommand, after_help = LAB_HELP)]
     Lab(LabCommand),
+    /// Measure this machine: per-stage ns/packet and whole-replay packets/s for 1 to N
+    /// workers on traffic generated in memory, peak memory; a table to paste into an
+    /// issue, or --json.
+    #[command(after_help = BENCH_HELP)]
+    Bench(BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -128,6 +134,7 @@ fn main() -> ExitCode {
         Command::Craft(args) => cli::craft::craft(args),
         Command::Tap(args) => cli::live::tap(args),
         Command::Lab(cmd) => cli::live::lab(cmd),
+        Command::Bench(args) => cli::bench::bench(args),
     }
 }
 

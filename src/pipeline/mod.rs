@@ -47,6 +47,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+pub mod bench;
 mod merger;
 mod reader;
 mod summary;
@@ -289,6 +290,21 @@ pub fn run(
     cfg: &ReplayConfig,
     interrupt: Option<&Arc<AtomicBool>>,
 ) -> Result<Summary, ReplayError> {
+    run_from(cfg, interrupt, None)
+}
+
+/// Runs a replay of a capture held in memory (the bytes of a pcap or pcapng file), as
+/// [`run`] does a file: `cfg.captures` must hold one name, used in messages only.
+/// `vpcgate bench` measures the pipeline this way, without the page cache.
+pub fn run_in_memory(cfg: &ReplayConfig, capture: Arc<[u8]>) -> Result<Summary, ReplayError> {
+    run_from(cfg, None, Some(capture))
+}
+
+fn run_from(
+    cfg: &ReplayConfig,
+    interrupt: Option<&Arc<AtomicBool>>,
+    memory: Option<Arc<[u8]>>,
+) -> Result<Summary, ReplayError> {
     let vpcs: Vec<&Vpc> = cfg.rulesets.iter().map(|r| &*r.vpc).collect();
     let (eni_ids, metas) = eni_table(&vpcs);
     let policies: Vec<Arc<Policy>> = cfg
@@ -385,7 +401,14 @@ pub fn run(
             })
         };
 
-        let read = read_all(cfg, &policies, &worker_txs, interrupt, &mut summary);
+        let read = read_all(
+            cfg,
+            &policies,
+            &worker_txs,
+            interrupt,
+            memory,
+            &mut summary,
+        );
         // Closing the worker channels lets workers finish, then the merger.
         worker_txs.clear();
         let merged = merger.join().expect("merger thread panicked");

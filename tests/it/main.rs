@@ -1,5 +1,6 @@
 //! The integration tests: one binary, one module per area.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // not the core: see clippy.toml
+mod bench;
 mod bounds;
 mod cli;
 mod cli_safety;
