@@ -88,6 +88,10 @@ pub struct PipelineTime {
     pub ns_per_packet: f64,
     /// Every run's wall time, seconds, in run order.
     pub seconds: Vec<f64>,
+    /// CPU time of the whole process (every thread: reader, workers, merger) per
+    /// packet, median of the runs, from /proc/self/stat (10 ms steps); `None` where
+    /// unknown. Unlike wall time, waiting for a CPU on a busy machine does not add to it.
+    pub cpu_ns_per_packet: Option<f64>,
     /// Over the one-worker median.
     pub speedup: f64,
     /// The share of the packets the busiest worker gets (flows go to workers by
@@ -211,17 +215,19 @@ impl BenchReport {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "| {:<40} | packets/s | ns/packet | speed-up | busiest worker |",
+            "| {:<40} | packets/s | ns/packet | CPU ns/packet | speed-up | busiest worker |",
             "replay from memory, flow log on"
         );
-        let _ = writeln!(s, "|---|--:|--:|--:|--:|");
+        let _ = writeln!(s, "|---|--:|--:|--:|--:|--:|");
         for p in &self.pipeline {
             let _ = writeln!(
                 s,
-                "| {:<40} | {:>9} | {:>9.1} | {:>7.2}× | {:>12.1} % |",
+                "| {:<40} | {:>9} | {:>9.1} | {:>13} | {:>7.2}× | {:>12.1} % |",
                 format!("{:>2} worker{}", p.workers, if p.workers == 1 { "" } else { "s" }),
                 si(p.packets_per_second),
                 p.ns_per_packet,
+                p.cpu_ns_per_packet
+                    .map_or("-".to_string(), |c| format!("{c:.1}")),
                 p.speedup,
                 100.0 * p.busiest_worker_share
             );
@@ -351,6 +357,18 @@ pub fn machine() -> Machine {
     }
 }
 
+/// CPU seconds (user + system) of this process so far, every thread included, from
+/// /proc/self/stat (in USER_HZ ticks, 100 per second on Linux).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 /// Resets the kernel's peak-RSS mark of this process (Linux ≥ 4.0); false when it
 /// could not.
 fn reset_peak_rss() -> bool {
@@ -426,7 +444,7 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
     let pipeline_only = reset_peak_rss();
     let mut outcome: Option<Outcome> = None;
     let mut identical = true;
-    let mut pipeline_secs: Vec<(usize, Vec<f64>)> = Vec::new();
+    let mut pipeline_secs: Vec<(usize, Vec<f64>, Vec<f64>)> = Vec::new();
     for workers in 1..=cfg.workers_max.max(1) {
         progress(&format!(
             "replaying in memory with {workers} worker{}",
@@ -451,11 +469,16 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
             max_flows: cfg.max_flows,
         };
         let mut secs = Vec::new();
+        let mut cpu = Vec::new();
         for _ in 0..runs {
+            let c = process_cpu_seconds();
             let t = Instant::now();
             let s = run_in_memory(&rc, pcap.clone())
                 .map_err(|e| BenchError(format!("the replay failed: {e}")))?;
             secs.push(t.elapsed().as_secs_f64());
+            if let (Some(a), Some(b)) = (c, process_cpu_seconds()) {
+                cpu.push(b - a);
+            }
             if let Some(e) = s.capture_errors.first() {
                 return Err(BenchError(format!("the replay could not read the capture: {e}")));
             }
@@ -471,7 +494,7 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
                 Some(first) => identical &= *first == o,
             }
         }
-        pipeline_secs.push((workers, secs));
+        pipeline_secs.push((workers, secs, cpu));
     }
     let peak_rss_bytes = super::summary::peak_rss_bytes();
 
@@ -637,7 +660,7 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
     let ip_packets: u64 = per_shard_packets.iter().sum();
     let mut pipeline: Vec<PipelineTime> = pipeline_secs
         .into_iter()
-        .map(|(workers, secs)| {
+        .map(|(workers, secs, cpu)| {
             let (med, _) = median_min(&secs);
             let mut per_worker = vec![0u64; workers];
             for (shard, k) in per_shard_packets.iter().enumerate() {
@@ -649,6 +672,7 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
                 packets_per_second: n / med,
                 ns_per_packet: med * 1e9 / n,
                 seconds: secs.iter().map(|s| (s * 1e4).round() / 1e4).collect(),
+                cpu_ns_per_packet: (cpu.len() == secs.len()).then(|| median_min(&cpu).0 * 1e9 / n),
                 speedup: 0.0,
                 busiest_worker_share: busiest / (ip_packets as f64).max(1.0),
             }

@@ -92,6 +92,11 @@ fn bench_json_has_every_stage_and_worker_count_and_agrees_with_a_replay() {
         // The busiest of N workers gets at least 1/N of the packets.
         let share = p["busiest_worker_share"].as_f64().unwrap();
         assert!(share >= 1.0 / (i + 1) as f64 - 1e-12 && share <= 1.0);
+        // CPU time per packet: measured where /proc is (in 10 ms steps: may be 0).
+        if cfg!(target_os = "linux") {
+            let cpu = p["cpu_ns_per_packet"].as_f64().expect("cpu_ns_per_packet");
+            assert!(cpu.is_finite() && cpu >= 0.0, "{cpu}");
+        }
     }
     assert_eq!(pipeline[0]["busiest_worker_share"], 1.0);
     assert_eq!(pipeline[0]["speedup"], 1.0);
