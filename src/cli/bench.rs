@@ -13,17 +13,19 @@ use super::{load_rules, usage_error, write_stdout};
 pub(crate) const BENCH_HELP: &str = "\
 What it does: generates traffic for the ruleset in memory (as `vpcgate synth`
 does, default the SecureCart VPC built in), then measures on this machine:
-  - each stage of a replay on one core, in ns per packet: reading the records,
-    parsing, the engine (NACLs, security groups, connection tracking), flow-log
-    aggregation, flow-log formatting, and a whole worker (engine + flow-log
-    counting);
+  - each stage of a replay on one core, in ns per packet of the thread's CPU
+    time (waiting for a CPU on a busy machine does not count): reading the
+    records, parsing, the engine (NACLs, security groups, connection tracking),
+    flow-log aggregation, flow-log formatting, and a whole worker (engine +
+    flow-log counting);
   - the whole replay pipeline from memory with the flow log on (to /dev/null),
-    in packets per second, for 1 to N workers (N: the cores, or --workers-max),
-    with the busiest worker's share of the packets;
+    in packets per second (wall time) and CPU ns per packet (all threads), for
+    1 to N workers (N: the cores, or --workers-max), with the busiest worker's
+    share of the packets;
   - peak memory, and the machine: CPU model, cores, kernel, vpcgate version.
 Every measurement runs --runs times; the table shows the median (and the best
 stage time). Every run must give the same verdicts and flow records; the report
-says so. It takes about 20 to 40 seconds with the defaults on 2 cores; the
+says so. It takes 10 to 40 seconds with the defaults on 2 cores; the
 machine's other work adds time, so compare rows measured together.
 
 The table is Markdown: paste it into an issue as it is. --json gives the record,

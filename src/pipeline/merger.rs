@@ -19,22 +19,26 @@ pub(super) struct Merged {
     pub(super) rejects_tracked: HashMap<(usize, Reason), u64>,
     pub(super) first_ts: Option<Timestamp>,
     pub(super) last_ts: Option<Timestamp>,
+    pub(super) differ: Option<Differ>,
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn merger_loop(
     cfg: &ReplayConfig,
     rx: Receiver<ToMerger>,
     workers: usize,
-    interval: u64,
-    nodata: bool,
     metas: &[EniMeta],
     policies: &[Arc<Policy>],
-    flow_writer: &mut Option<FlowLogWriter>,
-    verdict_writer: &mut Option<RecordWriter>,
-    accepted: &mut Option<PcapWriter>,
-    rejected: &mut Option<PcapWriter>,
+    outputs: &mut Outputs,
 ) -> Result<Merged, ReplayError> {
+    let Outputs {
+        flow_writer,
+        verdict_writer,
+        accepted,
+        rejected,
+    } = outputs;
+    let interval = u64::from(cfg.interval);
+    // NODATA records are made only to be written.
+    let nodata = cfg.nodata && cfg.flow_log.is_some();
     let mut m = Merged {
         flow_log_skipped: 0,
         packets: 0,
@@ -51,6 +55,7 @@ pub(super) fn merger_loop(
         rejects_tracked: HashMap::new(),
         first_ts: None,
         last_ts: None,
+        differ: None,
     };
     let path_of = |p: &Option<PathBuf>| {
         p.as_ref()
@@ -89,6 +94,9 @@ pub(super) fn merger_loop(
                 // done: added now, the next flush would write them before records
                 // other workers have not sent yet, in an order set by thread timing.
                 final_records.extend(d.records);
+                if let Some(diff) = d.differ {
+                    m.differ.get_or_insert_with(Differ::default).merge(diff);
+                }
                 let (t, tally) = (&d.totals, &d.totals.tally);
                 m.stats.merge(&t.stats);
                 m.accepted += tally.accepted;

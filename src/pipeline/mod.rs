@@ -10,14 +10,14 @@
 //!   where its first fragment went, see `FragRoutes`). A worker would otherwise
 //!   parse every frame to find its own.
 //! - Each **worker** keeps the packets of the block whose shard is its own (shard mod
-//!   workers), reading no other frame. It owns an [`Engine`] (its connection
-//!   tracking) and a flow-log [`Aggregator`] outright: no lock and no atomic on the
+//!   workers), reading no other frame. It owns an [`crate::engine::Engine`] (its connection
+//!   tracking) and a flow-log [`crate::flowlog::Aggregator`] outright: no lock and no atomic on the
 //!   per-packet path. It renders the verdict lines of its packets itself.
 //! - The **merger** puts verdicts back in capture order (a merge of the workers'
 //!   runs by index), writes the accepted and rejected pcaps, and writes flow-log
 //!   records when their window has closed on every worker, sorted by (window start,
 //!   interface id, first packet): each worker's closed windows arrive in that order
-//!   as [`ClosedWindow`]s, and the merger merges them as it writes, making each
+//!   as [`crate::flowlog::ClosedWindow`]s, and the merger merges them as it writes, making each
 //!   record only then.
 //!
 //! Every worker sees which frames parsed, so each computes the same capture-time
@@ -25,10 +25,11 @@
 //! travel in-band; the `--max-flows` bound is split over flow shards, not workers.
 //! So the output is the same bytes for any number of workers.
 
+use crate::analysis::diff::{Differ, PacketRef, Side};
 use crate::capture::{Block, CaptureError, CaptureReader, PcapWriter};
 use crate::engine::{
-    flow_shard, reason_text, EngineStats, Reason, Verdict, Worker, WorkerConfig, WorkerTotals,
-    FRAGMENT_MEMORY_MAX, FRAGMENT_MEMORY_SECS,
+    flow_shard, reason_text, Counterfactual, EngineStats, Reason, Verdict, Worker, WorkerConfig,
+    WorkerTotals, FRAGMENT_MEMORY_MAX, FRAGMENT_MEMORY_SECS,
 };
 use crate::flowlog::{Collator, EniMeta, FlowRecord, LogFormat, Run};
 use crate::model::{EniIdx, Vpc};
@@ -48,6 +49,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub mod bench;
+pub use crate::time::When;
+
 mod merger;
 mod reader;
 mod summary;
@@ -73,33 +76,6 @@ pub struct RulesetAt {
     pub label: String,
 }
 
-/// When a ruleset of `--rules-at` takes effect.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum When {
-    /// At this capture time.
-    At(Timestamp),
-    /// This long (nanoseconds) after the capture time of the first packet of the run
-    /// (the first record of the first capture that has one), resolved when that
-    /// packet is read: the same input gives the same output.
-    AfterFirstPacket(u64),
-}
-
-impl When {
-    /// The capture time this means, given the first packet's.
-    pub fn resolve(self, first: Timestamp) -> Timestamp {
-        match self {
-            When::At(t) => t,
-            When::AfterFirstPacket(ns) => Timestamp(first.0.saturating_add(ns)),
-        }
-    }
-}
-
-impl From<Timestamp> for When {
-    fn from(t: Timestamp) -> When {
-        When::At(t)
-    }
-}
-
 /// A validated replay configuration (the CLI resolves flags into this).
 #[derive(Clone, Debug)]
 pub struct ReplayConfig {
@@ -118,7 +94,7 @@ pub struct ReplayConfig {
     pub progress: bool,
     /// The most tracked connections at once over the whole run (`--max-flows`), and
     /// twice that many open flow-log records; `None`: unbounded. Split evenly over the
-    /// [`FLOW_SHARDS`] flow shards, so the outcome does not depend on `workers`.
+    /// [`crate::conntrack::FLOW_SHARDS`] flow shards, so the outcome does not depend on `workers`.
     pub max_flows: Option<u64>,
 }
 
@@ -212,6 +188,8 @@ struct WorkerDone {
     totals: WorkerTotals,
     /// Frames that did not parse (worker 0 only): (not IP?, reason) → count.
     unparsed: HashMap<(bool, &'static str), u64>,
+    /// Counterfactual runs: the packets whose verdict AWS's engine judged otherwise.
+    differ: Option<Differ>,
 }
 
 enum ToMerger {
@@ -290,19 +268,32 @@ pub fn run(
     cfg: &ReplayConfig,
     interrupt: Option<&Arc<AtomicBool>>,
 ) -> Result<Summary, ReplayError> {
-    run_from(cfg, interrupt, None)
+    run_with(cfg, interrupt, Counterfactual::default())
 }
 
 /// Runs a replay of a capture held in memory (the bytes of a pcap or pcapng file), as
 /// [`run`] does a file: `cfg.captures` must hold one name, used in messages only.
 /// `vpcgate bench` measures the pipeline this way, without the page cache.
 pub fn run_in_memory(cfg: &ReplayConfig, capture: Arc<[u8]>) -> Result<Summary, ReplayError> {
-    run_from(cfg, None, Some(capture))
+    run_from(cfg, None, Counterfactual::default(), Some(capture))
+}
+
+/// [`run`] with a counterfactual data plane (not AWS, `--stateless-sg`,
+/// `--stateful-nacl`): every output is the counterfactual engine's, and each worker
+/// also runs AWS's engine on the same packets, so that the summary lists the packets
+/// whose verdict flips ([`Summary::counterfactual`]).
+pub fn run_with(
+    cfg: &ReplayConfig,
+    interrupt: Option<&Arc<AtomicBool>>,
+    cf: Counterfactual,
+) -> Result<Summary, ReplayError> {
+    run_from(cfg, interrupt, cf, None)
 }
 
 fn run_from(
     cfg: &ReplayConfig,
     interrupt: Option<&Arc<AtomicBool>>,
+    cf: Counterfactual,
     memory: Option<Arc<[u8]>>,
 ) -> Result<Summary, ReplayError> {
     let vpcs: Vec<&Vpc> = cfg.rulesets.iter().map(|r| &*r.vpc).collect();
@@ -325,14 +316,9 @@ fn run_from(
     summary.workers = workers;
 
     // Open every output first: a bad path fails before any work.
-    let Outputs {
-        mut flow_writer,
-        mut verdict_writer,
-        mut accepted,
-        mut rejected,
-    } = Outputs::open(cfg)?;
-    let want_verdicts = verdict_writer.is_some();
-    let want_block = accepted.is_some() || rejected.is_some();
+    let mut outputs = Outputs::open(cfg)?;
+    let want_verdicts = outputs.verdict_writer.is_some();
+    let want_block = outputs.accepted.is_some() || outputs.rejected.is_some();
     let multi_file = cfg.captures.len() > 1;
     let file_names: Vec<String> = cfg
         .captures
@@ -342,7 +328,6 @@ fn run_from(
 
     let (merge_tx, merge_rx) = bounded::<ToMerger>(QUEUE_DEPTH * (workers + 1));
     let mut worker_txs = Vec::new();
-    let interval = cfg.interval as u64;
 
     std::thread::scope(|scope| -> Result<(), ReplayError> {
         for w in 0..workers {
@@ -368,6 +353,7 @@ fn run_from(
                         block: want_block,
                         multi_file,
                         file_names,
+                        counterfactual: cf,
                     },
                 )
             });
@@ -378,27 +364,8 @@ fn run_from(
         let merger = {
             let metas = &metas;
             let policies = &policies;
-            let flow_writer = &mut flow_writer;
-            let verdict_writer = &mut verdict_writer;
-            let accepted = &mut accepted;
-            let rejected = &mut rejected;
-            // NODATA records are made only to be written.
-            let nodata = cfg.nodata && cfg.flow_log.is_some();
-            scope.spawn(move || {
-                merger_loop(
-                    cfg,
-                    merge_rx,
-                    workers,
-                    interval,
-                    nodata,
-                    metas,
-                    policies,
-                    flow_writer,
-                    verdict_writer,
-                    accepted,
-                    rejected,
-                )
-            })
+            let outputs = &mut outputs;
+            scope.spawn(move || merger_loop(cfg, merge_rx, workers, metas, policies, outputs))
         };
 
         let read = read_all(
@@ -427,6 +394,10 @@ fn run_from(
         summary.flow_log_skipped_packets = m.flow_log_skipped;
         summary.max_flows = cfg.max_flows;
         summary.first_packet = m.first_ts;
+        summary.counterfactual = m.differ.map(|d| CounterfactualSummary {
+            mode: cf,
+            flips: d.finish("AWS", &format!("{} (not AWS)", cf.describe()), m.packets),
+        });
         summary.last_packet = m.last_ts;
         for ((gen, reason), n) in m.rejects {
             let text = reason_text(reason, &policies[gen]);
@@ -445,13 +416,7 @@ fn run_from(
     })?;
 
     // Outputs are finished after every thread is done.
-    summary.pcap_link_type_skipped += Outputs {
-        flow_writer,
-        verdict_writer,
-        accepted,
-        rejected,
-    }
-    .finish(cfg)?;
+    summary.pcap_link_type_skipped += outputs.finish(cfg)?;
 
     summary.coverage = coverage(&policies, &cfg.rulesets, &summary);
     summary.peak_rss_bytes = peak_rss_bytes();
