@@ -1,4 +1,4 @@
-//! Connection tracking as security groups do it (EMULATION.md §4): one table per
+//! Connection tracking as security groups do it (manual: "Connection tracking"): one table per
 //! ENI (here one map keyed by the ENI's stable number), states and idle timeouts,
 //! and a tracked-connection allowance per instance.
 //!
@@ -145,7 +145,7 @@ impl ConnEntry {
     }
 
     /// Applies a packet seen in `dir` at the ENI: refreshes the idle time and moves
-    /// the state (EMULATION.md §4 table).
+    /// the state (manual: "Connection tracking").
     fn update(&mut self, dir: Direction, flags: u8, now: u64) {
         self.last_seen = self.last_seen.max(now);
         let reply = dir != self.origin;

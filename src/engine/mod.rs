@@ -1,11 +1,11 @@
 //! The data plane of one worker: `(packet, capture time) → verdict + flow-log
-//! observations` (EMULATION.md §2–§5).
+//! observations` (the manual, "Where a packet is evaluated" to "Network ACLs").
 //!
 //! The engine is pure: it owns its connection-tracking table, its fragment memory
 //! and its counters, but no thread, file or clock. The pipeline feeds it packets in
 //! capture order (per flow) and gives it a new [`Policy`] when the ruleset changes.
 //!
-//! The path of a packet, as EMULATION.md §2 fixes it:
+//! The path of a packet, as manual: "Where a packet is evaluated" fixes it:
 //!
 //! | source | destination | checks, in order |
 //! |---|---|---|
@@ -189,13 +189,13 @@ enum SgOutcome {
     /// A rule allowed an ICMP message that is not a query (an error, a redirect, ...)
     /// or a query reply without its request's entry: such messages are never tracked.
     NotTracked,
-    /// The ENI has no security group: no check, no tracking (EMULATION.md §1).
+    /// The ENI has no security group: no check, no tracking (manual: "The model").
     NoGroup,
     Denied,
     Full,
 }
 
-/// How connection tracking treats a packet (EMULATION.md §4).
+/// How connection tracking treats a packet (manual: "Connection tracking").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tracking {
     /// TCP, UDP and other protocols: an entry matches in either direction.
@@ -499,7 +499,7 @@ impl Engine {
 
     /// Switches to a new ruleset from the next packet on (`--rules-at`). Live tracked
     /// connections keep passing until they time out or close; untracked flows and
-    /// NACLs follow the new rules at once (EMULATION.md §4).
+    /// NACLs follow the new rules at once (manual: "Connection tracking").
     pub fn set_policy(&mut self, policy: Arc<Policy>, generation: usize) {
         let n = policy
             .eni_number
@@ -972,7 +972,7 @@ impl Core {
     }
 }
 
-/// The untracked condition of EMULATION.md §4, with either side as the initiator.
+/// The untracked condition of manual: "Connection tracking", with either side as the initiator.
 fn untracked(p: &Policy, eni: EniIdx, dir: Direction, pkt: &Packet) -> bool {
     {
         let v6 = pkt.src.is_ipv6();
