@@ -15,10 +15,13 @@ pub(super) fn worker_loop(
     let mut worker = Worker::new(policies[0].clone(), cfg);
     let mut unparsed: HashMap<(bool, &'static str), u64> = HashMap::new();
     let mut watermark = 0u64;
+    let mut report = out_cfg.report.then(ReportCollector::new);
+    let mut generation = 0usize;
     for msg in rx {
         let work = match msg {
             ToWorker::SetPolicy(g) => {
                 worker.set_policy(policies[g].clone(), g);
+                generation = g;
                 continue;
             }
             ToWorker::Work(w) => w,
@@ -82,6 +85,9 @@ pub(super) fn worker_loop(
             }
             let seq = blk.first_seq + u64::from(i);
             let d = worker.handle(pkt, rec.ts, seq, shard);
+            if let Some(r) = report.as_mut() {
+                r.add(pkt, rec.ts, shard, generation, &d);
+            }
             if per_packet {
                 out.idx.push(i);
                 out.verdicts.push(d.verdict);
@@ -117,6 +123,7 @@ pub(super) fn worker_loop(
         records,
         totals,
         unparsed,
+        report,
     })));
 }
 
@@ -130,6 +137,8 @@ pub(super) struct PerPacket<'a> {
     /// Verdict lines name their file.
     pub(super) multi_file: bool,
     pub(super) file_names: &'a [String],
+    /// Collect what `--report` needs (per flow shard, so the same for any workers).
+    pub(super) report: bool,
 }
 
 /// The NONE reason of a frame the parser could not read: `not-ip` or
