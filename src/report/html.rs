@@ -6,7 +6,9 @@
 //!
 //! The page is a pure function of a [`Report`]: [`render`] turns one into a string.
 //! [`Report::from_replay`] builds one from a replay's [`Summary`]; another command
-//! (`vpcgate diff`) can build its own and call [`render`]. The markup is an askama
+//! (`vpcgate diff`) can build its own and call [`render`]. The page declares a
+//! Content-Security-Policy of `default-src 'none'` (inline styles allowed), so a
+//! browser refuses, and reports, any fetch a later change might add. The markup is an askama
 //! template (`templates/report.html`, checked when the crate compiles, HTML-escaped
 //! by default); the timeline charts are drawn with plotters' SVG backend; the
 //! ruleset diagram is laid out here and drawn by the template.
@@ -433,7 +435,7 @@ fn timeline(c: &Collected, eni_ids: &[String], vpc: &Vpc) -> Option<Timeline> {
                 .iter()
                 .find(|e| e.id == id)
                 .map(|e| {
-                    let mut a = e.description.clone();
+                    let mut a = clip(&e.description, 40);
                     if !a.is_empty() {
                         a.push_str(", ");
                     }

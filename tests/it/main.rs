@@ -13,6 +13,7 @@ mod fuzz_regressions;
 mod lint;
 mod live;
 mod props;
+mod report_html;
 mod readme;
 mod rulesets;
 mod summary;
