@@ -462,9 +462,8 @@ fn write_report(
     let Some(path) = &args.report else {
         return Ok(());
     };
-    let page = vpcgate::report::html::render(&vpcgate::report::html::Report::from_replay(
-        summary, cfg,
-    ));
+    let page =
+        vpcgate::report::html::render(&vpcgate::report::html::Report::from_replay(summary, cfg));
     if let Err(error) = vpcgate::output::report::write_report(path, &page) {
         eprintln!("vpcgate: cannot write {}: {error}", path.display());
         return Err(ExitCode::from(1));

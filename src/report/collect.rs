@@ -251,8 +251,9 @@ impl ReportCollector {
         let n = (self.hi / w - first + 1) as usize;
         let mut per_eni: BTreeMap<EniNum, Vec<Counts>> = BTreeMap::new();
         for ((b, eni), c) in self.buckets {
-            per_eni.entry(eni).or_insert_with(|| vec![Counts::default(); n])
-                [(b - first) as usize] = c;
+            per_eni
+                .entry(eni)
+                .or_insert_with(|| vec![Counts::default(); n])[(b - first) as usize] = c;
         }
         let mut flows: BTreeMap<FlowKey, u64> = BTreeMap::new();
         for m in self.flows {

@@ -10,8 +10,11 @@
 //! Content-Security-Policy of `default-src 'none'` (inline styles allowed), so a
 //! browser refuses, and reports, any fetch a later change might add. The markup is an askama
 //! template (`templates/report.html`, checked when the crate compiles, HTML-escaped
-//! by default); the timeline charts are drawn with plotters' SVG backend; the
-//! ruleset diagram is laid out here and drawn by the template.
+//! by default); the timeline charts are drawn with plotters' SVG backend (no font
+//! files: the browser draws the text); the ruleset diagram is laid out here and drawn
+//! by the template. askama rather than minijinja: the template is compiled and
+//! type-checked with the crate, so a wrong field name fails the build, not a user's
+//! run, and nothing is loaded at run time.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use super::{reject_groups, Collected, Counts, FlowKey};
@@ -364,7 +367,7 @@ pub fn duration_text(ns: u64) -> String {
     if s == 0 {
         format!("{ms} ms")
     } else if s < 60 {
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             format!("{s} s")
         } else {
             format!("{}.{:03} s", s, ms % 1000)
@@ -408,7 +411,10 @@ fn timeline(c: &Collected, eni_ids: &[String], vpc: &Vpc) -> Option<Timeline> {
         .per_eni
         .iter()
         .map(|(n, v)| {
-            let id = eni_ids.get(n.get()).cloned().unwrap_or_else(|| format!("ENI {}", n.0));
+            let id = eni_ids
+                .get(n.get())
+                .cloned()
+                .unwrap_or_else(|| format!("ENI {}", n.0));
             (id, v.clone())
         })
         .collect();
@@ -472,56 +478,61 @@ fn timeline_svg(v: &[Counts], bucket_s: f64, axis: bool) -> String {
     let lo = -(rmax.max(amax / 4).max(1) as f64);
     let height = if axis { 110 } else { 84 };
     let mut svg = String::new();
-    let drawn = (|| -> Result<(), Box<dyn std::error::Error + '_>> {
-        let root = SVGBackend::with_string(&mut svg, (900, height)).into_drawing_area();
-        let mut chart = ChartBuilder::on(&root)
-            .margin(4)
-            .margin_right(14)
-            .x_label_area_size(if axis { 24 } else { 0 })
-            .y_label_area_size(56)
-            .build_cartesian_2d(0f64..(v.len() as f64 * bucket_s), lo..hi)?;
-        let ylabel = |y: &f64| {
-            let n = y.abs().round() as u64;
-            if *y < 0.0 {
-                format!("−{n}")
+    let drawn =
+        (|| -> Result<(), Box<dyn std::error::Error + '_>> {
+            let root = SVGBackend::with_string(&mut svg, (900, height)).into_drawing_area();
+            let mut chart = ChartBuilder::on(&root)
+                .margin(4)
+                .margin_right(14)
+                .x_label_area_size(if axis { 24 } else { 0 })
+                .y_label_area_size(56)
+                .build_cartesian_2d(0f64..(v.len() as f64 * bucket_s), lo..hi)?;
+            let ylabel = |y: &f64| {
+                let n = y.abs().round() as u64;
+                if *y < 0.0 {
+                    format!("−{n}")
+                } else {
+                    n.to_string()
+                }
+            };
+            let xlabel = |x: &f64| offset_label(*x);
+            let mut mesh = chart.configure_mesh();
+            mesh.disable_x_mesh()
+                .y_labels(3)
+                .y_label_formatter(&ylabel)
+                .light_line_style(RGBColor(0xee, 0xee, 0xee))
+                .label_style(("sans-serif", 11));
+            if axis {
+                mesh.x_labels(10).x_label_formatter(&xlabel);
             } else {
-                n.to_string()
+                mesh.x_labels(0);
             }
-        };
-        let xlabel = |x: &f64| offset_label(*x);
-        let mut mesh = chart.configure_mesh();
-        mesh.disable_x_mesh()
-            .y_labels(3)
-            .y_label_formatter(&ylabel)
-            .light_line_style(RGBColor(0xee, 0xee, 0xee))
-            .label_style(("sans-serif", 11));
-        if axis {
-            mesh.x_labels(10).x_label_formatter(&xlabel);
-        } else {
-            mesh.x_labels(0);
-        }
-        mesh.draw()?;
-        chart.draw_series(v.iter().enumerate().filter(|(_, c)| c.accepted > 0).map(|(i, c)| {
-            let x = i as f64 * bucket_s;
-            Rectangle::new(
-                [(x, 0.0), (x + bucket_s * 0.9, c.accepted as f64)],
-                ACCEPT_RGB.filled(),
-            )
-        }))?;
-        chart.draw_series(v.iter().enumerate().filter(|(_, c)| c.rejected > 0).map(|(i, c)| {
-            let x = i as f64 * bucket_s;
-            Rectangle::new(
-                [(x, 0.0), (x + bucket_s * 0.9, -(c.rejected as f64))],
-                REJECT_RGB.filled(),
-            )
-        }))?;
-        chart.draw_series(std::iter::once(PathElement::new(
-            vec![(0.0, 0.0), (v.len() as f64 * bucket_s, 0.0)],
-            BLACK.stroke_width(1),
-        )))?;
-        root.present()?;
-        Ok(())
-    })();
+            mesh.draw()?;
+            chart.draw_series(v.iter().enumerate().filter(|(_, c)| c.accepted > 0).map(
+                |(i, c)| {
+                    let x = i as f64 * bucket_s;
+                    Rectangle::new(
+                        [(x, 0.0), (x + bucket_s * 0.9, c.accepted as f64)],
+                        ACCEPT_RGB.filled(),
+                    )
+                },
+            ))?;
+            chart.draw_series(v.iter().enumerate().filter(|(_, c)| c.rejected > 0).map(
+                |(i, c)| {
+                    let x = i as f64 * bucket_s;
+                    Rectangle::new(
+                        [(x, 0.0), (x + bucket_s * 0.9, -(c.rejected as f64))],
+                        REJECT_RGB.filled(),
+                    )
+                },
+            ))?;
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(0.0, 0.0), (v.len() as f64 * bucket_s, 0.0)],
+                BLACK.stroke_width(1),
+            )))?;
+            root.present()?;
+            Ok(())
+        })();
     if drawn.is_err() {
         return String::new();
     }
@@ -552,7 +563,12 @@ fn flow_text(k: &FlowKey) -> String {
 }
 
 /// The check and rule of a reject, from the ruleset that judged it.
-fn check_and_rule(s: &Summary, cfg: &ReplayConfig, ruleset: usize, reason: Reason) -> (String, String) {
+fn check_and_rule(
+    s: &Summary,
+    cfg: &ReplayConfig,
+    ruleset: usize,
+    reason: Reason,
+) -> (String, String) {
     let Some(rs) = cfg.rulesets.get(ruleset) else {
         return (format!("{reason:?}"), String::new());
     };
@@ -679,11 +695,18 @@ fn coverage_map(c: &Coverage) -> CoverageMap {
             });
         }
         let row = nacls.last_mut().expect("pushed");
-        let text = format!("{} rule {}: {} ({} hits)", label, super::rule_number_text(r.rule_number), r.text, r.hits);
+        let text = format!(
+            "{} rule {}: {} ({} hits)",
+            label,
+            super::rule_number_text(r.rule_number),
+            r.text,
+            r.hits
+        );
         if r.default_deny {
             row.implicit.push(cell("*".into(), r.hits, text));
         } else {
-            row.cells.push(cell(r.rule_number.to_string(), r.hits, text));
+            row.cells
+                .push(cell(r.rule_number.to_string(), r.hits, text));
         }
     }
     let mut groups: Vec<HeatRow> = Vec::new();
@@ -701,7 +724,8 @@ fn coverage_map(c: &Coverage) -> CoverageMap {
         }
         let text = format!("{label} rule {}: {} ({} hits)", r.index + 1, r.text, r.hits);
         let row = groups.last_mut().expect("pushed");
-        row.cells.push(cell(format!("#{}", r.index + 1), r.hits, text));
+        row.cells
+            .push(cell(format!("#{}", r.index + 1), r.hits, text));
     }
     let (un_nacl, un_sg) = super::unexercised(c);
     CoverageMap {
@@ -766,8 +790,12 @@ pub fn diagram(vpc: &Vpc) -> Diagram {
                 .enumerate()
                 .map(|(i, e)| {
                     let y = row_y + HEAD + i as i32 * ROW;
-                    let mut addrs: Vec<String> =
-                        e.private_ipv4.iter().take(2).map(|a| a.to_string()).collect();
+                    let mut addrs: Vec<String> = e
+                        .private_ipv4
+                        .iter()
+                        .take(2)
+                        .map(|a| a.to_string())
+                        .collect();
                     if let Some(p) = e.public_ipv4 {
                         addrs.push(format!("public {p}"));
                     }
@@ -790,7 +818,7 @@ pub fn diagram(vpc: &Vpc) -> Diagram {
                         y,
                         w: SW - 12,
                         id: e.id.clone(),
-                        about: clip(&e.description, 34),
+                        about: clip(&e.description, 22),
                         addresses: clip(&addrs.join("  "), 52),
                         chips,
                     }
@@ -882,7 +910,15 @@ pub fn diagram(vpc: &Vpc) -> Diagram {
             let (y1, y2) = (10 + *from as i32 * 40 + 15, 10 + *to as i32 * 40 + 15);
             let d = 30 + (y1 - y2).abs() / 3 + (k as i32 % 3) * 12;
             let path = if from == to {
-                format!("M {x} {} C {} {} {} {} {x} {}", y1 - 6, x + 40, y1 - 20, x + 40, y1 + 20, y1 + 6)
+                format!(
+                    "M {x} {} C {} {} {} {} {x} {}",
+                    y1 - 6,
+                    x + 40,
+                    y1 - 20,
+                    x + 40,
+                    y1 + 20,
+                    y1 + 6
+                )
             } else {
                 format!("M {x} {y1} C {} {y1} {} {y2} {x} {y2}", x + d, x + d)
             };

@@ -20,7 +20,12 @@ fn demo_report(dir: &Path, extra: &[&str]) -> String {
     let page = dir.join("report.html");
     vpcgate()
         .current_dir(root())
-        .args(["replay", "--rules", "rulesets/securecart.toml", "pcaps/securecart.pcap"])
+        .args([
+            "replay",
+            "--rules",
+            "rulesets/securecart.toml",
+            "pcaps/securecart.pcap",
+        ])
         .arg("--report")
         .arg(&page)
         .args(["--quiet", "--no-progress"])
@@ -90,7 +95,11 @@ fn the_report_is_self_contained_and_says_the_demos_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let html = demo_report(dir.path(), &[]);
     assert!(html.starts_with("<!DOCTYPE html>"));
-    assert_eq!(fetches(&html), Vec::<String>::new(), "the page fetches something");
+    assert_eq!(
+        fetches(&html),
+        Vec::<String>::new(),
+        "the page fetches something"
+    );
     assert!(
         html.contains("Content-Security-Policy\" content=\"default-src 'none'"),
         "the page forbids fetches to the browser"
@@ -144,7 +153,10 @@ fn the_report_agrees_with_the_json_summary() {
     ] {
         assert_eq!(by_id(&html, id), j[key].to_string(), "{id}");
     }
-    assert_eq!(by_id(&html, "top-reject-rule"), j["rejects"][0]["text"].as_str().unwrap());
+    assert_eq!(
+        by_id(&html, "top-reject-rule"),
+        j["rejects"][0]["text"].as_str().unwrap()
+    );
     let replies: u64 = j["rejects"]
         .as_array()
         .unwrap()
@@ -185,7 +197,9 @@ fn the_timeline_counts_what_the_flow_log_counts() {
     assert!(!want.is_empty());
     for (eni, (acc, rej)) in want {
         let row = format!("<span class=\"mono\">{eni}</span>");
-        let at = html.find(&row).unwrap_or_else(|| panic!("no timeline row for {eni}"));
+        let at = html
+            .find(&row)
+            .unwrap_or_else(|| panic!("no timeline row for {eni}"));
         let text = &html[at..at + 600];
         assert!(
             text.contains(&format!("{acc} accepted, {rej} rejected")),
@@ -203,7 +217,14 @@ fn the_report_is_the_same_bytes_for_any_number_of_workers() {
     vpcgate()
         .args(["synth", "-o"])
         .arg(&cap)
-        .args(["--packets", "60000", "--flows", "800", "--reject-share", "0.3"])
+        .args([
+            "--packets",
+            "60000",
+            "--flows",
+            "800",
+            "--reject-share",
+            "0.3",
+        ])
         .args(["--duration", "20000", "--seed", "7"])
         .assert()
         .success();
@@ -222,7 +243,10 @@ fn the_report_is_the_same_bytes_for_any_number_of_workers() {
         pages.push(std::fs::read(page).unwrap());
     }
     assert!(pages[0].len() > 10_000);
-    assert!(pages[0] == pages[1] && pages[0] == pages[2], "the pages differ");
+    assert!(
+        pages[0] == pages[1] && pages[0] == pages[2],
+        "the pages differ"
+    );
 }
 
 #[test]
@@ -247,7 +271,12 @@ fn a_report_path_that_is_an_input_is_refused_and_nothing_is_touched() {
     // Standard output is no place for a page.
     vpcgate()
         .current_dir(root())
-        .args(["replay", "--rules", "rulesets/securecart.toml", "pcaps/securecart.pcap"])
+        .args([
+            "replay",
+            "--rules",
+            "rulesets/securecart.toml",
+            "pcaps/securecart.pcap",
+        ])
         .args(["--report", "-"])
         .assert()
         .code(2);
@@ -260,30 +289,47 @@ fn an_existing_report_survives_a_missing_capture() {
     std::fs::write(&page, "the report of yesterday").unwrap();
     vpcgate()
         .current_dir(root())
-        .args(["replay", "--rules", "rulesets/securecart.toml", "pcaps/no-such.pcap"])
+        .args([
+            "replay",
+            "--rules",
+            "rulesets/securecart.toml",
+            "pcaps/no-such.pcap",
+        ])
         .arg("--report")
         .arg(&page)
         .assert()
         .code(1);
-    assert_eq!(std::fs::read_to_string(&page).unwrap(), "the report of yesterday");
+    assert_eq!(
+        std::fs::read_to_string(&page).unwrap(),
+        "the report of yesterday"
+    );
 }
 
 /// The Chromium binary, where one is installed.
 fn chromium() -> Option<&'static str> {
-    ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"]
-        .into_iter()
-        .find(|p| {
-            std::process::Command::new(p)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
+    [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ]
+    .into_iter()
+    .find(|p| {
+        std::process::Command::new(p)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
 }
 
 /// Loads `page` in headless Chromium: the DOM after load, and every console message
 /// (script errors, refused fetches under the page's Content-Security-Policy, logs).
 /// With `screenshot`, also writes a PNG of the page there.
-fn load_in_chromium(browser: &str, page: &Path, screenshot: Option<&Path>) -> (String, Vec<String>) {
+fn load_in_chromium(
+    browser: &str,
+    page: &Path,
+    screenshot: Option<&Path>,
+) -> (String, Vec<String>) {
     let profile = tempfile::tempdir().unwrap();
     let url = format!("file://{}", page.canonicalize().unwrap().display());
     let mut cmd = std::process::Command::new(browser);
@@ -358,14 +404,20 @@ fn the_report_loads_in_headless_chromium_without_a_console_message() {
     .unwrap();
     let (_, console) = load_in_chromium(browser, &bad, None);
     assert!(
-        console.iter().any(|l| l.contains("Content Security Policy")),
+        console
+            .iter()
+            .any(|l| l.contains("Content Security Policy")),
         "a refused fetch is not seen: {console:?}"
     );
 
     demo_report(dir.path(), &[]);
     let page = dir.path().join("report.html");
     let (dom, console) = load_in_chromium(browser, &page, None);
-    assert_eq!(console, Vec::<String>::new(), "console messages while loading the report");
+    assert_eq!(
+        console,
+        Vec::<String>::new(),
+        "console messages while loading the report"
+    );
     // The key numbers are in the DOM the browser built.
     for (id, want) in [
         ("packets", "721"),
@@ -380,7 +432,10 @@ fn the_report_loads_in_headless_chromium_without_a_console_message() {
         assert_eq!(by_id(&dom, id), want, "{id} in the DOM");
     }
     // The charts and the diagram are SVG the browser parsed.
-    assert!(dom.matches("<svg").count() >= 8, "too few SVG elements in the DOM");
+    assert!(
+        dom.matches("<svg").count() >= 8,
+        "too few SVG elements in the DOM"
+    );
 
     let png = artifacts().join("report-securecart.png");
     let _ = std::fs::remove_file(&png);
