@@ -969,7 +969,49 @@ mod tests {
         assert_eq!(offset_label(0.0), "+0");
         assert_eq!(offset_label(30.0), "+30s");
         assert_eq!(offset_label(300.0), "+5m");
-        assert_eq!(offset_label(5400.0), "+1.5h");
+        assert_eq!(offset_label(5400.0), "+90m");
+        assert_eq!(offset_label(9000.0), "+2.5h");
+    }
+
+    #[test]
+    fn text_from_the_ruleset_is_escaped() {
+        let r = Report {
+            inputs: vec!["ruleset <script>alert(1)</script>".into()],
+            rejected_flows: vec![RejectedFlow {
+                packets: 1,
+                flow: "a & b".into(),
+                check: "\"><img src=x>".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let html = render(&r);
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains("<img"), "{html}");
+        assert!(
+            html.contains("a &amp; b") || html.contains("a &#38; b"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn flips_show_only_when_given_and_say_they_are_not_aws() {
+        let mut r = Report::default();
+        assert!(!render(&r).contains("id=\"flips\""));
+        r.stateful.flips = Some(Flips {
+            what: "with stateless security groups".into(),
+            rows: vec![Flip {
+                packets: 39,
+                change: "ACCEPT → REJECT".into(),
+                flow: "10.0.11.11 tcp 8080 → 10.0.1.10 (replies)".into(),
+                rule: "sg-egress eni-0a1b2c3d4e5f60201".into(),
+            }],
+        });
+        let html = render(&r);
+        assert!(html.contains("id=\"flips\""));
+        assert!(html.contains("with stateless security groups"));
+        assert!(html.contains("not AWS"));
+        assert!(html.contains(">39<"));
     }
 
     #[test]
