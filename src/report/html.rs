@@ -69,6 +69,8 @@ pub struct Timeline {
     pub bucket: String,
     pub start: String,
     pub rows: Vec<TimelineRow>,
+    /// Ruleset changes (`--rules-at`) inside the span, marked on every chart.
+    pub changes: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -292,7 +294,9 @@ impl Report {
             .collect();
         let vpc = cfg.rulesets.first().map(|r| &*r.vpc);
         let collected = s.report.clone().unwrap_or_default();
-        let timeline = vpc.and_then(|v| timeline(&collected, &s.eni_ids, v));
+        // `--rules-at` changes that fell inside the capture, marked on the timeline.
+        let changes: Vec<Timestamp> = s.ruleset_from.iter().flatten().copied().collect();
+        let timeline = vpc.and_then(|v| timeline(&collected, &s.eni_ids, v, &changes));
         let (rejected_flows, rejected_flows_rest) = rejected_flows(&collected, s, cfg);
         let e = &s.engine;
         let acc = collected.accepted_tracked + collected.accepted_by_rules;
@@ -402,7 +406,12 @@ fn offset_label(secs: f64) -> String {
     }
 }
 
-fn timeline(c: &Collected, eni_ids: &[String], vpc: &Vpc) -> Option<Timeline> {
+fn timeline(
+    c: &Collected,
+    eni_ids: &[String],
+    vpc: &Vpc,
+    changes: &[Timestamp],
+) -> Option<Timeline> {
     if c.per_eni.is_empty() || c.buckets == 0 {
         return None;
     }
@@ -431,6 +440,16 @@ fn timeline(c: &Collected, eni_ids: &[String], vpc: &Vpc) -> Option<Timeline> {
         rows.push((format!("{} other ENIs", rest.len()), sum));
     }
     let bucket_s = c.bucket_ns as f64 / NANOS_PER_SEC as f64;
+    let end = c.start.0 + c.bucket_ns * c.buckets as u64;
+    let inside: Vec<Timestamp> = changes
+        .iter()
+        .copied()
+        .filter(|t| t.0 > c.start.0 && t.0 < end)
+        .collect();
+    let marks: Vec<f64> = inside
+        .iter()
+        .map(|t| (t.0 - c.start.0) as f64 / NANOS_PER_SEC as f64)
+        .collect();
     let last = rows.len() - 1;
     let rows = rows
         .into_iter()
@@ -452,7 +471,7 @@ fn timeline(c: &Collected, eni_ids: &[String], vpc: &Vpc) -> Option<Timeline> {
             TimelineRow {
                 accepted: v.iter().map(|c| c.accepted).sum(),
                 rejected: v.iter().map(|c| c.rejected).sum(),
-                svg: timeline_svg(&v, bucket_s, i == last),
+                svg: timeline_svg(&v, bucket_s, &marks, i == last),
                 eni: id,
                 about,
             }
@@ -462,15 +481,17 @@ fn timeline(c: &Collected, eni_ids: &[String], vpc: &Vpc) -> Option<Timeline> {
         bucket: duration_text(c.bucket_ns),
         start: utc(c.start),
         rows,
+        changes: inside.into_iter().map(utc).collect(),
     })
 }
 
 /// Colours of the page (also in the template's CSS).
 const ACCEPT_RGB: RGBColor = RGBColor(0x2e, 0x8b, 0x57);
 const REJECT_RGB: RGBColor = RGBColor(0xc6, 0x28, 0x28);
+const CHANGE_RGB: RGBColor = RGBColor(0x7b, 0x1f, 0xa2);
 
 /// One ENI's chart: accepted packets up, rejected down, per bucket.
-fn timeline_svg(v: &[Counts], bucket_s: f64, axis: bool) -> String {
+fn timeline_svg(v: &[Counts], bucket_s: f64, marks: &[f64], axis: bool) -> String {
     let amax = v.iter().map(|c| c.accepted).max().unwrap_or(0);
     let rmax = v.iter().map(|c| c.rejected).max().unwrap_or(0);
     // Both halves get room, so that a few rejects beside many accepts still show.
@@ -530,6 +551,11 @@ fn timeline_svg(v: &[Counts], bucket_s: f64, axis: bool) -> String {
                 vec![(0.0, 0.0), (v.len() as f64 * bucket_s, 0.0)],
                 BLACK.stroke_width(1),
             )))?;
+            chart.draw_series(
+                marks
+                    .iter()
+                    .map(|&x| PathElement::new(vec![(x, lo), (x, hi)], CHANGE_RGB.stroke_width(2))),
+            )?;
             root.present()?;
             Ok(())
         })();
@@ -756,7 +782,7 @@ fn clip(s: &str, n: usize) -> String {
 /// Lays out the diagram: subnets in a grid of three columns, each with its ENIs;
 /// the security groups in a column on the right, with arcs for group references.
 pub fn diagram(vpc: &Vpc) -> Diagram {
-    const COLS: usize = 3;
+    let cols = vpc.subnets.len().clamp(1, 3);
     const SW: i32 = 330; // subnet width
     const GAP: i32 = 20;
     const HEAD: i32 = 40;
@@ -771,7 +797,7 @@ pub fn diagram(vpc: &Vpc) -> Diagram {
     };
     let mut subnets = Vec::new();
     let mut row_y = 10;
-    for chunk in vpc.subnets.chunks(COLS) {
+    for chunk in vpc.subnets.chunks(cols) {
         let mut row_h = 0;
         for (ci, sn) in chunk.iter().enumerate() {
             let x = 10 + ci as i32 * (SW + GAP);
@@ -852,7 +878,7 @@ pub fn diagram(vpc: &Vpc) -> Diagram {
         }
         row_y += row_h + GAP;
     }
-    let gx = 10 + COLS as i32 * (SW + GAP) + 10;
+    let gx = 10 + cols as i32 * (SW + GAP) + 10;
     let gw = 250;
     let groups: Vec<GroupBox> = vpc
         .security_groups

@@ -448,3 +448,44 @@ fn the_report_loads_in_headless_chromium_without_a_console_message() {
         let _ = writeln!(std::io::stderr(), "screenshot: {}", png.display());
     }
 }
+
+/// Lesson 3 (lessons/untracked.toml): both servers' inbound SSH rules go at +30s
+/// (08:00:30 UTC); the untracked session's last two keystrokes are rejected at once,
+/// the tracked one goes on. The page marks the change and shows the two rejects on
+/// the untracked server's row.
+#[test]
+fn a_rules_at_change_is_marked_on_the_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("u.html");
+    vpcgate()
+        .current_dir(root())
+        .args(["replay", "--rules", "rulesets/lesson-untracked.toml"])
+        .args([
+            "--rules-at",
+            "1732435230=rulesets/lesson-untracked-after.toml",
+        ])
+        .args(["pcaps/lessons/untracked.pcap", "--quiet", "--report"])
+        .arg(&page)
+        .assert()
+        .success();
+    let html = std::fs::read_to_string(page).unwrap();
+    assert!(
+        by_id(&html, "rules-changes").contains("2024-11-24 08:00:30 UTC"),
+        "{}",
+        by_id(&html, "rules-changes")
+    );
+    // The change is drawn on the charts (plotters' SVG path in its colour).
+    assert!(html.contains("#7B1FA2") || html.contains("#7b1fa2"));
+    let at = html.find("eni-0c1a55e0000000031</span>").unwrap();
+    assert!(
+        html[at..at + 300].contains(", 2 rejected"),
+        "{}",
+        &html[at..at + 300]
+    );
+    let at = html.find("eni-0c1a55e0000000032</span>").unwrap();
+    assert!(
+        html[at..at + 300].contains(", 0 rejected"),
+        "{}",
+        &html[at..at + 300]
+    );
+}
