@@ -6,7 +6,7 @@
 //! ```
 //! use vpcgate::wire::packet::Timestamp;
 //! use vpcgate::pipeline::When;
-//! use vpcgate::output::preflight::parse_when;
+//! use vpcgate::preflight::parse_when;
 //!
 //! let at = When::At(Timestamp::from_secs_nanos(1_732_435_500, 0));
 //! assert_eq!(parse_when("2024-11-24T08:05:00Z"), Ok(at));
