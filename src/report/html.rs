@@ -191,7 +191,7 @@ pub struct Diagram {
     pub height: i32,
     pub subnets: Vec<SubnetBox>,
     pub groups: Vec<GroupBox>,
-    pub arcs: Vec<Arc>,
+    pub arcs: Vec<Reference>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -241,7 +241,7 @@ pub struct GroupBox {
 /// A reference from one group's rule to a group: drawn in the direction traffic
 /// flows (from the peer to the group for ingress, the other way for egress).
 #[derive(Clone, Debug, Default)]
-pub struct Arc {
+pub struct Reference {
     pub path: String,
     pub label: String,
     pub lx: i32,
@@ -928,7 +928,7 @@ pub fn diagram(vpc: &Vpc) -> Diagram {
             }
         }
     }
-    let arcs: Vec<Arc> = refs
+    let arcs: Vec<Reference> = refs
         .iter()
         .enumerate()
         .map(|(k, (from, to, ports))| {
@@ -948,7 +948,7 @@ pub fn diagram(vpc: &Vpc) -> Diagram {
             } else {
                 format!("M {x} {y1} C {} {y1} {} {y2} {x} {y2}", x + d, x + d)
             };
-            Arc {
+            Reference {
                 path,
                 label: clip(ports, 24),
                 lx: x + d * 3 / 4 + 4,

@@ -489,3 +489,31 @@ fn a_rules_at_change_is_marked_on_the_timeline() {
         &html[at..at + 300]
     );
 }
+
+#[test]
+fn a_report_that_cannot_be_created_stops_the_run_before_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let verdicts = dir.path().join("v.jsonl");
+    let out = vpcgate()
+        .current_dir(root())
+        .args([
+            "replay",
+            "--rules",
+            "rulesets/securecart.toml",
+            "pcaps/securecart.pcap",
+        ])
+        .arg("--verdicts")
+        .arg(&verdicts)
+        .arg("--report")
+        .arg(dir.path().join("no-such-dir/r.html"))
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no-such-dir/r.html") && err.contains("nothing was replayed"),
+        "{err}"
+    );
+    assert!(!verdicts.exists(), "the verdicts file was left behind");
+}
