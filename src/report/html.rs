@@ -959,7 +959,7 @@ pub fn diagram(vpc: &Vpc) -> Diagram {
     let groups_h = 10 + groups.len() as i32 * 40 + 10;
     let arc_w = refs
         .iter()
-        .map(|(f, t, _)| 30 + ((*f as i32 - *t as i32).abs() * 40) / 3 + 24 + 150)
+        .map(|(f, t, _)| 30 + ((*f as i32 - *t as i32).abs() * 40) / 3 + 24 + 90)
         .max()
         .unwrap_or(40);
     Diagram {
