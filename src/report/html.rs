@@ -15,6 +15,18 @@
 //! by the template. askama rather than minijinja: the template is compiled and
 //! type-checked with the crate, so a wrong field name fails the build, not a user's
 //! run, and nothing is loaded at run time.
+//!
+//! ```
+//! use vpcgate::report::html::{render, Report, Totals};
+//! // Another command's data: a title and the totals; empty sections say so.
+//! let page = render(&Report {
+//!     title: "vpcgate diff".into(),
+//!     totals: Totals { packets: 721, accepted: 671, rejected: 48, ..Default::default() },
+//!     ..Default::default()
+//! });
+//! assert!(page.contains(r#"<div class="n" id="rejected">48</div>"#));
+//! assert!(!page.contains("<script"));
+//! ```
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use super::{reject_groups, Collected, Counts, FlowKey};
