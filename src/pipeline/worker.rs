@@ -84,9 +84,11 @@ pub(super) fn worker_loop(
                 continue;
             }
             let seq = blk.first_seq + u64::from(i);
+            let untracked_before = worker.untracked_checks();
             let d = worker.handle(pkt, rec.ts, seq, shard);
             if let Some(r) = report.as_mut() {
-                r.add(pkt, rec.ts, shard, generation, &d);
+                let untracked = worker.untracked_checks() > untracked_before;
+                r.add(pkt, rec.ts, shard, generation, &d, untracked);
             }
             if per_packet {
                 out.idx.push(i);

@@ -116,8 +116,10 @@ pub struct ReportCollector {
     flows: Vec<BTreeMap<FlowKey, u64>>,
     flows_dropped: u64,
     /// Accepted packets that passed at least one security group through a live
-    /// tracked connection (its rules were not consulted), and the others.
+    /// tracked connection (its rules were not consulted); of the others, those a
+    /// group allowed as an untracked flow, and the rest.
     pub accepted_tracked: u64,
+    pub accepted_untracked: u64,
     pub accepted_by_rules: u64,
 }
 
@@ -130,13 +132,24 @@ impl ReportCollector {
     }
 
     /// Counts one judged packet (`shard`: its flow shard; `ruleset`: the generation
-    /// that judged it).
-    pub fn add(&mut self, pkt: &Packet, ts: Timestamp, shard: u8, ruleset: usize, d: &Decision) {
+    /// that judged it; `untracked`: a security group allowed it as a packet of an
+    /// untracked flow).
+    pub fn add(
+        &mut self,
+        pkt: &Packet,
+        ts: Timestamp,
+        shard: u8,
+        ruleset: usize,
+        d: &Decision,
+        untracked: bool,
+    ) {
         match d.verdict {
             Verdict::None => return,
             Verdict::Accept => {
                 if d.tracked[0] || d.tracked[1] {
                     self.accepted_tracked += 1;
+                } else if untracked {
+                    self.accepted_untracked += 1;
                 } else {
                     self.accepted_by_rules += 1;
                 }
@@ -230,6 +243,7 @@ impl ReportCollector {
         }
         self.flows_dropped += o.flows_dropped;
         self.accepted_tracked += o.accepted_tracked;
+        self.accepted_untracked += o.accepted_untracked;
         self.accepted_by_rules += o.accepted_by_rules;
     }
 
@@ -238,6 +252,7 @@ impl ReportCollector {
         let Some(lo) = self.lo else {
             return Collected {
                 accepted_tracked: self.accepted_tracked,
+                accepted_untracked: self.accepted_untracked,
                 accepted_by_rules: self.accepted_by_rules,
                 ..Default::default()
             };
@@ -271,6 +286,7 @@ impl ReportCollector {
             flows,
             flows_dropped: self.flows_dropped,
             accepted_tracked: self.accepted_tracked,
+            accepted_untracked: self.accepted_untracked,
             accepted_by_rules: self.accepted_by_rules,
         }
     }
@@ -290,6 +306,7 @@ pub struct Collected {
     /// Rejected packets of flows beyond [`FLOWS_PER_SHARD`] in their shard.
     pub flows_dropped: u64,
     pub accepted_tracked: u64,
+    pub accepted_untracked: u64,
     pub accepted_by_rules: u64,
 }
 

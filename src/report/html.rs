@@ -160,8 +160,11 @@ pub struct HeatCell {
 #[derive(Clone, Debug, Default)]
 pub struct Stateful {
     /// Accepted packets that passed a security group through a live tracked
-    /// connection (its rules were not consulted), and those passed by rules alone.
+    /// connection (its rules were not consulted); those a group's rules allowed as an
+    /// untracked flow (judged by the rules every time); and the others, passed by
+    /// rules alone.
     pub accepted_tracked: u64,
+    pub accepted_untracked: u64,
     pub accepted_by_rules: u64,
     /// Per ENI check (a packet between two ENIs is checked at both).
     pub created: u64,
@@ -173,6 +176,7 @@ pub struct Stateful {
     pub rejected_replies: u64,
     /// Bar widths in percent of accepted packets.
     pub tracked_pct: f64,
+    pub untracked_pct: f64,
     pub rules_pct: f64,
     /// Verdicts that flip under a counterfactual, when there is one.
     pub flips: Option<Flips>,
@@ -311,7 +315,8 @@ impl Report {
         let timeline = vpc.and_then(|v| timeline(&collected, &s.eni_ids, v, &changes));
         let (rejected_flows, rejected_flows_rest) = rejected_flows(&collected, s, cfg);
         let e = &s.engine;
-        let acc = collected.accepted_tracked + collected.accepted_by_rules;
+        let acc =
+            collected.accepted_tracked + collected.accepted_untracked + collected.accepted_by_rules;
         let pct = |n: u64| {
             if acc == 0 {
                 0.0
@@ -337,6 +342,7 @@ impl Report {
             coverage: s.coverage.iter().map(coverage_map).collect(),
             stateful: Stateful {
                 accepted_tracked: collected.accepted_tracked,
+                accepted_untracked: collected.accepted_untracked,
                 accepted_by_rules: collected.accepted_by_rules,
                 created: e.conntrack_created,
                 tracked_checks: e.conntrack_hits,
@@ -345,6 +351,7 @@ impl Report {
                 no_security_group_checks: e.no_security_group,
                 rejected_replies,
                 tracked_pct: pct(collected.accepted_tracked),
+                untracked_pct: pct(collected.accepted_untracked),
                 rules_pct: pct(collected.accepted_by_rules),
                 flips: None,
             },

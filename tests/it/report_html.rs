@@ -117,8 +117,11 @@ fn the_report_is_self_contained_and_says_the_demos_numbers() {
     assert_eq!(by_id(&html, "rejected-replies"), "39");
     // Every accepted packet is in one of the two stateful classes.
     let tracked: u64 = by_id(&html, "accepted-tracked").parse().unwrap();
+    let untracked: u64 = by_id(&html, "accepted-untracked").parse().unwrap();
     let by_rules: u64 = by_id(&html, "accepted-by-rules").parse().unwrap();
-    assert_eq!(tracked + by_rules, 671);
+    assert_eq!(tracked + untracked + by_rules, 671);
+    // No SecureCart group allows all ports both ways to 0.0.0.0/0: nothing untracked.
+    assert_eq!(untracked, 0);
     // A TCP connection has more packets after its SYN than the SYN itself: most
     // accepted packets passed through tracking.
     assert!(tracked > by_rules, "{tracked} tracked, {by_rules} by rules");
@@ -516,4 +519,45 @@ fn a_report_that_cannot_be_created_stops_the_run_before_any_output() {
         "{err}"
     );
     assert!(!verdicts.exists(), "the verdicts file was left behind");
+}
+
+/// The stateful panel on lesson 3: the session to the server open to the world in
+/// both directions is an untracked flow (all 7 of its accepted packets, as its
+/// timeline row counts them); the office session is tracked: its SYN passes by rule,
+/// everything after it through tracking.
+#[test]
+fn the_stateful_panel_tells_tracked_untracked_and_rule_passes_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("u.html");
+    vpcgate()
+        .current_dir(root())
+        .args(["replay", "--rules", "rulesets/lesson-untracked.toml"])
+        .args([
+            "--rules-at",
+            "1732435230=rulesets/lesson-untracked-after.toml",
+        ])
+        .args(["pcaps/lessons/untracked.pcap", "--quiet", "--report"])
+        .arg(&page)
+        .assert()
+        .success();
+    let html = std::fs::read_to_string(page).unwrap();
+    let n = |id: &str| by_id(&html, id).parse::<u64>().unwrap();
+    let at = html.find("eni-0c1a55e0000000031</span>").unwrap();
+    let row = &html[at..at + 300];
+    let world_accepted: u64 = row
+        .split(" accepted")
+        .next()
+        .unwrap()
+        .rsplit('>')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(n("accepted-untracked"), world_accepted);
+    assert_eq!(n("accepted-by-rules"), 1, "only the office session's SYN");
+    assert_eq!(
+        n("accepted-tracked") + n("accepted-untracked") + n("accepted-by-rules"),
+        n("accepted")
+    );
 }
