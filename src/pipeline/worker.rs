@@ -84,10 +84,10 @@ pub(super) fn worker_loop(
                 continue;
             }
             let seq = blk.first_seq + u64::from(i);
-            let untracked_before = worker.untracked_checks();
+            let untracked_before = report.is_some().then(|| worker.untracked_checks());
             let d = worker.handle(pkt, rec.ts, seq, shard);
             if let Some(r) = report.as_mut() {
-                let untracked = worker.untracked_checks() > untracked_before;
+                let untracked = Some(worker.untracked_checks()) > untracked_before;
                 r.add(pkt, rec.ts, shard, generation, &d, untracked);
             }
             if per_packet {

@@ -127,8 +127,9 @@ pub struct CoverageMap {
     pub ruleset: String,
     pub nacls: Vec<HeatRow>,
     pub groups: Vec<HeatRow>,
-    /// Rules nothing hit (never the implicit `*` entries).
+    /// Rules nothing hit (never the implicit `*` entries): how many, and each as text.
     pub not_hit: usize,
+    pub never_hit: Vec<String>,
     pub rules: usize,
 }
 
@@ -778,6 +779,11 @@ fn coverage_map(c: &Coverage) -> CoverageMap {
         nacls,
         groups,
         not_hit: un_nacl.len() + un_sg.len(),
+        never_hit: un_nacl
+            .iter()
+            .map(|r| super::nacl_rule_text(r))
+            .chain(un_sg.iter().map(|r| super::sg_rule_text(r)))
+            .collect(),
         rules: c.nacl.iter().filter(|r| !r.default_deny).count() + c.sg.len(),
     }
 }

@@ -171,6 +171,22 @@ fn the_report_agrees_with_the_json_summary() {
         by_id(&html, "untracked-checks"),
         j["conntrack"]["untracked_checks"].to_string()
     );
+    // The rules nothing hit: every one the JSON lists, by its rule text.
+    let not_hit = &j["coverage"][0]["not_hit"];
+    let mut want = 0;
+    for r in not_hit["nacl_rules"].as_array().unwrap() {
+        let text = format!(
+            "{} {} rule {} ({})",
+            r["acl"].as_str().unwrap(),
+            r["direction"].as_str().unwrap(),
+            r["rule_number"],
+            r["rule"].as_str().unwrap()
+        );
+        assert!(html.contains(&format!("<li>{text}</li>")), "{text}");
+        want += 1;
+    }
+    want += not_hit["sg_rules"].as_array().unwrap().len();
+    assert!(html.contains(&format!("The {want} rules nothing hit")));
 }
 
 /// The per-ENI totals of the timeline are the packets the flow log counts per
