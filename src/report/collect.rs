@@ -48,7 +48,7 @@ pub const LADDER_NS: [u64; 19] = [
     8 * 86400 * S,
 ];
 /// A collector widens its buckets when its packets span more than this many.
-pub const COLLECT_BUCKETS: u64 = 2048;
+pub const COLLECT_BUCKETS: u64 = 512;
 /// The report shows at most this many buckets across the run.
 pub const SHOWN_BUCKETS: u64 = 72;
 /// Distinct rejected flows kept per flow shard.
