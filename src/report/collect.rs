@@ -15,6 +15,9 @@
 //!   order by one worker, whatever the number of workers), the first
 //!   [`FLOWS_PER_SHARD`] distinct flows of each shard; the packets of flows beyond
 //!   that are counted apart, so memory stays bounded under a flood.
+//!
+//! Memory per worker: at most [`COLLECT_BUCKETS`] buckets per ENI that saw a packet,
+//! and [`FLOWS_PER_SHARD`] flows per flow shard.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use crate::engine::{Decision, Reason, Verdict, FLOW_SHARDS};
