@@ -324,6 +324,99 @@ mod tests {
         }
     }
 
+    fn decision(eni: u32, accept: bool) -> Decision {
+        use crate::flowlog::Observation;
+        use crate::model::Direction;
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let o = Observation {
+            eni: EniNum(eni),
+            direction: Direction::Ingress,
+            action: if accept {
+                Action::Accept
+            } else {
+                Action::Reject
+            },
+            srcaddr: a,
+            dstaddr: a,
+            pkt_srcaddr: a,
+            pkt_dstaddr: a,
+            srcport: 1,
+            dstport: 2,
+            protocol: 6,
+            bytes: 40,
+            tcp_flags: 0,
+            traffic_path: None,
+        };
+        Decision {
+            verdict: if accept {
+                Verdict::Accept
+            } else {
+                Verdict::Reject
+            },
+            reason: if accept {
+                Reason::Accepted
+            } else {
+                Reason::SgIngress {
+                    eni: crate::model::EniIdx(eni),
+                }
+            },
+            obs: [Some(o), None],
+            conn: [None, None],
+            tracked: [false, false],
+        }
+    }
+
+    /// Packets spread over collectors in any way (as flow shards over workers) give
+    /// the same result once merged, also when one collector had to widen its buckets
+    /// and another did not.
+    #[test]
+    fn merged_collectors_equal_one() {
+        let pkt = |i: u64| Packet {
+            src: "198.51.100.1".parse().unwrap(),
+            dst: "10.0.0.1".parse().unwrap(),
+            protocol: 6,
+            src_port: 40000 + (i % 50) as u16,
+            dst_port: 22,
+            icmp_type: 0,
+            icmp_code: 0,
+            icmp_id: 0,
+            tcp_flags: 2,
+            ip_len: 40,
+            fragment: crate::wire::packet::Fragment::None,
+        };
+        // 3 hours of packets, 3 ENIs; `a` sees some of the first 20 minutes only.
+        let t = |i: u64| Timestamp(1_700_000_000 * S + i * 7 * S + i * 13 * MS);
+        let n = 1500u64;
+        let mut one = ReportCollector::new();
+        let (mut a, mut b) = (ReportCollector::new(), ReportCollector::new());
+        for i in 0..n {
+            let d = decision((i % 3) as u32, i % 5 != 0);
+            let shard = (i % 64) as u8;
+            one.add(&pkt(i), t(i), shard, 0, &d, false);
+            let half = if i < n / 10 && i % 2 == 0 {
+                &mut a
+            } else {
+                &mut b
+            };
+            half.add(&pkt(i), t(i), shard, 0, &d, false);
+        }
+        assert!(a.step < b.step, "the test should merge different widths");
+        a.merge(b);
+        let (x, y) = (one.finish(), a.finish());
+        assert_eq!(x, y);
+        // 3 h in at most 72 buckets: 5 minutes each.
+        assert_eq!(x.bucket_ns, 300 * S);
+        let total: u64 = x
+            .per_eni
+            .iter()
+            .flat_map(|(_, v)| v)
+            .map(|c| c.accepted + c.rejected)
+            .sum();
+        assert_eq!(total, n);
+        let rejected: u64 = x.flows.iter().map(|f| f.1).sum::<u64>() + x.flows_dropped;
+        assert_eq!(rejected, n / 5);
+    }
+
     #[test]
     fn step_for_a_twelve_minute_capture_is_ten_seconds() {
         // 720 s in at most 72 buckets: 10 s buckets (5 s would need 144).
