@@ -357,6 +357,8 @@ fn load_in_chromium(
         // As root (CI), Chromium runs only without its sandbox.
         "--no-sandbox",
         "--disable-gpu",
+        // Containers often have a small /dev/shm.
+        "--disable-dev-shm-usage",
         "--no-first-run",
         "--hide-scrollbars",
         // Nothing may leave the machine: any host name fails to resolve.
