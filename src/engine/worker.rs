@@ -142,6 +142,12 @@ impl Worker {
         self.engine.core.stats.untracked
     }
 
+    /// Makes this worker's engine a counterfactual one (not AWS; see
+    /// [`super::Counterfactual`]).
+    pub fn set_counterfactual(&mut self, cf: super::Counterfactual) {
+        self.engine.set_counterfactual(cf);
+    }
+
     /// From the next packet on, ruleset generation `generation` applies (tracked
     /// connections survive, EMULATION §4).
     pub fn set_policy(&mut self, policy: Arc<Policy>, generation: usize) {

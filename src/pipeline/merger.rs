@@ -20,6 +20,7 @@ pub(super) struct Merged {
     pub(super) first_ts: Option<Timestamp>,
     pub(super) last_ts: Option<Timestamp>,
     pub(super) report: Option<ReportCollector>,
+    pub(super) differ: Option<Differ>,
 }
 
 pub(super) fn merger_loop(
@@ -56,6 +57,7 @@ pub(super) fn merger_loop(
         first_ts: None,
         last_ts: None,
         report: None,
+        differ: None,
     };
     let path_of = |p: &Option<PathBuf>| {
         p.as_ref()
@@ -94,6 +96,9 @@ pub(super) fn merger_loop(
                 // done: added now, the next flush would write them before records
                 // other workers have not sent yet, in an order set by thread timing.
                 final_records.extend(d.records);
+                if let Some(diff) = d.differ {
+                    m.differ.get_or_insert_with(Differ::default).merge(diff);
+                }
                 let (t, tally) = (&d.totals, &d.totals.tally);
                 m.stats.merge(&t.stats);
                 m.accepted += tally.accepted;
