@@ -315,6 +315,35 @@ impl Report {
         let changes: Vec<Timestamp> = s.ruleset_from.iter().flatten().copied().collect();
         let timeline = vpc.and_then(|v| timeline(&collected, &s.eni_ids, v, &changes));
         let (rejected_flows, rejected_flows_rest) = rejected_flows(&collected, s, cfg);
+        // A counterfactual run (not AWS) says so first, and lists what flips.
+        let mut notes = super::notes(s, cfg);
+        let mut title = "vpcgate replay".to_string();
+        let flips = s.counterfactual.as_ref().map(|c| {
+            title = format!("vpcgate replay: COUNTERFACTUAL, NOT AWS ({})", c.mode.describe());
+            notes.insert(
+                0,
+                format!(
+                    "COUNTERFACTUAL, NOT AWS: {} ({}). Every verdict and count on this page is what such a VPC would do; the packets whose verdict differs from AWS's are listed under \"Stateful and stateless\".",
+                    c.mode.describe(),
+                    super::counterfactual_flags(c.mode)
+                ),
+            );
+            Flips {
+                what: format!("with {}", c.mode.describe()),
+                rows: c
+                    .flips
+                    .groups
+                    .iter()
+                    .take(TOP_FLOWS)
+                    .map(|g| Flip {
+                        packets: g.packets,
+                        change: g.kind.as_str().to_string(),
+                        flow: g.pattern(),
+                        rule: format!("AWS: {}; here: {}", g.before, g.after),
+                    })
+                    .collect(),
+            }
+        });
         let e = &s.engine;
         let acc =
             collected.accepted_tracked + collected.accepted_untracked + collected.accepted_by_rules;
@@ -326,7 +355,7 @@ impl Report {
             }
         };
         Report {
-            title: "vpcgate replay".into(),
+            title,
             inputs,
             totals: Totals {
                 packets: s.packets,
@@ -335,7 +364,7 @@ impl Report {
                 not_evaluated: s.not_evaluated,
                 span,
             },
-            notes: super::notes(s, cfg),
+            notes,
             timeline,
             rejected_flows,
             rejected_flows_rest,
@@ -354,7 +383,7 @@ impl Report {
                 tracked_pct: pct(collected.accepted_tracked),
                 untracked_pct: pct(collected.accepted_untracked),
                 rules_pct: pct(collected.accepted_by_rules),
-                flips: None,
+                flips,
             },
             diagram: vpc.map(diagram),
         }

@@ -579,3 +579,36 @@ fn the_stateful_panel_tells_tracked_untracked_and_rule_passes_apart() {
         n("accepted")
     );
 }
+
+/// `--stateless-sg` (not AWS): the page says so in its title and first note, and its
+/// flips table lists the JSON summary's groups of packets whose verdict differs from
+/// AWS's, first group first.
+#[test]
+fn a_counterfactual_report_is_marked_not_aws_and_lists_the_flips() {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("s.json");
+    let html = demo_report(
+        dir.path(),
+        &["--stateless-sg", &format!("--json={}", json_path.display())],
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json_path).unwrap()).unwrap();
+    let title = &html[html.find("<title>").unwrap()..html.find("</title>").unwrap()];
+    assert!(title.contains("NOT AWS"), "{title}");
+    assert!(
+        html.contains("<p>COUNTERFACTUAL, NOT AWS: stateless security groups (--stateless-sg).")
+    );
+    let groups = j["counterfactual"]["flips"]["groups"].as_array().unwrap();
+    assert!(!groups.is_empty(), "stateless SGs drop tracked replies");
+    let table = &html[html.find("<table id=\"flips\">").expect("a flips table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    let first = &groups[0];
+    let row = format!(
+        "<td class=\"num\">{}</td><td>{}</td>",
+        first["packets"],
+        first["change"].as_str().unwrap()
+    );
+    assert!(table.contains(&row), "{row} not in {table}");
+    // The page's own numbers are the counterfactual run's, as the JSON's.
+    assert_eq!(by_id(&html, "rejected"), j["rejected"].to_string());
+}
