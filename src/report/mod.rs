@@ -4,7 +4,7 @@
 //! notes, coverage), so they say the same things.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
-mod collect;
+pub mod collect;
 pub mod html;
 mod json;
 mod text;
