@@ -467,6 +467,7 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
             workers,
             progress: false,
             max_flows: cfg.max_flows,
+            report: false,
         };
         let mut secs = Vec::new();
         let mut cpu = Vec::new();
