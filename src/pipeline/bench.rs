@@ -223,7 +223,11 @@ impl BenchReport {
             let _ = writeln!(
                 s,
                 "| {:<40} | {:>9} | {:>9.1} | {:>13} | {:>7.2}× | {:>12.1} % |",
-                format!("{:>2} worker{}", p.workers, if p.workers == 1 { "" } else { "s" }),
+                format!(
+                    "{:>2} worker{}",
+                    p.workers,
+                    if p.workers == 1 { "" } else { "s" }
+                ),
                 si(p.packets_per_second),
                 p.ns_per_packet,
                 p.cpu_ns_per_packet
@@ -346,7 +350,11 @@ pub fn machine() -> Machine {
         cpu,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         kernel: read("/proc/sys/kernel/osrelease"),
-        load_average: load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        load_average: load
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
         vpcgate_version: env!("CARGO_PKG_VERSION").to_string(),
         build: if cfg!(debug_assertions) {
             "debug"
@@ -481,7 +489,9 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
                 cpu.push(b - a);
             }
             if let Some(e) = s.capture_errors.first() {
-                return Err(BenchError(format!("the replay could not read the capture: {e}")));
+                return Err(BenchError(format!(
+                    "the replay could not read the capture: {e}"
+                )));
             }
             let o = Outcome {
                 packets: s.packets,
@@ -720,7 +730,10 @@ pub fn shard_spread(capture: &Path, vpc: Vpc) -> Result<String, BenchError> {
     let policy = Policy::compile(Arc::new(vpc), &eni_ids);
     let mut reader = CaptureReader::open(capture).map_err(|e| BenchError(e.to_string()))?;
     let mut per_shard = vec![0u64; FLOW_SHARDS as usize];
-    while let Some(p) = reader.next_packet().map_err(|e| BenchError(e.to_string()))? {
+    while let Some(p) = reader
+        .next_packet()
+        .map_err(|e| BenchError(e.to_string()))?
+    {
         if let Ok(pkt) = packet::parse(p.link_type, p.data) {
             per_shard[flow_shard(&pkt, &policy) as usize] += 1;
         }

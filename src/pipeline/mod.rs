@@ -373,14 +373,7 @@ fn run_from(
             scope.spawn(move || merger_loop(cfg, merge_rx, workers, metas, policies, outputs))
         };
 
-        let read = read_all(
-            cfg,
-            &policies,
-            &worker_txs,
-            interrupt,
-            memory,
-            &mut summary,
-        );
+        let read = read_all(cfg, &policies, &worker_txs, interrupt, memory, &mut summary);
         // Closing the worker channels lets workers finish, then the merger.
         worker_txs.clear();
         let merged = merger.join().expect("merger thread panicked");

@@ -206,7 +206,10 @@ fn floor_and_shards_count_the_capture() {
     for w in [2, 4, 8, 16] {
         let line = text
             .lines()
-            .find(|l| l.trim_start().starts_with(&format!("{w} workers: the busiest gets ")))
+            .find(|l| {
+                l.trim_start()
+                    .starts_with(&format!("{w} workers: the busiest gets "))
+            })
             .unwrap_or_else(|| panic!("no line for {w} workers in:\n{text}"));
         let pct: f64 = line
             .split("gets ")
@@ -236,15 +239,19 @@ fn bench_usage_errors_are_plain() {
         .get_output()
         .clone();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("no-such-capture.pcap: cannot open"),
-        "{err}"
-    );
+    assert!(err.contains("no-such-capture.pcap: cannot open"), "{err}");
 
     // A pcapng file: the floor says so rather than misreading it.
     let dir = tempfile::tempdir().unwrap();
     let ng = dir.path().join("x.pcapng");
-    std::fs::write(&ng, [0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+    std::fs::write(
+        &ng,
+        [
+            0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0,
+        ],
+    )
+    .unwrap();
     let out = vpcgate()
         .arg("bench")
         .arg("--floor")
