@@ -143,6 +143,9 @@ pub struct BenchReport {
     /// True when `peak_rss_bytes` covers only the pipeline runs.
     pub peak_rss_pipeline_only: bool,
     pub seconds_total: f64,
+    /// Why the replays used fewer workers than asked, if they did (a ruleset with
+    /// per-instance connection-tracking allowances runs on one worker).
+    pub workers_note: Option<String>,
 }
 
 impl BenchReport {
@@ -235,6 +238,9 @@ impl BenchReport {
                 p.speedup,
                 100.0 * p.busiest_worker_share
             );
+        }
+        if let Some(note) = &self.workers_note {
+            let _ = writeln!(s, "note: {note}: every row ran on one worker");
         }
         let _ = writeln!(s);
         match self.peak_rss_bytes {
@@ -452,6 +458,7 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
     let pipeline_only = reset_peak_rss();
     let mut outcome: Option<Outcome> = None;
     let mut identical = true;
+    let mut workers_note = None;
     let mut pipeline_secs: Vec<(usize, Vec<f64>, Vec<f64>)> = Vec::new();
     for workers in 1..=cfg.workers_max.max(1) {
         progress(&format!(
@@ -492,6 +499,9 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
                 return Err(BenchError(format!(
                     "the replay could not read the capture: {e}"
                 )));
+            }
+            if workers_note.is_none() {
+                workers_note = s.workers_note.clone();
             }
             let o = Outcome {
                 packets: s.packets,
@@ -710,6 +720,7 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
         peak_rss_bytes,
         peak_rss_pipeline_only: pipeline_only,
         seconds_total: started.elapsed().as_secs_f64(),
+        workers_note,
     })
 }
 
