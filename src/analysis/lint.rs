@@ -438,7 +438,7 @@ struct Client {
 const LINUX: (&str, u16, u16) = ("Linux", 32768, 60999);
 const WINDOWS: (&str, u16, u16) = ("Windows", 49152, 65535);
 
-fn eni_kind(e: &NetworkInterface) -> Option<(&'static str, &'static str)> {
+pub(crate) fn eni_kind(e: &NetworkInterface) -> Option<(&'static str, &'static str)> {
     let t = e.interface_type.as_str();
     if e.description.starts_with("ELB ")
         || matches!(

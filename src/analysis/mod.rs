@@ -6,4 +6,5 @@
 //!   rule it concerns and a suggested fix; rendered as text, JSON or SARIF 2.1.0.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod check;
 pub mod lint;

@@ -363,6 +363,7 @@ impl Step {
                 let name = self.check().unwrap_or("?");
                 let e = eni_id(policy, eni);
                 match (how, rule) {
+                    (SgHow::Denied, _) => format!("{name} {e} no rule"),
                     (SgHow::Tracked | SgHow::NoGroup, _) | (_, None) => {
                         format!("{name} {e} {}", how.as_str())
                     }
