@@ -15,6 +15,9 @@ pub(super) fn worker_loop(
     let mut worker = Worker::new(policies[0].clone(), cfg);
     let mut unparsed: HashMap<(bool, &'static str), u64> = HashMap::new();
     let mut watermark = 0u64;
+    // The checks of the packet, for the `why` of verdict lines (only then traced).
+    let mut checks = crate::engine::trace::Checks::default();
+    let mut why = String::new();
     for msg in rx {
         let work = match msg {
             ToWorker::SetPolicy(g) => {
@@ -63,6 +66,7 @@ pub(super) fn worker_loop(
                                 None,
                                 Verdict::None,
                                 None,
+                                None,
                                 file,
                                 Some(&e),
                             );
@@ -81,13 +85,22 @@ pub(super) fn worker_loop(
                 continue;
             }
             let seq = blk.first_seq + u64::from(i);
-            let d = worker.handle(pkt, rec.ts, seq, shard);
+            let d = if out_cfg.verdicts {
+                checks.clear();
+                worker.handle_traced(pkt, rec.ts, seq, shard, &mut checks)
+            } else {
+                worker.handle(pkt, rec.ts, seq, shard)
+            };
             if per_packet {
                 out.idx.push(i);
                 out.verdicts.push(d.verdict);
                 if out_cfg.verdicts {
                     let reason = (d.verdict != Verdict::Accept)
                         .then(|| reason_text(d.reason, worker.policy()));
+                    why.clear();
+                    if d.verdict == Verdict::Accept {
+                        checks.write_why(worker.policy(), &mut why);
+                    }
                     write_verdict(
                         &mut out.lines,
                         index,
@@ -95,6 +108,7 @@ pub(super) fn worker_loop(
                         Some(pkt),
                         d.verdict,
                         reason.as_deref(),
+                        (d.verdict == Verdict::Accept).then_some(why.as_str()),
                         file,
                         None,
                     );
@@ -151,6 +165,7 @@ pub(super) fn write_verdict(
     pkt: Option<&Packet>,
     verdict: Verdict,
     reason: Option<&str>,
+    why: Option<&str>,
     file: Option<&str>,
     parse_error: Option<&ParseError>,
 ) {
@@ -200,6 +215,11 @@ pub(super) fn write_verdict(
             }
         }
         (None, None) => {}
+    }
+    // What let an accepted packet through: its checks, in path order.
+    if let Some(w) = why {
+        out.extend_from_slice(b",\"why\":");
+        let _ = serde_json::to_writer(&mut *out, w);
     }
     out.extend_from_slice(b"}\n");
 }
