@@ -7,4 +7,5 @@
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod check;
+pub mod explain;
 pub mod lint;
