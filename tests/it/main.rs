@@ -1,12 +1,14 @@
 //! The integration tests: one binary, one module per area.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // not the core: see clippy.toml
 mod bounds;
+mod check;
 mod cli;
 mod cli_safety;
 mod conformance;
 mod corpus;
 pub mod determinism;
 mod emulation;
+mod explain;
 mod faults;
 mod flowlog;
 mod fuzz_regressions;
