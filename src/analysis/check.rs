@@ -126,7 +126,11 @@ fn resolve<'v>(vpc: &'v Vpc, names: &[(String, String)], s: &str) -> Result<Reso
     if let Some(e) = vpc.network_interfaces.iter().find(|e| e.id == s) {
         return Ok(Resolved::Eni(e));
     }
-    let named: Vec<&String> = names.iter().filter(|(n, _)| n == s).map(|(_, id)| id).collect();
+    let named: Vec<&String> = names
+        .iter()
+        .filter(|(n, _)| n == s)
+        .map(|(_, id)| id)
+        .collect();
     match named.as_slice() {
         [id] => match vpc.network_interfaces.iter().find(|e| &e.id == *id) {
             Some(e) => Ok(Resolved::Eni(e)),
@@ -149,7 +153,10 @@ fn resolve<'v>(vpc: &'v Vpc, names: &[(String, String)], s: &str) -> Result<Reso
         }
         many => Err(format!(
             "{s:?} is the Name of several network interfaces ({}); give an ENI id",
-            many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -193,7 +200,11 @@ fn client_range(client: &Resolved, vpc: &Vpc) -> (u16, u16, String) {
 }
 
 /// Runs the check. `names`: (Name tag, ENI id) pairs, for ENIs given by name.
-pub fn check(policy: &Arc<Policy>, names: &[(String, String)], q: &Query) -> Result<Report, String> {
+pub fn check(
+    policy: &Arc<Policy>,
+    names: &[(String, String)],
+    q: &Query,
+) -> Result<Report, String> {
     let vpc = &*policy.vpc;
     let a = resolve(vpc, names, &q.from).map_err(|e| format!("--from: {e}"))?;
     let b = resolve(vpc, names, &q.to).map_err(|e| format!("--to: {e}"))?;
@@ -216,10 +227,18 @@ pub fn check(policy: &Arc<Policy>, names: &[(String, String)], q: &Query) -> Res
     let (a_out, b_out) = (outside(&a), outside(&b));
     // An ENI's address: private, or its public IPv4 for a peer outside the VPC that
     // opens the connection (the only way in through the internet gateway).
-    let mut end = |r: &Resolved, input: &str, server: bool, peer_outside: bool| -> Result<End, String> {
+    let mut end = |r: &Resolved,
+                   input: &str,
+                   server: bool,
+                   peer_outside: bool|
+     -> Result<End, String> {
         Ok(match r {
             Resolved::Internet => {
-                let addr = if v6 { IpAddr::V6(INTERNET_V6) } else { IpAddr::V4(INTERNET_V4) };
+                let addr = if v6 {
+                    IpAddr::V6(INTERNET_V6)
+                } else {
+                    IpAddr::V4(INTERNET_V4)
+                };
                 End {
                     input: input.into(),
                     addr,
@@ -231,9 +250,13 @@ pub fn check(policy: &Arc<Policy>, names: &[(String, String)], q: &Query) -> Res
                 let owner = policy.owner(*addr);
                 let eni = owner.map(|o| vpc.network_interfaces[o.eni.get()].id.clone());
                 let text = match (&eni, owner.and_then(|o| o.public_of)) {
-                    (Some(e), Some(p)) => format!("{addr} (the public address of {e}, behind it {p})"),
+                    (Some(e), Some(p)) => {
+                        format!("{addr} (the public address of {e}, behind it {p})")
+                    }
                     (Some(e), None) => format!("{addr} ({e})"),
-                    (None, _) if inside(vpc, *addr) => format!("{addr} (in the VPC, no ENI of the ruleset)"),
+                    (None, _) if inside(vpc, *addr) => {
+                        format!("{addr} (in the VPC, no ENI of the ruleset)")
+                    }
                     (None, _) => format!("{addr} (outside the VPC)"),
                 };
                 End {
@@ -262,7 +285,10 @@ pub fn check(policy: &Arc<Policy>, names: &[(String, String)], q: &Query) -> Res
                     match e.public_ipv4 {
                         Some(p) => {
                             addr = IpAddr::V4(p);
-                            text = format!("{} (public {p}, private {private}, {})", e.id, e.subnet_id);
+                            text = format!(
+                                "{} (public {p}, private {private}, {})",
+                                e.id, e.subnet_id
+                            );
                         }
                         None => {
                             reachable = false;
@@ -337,7 +363,11 @@ pub fn check(policy: &Arc<Policy>, names: &[(String, String)], q: &Query) -> Res
         icmp_type: icmp.map_or(0, |i| i.0),
         icmp_code: icmp.map_or(0, |i| i.1),
         icmp_id: 0x1234,
-        tcp_flags: if q.protocol == PROTO_TCP { tcp_flags::SYN } else { 0 },
+        tcp_flags: if q.protocol == PROTO_TCP {
+            tcp_flags::SYN
+        } else {
+            0
+        },
         ip_len: 60,
         fragment: Fragment::None,
     };
@@ -439,7 +469,13 @@ fn add(groups: &mut Vec<Group>, cp: u16, ported: bool, verdict: Verdict, steps: 
 /// `1024-32767, 61001-65535`.
 pub fn ranges_text(r: &[(u16, u16)]) -> String {
     r.iter()
-        .map(|&(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -490,7 +526,11 @@ impl Report {
         match (self.protocol, self.icmp) {
             (PROTO_TCP, _) => if reply { "tcp SYN-ACK" } else { "tcp SYN" }.into(),
             (_, Some((t, c))) => {
-                let t = if reply { self.reply_icmp.unwrap_or(0) } else { t };
+                let t = if reply {
+                    self.reply_icmp.unwrap_or(0)
+                } else {
+                    t
+                };
                 let c = if reply { 0 } else { c };
                 format!("{} type {t} code {c}", protocol_name(self.protocol))
             }
@@ -565,7 +605,10 @@ impl Report {
     /// What failed, one line per failing group (or the unreachable server).
     pub fn failure_lines(&self, policy: &Policy) -> Vec<String> {
         let mut out = Vec::new();
-        for (what, groups) in [("request", Some(&self.request)), ("reply", self.reply.as_ref())] {
+        for (what, groups) in [
+            ("request", Some(&self.request)),
+            ("reply", self.reply.as_ref()),
+        ] {
             for g in groups.into_iter().flatten() {
                 if g.verdict == Verdict::Accept {
                     continue;
@@ -595,9 +638,7 @@ impl Report {
 
     /// The report as JSON.
     pub fn json(&self, policy: &Policy) -> serde_json::Value {
-        let end = |e: &End| {
-            json!({"input": e.input, "address": e.addr.to_string(), "eni": e.eni, "text": e.text})
-        };
+        let end = |e: &End| json!({"input": e.input, "address": e.addr.to_string(), "eni": e.eni, "text": e.text});
         let groups = |g: &[Group], reply: bool| -> Vec<serde_json::Value> {
             g.iter()
                 .map(|g| {

@@ -185,7 +185,9 @@ impl Explainer {
             }
         }
         let flow = flow_key(pkt);
-        let said = tracking.iter().any(|(_, t): &(usize, String)| t.contains("rule change"));
+        let said = tracking
+            .iter()
+            .any(|(_, t): &(usize, String)| t.contains("rule change"));
         if want && d.verdict == Verdict::Reject && !said {
             if let Some(&(last, g)) = self.accepted.get(&flow) {
                 if g != self.generation {
@@ -228,7 +230,11 @@ impl Explainer {
     fn side_maps(&mut self, id: PacketId, ts: Timestamp, s: &Step, want: bool) -> Option<String> {
         match *s {
             Step::Sg {
-                eni, how, key, state, ..
+                eni,
+                how,
+                key,
+                state,
+                ..
             } => {
                 let key = key?;
                 let policy = &self.policies[self.generation];
@@ -324,11 +330,14 @@ impl Explainer {
                         }
                         Some("no tracked connection: the rules alone decide".into())
                     }
-                    SgHow::NotTracked if want => {
-                        Some("not tracked: an ICMP error, or a reply without its query's connection".into())
-                    }
+                    SgHow::NotTracked if want => Some(
+                        "not tracked: an ICMP error, or a reply without its query's connection"
+                            .into(),
+                    ),
                     SgHow::NoGroup if want => Some("no security group: no tracking".into()),
-                    SgHow::Full if want => Some("the tracked-connection allowance is used up".into()),
+                    SgHow::Full if want => {
+                        Some("the tracked-connection allowance is used up".into())
+                    }
                     _ => None,
                 }
             }
@@ -419,7 +428,11 @@ fn path_line(steps: &[Step], policy: &Policy) -> Option<String> {
                 "{} -> {}{}",
                 side(src),
                 side(dst),
-                if nacls { "" } else { " (one subnet: no NACL between them)" }
+                if nacls {
+                    ""
+                } else {
+                    " (one subnet: no NACL between them)"
+                }
             ))
         }
         _ => None,
@@ -510,8 +523,8 @@ impl Explanation {
 
     /// Whether the packet met a tracked connection at an ENI in `dir`.
     pub fn tracked(&self, dir: Direction) -> bool {
-        self.steps.iter().any(|s| {
-            matches!(s, Step::Sg { dir: d, how: SgHow::Tracked, .. } if *d == dir)
-        })
+        self.steps
+            .iter()
+            .any(|s| matches!(s, Step::Sg { dir: d, how: SgHow::Tracked, .. } if *d == dir))
     }
 }

@@ -105,9 +105,7 @@ pub(crate) fn check(args: CheckArgs) -> ExitCode {
         None => None,
         Some(s) => {
             if protocol != 1 && protocol != 58 {
-                return usage_error(format!(
-                    "--icmp {s}: only with --protocol icmp or icmpv6"
-                ));
+                return usage_error(format!("--icmp {s}: only with --protocol icmp or icmpv6"));
             }
             let parsed = s
                 .split_once('/')

@@ -543,26 +543,6 @@ pub(crate) fn output_error_text(e: &pipeline::ReplayError) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The default bound depends on the machine, not on the moment: free memory
-    /// changes from run to run, the total does not.
-    #[test]
-    fn default_max_flows_does_not_change_from_run_to_run() {
-        let at = |avail: u64| {
-            format!("MemTotal:       16000000 kB\nMemFree:         1000 kB\nMemAvailable:   {avail} kB\n")
-        };
-        assert_eq!(
-            max_flows_for(Some(&at(2_000_000))),
-            max_flows_for(Some(&at(12_000_000)))
-        );
-        assert_eq!(max_flows_for(Some(&at(1))), 16_000_000 * 1024 / 4 / 512);
-        assert_eq!(max_flows_for(None), (4u64 << 30) / 4 / 512);
-    }
-}
-
 /// `--explain`: which packets (capture number, packet number), from `N` or `FILE:N`.
 fn explain_targets(args: &ReplayArgs) -> Result<Vec<(usize, u64)>, ExitCode> {
     let mut out = Vec::new();
@@ -651,4 +631,24 @@ fn explain(args: &ReplayArgs, cfg: &ReplayConfig) -> Result<ExitCode, ExitCode> 
         return Err(ExitCode::from(2));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default bound depends on the machine, not on the moment: free memory
+    /// changes from run to run, the total does not.
+    #[test]
+    fn default_max_flows_does_not_change_from_run_to_run() {
+        let at = |avail: u64| {
+            format!("MemTotal:       16000000 kB\nMemFree:         1000 kB\nMemAvailable:   {avail} kB\n")
+        };
+        assert_eq!(
+            max_flows_for(Some(&at(2_000_000))),
+            max_flows_for(Some(&at(12_000_000)))
+        );
+        assert_eq!(max_flows_for(Some(&at(1))), 16_000_000 * 1024 / 4 / 512);
+        assert_eq!(max_flows_for(None), (4u64 << 30) / 4 / 512);
+    }
 }

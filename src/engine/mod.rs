@@ -685,7 +685,17 @@ impl Core {
             let (outcome, cref) =
                 self.sg_check(policy, eni, Direction::Egress, pkt, now, shard, None);
             if T::ON {
-                self.trace_sg(tr, policy, eni, Direction::Egress, pkt, outcome, cref, before, met);
+                self.trace_sg(
+                    tr,
+                    policy,
+                    eni,
+                    Direction::Egress,
+                    pkt,
+                    outcome,
+                    cref,
+                    before,
+                    met,
+                );
             }
             conn[0] = cref;
             tracked[0] = outcome == SgOutcome::Tracked;

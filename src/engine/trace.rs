@@ -259,10 +259,7 @@ impl Step {
     pub fn text(&self, policy: &Policy) -> Option<String> {
         let vpc = &policy.vpc;
         Some(match *self {
-            Step::Exempt(s) => format!(
-                "exempt: {} traffic is never filtered nor logged",
-                s.name()
-            ),
+            Step::Exempt(s) => format!("exempt: {} traffic is never filtered nor logged", s.name()),
             Step::NoEni => "no ENI of the ruleset sends or receives it: not evaluated".into(),
             Step::Fragment => "a later fragment: it takes its first fragment's verdict".into(),
             Step::Path { .. } => return None,

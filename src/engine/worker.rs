@@ -160,9 +160,7 @@ impl Worker {
         shard: u8,
         tracer: &mut T,
     ) -> Decision {
-        let d = self
-            .engine
-            .process_in_shard_traced(pkt, ts, shard, tracer);
+        let d = self.engine.process_in_shard_traced(pkt, ts, shard, tracer);
         if self.cfg.flow_log {
             for (o, c) in d.obs.iter().zip(d.conn) {
                 let Some(o) = o else { continue };

@@ -79,9 +79,17 @@ fn checks(group: &Value) -> Vec<(String, bool, String)> {
             let by = match c["check"].as_str().unwrap() {
                 "sg-egress" | "sg-ingress" => c["tracking"].as_str().unwrap().to_string(),
                 "internet-gateway" => c["public"].as_str().unwrap().to_string(),
-                _ => format!("{} rule {}", c["acl"].as_str().unwrap(), c["rule"].as_str().unwrap()),
+                _ => format!(
+                    "{} rule {}",
+                    c["acl"].as_str().unwrap(),
+                    c["rule"].as_str().unwrap()
+                ),
             };
-            (c["check"].as_str().unwrap().to_string(), c["allowed"].as_bool().unwrap(), by)
+            (
+                c["check"].as_str().unwrap().to_string(),
+                c["allowed"].as_bool().unwrap(),
+                by,
+            )
         })
         .collect()
 }
@@ -196,12 +204,28 @@ fn check_ssh_from_the_bastion_passes_for_a_linux_client() {
         ("rulesets/securecart.toml", "eni-0a1b2c3d4e5f60103"),
     ] {
         let v = json(
-            &["check", "--rules", rules, "--from", from, "--to", "10.0.11.10", "--port", "22"],
+            &[
+                "check",
+                "--rules",
+                rules,
+                "--from",
+                from,
+                "--to",
+                "10.0.11.10",
+                "--port",
+                "22",
+            ],
             0,
         );
         assert_eq!(v["from"]["eni"], "eni-0a1b2c3d4e5f60103");
         assert_eq!(v["to"]["eni"], "eni-0a1b2c3d4e5f60201");
-        assert_eq!((v["client_ports"]["from"].as_u64(), v["client_ports"]["to"].as_u64()), (Some(32768), Some(60999)));
+        assert_eq!(
+            (
+                v["client_ports"]["from"].as_u64(),
+                v["client_ports"]["to"].as_u64()
+            ),
+            (Some(32768), Some(60999))
+        );
         let rep = v["reply"].as_array().unwrap();
         assert_eq!(rep.len(), 1);
         assert_eq!(
@@ -210,11 +234,27 @@ fn check_ssh_from_the_bastion_passes_for_a_linux_client() {
         );
         // A Windows client's range would not be answered above 61000.
         let v = json(
-            &["check", "--rules", rules, "--from", from, "--to", "10.0.11.10", "--port", "22",
-              "--client-ports", "49152-65535"],
+            &[
+                "check",
+                "--rules",
+                rules,
+                "--from",
+                from,
+                "--to",
+                "10.0.11.10",
+                "--port",
+                "22",
+                "--client-ports",
+                "49152-65535",
+            ],
             1,
         );
-        let fail: Vec<&Value> = v["reply"].as_array().unwrap().iter().filter(|g| g["action"] == "REJECT").collect();
+        let fail: Vec<&Value> = v["reply"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["action"] == "REJECT")
+            .collect();
         assert_eq!(ports(fail[0]), [(61001, 65535)]);
     }
 }
@@ -225,8 +265,17 @@ fn check_ssh_from_the_bastion_passes_for_a_linux_client() {
 #[test]
 fn check_from_the_internet_goes_through_the_gateway() {
     let v = json(
-        &["check", "--rules", "rulesets/securecart.toml", "--from", "internet",
-          "--to", "eni-0a1b2c3d4e5f60101", "--port", "443"],
+        &[
+            "check",
+            "--rules",
+            "rulesets/securecart.toml",
+            "--from",
+            "internet",
+            "--to",
+            "eni-0a1b2c3d4e5f60101",
+            "--port",
+            "443",
+        ],
         0,
     );
     assert_eq!(v["from"]["address"], "192.0.2.1");
@@ -247,8 +296,19 @@ fn check_from_the_internet_goes_through_the_gateway() {
         ]
     );
     let v = json(
-        &["check", "--rules", "rulesets/securecart.toml", "--from", "internet",
-          "--to", "eni-0a1b2c3d4e5f60101", "--protocol", "icmp", "--icmp", "8/0"],
+        &[
+            "check",
+            "--rules",
+            "rulesets/securecart.toml",
+            "--from",
+            "internet",
+            "--to",
+            "eni-0a1b2c3d4e5f60101",
+            "--protocol",
+            "icmp",
+            "--icmp",
+            "8/0",
+        ],
         1,
     );
     assert_eq!(v["request"][0]["action"], "REJECT");
@@ -260,8 +320,17 @@ fn check_from_the_internet_goes_through_the_gateway() {
     assert_eq!(v["client_ports"], Value::Null);
     // An app task has no public address: the internet cannot reach it.
     let (text, _) = run(
-        &["check", "--rules", "rulesets/securecart.toml", "--from", "internet",
-          "--to", "eni-0a1b2c3d4e5f60201", "--port", "8080"],
+        &[
+            "check",
+            "--rules",
+            "rulesets/securecart.toml",
+            "--from",
+            "internet",
+            "--to",
+            "eni-0a1b2c3d4e5f60201",
+            "--port",
+            "8080",
+        ],
         1,
     );
     assert!(text.contains("no public IPv4 address"), "{text}");
@@ -270,26 +339,71 @@ fn check_from_the_internet_goes_through_the_gateway() {
 #[test]
 fn check_exit_statuses_and_messages() {
     let (_, err) = run(
-        &["check", "--rules", "rulesets/securecart.toml", "--from", "nosuch", "--to", "internet", "--port", "1"],
+        &[
+            "check",
+            "--rules",
+            "rulesets/securecart.toml",
+            "--from",
+            "nosuch",
+            "--to",
+            "internet",
+            "--port",
+            "1",
+        ],
         2,
     );
-    assert!(err.contains("--from: \"nosuch\" is not an address"), "{err}");
+    assert!(
+        err.contains("--from: \"nosuch\" is not an address"),
+        "{err}"
+    );
     let (_, err) = run(
-        &["check", "--rules", "rulesets/securecart.toml", "--from", "internet", "--to", "eni-0a1b2c3d4e5f60101"],
+        &[
+            "check",
+            "--rules",
+            "rulesets/securecart.toml",
+            "--from",
+            "internet",
+            "--to",
+            "eni-0a1b2c3d4e5f60101",
+        ],
         2,
     );
     assert!(err.contains("needs --port"), "{err}");
     let (_, err) = run(
-        &["check", "--rules", "rulesets/securecart.toml", "--from", "internet", "--to", "eni-0a1b2c3d4e5f60101",
-          "--protocol", "icmp", "--port", "1"],
+        &[
+            "check",
+            "--rules",
+            "rulesets/securecart.toml",
+            "--from",
+            "internet",
+            "--to",
+            "eni-0a1b2c3d4e5f60101",
+            "--protocol",
+            "icmp",
+            "--port",
+            "1",
+        ],
         2,
     );
     assert!(err.contains("only tcp and udp have ports"), "{err}");
     let (_, err) = run(
-        &["check", "--rules", "no/such/rules.toml", "--from", "internet", "--to", "eni-0a1b2c3d4e5f60101", "--port", "443"],
+        &[
+            "check",
+            "--rules",
+            "no/such/rules.toml",
+            "--from",
+            "internet",
+            "--to",
+            "eni-0a1b2c3d4e5f60101",
+            "--port",
+            "443",
+        ],
         2,
     );
     assert!(err.contains("did not load"), "{err}");
     let (out, _) = run(&["check", "--help"], 0);
-    assert!(out.contains("Examples:") && out.contains("Exit status"), "{out}");
+    assert!(
+        out.contains("Examples:") && out.contains("Exit status"),
+        "{out}"
+    );
 }

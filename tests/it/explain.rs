@@ -29,7 +29,9 @@ fn verdicts(args: &[&str]) -> Vec<Value> {
     let mut a = vec!["replay", "--verdicts", "-", "--quiet", "--workers", "2"];
     a.extend_from_slice(args);
     let (out, _) = run(&a, 0);
-    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn explain(args: &[&str], packets: &[u64]) -> Vec<Value> {
@@ -41,7 +43,11 @@ fn explain(args: &[&str], packets: &[u64]) -> Vec<Value> {
         a.push(n);
     }
     let (out, _) = run(&a, 0);
-    serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().clone()
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn check_names(e: &Value) -> Vec<String> {
@@ -64,7 +70,10 @@ fn explain_the_securecart_reply_dropped_by_the_app_nacl() {
         let v = verdicts(&["--rules", rules, "pcaps/securecart.pcap"]);
         let rej = v.iter().find(|l| l["action"] == "REJECT").unwrap();
         let n = rej["packet"].as_u64().unwrap();
-        assert_eq!(rej["reason"], "nacl-outbound acl-0a1b2c3d4e5f60020 rule 32767");
+        assert_eq!(
+            rej["reason"],
+            "nacl-outbound acl-0a1b2c3d4e5f60020 rule 32767"
+        );
         let syn = v
             .iter()
             .find(|l| {
@@ -92,7 +101,10 @@ fn explain_the_securecart_reply_dropped_by_the_app_nacl() {
             "{state}"
         );
         let nacl = &e["checks"][1];
-        assert_eq!((nacl["allowed"].as_bool(), nacl["rule"].as_str()), (Some(false), Some("*")));
+        assert_eq!(
+            (nacl["allowed"].as_bool(), nacl["rule"].as_str()),
+            (Some(false), Some("*"))
+        );
         assert_eq!(nacl["tracked"], true);
     }
 }
@@ -101,7 +113,11 @@ fn explain_the_securecart_reply_dropped_by_the_app_nacl() {
 /// two workers, the explain pass with one).
 #[test]
 fn explanations_agree_with_replay() {
-    let args = ["--rules", "rulesets/securecart.toml", "pcaps/securecart.pcap"];
+    let args = [
+        "--rules",
+        "rulesets/securecart.toml",
+        "pcaps/securecart.pcap",
+    ];
     let v = verdicts(&args);
     let picks: Vec<u64> = (1..=v.len() as u64).step_by(17).chain([41, 138]).collect();
     let e = explain(&args, &picks);
@@ -139,32 +155,61 @@ fn explain_untracked_flows_and_the_rule_change() {
         .as_u64()
         .unwrap();
     let e = explain(&args, &[first_of_flow, n]);
-    assert_eq!(e[0]["checks"].as_array().unwrap().last().unwrap()["tracking"], "untracked");
+    assert_eq!(
+        e[0]["checks"].as_array().unwrap().last().unwrap()["tracking"],
+        "untracked"
+    );
     let sg = e[1]["checks"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(sg["check"], "sg-ingress");
     assert_eq!(sg["allowed"], false);
     let state = sg["tracking_state"][0].as_str().unwrap();
-    assert!(state.contains(&format!("since packet {first_of_flow},")), "{state}");
-    assert!(state.contains("cut by the rule change at 1732435230.000000000"), "{state}");
-    assert!(e[1]["rules"].as_str().unwrap().contains("lesson-untracked-after.toml"));
+    assert!(
+        state.contains(&format!("since packet {first_of_flow},")),
+        "{state}"
+    );
+    assert!(
+        state.contains("cut by the rule change at 1732435230.000000000"),
+        "{state}"
+    );
+    assert!(e[1]["rules"]
+        .as_str()
+        .unwrap()
+        .contains("lesson-untracked-after.toml"));
     // The other server's session is tracked: its packets after the change pass.
     let later_ok = v
         .iter()
-        .find(|l| l["action"] == "ACCEPT" && l["time"].as_f64().unwrap() > 1732435230.0 && l["dst_port"] == 22)
+        .find(|l| {
+            l["action"] == "ACCEPT"
+                && l["time"].as_f64().unwrap() > 1732435230.0
+                && l["dst_port"] == 22
+        })
         .unwrap();
     let e = explain(&args, &[later_ok["packet"].as_u64().unwrap()]);
     let sg = e[0]["checks"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(sg["tracking"], "tracked");
     // The verdict line says why it passed.
-    assert!(later_ok["why"].as_str().unwrap().contains("sg-ingress eni-"), "{later_ok}");
-    assert!(later_ok["why"].as_str().unwrap().ends_with(" tracked"), "{later_ok}");
+    assert!(
+        later_ok["why"]
+            .as_str()
+            .unwrap()
+            .contains("sg-ingress eni-"),
+        "{later_ok}"
+    );
+    assert!(
+        later_ok["why"].as_str().unwrap().ends_with(" tracked"),
+        "{later_ok}"
+    );
 }
 
 /// `why` on every ACCEPT line and only there; a tracked reply says `tracked` at its
 /// SG and names the NACL entries it still needed (stateless).
 #[test]
 fn verdict_lines_say_why_a_packet_passed() {
-    let v = verdicts(&["--rules", "rulesets/securecart.toml", "pcaps/securecart.pcap"]);
+    let v = verdicts(&[
+        "--rules",
+        "rulesets/securecart.toml",
+        "pcaps/securecart.pcap",
+    ]);
     for l in &v {
         assert_eq!(l["why"].is_string(), l["action"] == "ACCEPT", "{l}");
     }
@@ -184,25 +229,62 @@ fn verdict_lines_say_why_a_packet_passed() {
 #[test]
 fn explain_exit_statuses() {
     let (_, err) = run(
-        &["replay", "--rules", "rulesets/securecart.toml", "pcaps/securecart.pcap", "--explain", "100000"],
+        &[
+            "replay",
+            "--rules",
+            "rulesets/securecart.toml",
+            "pcaps/securecart.pcap",
+            "--explain",
+            "100000",
+        ],
         2,
     );
-    assert!(err.contains("pcaps/securecart.pcap holds 721 packet(s)"), "{err}");
+    assert!(
+        err.contains("pcaps/securecart.pcap holds 721 packet(s)"),
+        "{err}"
+    );
     run(
-        &["replay", "--rules", "rulesets/securecart.toml", "pcaps/securecart.pcap", "--explain", "1",
-          "--verdicts", "-"],
+        &[
+            "replay",
+            "--rules",
+            "rulesets/securecart.toml",
+            "pcaps/securecart.pcap",
+            "--explain",
+            "1",
+            "--verdicts",
+            "-",
+        ],
         2,
     );
     let (_, err) = run(
-        &["replay", "--rules", "rulesets/securecart.toml", "pcaps/securecart.pcap", "--explain", "other.pcap:3"],
+        &[
+            "replay",
+            "--rules",
+            "rulesets/securecart.toml",
+            "pcaps/securecart.pcap",
+            "--explain",
+            "other.pcap:3",
+        ],
         2,
     );
     assert!(err.contains("is not one of the captures"), "{err}");
     let (out, _) = run(
-        &["replay", "--rules", "rulesets/securecart.toml", "pcaps/securecart.pcap",
-          "--explain", "pcaps/securecart.pcap:41"],
+        &[
+            "replay",
+            "--rules",
+            "rulesets/securecart.toml",
+            "pcaps/securecart.pcap",
+            "--explain",
+            "pcaps/securecart.pcap:41",
+        ],
         0,
     );
-    assert!(out.starts_with("packet 41 of pcaps/securecart.pcap"), "{out}");
-    assert!(out.contains("verdict: REJECT nacl-outbound acl-0a1b2c3d4e5f60020 rule 32767"), "{out}");
+    assert!(
+        out.starts_with("packet 41 of pcaps/securecart.pcap"),
+        "{out}"
+    );
+    assert!(
+        out.contains("verdict: REJECT nacl-outbound acl-0a1b2c3d4e5f60020 rule 32767"),
+        "{out}"
+    );
 }
