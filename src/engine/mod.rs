@@ -594,7 +594,6 @@ impl Core {
 
     /// One packet's path. `tr` watches every check (behind `if T::ON`, so that
     /// replay's copy, with [`trace::NoTrace`], has no tracing code at all).
-    #[inline]
     fn process<T: trace::Tracer>(
         &mut self,
         policy: &Policy,

@@ -407,3 +407,46 @@ fn check_exit_statuses_and_messages() {
         "{out}"
     );
 }
+
+/// README.md's samples of `check` and `replay --explain` are what those commands print
+/// (`scratch/fixed.toml` made as tutorial 3 makes it).
+#[test]
+fn the_readme_samples_of_check_and_explain_are_real() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["rulesets", "pcaps"] {
+        std::os::unix::fs::symlink(root().join(d), dir.path().join(d)).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("scratch")).unwrap();
+    let toml = std::fs::read_to_string(root().join("rulesets/securecart.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("scratch/fixed.toml"),
+        toml.replace("ports = \"32768-61000\"", "ports = \"1024-65535\""),
+    )
+    .unwrap();
+    let mut compared = 0;
+    for block in readme.split("```text\n").skip(1) {
+        let body = block.split("```").next().unwrap();
+        let Some(first) = body.lines().next() else {
+            continue;
+        };
+        let Some(cmd) = first.strip_prefix("$ vpcgate ") else {
+            continue;
+        };
+        if !(cmd.starts_with("check ") || cmd.contains("--explain")) {
+            continue;
+        }
+        let shown = &body[first.len() + 1..];
+        let args: Vec<&str> = cmd.split_whitespace().collect();
+        let out = Command::cargo_bin("vpcgate")
+            .unwrap()
+            .current_dir(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        let printed = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(printed, shown, "README.md: `vpcgate {cmd}`");
+        compared += 1;
+    }
+    assert_eq!(compared, 3, "the README's check and explain samples");
+}
