@@ -528,3 +528,79 @@ impl Explanation {
             .any(|s| matches!(s, Step::Sg { dir: d, how: SgHow::Tracked, .. } if *d == dir))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::packet::Fragment;
+
+    /// A UDP server whose group allows 53 in and nothing out: its replies pass only
+    /// while the query's connection lives (UDP: 30 s idle, manual "Connection
+    /// tracking").
+    fn explainer(wanted: &[PacketId]) -> Explainer {
+        let vpc = crate::load::load_str(
+            "x.toml",
+            r#"
+            [vpc]
+            id = "vpc-1"
+            cidrs = ["10.0.0.0/16"]
+            [[subnets]]
+            id = "subnet-a"
+            cidr = "10.0.1.0/24"
+            [[security_groups]]
+            id = "sg-dns"
+            ingress = [ { protocol = "udp", ports = "53", cidr = "192.0.2.0/24" } ]
+            [[network_interfaces]]
+            id = "eni-dns"
+            subnet = "subnet-a"
+            private_ips = ["10.0.1.53"]
+            security_groups = ["sg-dns"]
+        "#,
+        )
+        .unwrap();
+        let policy = Arc::new(Policy::compile(Arc::new(vpc), &["eni-dns".to_string()]));
+        Explainer::new(vec![policy], WorkerConfig::default(), wanted)
+    }
+
+    fn udp(query: bool) -> Packet {
+        let (c, s): (IpAddr, IpAddr) = ("192.0.2.7".parse().unwrap(), "10.0.1.53".parse().unwrap());
+        Packet {
+            src: if query { c } else { s },
+            dst: if query { s } else { c },
+            protocol: 17,
+            src_port: if query { 40000 } else { 53 },
+            dst_port: if query { 53 } else { 40000 },
+            icmp_type: 0,
+            icmp_code: 0,
+            icmp_id: 0,
+            tcp_flags: 0,
+            ip_len: 60,
+            fragment: Fragment::None,
+        }
+    }
+
+    fn at(s: u64) -> Timestamp {
+        Timestamp::from_secs_nanos(1_700_000_000 + s, 0)
+    }
+
+    #[test]
+    fn tracked_since_expired_at_and_new_again() {
+        let mut ex = explainer(&[(0, 2), (0, 3), (0, 4)]);
+        ex.packet((0, 1), at(0), &udp(true)); // opens the connection
+        ex.packet((0, 2), at(1), &udp(false)); // its reply, tracked
+        ex.packet((0, 3), at(40), &udp(false)); // 39 s idle > 30 s: expired
+        ex.packet((0, 4), at(41), &udp(true)); // a new query: a new connection
+        let e = ex.finish();
+        let sg = |e: &Explanation| e.tracking.iter().map(|t| t.1.clone()).collect::<Vec<_>>();
+        assert_eq!(e[0].verdict, Verdict::Accept);
+        assert!(sg(&e[0])[0].starts_with("tracked since packet 1 (1700000000.000000000)"));
+        assert_eq!(e[1].verdict, Verdict::Reject);
+        assert_eq!(e[1].reason, "sg-egress eni-dns no rule");
+        // Last packet at 1 s, 30 s of UDP idle time: expired at 31 s.
+        assert_eq!(
+            sg(&e[1]),
+            ["no live tracked connection: the connection opened by packet 1 expired at 1700000031.000000000 (30 s idle after packet 2 in state udp)"]
+        );
+        assert!(sg(&e[2])[0].starts_with("new: it opens a tracked connection; the connection opened by packet 1 expired at 1700000031"));
+    }
+}
