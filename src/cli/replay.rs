@@ -585,6 +585,11 @@ fn explain_targets(args: &ReplayArgs) -> Result<Vec<(usize, u64)>, ExitCode> {
 /// `--explain`: a single-threaded pass of its own; the explanations on standard
 /// output (text, or a JSON array with --json).
 fn explain(args: &ReplayArgs, cfg: &ReplayConfig) -> Result<ExitCode, ExitCode> {
+    if args.json.as_ref().is_some_and(|j| j.as_os_str() != "-") {
+        return Err(usage_error(
+            "--explain prints its explanations on standard output: write --json (not --json=FILE) for JSON",
+        ));
+    }
     let wanted = explain_targets(args)?;
     let found = pipeline::explain::explain(cfg, &wanted);
     let name = |fi: usize| cfg.captures[fi].display().to_string();

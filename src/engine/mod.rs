@@ -675,7 +675,7 @@ impl Core {
         if let Some(a) = src {
             let eni = a.eni;
             let mut ok = true;
-            let before = if T::ON {
+            let before = if T::ON && T::KEYS {
                 self.trace_key(policy, eni, Direction::Egress, pkt)
             } else {
                 None

@@ -55,6 +55,9 @@ use std::net::Ipv4Addr;
 pub trait Tracer {
     /// `false`: the engine compiles every tracing statement away.
     const ON: bool;
+    /// Whether SG steps carry the connection's key and the entry it met (a hash
+    /// lookup more per check); `false` leaves them `None`.
+    const KEYS: bool = true;
     fn step(&mut self, step: Step);
 }
 
@@ -491,8 +494,93 @@ impl Checks {
     }
 }
 
+/// Writes [`why_text`] for verdict lines without allocating per packet: the texts of
+/// the ruleset's SG rules are made once per ruleset.
+#[derive(Default)]
+pub struct WhyWriter {
+    policy: Option<std::sync::Arc<Policy>>,
+    /// `describe_sg_rule` of every SG rule, by hit slot.
+    sg: Vec<String>,
+}
+
+impl WhyWriter {
+    /// Appends the `why` of `checks` (made under `policy`) to `out`; the same text as
+    /// [`why_text`].
+    pub fn write(&mut self, policy: &std::sync::Arc<Policy>, checks: &Checks, out: &mut String) {
+        use std::fmt::Write as _;
+        if !self
+            .policy
+            .as_ref()
+            .is_some_and(|p| std::sync::Arc::ptr_eq(p, policy))
+        {
+            self.sg = policy
+                .sg_slot_refs()
+                .into_iter()
+                .map(|r| policy.describe_sg_rule(r))
+                .collect();
+            self.policy = Some(policy.clone());
+        }
+        let vpc = &policy.vpc;
+        let mut first = true;
+        for s in checks.steps() {
+            let sep = |out: &mut String, first: &mut bool| {
+                if !*first {
+                    out.push_str("; ");
+                }
+                *first = false;
+            };
+            match *s {
+                Step::Sg { eni, how, rule, .. } => {
+                    sep(out, &mut first);
+                    out.push_str(s.check().unwrap_or("?"));
+                    out.push(' ');
+                    out.push_str(eni_id(policy, eni));
+                    match (how, rule) {
+                        (SgHow::Denied, _) => out.push_str(" no rule"),
+                        (SgHow::Tracked | SgHow::NoGroup, _) | (_, None) => {
+                            out.push(' ');
+                            out.push_str(how.as_str());
+                        }
+                        (_, Some(r)) => {
+                            out.push(' ');
+                            out.push_str(how.as_str());
+                            out.push_str(" by ");
+                            out.push_str(&self.sg[policy.sg_slot(r)]);
+                        }
+                    }
+                }
+                Step::Nacl {
+                    rule, rule_number, ..
+                } => {
+                    sep(out, &mut first);
+                    out.push_str(s.check().unwrap_or("?"));
+                    out.push(' ');
+                    out.push_str(
+                        vpc.network_acls
+                            .get(rule.acl as usize)
+                            .map_or("?", |a| a.id.as_str()),
+                    );
+                    if rule_number >= 32767 {
+                        out.push_str(" rule *");
+                    } else {
+                        let _ = write!(out, " rule {rule_number}");
+                    }
+                }
+                Step::Exempt(_) | Step::Fragment => {
+                    if let Some(w) = s.why(policy) {
+                        sep(out, &mut first);
+                        out.push_str(&w);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 impl Tracer for Checks {
     const ON: bool = true;
+    const KEYS: bool = false;
     #[inline]
     fn step(&mut self, step: Step) {
         if matches!(step, Step::Path { .. }) {

@@ -18,6 +18,7 @@ pub(super) fn worker_loop(
     // The checks of the packet, for the `why` of verdict lines (only then traced).
     let mut checks = crate::engine::trace::Checks::default();
     let mut why = String::new();
+    let mut why_writer = crate::engine::trace::WhyWriter::default();
     for msg in rx {
         let work = match msg {
             ToWorker::SetPolicy(g) => {
@@ -99,7 +100,7 @@ pub(super) fn worker_loop(
                         .then(|| reason_text(d.reason, worker.policy()));
                     why.clear();
                     if d.verdict == Verdict::Accept {
-                        checks.write_why(worker.policy(), &mut why);
+                        why_writer.write(worker.policy(), &checks, &mut why);
                     }
                     write_verdict(
                         &mut out.lines,
