@@ -1,4 +1,7 @@
-//! Static analysis of a loaded ruleset: no packets, only the [`crate::model::Vpc`].
+//! Analysis of a ruleset: statically ([`lint`]: no packets, only the
+//! [`crate::model::Vpc`]) and through the engine replay uses ([`check`]: one
+//! hypothetical connection and its replies; [`explain`]: a captured packet's path and
+//! the tracking state it met), never re-implementing a check.
 //!
 //! - [`lint`]: the mistakes people make in security groups and network ACLs
 //!   (shadowed NACL entries, replies dropped at ephemeral ports, unused groups,
