@@ -168,7 +168,7 @@ fn inside(vpc: &Vpc, a: IpAddr) -> bool {
 /// The ephemeral ports of the client and why.
 fn client_range(client: &Resolved, vpc: &Vpc) -> (u16, u16, String) {
     match client {
-        Resolved::Eni(e) => match crate::analysis::lint::eni_kind(e) {
+        Resolved::Eni(e) => match crate::analysis::lint::replies::eni_kind(e) {
             Some((who, service)) => (
                 1024,
                 65535,

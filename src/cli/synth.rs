@@ -4,7 +4,7 @@ use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vpcgate::output::preflight::check_distinct;
+use vpcgate::preflight::check_distinct;
 
 use super::usage_error;
 

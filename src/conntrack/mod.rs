@@ -32,6 +32,22 @@ use std::net::IpAddr;
 
 use crate::wire::packet::NANOS_PER_SEC as NS;
 
+/// Number of flow shards. A packet's shard is a symmetric hash of its address pair,
+/// its protocol and, for TCP and UDP, its port pair: both directions of a connection,
+/// and every packet of a flow-log record, share one, and the connections between two
+/// hosts spread over all of them. (ICMP is not split by echo id: one flow-log record
+/// counts every id between two hosts.) The pipeline gives each
+/// worker whole shards (shard mod workers), and the `--max-flows` limit is split
+/// evenly over the shards: where each flow goes, and when the limit bites, does not
+/// depend on the number of workers.
+///
+/// A non-first fragment has no ports; the pipeline's reader sends it to the shard of
+/// its first fragment, whose verdict it takes (see [`crate::engine::FRAGMENT_MEMORY_SECS`]). One
+/// without a known first fragment, like any packet whose ports are both 0, gets the
+/// shard of its address pair and protocol alone: [`crate::engine::flow_hash`] is built so that ports
+/// 0 and 0 add nothing.
+pub const FLOW_SHARDS: u32 = 64;
+
 /// (ENI, protocol, local address, local port or ICMP id, remote address, remote port).
 /// Ports are 0 for protocols without ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
