@@ -412,7 +412,7 @@ impl Step {
                 "allowed": how.allowed(),
                 "tracking": how.as_str(),
                 "rule": rule.map(|r| policy.describe_sg_rule(r)),
-                "state": state.map(|s| format!("{s:?}")),
+                "state": state.map(state_name),
                 "text": self.text(policy),
             }),
             Step::Nacl {
@@ -454,6 +454,19 @@ impl Step {
             }),
             Step::Path { .. } => return None,
         })
+    }
+}
+
+/// A connection state's name in JSON: `tcp-established`, `udp-stream`, ...
+pub fn state_name(s: ConnState) -> &'static str {
+    match s {
+        ConnState::TcpUnestablished => "tcp-not-established",
+        ConnState::TcpEstablished => "tcp-established",
+        ConnState::TcpClosing => "tcp-closing",
+        ConnState::Udp => "udp",
+        ConnState::UdpStream => "udp-stream",
+        ConnState::Icmp => "icmp",
+        ConnState::Other => "other",
     }
 }
 

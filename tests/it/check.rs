@@ -450,3 +450,60 @@ fn the_readme_samples_of_check_and_explain_are_real() {
     }
     assert_eq!(compared, 3, "the README's check and explain samples");
 }
+
+/// Lesson 3's `world` server: its group allows SSH from 0.0.0.0/0 and everything out
+/// to 0.0.0.0/0, so SSH to it is untracked (manual, "Connection tracking"): the
+/// SYN creates no connection and the SYN-ACK passes by the egress rule, not by
+/// tracking. The `office` server (SSH only from 198.51.100.0/24) is tracked.
+#[test]
+fn check_tells_untracked_from_tracked() {
+    let rules = "rulesets/lesson-untracked.toml";
+    let v = json(
+        &[
+            "check",
+            "--rules",
+            rules,
+            "--from",
+            "internet",
+            "--to",
+            "eni-0c1a55e0000000031",
+            "--port",
+            "22",
+        ],
+        0,
+    );
+    let sg = |g: &Value| {
+        g["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"].as_str().unwrap().starts_with("sg-"))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(sg(&v["request"][0])["tracking"], "untracked");
+    let reply_sg = sg(&v["reply"][0]);
+    assert_eq!(reply_sg["tracking"], "untracked");
+    assert_eq!(
+        reply_sg["rule"],
+        "sg-0c1a55e0000000031 egress: all to 0.0.0.0/0"
+    );
+    let v = json(
+        &[
+            "check",
+            "--rules",
+            rules,
+            "--from",
+            "198.51.100.25",
+            "--to",
+            "eni-0c1a55e0000000032",
+            "--port",
+            "22",
+        ],
+        0,
+    );
+    assert_eq!(sg(&v["request"][0])["tracking"], "new");
+    assert_eq!(sg(&v["request"][0])["state"], "tcp-not-established");
+    assert_eq!(sg(&v["reply"][0])["tracking"], "tracked");
+    assert_eq!(sg(&v["reply"][0])["state"], "tcp-established");
+}
