@@ -122,6 +122,12 @@ impl Explainer {
         }
     }
 
+    /// Makes the pass a counterfactual one (not AWS: `--stateless-sg`,
+    /// `--stateful-nacl`), as the replay it explains.
+    pub fn set_counterfactual(&mut self, cf: crate::engine::Counterfactual) {
+        self.worker.set_counterfactual(cf);
+    }
+
     /// The rule changes, resolved at the first packet: (capture time, ruleset
     /// number), in time order.
     pub fn set_schedule(&mut self, schedule: Vec<(Timestamp, usize)>) {

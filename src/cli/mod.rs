@@ -4,6 +4,7 @@
 
 pub(crate) mod check;
 pub(crate) mod craft;
+pub(crate) mod diff;
 pub(crate) mod lint;
 pub(crate) mod live;
 pub(crate) mod replay;

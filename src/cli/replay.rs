@@ -33,6 +33,12 @@ Examples:
   vpcgate replay --rules rulesets/securecart.toml pcaps/securecart.pcap --explain 41
   # With several captures, say which: --explain second.pcap:12 (a bare N is in the first)
 
+  # For teaching, NOT AWS: what connection tracking does, shown by its absence
+  # (the summary lists the packets whose verdict flips against AWS):
+  vpcgate replay --rules rulesets/lesson-stateful.toml pcaps/lesson-stateful.pcap --stateless-sg
+  # ... and what stateless NACLs cost: replies they drop that a stateful one passes:
+  vpcgate replay --rules rulesets/securecart.toml pcaps/securecart.pcap --stateful-nacl
+
 Every input is checked before any output is created or truncated: a capture that
 is missing or not a capture stops the run with nothing written. An output that is
 the same file as an input or as another output is refused.
@@ -136,6 +142,18 @@ pub(crate) struct ReplayArgs {
     #[arg(long, value_name = "N", conflicts_with_all = ["flow_log", "verdicts", "accepted", "rejected"])]
     explain: Vec<String>,
 
+    /// NOT AWS, for teaching: security groups judge every packet by their rules
+    /// alone, as if nothing were tracked. The summary lists the packets whose verdict
+    /// flips against AWS (what tracking did); every output is marked.
+    #[arg(long = "stateless-sg", conflicts_with = "stateful_nacl")]
+    stateless_sg: bool,
+
+    /// NOT AWS, for teaching: network ACLs let through the replies of connections
+    /// the security group tracks, as if they tracked too. The summary lists the
+    /// packets whose verdict flips against AWS; every output is marked.
+    #[arg(long = "stateful-nacl")]
+    stateful_nacl: bool,
+
     /// Print no summary.
     #[arg(long, short)]
     quiet: bool,
@@ -191,7 +209,8 @@ fn run(args: &ReplayArgs) -> Result<ExitCode, ExitCode> {
     let (interrupt, signal) = install_signals();
     create_outputs(&outputs)?;
     let started = std::time::Instant::now();
-    let summary = match pipeline::run(&cfg, Some(&interrupt)) {
+    let cf = counterfactual(args);
+    let summary = match pipeline::run_with(&cfg, Some(&interrupt), cf) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("vpcgate: {}", output_error_text(&e));
@@ -204,6 +223,30 @@ fn run(args: &ReplayArgs) -> Result<ExitCode, ExitCode> {
         &cfg,
         signal.load(std::sync::atomic::Ordering::Relaxed),
     ))
+}
+
+/// `--stateless-sg`, `--stateful-nacl`: a counterfactual engine (not AWS), said on
+/// standard error for the outputs whose format cannot say it.
+fn counterfactual(args: &ReplayArgs) -> vpcgate::engine::Counterfactual {
+    let cf = vpcgate::engine::Counterfactual {
+        stateless_sg: args.stateless_sg,
+        stateful_nacl: args.stateful_nacl,
+    };
+    if !cf.is_aws() {
+        let flags = vpcgate::report::counterfactual_flags(cf);
+        if args.flow_log.is_some() {
+            eprintln!(
+                "warning: {flags}: the flow log holds what a VPC with {} would log, NOT what AWS logs (the records' format cannot say so)",
+                cf.describe()
+            );
+        }
+        if args.accepted.is_some() || args.rejected.is_some() {
+            eprintln!(
+                "warning: {flags}: --accepted and --rejected sort the packets by the counterfactual's verdicts, NOT AWS's"
+            );
+        }
+    }
+    cf
 }
 
 /// `--aggregation-interval` and `--log-format`, and the flags that mean nothing
@@ -591,7 +634,8 @@ fn explain(args: &ReplayArgs, cfg: &ReplayConfig) -> Result<ExitCode, ExitCode> 
         ));
     }
     let wanted = explain_targets(args)?;
-    let found = pipeline::explain::explain(cfg, &wanted);
+    let cf = counterfactual(args);
+    let found = pipeline::explain::explain(cfg, &wanted, cf);
     let name = |fi: usize| cfg.captures[fi].display().to_string();
     let rules = |g: usize| cfg.rulesets[g].label.clone();
     let mut text = String::new();
@@ -608,8 +652,24 @@ fn explain(args: &ReplayArgs, cfg: &ReplayConfig) -> Result<ExitCode, ExitCode> 
         }
     }
     if args.json.is_some() {
-        text = serde_json::to_string_pretty(&json).unwrap_or_default();
+        let v = if cf.is_aws() {
+            serde_json::Value::Array(json)
+        } else {
+            // Not AWS: said in the data too.
+            serde_json::json!({
+                "counterfactual": vpcgate::report::counterfactual_flags(cf),
+                "not_aws": format!("a VPC with {}", cf.describe()),
+                "explanations": json,
+            })
+        };
+        text = serde_json::to_string_pretty(&v).unwrap_or_default();
         text.push('\n');
+    } else if !cf.is_aws() {
+        text = format!(
+            "NOT AWS ({}): a VPC with {}, for teaching\n\n{text}",
+            vpcgate::report::counterfactual_flags(cf),
+            cf.describe()
+        );
     }
     let code = super::write_stdout(text.as_bytes());
     if code != ExitCode::SUCCESS {

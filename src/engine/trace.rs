@@ -194,6 +194,9 @@ pub enum Step {
         /// The packet belongs to a live tracked connection at this ENI (a reply that
         /// a stateless NACL judges like any packet).
         tracked: bool,
+        /// Not AWS (`replay --stateful-nacl`): the entry denies, but the packet
+        /// passed as the reply of an allowed flow (`allow` is then true).
+        stateful: bool,
     },
 }
 
@@ -331,6 +334,7 @@ impl Step {
                 rule,
                 rule_number,
                 tracked,
+                stateful,
                 ..
             } => {
                 let name = self.check().unwrap_or("?");
@@ -344,6 +348,13 @@ impl Step {
                     if allow { "allow" } else { "deny" },
                     nacl_entry_text(policy, rule, rule_number)
                 );
+                if stateful {
+                    s = format!(
+                        "{name} {acl} {}: allow as the reply of an allowed flow (--stateful-nacl, not AWS: the entry {} denies it)",
+                        rule_label(rule_number),
+                        nacl_entry_text(policy, rule, rule_number)
+                    );
+                }
                 if tracked && !allow {
                     s.push_str(
                         " (a reply of a tracked connection: NACLs are stateless, it needs its own rule)",
@@ -375,7 +386,10 @@ impl Step {
                 }
             }
             Step::Nacl {
-                rule, rule_number, ..
+                rule,
+                rule_number,
+                stateful,
+                ..
             } => {
                 let acl = policy
                     .vpc
@@ -383,9 +397,10 @@ impl Step {
                     .get(rule.acl as usize)
                     .map_or("?", |a| a.id.as_str());
                 format!(
-                    "{} {acl} {}",
+                    "{} {acl} {}{}",
                     self.check().unwrap_or("?"),
-                    rule_label(rule_number)
+                    rule_label(rule_number),
+                    if stateful { " stateful (not AWS)" } else { "" }
                 )
             }
             Step::Exempt(s) => format!("exempt {}", s.name()),
@@ -421,6 +436,7 @@ impl Step {
                 rule,
                 rule_number,
                 tracked,
+                stateful,
                 ..
             } => json!({
                 "check": self.check(),
@@ -432,6 +448,7 @@ impl Step {
                 "rule": if rule_number >= 32767 { "*".to_string() } else { rule_number.to_string() },
                 "entry": nacl_entry_text(policy, rule, rule_number),
                 "tracked": tracked,
+                "stateful_nacl": stateful,
                 "text": self.text(policy),
             }),
             Step::Gateway {
@@ -563,7 +580,10 @@ impl WhyWriter {
                     }
                 }
                 Step::Nacl {
-                    rule, rule_number, ..
+                    rule,
+                    rule_number,
+                    stateful,
+                    ..
                 } => {
                     sep(out, &mut first);
                     out.push_str(s.check().unwrap_or("?"));
@@ -577,6 +597,9 @@ impl WhyWriter {
                         out.push_str(" rule *");
                     } else {
                         let _ = write!(out, " rule {rule_number}");
+                    }
+                    if stateful {
+                        out.push_str(" stateful (not AWS)");
                     }
                 }
                 Step::Exempt(_) | Step::Fragment => {
@@ -714,14 +737,16 @@ pub(super) fn trace_nacl<T: Tracer>(
     dir: Direction,
     pkt: &Packet,
     tracked: bool,
+    passed: bool,
 ) {
     let d = policy.nacl_decide(policy.eni_subnet[eni.get()], dir, pkt);
     tr.step(Step::Nacl {
         eni,
         dir,
-        allow: d.allow,
+        allow: passed,
         rule: d.rule,
         rule_number: d.rule_number,
         tracked,
+        stateful: passed && !d.allow,
     });
 }

@@ -20,7 +20,13 @@ pub struct Explained {
 /// Replays `cfg`'s captures with `cfg`'s rulesets (and `--max-flows`) on one thread
 /// and explains the packets `wanted`: (capture number from 0, packet number from 1).
 /// Stops reading once every wanted packet is explained.
-pub fn explain(cfg: &ReplayConfig, wanted: &[PacketId]) -> Explained {
+/// `cf`: a counterfactual data plane (not AWS), as `replay --stateless-sg` or
+/// `--stateful-nacl` runs.
+pub fn explain(
+    cfg: &ReplayConfig,
+    wanted: &[PacketId],
+    cf: crate::engine::Counterfactual,
+) -> Explained {
     let vpcs: Vec<&Vpc> = cfg.rulesets.iter().map(|r| &*r.vpc).collect();
     let (eni_ids, _) = eni_table(&vpcs);
     let policies: Vec<Arc<Policy>> = cfg
@@ -37,6 +43,7 @@ pub fn explain(cfg: &ReplayConfig, wanted: &[PacketId]) -> Explained {
         },
         wanted,
     );
+    ex.set_counterfactual(cf);
     let mut packets = vec![0u64; cfg.captures.len()];
     let mut capture_errors = Vec::new();
     let mut scheduled = false;
