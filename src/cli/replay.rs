@@ -657,7 +657,10 @@ fn explain(args: &ReplayArgs, cfg: &ReplayConfig) -> Result<ExitCode, ExitCode> 
         } else {
             // Not AWS: said in the data too.
             serde_json::json!({
-                "counterfactual": vpcgate::report::counterfactual_flags(cf),
+                // As verdict lines tag it: `stateless-sg`, `stateful-nacl`.
+                "counterfactual": vpcgate::report::counterfactual_flags(cf)
+                    .replace("--", "")
+                    .replace(' ', "+"),
                 "not_aws": format!("a VPC with {}", cf.describe()),
                 "explanations": json,
             })

@@ -288,3 +288,50 @@ fn explain_exit_statuses() {
         "{out}"
     );
 }
+
+/// `--stateful-nacl` (not AWS): the app NACL's `*` entry still matches the reply, but
+/// the counterfactual passes it as the reply of an allowed flow; the explanation and
+/// the `why` say so, and the JSON says it is not AWS.
+#[test]
+fn explain_under_the_stateful_nacl_counterfactual_says_not_aws() {
+    let (out, _) = run(
+        &[
+            "replay",
+            "--rules",
+            "rulesets/securecart.toml",
+            "pcaps/securecart.pcap",
+            "--explain",
+            "41",
+            "--stateful-nacl",
+            "--json",
+        ],
+        0,
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["counterfactual"], "stateful-nacl");
+    let e = &v["explanations"][0];
+    assert_eq!(e["action"], "ACCEPT");
+    let nacl = &e["checks"][1];
+    assert_eq!(
+        (
+            nacl["check"].as_str(),
+            nacl["rule"].as_str(),
+            nacl["allowed"].as_bool(),
+            nacl["stateful_nacl"].as_bool()
+        ),
+        (Some("nacl-outbound"), Some("*"), Some(true), Some(true))
+    );
+    let (text, _) = run(
+        &[
+            "replay",
+            "--rules",
+            "rulesets/securecart.toml",
+            "pcaps/securecart.pcap",
+            "--explain",
+            "41",
+            "--stateful-nacl",
+        ],
+        0,
+    );
+    assert!(text.starts_with("NOT AWS (--stateful-nacl)"), "{text}");
+}
