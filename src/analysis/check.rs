@@ -393,9 +393,10 @@ pub fn check(
         let req = request(cp);
         let mut steps = Vec::new();
         let d = engine.process_traced(&req, t0, &mut steps);
+        let through = passes(d.verdict, &steps);
         add(&mut req_groups, cp, ported, d.verdict, steps);
         // A reply only to a request that got through.
-        if has_reply && d.verdict == Verdict::Accept {
+        if has_reply && through {
             let rep = reply(&req);
             let mut steps = Vec::new();
             let d = engine.process_traced(&rep, t1, &mut steps);
@@ -403,8 +404,8 @@ pub fn check(
         }
     }
     let pass = reachable
-        && req_groups.iter().all(|g| g.verdict == Verdict::Accept)
-        && rep_groups.iter().all(|g| g.verdict == Verdict::Accept);
+        && req_groups.iter().all(|g| passes(g.verdict, &g.steps))
+        && rep_groups.iter().all(|g| passes(g.verdict, &g.steps));
     Ok(Report {
         client,
         server,
@@ -418,6 +419,12 @@ pub fn check(
         notes,
         pass,
     })
+}
+
+/// Whether a packet gets through: accepted, or traffic of an exempt service (never
+/// filtered).
+fn passes(v: Verdict, steps: &[Step]) -> bool {
+    v == Verdict::Accept || steps.iter().any(|s| matches!(s, Step::Exempt(_)))
 }
 
 /// What makes two ports' paths the same: the steps without the connection's key
@@ -610,7 +617,7 @@ impl Report {
             ("reply", self.reply.as_ref()),
         ] {
             for g in groups.into_iter().flatten() {
-                if g.verdict == Verdict::Accept {
+                if passes(g.verdict, &g.steps) {
                     continue;
                 }
                 let ports = if self.port.is_some() {

@@ -507,3 +507,48 @@ fn check_tells_untracked_from_tracked() {
     assert_eq!(sg(&v["reply"][0])["tracking"], "tracked");
     assert_eq!(sg(&v["reply"][0])["state"], "tcp-established");
 }
+
+/// The VPC resolver (base + 2 of 10.0.0.0/16) is never filtered (manual, "Where a
+/// packet is evaluated"): a DNS query to it passes whatever the rules say, though
+/// the app group allows no UDP out.
+#[test]
+fn check_dns_to_the_vpc_resolver_is_exempt() {
+    let v = json(
+        &[
+            "check",
+            "--rules",
+            "rulesets/securecart.toml",
+            "--from",
+            "eni-0a1b2c3d4e5f60201",
+            "--to",
+            "10.0.0.2",
+            "--protocol",
+            "udp",
+            "--port",
+            "53",
+        ],
+        0,
+    );
+    assert_eq!(v["request"][0]["action"], "NONE");
+    assert_eq!(v["request"][0]["checks"][0]["check"], "exempt");
+    assert_eq!(v["reply"][0]["checks"][0]["check"], "exempt");
+    // To another address outside, the app group's egress (5432 to the db group, 443
+    // to 0.0.0.0/0) has nothing for UDP 53.
+    let v = json(
+        &[
+            "check",
+            "--rules",
+            "rulesets/securecart.toml",
+            "--from",
+            "eni-0a1b2c3d4e5f60201",
+            "--to",
+            "internet",
+            "--protocol",
+            "udp",
+            "--port",
+            "53",
+        ],
+        1,
+    );
+    assert_eq!(v["request"][0]["checks"][0]["tracking"], "no-rule");
+}
