@@ -249,6 +249,14 @@ pub(crate) fn text(r: &DiffReport, captures: usize) -> String {
             r.not_evaluated
         );
     }
+    if r.ungrouped > 0 {
+        let _ = writeln!(
+            o,
+            "  {} changed packet(s) belong to flow groups beyond the first {} and are counted above, not listed below",
+            r.ungrouped,
+            vpcgate::analysis::diff::MAX_GROUPS
+        );
+    }
     r.groups_text(&mut o, "", usize::MAX);
     o
 }

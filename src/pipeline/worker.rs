@@ -27,7 +27,13 @@ pub(super) fn worker_loop(
             },
         )
     });
-    let mut differ = aws.as_ref().map(|_| Differ::default());
+    // One differ per flow shard: a shard's packets, and their order, are the same for
+    // any number of workers, so which groups a bounded differ keeps is too.
+    let mut differs: Option<Vec<Differ>> = aws.as_ref().map(|_| {
+        (0..crate::conntrack::FLOW_SHARDS)
+            .map(|_| Differ::with_limit(crate::analysis::diff::MAX_GROUPS / 16))
+            .collect()
+    });
     let mut unparsed: HashMap<(bool, &'static str), u64> = HashMap::new();
     let mut watermark = 0u64;
     // The checks of the packet, for the `why` of verdict lines (only then traced).
@@ -114,7 +120,7 @@ pub(super) fn worker_loop(
                 worker.handle(pkt, rec.ts, seq, shard)
             };
             let mut aws_action = None;
-            if let (Some(a), Some(differ)) = (aws.as_mut(), differ.as_mut()) {
+            if let (Some(a), Some(differs)) = (aws.as_mut(), differs.as_mut()) {
                 let da = a.handle(pkt, rec.ts, seq, shard);
                 let at = PacketRef {
                     file: blk.file,
@@ -130,7 +136,7 @@ pub(super) fn worker_loop(
                         decision: &d,
                     },
                 );
-                differ.add(at, pkt, before, after);
+                differs[shard as usize].add(at, pkt, before, after);
                 aws_action = (da.verdict != d.verdict).then_some(da.verdict);
             }
             if per_packet {
@@ -175,6 +181,12 @@ pub(super) fn worker_loop(
     }
     let mut records = Vec::new();
     let totals = worker.finish(&mut records);
+    let differ = differs.map(|v| {
+        v.into_iter().fold(Differ::with_limit(0), |mut all, d| {
+            all.merge(d);
+            all
+        })
+    });
     let _ = merge_tx.send(ToMerger::Done(Box::new(WorkerDone {
         records,
         totals,

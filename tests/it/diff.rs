@@ -260,6 +260,7 @@ fn diff_json_has_its_documented_keys() {
         "newly_rejected",
         "newly_accepted",
         "evaluated_on_one_side_only",
+        "ungrouped",
         "by_rule",
         "groups",
         "captures",
