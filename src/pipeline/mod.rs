@@ -51,6 +51,7 @@ use std::sync::Arc;
 
 pub use crate::time::When;
 
+pub mod explain;
 mod merger;
 mod reader;
 mod summary;

@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per area.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // not the core: see clippy.toml
 mod bounds;
+mod check;
 mod cli;
 mod cli_safety;
 mod conformance;
@@ -9,6 +10,7 @@ mod counterfactual;
 pub mod determinism;
 mod diff;
 mod emulation;
+mod explain;
 mod faults;
 mod flowlog;
 mod fuzz_regressions;
