@@ -21,6 +21,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+#[cfg(unix)]
+pub mod mmap;
 #[cfg(target_os = "linux")]
 pub mod tun;
 
