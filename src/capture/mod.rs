@@ -52,21 +52,6 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::sync::Arc;
-
-/// The capture file mapped into memory, where it could be (see [`crate::sys::mmap`]).
-#[cfg(unix)]
-type Mapped = crate::sys::mmap::MappedFile;
-#[cfg(not(unix))]
-#[derive(Debug)]
-struct Mapped;
-#[cfg(not(unix))]
-impl Mapped {
-    fn bytes(&self) -> &[u8] {
-        &[]
-    }
-    fn drop_pages(&self, _start: usize, _end: usize) {}
-}
 
 /// The largest captured length accepted for one packet (libpcap's and Wireshark's limit).
 /// A record's captured length above a file's snaplen is accepted up to this limit, as
@@ -279,11 +264,6 @@ struct Input {
     /// handed out as records must not move: `fill` reads more only into the free tail
     /// of the buffer and answers [`Pinned`] when that is not enough.
     pinned: bool,
-    /// A regular file mapped into memory: then `buf` is unused, `start` and `end` are
-    /// file offsets (`base` 0, `end` the length), and a block ends after about
-    /// [`BUFFER_SIZE`] bytes from `block_from`, as a read buffer would end it.
-    map: Option<Arc<Mapped>>,
-    block_from: usize,
 }
 
 /// The answer of a pinned [`Input::fill`] that would have to move bytes.
@@ -309,26 +289,11 @@ impl Input {
     }
 
     fn available(&self) -> &[u8] {
-        &self.data()[self.start..self.end]
-    }
-
-    /// The bytes `start` and `end` index: the read buffer, or the mapped file.
-    #[inline]
-    fn data(&self) -> &[u8] {
-        match &self.map {
-            Some(m) => m.bytes(),
-            None => &self.buf,
-        }
+        &self.buf[self.start..self.end]
     }
 
     /// Makes `n` bytes available (fewer only at the end of the input); returns how many are.
     fn fill(&mut self, n: usize) -> io::Result<usize> {
-        if self.map.is_some() {
-            if self.pinned && self.start + n > self.block_from + BUFFER_SIZE {
-                return Err(io::Error::other(Pinned));
-            }
-            return Ok(self.end - self.start);
-        }
         if self.end - self.start >= n {
             return Ok(self.end - self.start);
         }
@@ -429,49 +394,8 @@ pub struct BlockRecord {
 /// were read into: no record is copied on its way to the workers.
 #[derive(Debug, Default)]
 pub struct Block {
-    pub data: BlockData,
+    pub data: Vec<u8>,
     pub records: Vec<BlockRecord>,
-}
-
-/// The bytes of a [`Block`]: the buffer they were read into, or a window of the
-/// mapped capture file.
-#[derive(Debug)]
-pub enum BlockData {
-    Owned(Vec<u8>),
-    Mapped(Window),
-}
-
-impl Default for BlockData {
-    fn default() -> Self {
-        BlockData::Owned(Vec::new())
-    }
-}
-
-impl std::ops::Deref for BlockData {
-    type Target = [u8];
-    #[inline]
-    fn deref(&self) -> &[u8] {
-        match self {
-            BlockData::Owned(v) => v,
-            BlockData::Mapped(w) => &w.map.bytes()[w.start..w.end],
-        }
-    }
-}
-
-/// Bytes `start..end` of a mapped capture file. When the last holder lets go, their
-/// pages leave the process's memory (`MADV_DONTNEED`): the resident memory of a
-/// replay is the blocks in flight, whatever the file's size.
-#[derive(Debug)]
-pub struct Window {
-    map: Arc<Mapped>,
-    start: usize,
-    end: usize,
-}
-
-impl Drop for Window {
-    fn drop(&mut self) {
-        self.map.drop_pages(self.start, self.end);
-    }
 }
 
 impl Block {
@@ -515,30 +439,8 @@ impl CaptureReader {
         };
         let file = File::open(path).map_err(open_error)?;
         let meta = file.metadata().map_err(open_error)?;
-        let file_len = meta.is_file().then_some(meta.len());
-        // A regular file is mapped (no copy through read(2)); anything else, or a
-        // file the system will not map, is read.
-        #[cfg(unix)]
-        if let Some(len) = file_len.filter(|&l| l > 0 && l <= usize::MAX as u64) {
-            if let Ok(m) = Mapped::map(&file, len as usize) {
-                let input = Input {
-                    reader: Box::new(io::empty()),
-                    buf: Vec::new(),
-                    start: 0,
-                    end: len as usize,
-                    base: 0,
-                    eof: true,
-                    pinned: false,
-                    map: Some(Arc::new(m)),
-                    block_from: 0,
-                };
-                let mut reader = CaptureReader::from_input(&name, input)?;
-                reader.file_len = file_len;
-                return Ok(reader);
-            }
-        }
         let mut reader = CaptureReader::from_reader(&name, Box::new(file))?;
-        reader.file_len = file_len;
+        reader.file_len = meta.is_file().then_some(meta.len());
         Ok(reader)
     }
 
@@ -547,7 +449,7 @@ impl CaptureReader {
         name: &str,
         reader: Box<dyn Read + Send>,
     ) -> Result<CaptureReader, CaptureError> {
-        let input = Input {
+        let mut input = Input {
             reader,
             buf: vec![0; BUFFER_SIZE],
             start: 0,
@@ -555,14 +457,7 @@ impl CaptureReader {
             base: 0,
             eof: false,
             pinned: false,
-            map: None,
-            block_from: 0,
         };
-        CaptureReader::from_input(name, input)
-    }
-
-    /// Reads the file header from `input`.
-    fn from_input(name: &str, mut input: Input) -> Result<CaptureReader, CaptureError> {
         let error = |kind| CaptureError {
             file: name.to_string(),
             offset: 0,
@@ -656,7 +551,7 @@ impl CaptureReader {
             Ok(Some((ts, link_type, range, orig_len))) => Ok(Some(RawPacket {
                 ts,
                 link_type,
-                data: &self.input.data()[range],
+                data: &self.input.buf[range],
                 orig_len,
             })),
             Ok(None) => {
@@ -691,13 +586,6 @@ impl CaptureReader {
         if self.done {
             return Ok(());
         }
-        // Mapped, records are numbered from the block's first byte in the file.
-        let from = if self.input.map.is_some() {
-            self.input.start
-        } else {
-            0
-        };
-        self.input.block_from = from;
         while block.records.len() < max {
             self.input.pinned = !block.records.is_empty();
             let step = match self.format {
@@ -709,7 +597,7 @@ impl CaptureReader {
                 Ok(Some((ts, link_type, range, orig_len))) => block.records.push(BlockRecord {
                     ts,
                     link_type,
-                    start: (range.start - from) as u32,
+                    start: range.start as u32,
                     len: range.len() as u32,
                     orig_len,
                 }),
@@ -733,28 +621,15 @@ impl CaptureReader {
                 }
             }
         }
-        if let Some(map) = &self.input.map {
-            // The block is a window of the mapping; the window it held before (its
-            // workers are done with it) drops its pages.
-            block.data = BlockData::Mapped(Window {
-                map: map.clone(),
-                start: from,
-                end: self.input.start,
-            });
-            return Ok(());
-        }
         // Hand the buffer over; keep reading in the block's old one.
         let tail = self.input.end - self.input.start;
-        let mut next = match &mut block.data {
-            BlockData::Owned(v) => std::mem::take(v),
-            BlockData::Mapped(_) => Vec::new(),
-        };
+        let mut next = std::mem::take(&mut block.data);
         let size = BUFFER_SIZE.max(tail).max(next.len());
         if next.len() < size {
             next.resize(size, 0);
         }
         next[..tail].copy_from_slice(&self.input.buf[self.input.start..self.input.end]);
-        block.data = BlockData::Owned(std::mem::replace(&mut self.input.buf, next));
+        block.data = std::mem::replace(&mut self.input.buf, next);
         self.input.base += self.input.start as u64;
         self.input.start = 0;
         self.input.end = tail;
@@ -873,7 +748,7 @@ impl CaptureReader {
                 });
             }
             let start = self.input.start;
-            let block = &self.input.data()[start..start + length as usize];
+            let block = &self.input.buf[start..start + length as usize];
             let trailer = u32_at(block, length as usize - 4, big_endian);
             if trailer != length {
                 return Err(CaptureErrorKind::BlockTrailerMismatch {
@@ -1249,70 +1124,6 @@ mod tests {
             assert!(blocks >= 5, "max {max}: {blocks} blocks");
             let (a, b) = (err.unwrap(), want_err.as_ref().unwrap());
             assert_eq!((a.offset, a.to_string()), (b.offset, b.to_string()));
-        }
-    }
-
-    /// A regular file is mapped, and read block by block or packet by packet it gives
-    /// the same records and the same damage (offset and message) as a stream of the
-    /// same bytes, for pcap and pcapng, whole or cut anywhere inside a record.
-    #[cfg(unix)]
-    #[test]
-    fn a_mapped_file_reads_like_a_stream() {
-        let frames: Vec<Vec<u8>> = (0..3000u32).map(|i| vec![(i % 251) as u8; 700]).collect();
-        let records: Vec<(u32, u32, &[u8], u32)> = frames
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (i as u32, 7, f.as_slice(), 700))
-            .collect();
-        let pcap = pcap_file(0xa1b2_c3d4, false, 1, &records);
-        let mut ng = Ng {
-            be: false,
-            bytes: Vec::new(),
-        };
-        ng.shb();
-        ng.idb(1, 65535, None, None);
-        for i in 0..2000u64 {
-            ng.epb(0, i * 1000, &[(i % 7) as u8; 900], 900);
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c");
-        for (bytes, cut) in [
-            (&pcap, pcap.len()),
-            (&pcap, pcap.len() - 300),
-            (&pcap, 24 + 1000 * 716 + 5),
-            (&ng.bytes, ng.bytes.len()),
-            (&ng.bytes, ng.bytes.len() - 17),
-        ] {
-            let bytes = &bytes[..cut];
-            std::fs::write(&path, bytes).unwrap();
-            let mapped = CaptureReader::open(&path).unwrap();
-            assert!(mapped.input.map.is_some(), "a regular file is mapped");
-            let stream = || {
-                CaptureReader::from_reader("t", Box::new(std::io::Cursor::new(bytes.to_vec())))
-                    .unwrap()
-            };
-            let (want, want_err) = read_all(stream());
-            let (got, err) = read_all(mapped);
-            assert!(got == want, "cut {cut}: packet by packet");
-            for max in [1, 4096] {
-                let (got, err2, blocks) = read_blocks(CaptureReader::open(&path).unwrap(), max);
-                assert!(got == want, "cut {cut}, max {max}: blocks");
-                assert_eq!(err2.is_some(), want_err.is_some());
-                if max == 4096 && cut > 1 << 21 {
-                    assert!(blocks >= 2, "a block holds about one buffer: {blocks}");
-                }
-            }
-            match (err, want_err) {
-                (None, None) => assert_eq!(cut, bytes.len()),
-                (Some(a), Some(b)) => {
-                    assert_eq!(a.offset, b.offset);
-                    assert_eq!(
-                        a.to_string().replace(&path.display().to_string(), "t"),
-                        b.to_string()
-                    );
-                }
-                (a, b) => panic!("cut {cut}: {a:?} against {b:?}"),
-            }
         }
     }
 

@@ -21,8 +21,6 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-#[cfg(unix)]
-pub mod mmap;
 #[cfg(target_os = "linux")]
 pub mod tun;
 
