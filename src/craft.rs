@@ -75,7 +75,7 @@
 //!
 //! Errors name the story's file, line, column and field, like the ruleset loader's.
 
-use crate::load::tree::{self, Ctx, Node, Obj, Syntax, Val};
+use crate::load::tree::{self, Ctx, Entry, Node, Obj, Syntax, Val};
 use crate::model::{RulesetError, RulesetErrors, Vpc};
 use crate::synth::{Frame, Timeline};
 use crate::wire::packet::tcp_flags;
@@ -498,41 +498,50 @@ enum End {
 
 /// One conversation, resolved; emitted after the whole story was read.
 enum Item {
-    Tcp {
-        at: u64,
-        client: IpAddr,
-        cport: u16,
-        server: IpAddr,
-        sport: u16,
-        exchanges: Vec<(usize, usize)>,
-        every: u64,
-        end: End,
-        idle: u64,
-        late: usize,
-        retries: u64,
-        isn: (u32, u32),
-    },
-    Udp {
-        at: u64,
-        client: IpAddr,
-        cport: u16,
-        server: IpAddr,
-        sport: u16,
-        exchanges: Vec<(usize, usize)>,
-        every: u64,
-        idle: Option<u64>,
-        late: usize,
-    },
-    Ping {
-        at: u64,
-        from: IpAddr,
-        to: IpAddr,
-        count: u64,
-        interval: u64,
-        id: u16,
-        size: usize,
-        replies: bool,
-    },
+    Tcp(TcpItem),
+    Udp(UdpItem),
+    Ping(PingItem),
+}
+
+/// A `[[connection]]` over TCP.
+struct TcpItem {
+    at: u64,
+    client: IpAddr,
+    cport: u16,
+    server: IpAddr,
+    sport: u16,
+    exchanges: Vec<(usize, usize)>,
+    every: u64,
+    end: End,
+    idle: u64,
+    late: usize,
+    retries: u64,
+    isn: (u32, u32),
+}
+
+/// A `[[connection]]` over UDP.
+struct UdpItem {
+    at: u64,
+    client: IpAddr,
+    cport: u16,
+    server: IpAddr,
+    sport: u16,
+    exchanges: Vec<(usize, usize)>,
+    every: u64,
+    idle: Option<u64>,
+    late: usize,
+}
+
+/// A `[[ping]]`.
+struct PingItem {
+    at: u64,
+    from: IpAddr,
+    to: IpAddr,
+    count: u64,
+    interval: u64,
+    id: u16,
+    size: usize,
+    replies: bool,
 }
 
 /// Compiles a story. `name` names the file in messages.
@@ -566,289 +575,12 @@ pub fn compile(name: &str, text: &str, res: &Resolver<'_>) -> Result<Crafted, Ru
     let seed = r.int(&top, "seed", "seed", 0, i64::MAX).unwrap_or(1) as u64;
     let mut rng = Rng(seed ^ 0x00c2_af75_7024);
 
-    if let Some(h) = top.obj(&mut r.ctx, "hosts") {
-        for e in h.entries {
-            let field = h.field(&e.key);
-            if e.key.parse::<IpAddr>().is_ok() {
-                r.ctx
-                    .error(e.key_pos, &field, "a nickname cannot be an address");
-                continue;
-            }
-            match &e.node.val {
-                Val::Str(s) => {
-                    r.hosts.insert(
-                        e.key.clone(),
-                        HostDef {
-                            target: s,
-                            via: None,
-                            node: &e.node,
-                        },
-                    );
-                }
-                Val::Obj(_) => {
-                    let Some(o) = r.ctx.as_obj(&e.node, field.clone()) else {
-                        continue;
-                    };
-                    o.deny_unknown(&mut r.ctx, HOST);
-                    let Some((target, tn)) = o.req_str(&mut r.ctx, "host") else {
-                        continue;
-                    };
-                    let via = o.opt_str(&mut r.ctx, "via");
-                    r.hosts.insert(
-                        e.key.clone(),
-                        HostDef {
-                            target,
-                            via,
-                            node: tn,
-                        },
-                    );
-                }
-                _ => r.ctx.error(
-                    e.node.pos,
-                    &field,
-                    format!(
-                        "expected a string (an address, an ENI id or Name) or a table {{ host = \"...\", via = \"public\" }}, found {}",
-                        e.node.val.type_name(Syntax::Toml)
-                    ),
-                ),
-            }
-        }
-        // Check every nickname resolves, even one the story does not use.
-        let names: Vec<String> = r.hosts.keys().cloned().collect();
-        for n in names {
-            let def = &r.hosts[&n];
-            let (target, node) = (def.target, def.node);
-            let via = match def.via {
-                Some((v, vn)) => match r.via(&format!("hosts.{n}.via"), v, vn) {
-                    Some(v) => Some(v),
-                    None => continue,
-                },
-                None => None,
-            };
-            if r.hosts.contains_key(target) {
-                r.ctx.error(
-                    node.pos,
-                    format!("hosts.{n}"),
-                    format!("{target:?} is a nickname itself; name an address or an ENI"),
-                );
-                continue;
-            }
-            r.resolve(target, node, &format!("hosts.{n}"), via, 1);
-        }
-    }
-
+    r.hosts_table(&top);
+    // Connections draw from `rng` before pings: the order fixes every port and id.
     let mut items: Vec<Item> = Vec::new();
-    let mut connections = 0;
-    for (i, n) in top.arr(&mut r.ctx, "connection").iter().enumerate() {
-        let Some(o) = r.ctx.as_obj(n, format!("connection[{i}]")) else {
-            continue;
-        };
-        o.deny_unknown(&mut r.ctx, CONNECTION);
-        connections += 1;
-        let at = r.offset(&o);
-        let udp = match o.opt_str(&mut r.ctx, "protocol") {
-            None | Some(("tcp", _)) => false,
-            Some(("udp", _)) => true,
-            Some((p, pn)) => {
-                r.ctx.error(
-                    pn.pos,
-                    o.field("protocol"),
-                    format!("unknown protocol {p:?}; valid: \"tcp\", \"udp\" (pings are [[ping]])"),
-                );
-                false
-            }
-        };
-        let client = r.host(&o, "client", None);
-        let server = r.host(&o, "server", Some("via"));
-        let sport = match o.req(&mut r.ctx, "port") {
-            Some(pn) => r.ctx.as_int_in(pn, &o.field("port"), "port", 1, 65535),
-            None => None,
-        };
-        let range = r.range(&o, "ephemeral").unwrap_or(ephemeral);
-        // Drawn whether or not it is used, so that giving one connection's port does
-        // not move the others'.
-        let drawn = rng.range(range.0, range.1);
-        let isn = (rng.next() as u32, rng.next() as u32);
-        let cport = match r.int(&o, "client_port", "client_port", 1, 65535) {
-            Some(p) => p as u16,
-            None => drawn,
-        };
-        let mut exchanges = Vec::new();
-        for (j, x) in o.arr(&mut r.ctx, "exchanges").iter().enumerate() {
-            let f = o.field(&format!("exchanges[{j}]"));
-            let pair = r.ctx.as_arr(x, &f);
-            let max = if udp { 65_507 } else { 1_000_000 };
-            if pair.len() != 2 {
-                if matches!(x.val, Val::Arr(_)) {
-                    r.ctx.error(
-                        x.pos,
-                        &f,
-                        "an exchange is [request, response]: two payload sizes in bytes (0: none)",
-                    );
-                }
-                continue;
-            }
-            let req = r
-                .ctx
-                .as_int_in(&pair[0], &format!("{f}[0]"), "request size", 0, max);
-            let resp = r
-                .ctx
-                .as_int_in(&pair[1], &format!("{f}[1]"), "response size", 0, max);
-            if let (Some(a), Some(b)) = (req, resp) {
-                exchanges.push((a as usize, b as usize));
-            }
-        }
-        let every = r.duration(&o, "every").unwrap_or(0);
-        let end_node = o.opt("end");
-        let end = match o.opt_str(&mut r.ctx, "end") {
-            None => Some(if udp { End::Open } else { End::Fin }),
-            Some(("fin", _)) if !udp => Some(End::Fin),
-            Some(("rst", _)) if !udp => Some(End::Rst),
-            Some(("no-answer", _)) if !udp => Some(End::NoAnswer),
-            Some(("synack-lost", _)) if !udp => Some(End::SynAckLost),
-            Some(("open", _)) => Some(End::Open),
-            Some(("idle-timeout", _)) => Some(End::IdleTimeout),
-            Some((e, en)) => {
-                let valid = if udp {
-                    "for udp: \"open\", \"idle-timeout\""
-                } else {
-                    "\"fin\", \"rst\", \"open\", \"idle-timeout\", \"no-answer\", \"synack-lost\""
-                };
-                r.ctx.error(
-                    en.pos,
-                    o.field("end"),
-                    format!("unknown end {e:?}; valid {valid}"),
-                );
-                None
-            }
-        };
-        let idle = r.duration(&o, "idle");
-        let late = r.int(&o, "late", "late", 0, 65_507).unwrap_or(100) as usize;
-        let retries = r.int(&o, "retries", "retries", 0, 100);
-        if end != Some(End::IdleTimeout) {
-            for k in ["idle", "late"] {
-                if let Some(kn) = o.get(k) {
-                    r.ctx.error(
-                        kn.pos,
-                        o.field(k),
-                        format!("`{k}` is only for end = \"idle-timeout\""),
-                    );
-                }
-            }
-        }
-        if !matches!(end, Some(End::NoAnswer | End::SynAckLost)) {
-            if let Some(kn) = o.get("retries") {
-                r.ctx.error(
-                    kn.pos,
-                    o.field("retries"),
-                    "`retries` is only for end = \"no-answer\" or \"synack-lost\"",
-                );
-            }
-        } else if !exchanges.is_empty() {
-            r.ctx.error(
-                end_node.map_or(o.pos, |n| n.pos),
-                o.field("end"),
-                "a connection whose handshake never completes has no exchanges; remove `exchanges`",
-            );
-        }
-        if udp && exchanges.is_empty() {
-            r.ctx.error(
-                o.pos,
-                o.field("exchanges"),
-                "a UDP connection needs at least one exchange, e.g. exchanges = [[40, 120]]",
-            );
-        }
-        let (Some(at), Some(client), Some(server), Some(sport), Some(end)) =
-            (at, client, server, sport, end)
-        else {
-            continue;
-        };
-        if !r.same_family(&o, client, server, "server") {
-            continue;
-        }
-        let sport = sport as u16;
-        items.push(if udp {
-            Item::Udp {
-                at,
-                client,
-                cport,
-                server,
-                sport,
-                exchanges,
-                every,
-                idle: (end == End::IdleTimeout).then(|| idle.unwrap_or(31_000)),
-                late,
-            }
-        } else {
-            Item::Tcp {
-                at,
-                client,
-                cport,
-                server,
-                sport,
-                exchanges,
-                every,
-                end,
-                idle: idle.unwrap_or(432_001_000),
-                late,
-                retries: retries.unwrap_or(2) as u64,
-                isn,
-            }
-        });
-    }
-
-    let mut pings = 0;
-    for (i, n) in top.arr(&mut r.ctx, "ping").iter().enumerate() {
-        let Some(o) = r.ctx.as_obj(n, format!("ping[{i}]")) else {
-            continue;
-        };
-        o.deny_unknown(&mut r.ctx, PING);
-        pings += 1;
-        let at = r.offset(&o);
-        let from = r.host(&o, "from", None);
-        let to = r.host(&o, "to", Some("via"));
-        let drawn = rng.range(1, 65535);
-        let count = r.int(&o, "count", "count", 1, 10_000).unwrap_or(4) as u64;
-        let interval = r.duration(&o, "interval").unwrap_or(1000);
-        let id = r.int(&o, "id", "id", 0, 65535).map_or(drawn, |i| i as u16);
-        let size = r.int(&o, "size", "size", 0, 65_000).unwrap_or(56) as usize;
-        let replies = o.opt_bool(&mut r.ctx, "replies").unwrap_or(true);
-        let (Some(at), Some(from), Some(to)) = (at, from, to) else {
-            continue;
-        };
-        if !r.same_family(&o, from, to, "to") {
-            continue;
-        }
-        items.push(Item::Ping {
-            at,
-            from,
-            to,
-            count,
-            interval,
-            id,
-            size,
-            replies,
-        });
-    }
-
-    let mut changes = Vec::new();
-    for (i, n) in top.arr(&mut r.ctx, "rules_change").iter().enumerate() {
-        let Some(o) = r.ctx.as_obj(n, format!("rules_change[{i}]")) else {
-            continue;
-        };
-        o.deny_unknown(&mut r.ctx, RULES_CHANGE);
-        let at = r.offset(&o);
-        let rules = o.opt_str(&mut r.ctx, "rules").map(|(s, _)| s.to_string());
-        let note = o.str_or_empty(&mut r.ctx, "note");
-        if let Some(at) = at {
-            changes.push(RulesChange {
-                offset_ms: at,
-                at_ms: start * 1000 + at,
-                rules,
-                note,
-            });
-        }
-    }
+    let connections = r.connections(&top, ephemeral, &mut rng, &mut items);
+    let pings = r.pings(&top, &mut rng, &mut items);
+    let mut changes = r.rules_changes(&top, start);
     if connections == 0 && pings == 0 && r.ctx.errors.is_empty() {
         r.ctx.error(
             top.pos,
@@ -874,6 +606,349 @@ pub fn compile(name: &str, text: &str, res: &Resolver<'_>) -> Result<Crafted, Ru
     })
 }
 
+/// The steps of [`compile`]: one per table of the story.
+impl<'a, 'v, 'n> Reader<'a, 'v, 'n> {
+    /// `[hosts]`: nicknames, each an address or ENI, or `{ host, via }`. Every nickname
+    /// must resolve, even one the story does not use.
+    fn hosts_table(&mut self, top: &Obj<'n>) {
+        let Some(h) = top.obj(&mut self.ctx, "hosts") else {
+            return;
+        };
+        for e in h.entries {
+            self.host_def(&h, e);
+        }
+        let names: Vec<String> = self.hosts.keys().cloned().collect();
+        for n in names {
+            let def = &self.hosts[&n];
+            let (target, node) = (def.target, def.node);
+            let via = match def.via {
+                Some((v, vn)) => match self.via(&format!("hosts.{n}.via"), v, vn) {
+                    Some(v) => Some(v),
+                    None => continue,
+                },
+                None => None,
+            };
+            if self.hosts.contains_key(target) {
+                self.ctx.error(
+                    node.pos,
+                    format!("hosts.{n}"),
+                    format!("{target:?} is a nickname itself; name an address or an ENI"),
+                );
+                continue;
+            }
+            self.resolve(target, node, &format!("hosts.{n}"), via, 1);
+        }
+    }
+
+    /// One nickname of `[hosts]`, as written.
+    fn host_def(&mut self, h: &Obj<'n>, e: &'n Entry) {
+        let field = h.field(&e.key);
+        if e.key.parse::<IpAddr>().is_ok() {
+            self.ctx
+                .error(e.key_pos, &field, "a nickname cannot be an address");
+            return;
+        }
+        match &e.node.val {
+            Val::Str(s) => {
+                self.hosts.insert(
+                    e.key.clone(),
+                    HostDef {
+                        target: s,
+                        via: None,
+                        node: &e.node,
+                    },
+                );
+            }
+            Val::Obj(_) => {
+                let Some(o) = self.ctx.as_obj(&e.node, field.clone()) else {
+                    return;
+                };
+                o.deny_unknown(&mut self.ctx, HOST);
+                let Some((target, tn)) = o.req_str(&mut self.ctx, "host") else {
+                    return;
+                };
+                let via = o.opt_str(&mut self.ctx, "via");
+                self.hosts.insert(
+                    e.key.clone(),
+                    HostDef {
+                        target,
+                        via,
+                        node: tn,
+                    },
+                );
+            }
+            _ => self.ctx.error(
+                e.node.pos,
+                &field,
+                format!(
+                    "expected a string (an address, an ENI id or Name) or a table {{ host = \"...\", via = \"public\" }}, found {}",
+                    e.node.val.type_name(Syntax::Toml)
+                ),
+            ),
+        }
+    }
+
+    /// `[[connection]]`: each one read into `items`; returns how many there are.
+    fn connections(
+        &mut self,
+        top: &Obj<'n>,
+        ephemeral: (u16, u16),
+        rng: &mut Rng,
+        items: &mut Vec<Item>,
+    ) -> usize {
+        let mut connections = 0;
+        for (i, n) in top.arr(&mut self.ctx, "connection").iter().enumerate() {
+            let Some(o) = self.ctx.as_obj(n, format!("connection[{i}]")) else {
+                continue;
+            };
+            o.deny_unknown(&mut self.ctx, CONNECTION);
+            connections += 1;
+            items.extend(self.connection(&o, ephemeral, rng));
+        }
+        connections
+    }
+
+    /// One `[[connection]]`; `None` when it has an error.
+    fn connection(&mut self, o: &Obj<'n>, ephemeral: (u16, u16), rng: &mut Rng) -> Option<Item> {
+        let at = self.offset(o);
+        let udp = self.is_udp(o);
+        let client = self.host(o, "client", None);
+        let server = self.host(o, "server", Some("via"));
+        let sport = match o.req(&mut self.ctx, "port") {
+            Some(pn) => self.ctx.as_int_in(pn, &o.field("port"), "port", 1, 65535),
+            None => None,
+        };
+        let range = self.range(o, "ephemeral").unwrap_or(ephemeral);
+        // Drawn whether or not it is used, so that giving one connection's port does
+        // not move the others'.
+        let drawn = rng.range(range.0, range.1);
+        let isn = (rng.next() as u32, rng.next() as u32);
+        let cport = match self.int(o, "client_port", "client_port", 1, 65535) {
+            Some(p) => p as u16,
+            None => drawn,
+        };
+        let exchanges = self.exchanges(o, udp);
+        let every = self.duration(o, "every").unwrap_or(0);
+        let end = self.end(o, udp);
+        let idle = self.duration(o, "idle");
+        let late = self.int(o, "late", "late", 0, 65_507).unwrap_or(100) as usize;
+        let retries = self.int(o, "retries", "retries", 0, 100);
+        self.check_end_options(o, end, &exchanges);
+        if udp && exchanges.is_empty() {
+            self.ctx.error(
+                o.pos,
+                o.field("exchanges"),
+                "a UDP connection needs at least one exchange, e.g. exchanges = [[40, 120]]",
+            );
+        }
+        let (Some(at), Some(client), Some(server), Some(sport), Some(end)) =
+            (at, client, server, sport, end)
+        else {
+            return None;
+        };
+        if !self.same_family(o, client, server, "server") {
+            return None;
+        }
+        let sport = sport as u16;
+        Some(if udp {
+            Item::Udp(UdpItem {
+                at,
+                client,
+                cport,
+                server,
+                sport,
+                exchanges,
+                every,
+                idle: (end == End::IdleTimeout).then(|| idle.unwrap_or(31_000)),
+                late,
+            })
+        } else {
+            Item::Tcp(TcpItem {
+                at,
+                client,
+                cport,
+                server,
+                sport,
+                exchanges,
+                every,
+                end,
+                idle: idle.unwrap_or(432_001_000),
+                late,
+                retries: retries.unwrap_or(2) as u64,
+                isn,
+            })
+        })
+    }
+
+    /// `protocol`: "tcp" (the default) or "udp".
+    fn is_udp(&mut self, o: &Obj<'n>) -> bool {
+        match o.opt_str(&mut self.ctx, "protocol") {
+            None | Some(("tcp", _)) => false,
+            Some(("udp", _)) => true,
+            Some((p, pn)) => {
+                self.ctx.error(
+                    pn.pos,
+                    o.field("protocol"),
+                    format!("unknown protocol {p:?}; valid: \"tcp\", \"udp\" (pings are [[ping]])"),
+                );
+                false
+            }
+        }
+    }
+
+    /// `exchanges`: [request, response] payload sizes.
+    fn exchanges(&mut self, o: &Obj<'n>, udp: bool) -> Vec<(usize, usize)> {
+        let mut exchanges = Vec::new();
+        for (j, x) in o.arr(&mut self.ctx, "exchanges").iter().enumerate() {
+            let f = o.field(&format!("exchanges[{j}]"));
+            let pair = self.ctx.as_arr(x, &f);
+            let max = if udp { 65_507 } else { 1_000_000 };
+            if pair.len() != 2 {
+                if matches!(x.val, Val::Arr(_)) {
+                    self.ctx.error(
+                        x.pos,
+                        &f,
+                        "an exchange is [request, response]: two payload sizes in bytes (0: none)",
+                    );
+                }
+                continue;
+            }
+            let req = self
+                .ctx
+                .as_int_in(&pair[0], &format!("{f}[0]"), "request size", 0, max);
+            let resp = self
+                .ctx
+                .as_int_in(&pair[1], &format!("{f}[1]"), "response size", 0, max);
+            if let (Some(a), Some(b)) = (req, resp) {
+                exchanges.push((a as usize, b as usize));
+            }
+        }
+        exchanges
+    }
+
+    /// `end`: how the connection ends (TCP: "fin" by default; UDP: "open").
+    fn end(&mut self, o: &Obj<'n>, udp: bool) -> Option<End> {
+        match o.opt_str(&mut self.ctx, "end") {
+            None => Some(if udp { End::Open } else { End::Fin }),
+            Some(("fin", _)) if !udp => Some(End::Fin),
+            Some(("rst", _)) if !udp => Some(End::Rst),
+            Some(("no-answer", _)) if !udp => Some(End::NoAnswer),
+            Some(("synack-lost", _)) if !udp => Some(End::SynAckLost),
+            Some(("open", _)) => Some(End::Open),
+            Some(("idle-timeout", _)) => Some(End::IdleTimeout),
+            Some((e, en)) => {
+                let valid = if udp {
+                    "for udp: \"open\", \"idle-timeout\""
+                } else {
+                    "\"fin\", \"rst\", \"open\", \"idle-timeout\", \"no-answer\", \"synack-lost\""
+                };
+                self.ctx.error(
+                    en.pos,
+                    o.field("end"),
+                    format!("unknown end {e:?}; valid {valid}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `idle`, `late` and `retries` belong to one kind of end each; a handshake that
+    /// never completes has no exchanges.
+    fn check_end_options(&mut self, o: &Obj<'n>, end: Option<End>, exchanges: &[(usize, usize)]) {
+        if end != Some(End::IdleTimeout) {
+            for k in ["idle", "late"] {
+                if let Some(kn) = o.get(k) {
+                    self.ctx.error(
+                        kn.pos,
+                        o.field(k),
+                        format!("`{k}` is only for end = \"idle-timeout\""),
+                    );
+                }
+            }
+        }
+        if !matches!(end, Some(End::NoAnswer | End::SynAckLost)) {
+            if let Some(kn) = o.get("retries") {
+                self.ctx.error(
+                    kn.pos,
+                    o.field("retries"),
+                    "`retries` is only for end = \"no-answer\" or \"synack-lost\"",
+                );
+            }
+        } else if !exchanges.is_empty() {
+            self.ctx.error(
+                o.opt("end").map_or(o.pos, |n| n.pos),
+                o.field("end"),
+                "a connection whose handshake never completes has no exchanges; remove `exchanges`",
+            );
+        }
+    }
+
+    /// `[[ping]]`: each one read into `items`; returns how many there are.
+    fn pings(&mut self, top: &Obj<'n>, rng: &mut Rng, items: &mut Vec<Item>) -> usize {
+        let mut pings = 0;
+        for (i, n) in top.arr(&mut self.ctx, "ping").iter().enumerate() {
+            let Some(o) = self.ctx.as_obj(n, format!("ping[{i}]")) else {
+                continue;
+            };
+            o.deny_unknown(&mut self.ctx, PING);
+            pings += 1;
+            let at = self.offset(&o);
+            let from = self.host(&o, "from", None);
+            let to = self.host(&o, "to", Some("via"));
+            let drawn = rng.range(1, 65535);
+            let count = self.int(&o, "count", "count", 1, 10_000).unwrap_or(4) as u64;
+            let interval = self.duration(&o, "interval").unwrap_or(1000);
+            let id = self
+                .int(&o, "id", "id", 0, 65535)
+                .map_or(drawn, |i| i as u16);
+            let size = self.int(&o, "size", "size", 0, 65_000).unwrap_or(56) as usize;
+            let replies = o.opt_bool(&mut self.ctx, "replies").unwrap_or(true);
+            let (Some(at), Some(from), Some(to)) = (at, from, to) else {
+                continue;
+            };
+            if !self.same_family(&o, from, to, "to") {
+                continue;
+            }
+            items.push(Item::Ping(PingItem {
+                at,
+                from,
+                to,
+                count,
+                interval,
+                id,
+                size,
+                replies,
+            }));
+        }
+        pings
+    }
+
+    /// `[[rules_change]]`: when the rules change, in story order.
+    fn rules_changes(&mut self, top: &Obj<'n>, start: u64) -> Vec<RulesChange> {
+        let mut changes = Vec::new();
+        for (i, n) in top.arr(&mut self.ctx, "rules_change").iter().enumerate() {
+            let Some(o) = self.ctx.as_obj(n, format!("rules_change[{i}]")) else {
+                continue;
+            };
+            o.deny_unknown(&mut self.ctx, RULES_CHANGE);
+            let at = self.offset(&o);
+            let rules = o
+                .opt_str(&mut self.ctx, "rules")
+                .map(|(s, _)| s.to_string());
+            let note = o.str_or_empty(&mut self.ctx, "note");
+            if let Some(at) = at {
+                changes.push(RulesChange {
+                    offset_ms: at,
+                    at_ms: start * 1000 + at,
+                    rules,
+                    note,
+                });
+            }
+        }
+        changes
+    }
+}
+
 /// Sets the clock to `start` + `ms`.
 fn set_clock(t: &mut Timeline, start: u64, ms: u64) {
     t.at(start + ms / 1000);
@@ -881,162 +956,174 @@ fn set_clock(t: &mut Timeline, start: u64, ms: u64) {
 }
 
 fn emit(t: &mut Timeline, start: u64, item: &Item) {
+    match item {
+        Item::Tcp(c) => emit_tcp(t, start, c),
+        Item::Udp(c) => emit_udp(t, start, c),
+        Item::Ping(p) => emit_ping(t, start, p),
+    }
+}
+
+/// A TCP connection: the handshake (or its retries), the exchanges, the end.
+fn emit_tcp(t: &mut Timeline, start: u64, item: &TcpItem) {
     use tcp_flags::*;
-    match *item {
-        Item::Tcp {
-            at,
-            client,
-            cport,
-            server,
-            sport,
-            ref exchanges,
-            every,
-            end,
-            idle,
-            late,
-            retries,
-            isn,
-        } => {
-            set_clock(t, start, at);
-            let (mut cs, mut ss) = isn;
-            if end == End::NoAnswer {
-                for _ in 0..=retries {
-                    t.segment(client, cport, server, sport, SYN, cs, 0, 0);
-                    t.advance_ms(999);
-                }
-                return;
-            }
-            if end == End::SynAckLost {
-                for _ in 0..=retries {
-                    t.segment(client, cport, server, sport, SYN, cs, 0, 0);
-                    t.segment(
-                        server,
-                        sport,
-                        client,
-                        cport,
-                        SYN | ACK,
-                        ss,
-                        cs.wrapping_add(1),
-                        0,
-                    );
-                    t.advance_ms(998);
-                }
-                return;
-            }
-            let c = |t: &mut Timeline, flags, seq, ack, len| {
-                t.segment(client, cport, server, sport, flags, seq, ack, len)
-            };
-            let s = |t: &mut Timeline, flags, seq, ack, len| {
-                t.segment(server, sport, client, cport, flags, seq, ack, len)
-            };
-            c(t, SYN, cs, 0, 0);
+    let TcpItem {
+        at,
+        client,
+        cport,
+        server,
+        sport,
+        ref exchanges,
+        every,
+        end,
+        idle,
+        late,
+        retries,
+        isn,
+    } = *item;
+    set_clock(t, start, at);
+    let (mut cs, mut ss) = isn;
+    if end == End::NoAnswer {
+        for _ in 0..=retries {
+            t.segment(client, cport, server, sport, SYN, cs, 0, 0);
+            t.advance_ms(999);
+        }
+        return;
+    }
+    if end == End::SynAckLost {
+        for _ in 0..=retries {
+            t.segment(client, cport, server, sport, SYN, cs, 0, 0);
+            t.segment(
+                server,
+                sport,
+                client,
+                cport,
+                SYN | ACK,
+                ss,
+                cs.wrapping_add(1),
+                0,
+            );
+            t.advance_ms(998);
+        }
+        return;
+    }
+    let c = |t: &mut Timeline, flags, seq, ack, len| {
+        t.segment(client, cport, server, sport, flags, seq, ack, len)
+    };
+    let s = |t: &mut Timeline, flags, seq, ack, len| {
+        t.segment(server, sport, client, cport, flags, seq, ack, len)
+    };
+    c(t, SYN, cs, 0, 0);
+    cs = cs.wrapping_add(1);
+    s(t, SYN | ACK, ss, cs, 0);
+    ss = ss.wrapping_add(1);
+    c(t, ACK, cs, ss, 0);
+    for (i, &(req, resp)) in exchanges.iter().enumerate() {
+        if i > 0 {
+            t.advance_ms(every);
+        }
+        if req > 0 {
+            c(t, PSH | ACK, cs, ss, req);
+            cs = cs.wrapping_add(req as u32);
+        }
+        if resp > 0 {
+            s(t, PSH | ACK, ss, cs, resp);
+            ss = ss.wrapping_add(resp as u32);
+        }
+    }
+    match end {
+        End::Fin => {
+            c(t, FIN | ACK, cs, ss, 0);
             cs = cs.wrapping_add(1);
-            s(t, SYN | ACK, ss, cs, 0);
+            s(t, FIN | ACK, ss, cs, 0);
             ss = ss.wrapping_add(1);
             c(t, ACK, cs, ss, 0);
-            for (i, &(req, resp)) in exchanges.iter().enumerate() {
-                if i > 0 {
-                    t.advance_ms(every);
-                }
-                if req > 0 {
-                    c(t, PSH | ACK, cs, ss, req);
-                    cs = cs.wrapping_add(req as u32);
-                }
-                if resp > 0 {
-                    s(t, PSH | ACK, ss, cs, resp);
-                    ss = ss.wrapping_add(resp as u32);
-                }
-            }
-            match end {
-                End::Fin => {
-                    c(t, FIN | ACK, cs, ss, 0);
-                    cs = cs.wrapping_add(1);
-                    s(t, FIN | ACK, ss, cs, 0);
-                    ss = ss.wrapping_add(1);
-                    c(t, ACK, cs, ss, 0);
-                }
-                End::Rst => c(t, RST | ACK, cs, ss, 0),
-                End::Open | End::NoAnswer | End::SynAckLost => {}
-                End::IdleTimeout => {
-                    t.advance_ms(idle);
-                    s(t, PSH | ACK, ss, cs, late);
-                }
-            }
         }
-        Item::Udp {
-            at,
-            client,
-            cport,
-            server,
-            sport,
-            ref exchanges,
-            every,
-            idle,
-            late,
-        } => {
-            set_clock(t, start, at);
-            for (i, &(req, resp)) in exchanges.iter().enumerate() {
-                if i > 0 {
-                    t.advance_ms(every);
-                }
-                for (n, a, ap, b, bp) in [
-                    (req, client, cport, server, sport),
-                    (resp, server, sport, client, cport),
-                ] {
-                    if n > 0 {
-                        t.push(Frame::Udp {
-                            src: a,
-                            sport: ap,
-                            dst: b,
-                            dport: bp,
-                            payload: n,
-                        });
-                    }
-                }
-            }
-            if let Some(idle) = idle {
-                t.advance_ms(idle);
+        End::Rst => c(t, RST | ACK, cs, ss, 0),
+        End::Open | End::NoAnswer | End::SynAckLost => {}
+        End::IdleTimeout => {
+            t.advance_ms(idle);
+            s(t, PSH | ACK, ss, cs, late);
+        }
+    }
+}
+
+/// A UDP conversation: the exchanges, then a late reply after an idle timeout.
+fn emit_udp(t: &mut Timeline, start: u64, item: &UdpItem) {
+    let UdpItem {
+        at,
+        client,
+        cport,
+        server,
+        sport,
+        ref exchanges,
+        every,
+        idle,
+        late,
+    } = *item;
+    set_clock(t, start, at);
+    for (i, &(req, resp)) in exchanges.iter().enumerate() {
+        if i > 0 {
+            t.advance_ms(every);
+        }
+        for (n, a, ap, b, bp) in [
+            (req, client, cport, server, sport),
+            (resp, server, sport, client, cport),
+        ] {
+            if n > 0 {
                 t.push(Frame::Udp {
-                    src: server,
-                    sport,
-                    dst: client,
-                    dport: cport,
-                    payload: late,
+                    src: a,
+                    sport: ap,
+                    dst: b,
+                    dport: bp,
+                    payload: n,
                 });
             }
         }
-        Item::Ping {
-            at,
-            from,
-            to,
-            count,
-            interval,
+    }
+    if let Some(idle) = idle {
+        t.advance_ms(idle);
+        t.push(Frame::Udp {
+            src: server,
+            sport,
+            dst: client,
+            dport: cport,
+            payload: late,
+        });
+    }
+}
+
+/// Echo requests every `interval`, each with its reply unless `replies` is false.
+fn emit_ping(t: &mut Timeline, start: u64, item: &PingItem) {
+    let PingItem {
+        at,
+        from,
+        to,
+        count,
+        interval,
+        id,
+        size,
+        replies,
+    } = *item;
+    for seq in 1..=count {
+        set_clock(t, start, at + (seq - 1) * interval);
+        let seq = seq as u16;
+        t.push(Frame::Echo {
+            src: from,
+            dst: to,
+            reply: false,
             id,
-            size,
-            replies,
-        } => {
-            for seq in 1..=count {
-                set_clock(t, start, at + (seq - 1) * interval);
-                let seq = seq as u16;
-                t.push(Frame::Echo {
-                    src: from,
-                    dst: to,
-                    reply: false,
-                    id,
-                    seq,
-                    payload: size,
-                });
-                if replies {
-                    t.push(Frame::Echo {
-                        src: to,
-                        dst: from,
-                        reply: true,
-                        id,
-                        seq,
-                        payload: size,
-                    });
-                }
-            }
+            seq,
+            payload: size,
+        });
+        if replies {
+            t.push(Frame::Echo {
+                src: to,
+                dst: from,
+                reply: true,
+                id,
+                seq,
+                payload: size,
+            });
         }
     }
 }

@@ -14,6 +14,7 @@
 //! clippy lints of `clippy.toml`, so the build fails when the core reaches for the OS).
 //!
 //! - [`model`]: the VPC as validated plain data.
+//! - [`time`]: [`time::Timestamp`], nanoseconds since the epoch, the one time type.
 //! - [`wire`]: bytes and fields both ways: [`wire::packet`] parses link-layer frames to a
 //!   small [`wire::packet::Packet`] view; [`wire::emit`] builds frames with checksums.
 //! - [`policy`]: security-group and network-ACL matching ([`policy::classify`]).
@@ -30,8 +31,8 @@
 //!
 //! - [`load`]: the ruleset TOML and `aws ec2 describe-*` JSON readers.
 //! - [`capture`]: streaming pcap / pcapng reading, pcap writing.
-//! - [`output`]: the only code that creates output files; [`output::preflight`] checks
-//!   inputs and outputs before anything is written.
+//! - [`output`]: the only code that creates output files.
+//! - [`preflight`]: what a run checks before it creates or truncates anything.
 //! - [`pipeline`]: reader → workers → ordered merge → outputs, on threads.
 //! - [`craft`]: `vpcgate craft`, a capture from a written story.
 //! - [`live`]: the VPC router on TAP devices; [`lab`]: network namespaces for a ruleset.
@@ -56,7 +57,9 @@ pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod policy;
+pub mod preflight;
 pub mod report;
 pub mod synth;
 pub mod sys;
+pub mod time;
 pub mod wire;

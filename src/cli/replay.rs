@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use vpcgate::flowlog::LogFormat;
-use vpcgate::output::preflight::{check_captures, check_distinct, parse_when};
 use vpcgate::pipeline::{self, ReplayConfig, RulesetAt, When};
+use vpcgate::preflight::{check_captures, check_distinct, parse_when};
 
 use super::usage_error;
 

@@ -4,7 +4,7 @@ use clap::Args;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use vpcgate::output::preflight::check_distinct;
+use vpcgate::preflight::check_distinct;
 
 use super::usage_error;
 
@@ -182,30 +182,9 @@ pub(crate) fn synth(args: SynthArgs) -> ExitCode {
     if let Err(e) = cfg.validate() {
         return usage_error(e);
     }
-    let (vpc, label) = if args.rules.is_empty() {
-        (
-            bulk::builtin_vpc(),
-            format!("{} (built in)", bulk::BUILTIN_RULESET),
-        )
-    } else {
-        match vpcgate::load::load_paths(&args.rules) {
-            Ok(v) => (
-                v,
-                args.rules
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(" + "),
-            ),
-            Err(e) => {
-                eprintln!("{e}");
-                eprintln!(
-                    "vpcgate: the ruleset did not load ({} problem(s)); nothing was written",
-                    e.0.len()
-                );
-                return ExitCode::from(2);
-            }
-        }
+    let (vpc, label) = match synth_ruleset(&args) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     if let Err(msg) = check_distinct(&[], &args.rules, &[], &[("-o", &args.output)]) {
         return usage_error(msg);
@@ -217,15 +196,7 @@ pub(crate) fn synth(args: SynthArgs) -> ExitCode {
         );
     }
     let started = std::time::Instant::now();
-    let bar = (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(args.packets);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} synth [{bar:40}] {human_pos}/{human_len} packets {per_sec} eta {eta}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar
-    });
+    let bar = progress_bar(&args);
     let write = |out: Box<dyn std::io::Write>| match &bar {
         Some(bar) => bulk::generate(vpc, &cfg, CountingPcap::new(out, bar.clone())),
         None => bulk::generate(vpc, &cfg, out),
@@ -265,7 +236,60 @@ pub(crate) fn synth(args: SynthArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let secs = started.elapsed().as_secs_f64();
+    print_done(&s, &label, started.elapsed().as_secs_f64(), &args.output);
+    ExitCode::SUCCESS
+}
+
+/// The ruleset whose ENIs send and receive the traffic, and its label.
+fn synth_ruleset(args: &SynthArgs) -> Result<(vpcgate::model::Vpc, String), ExitCode> {
+    use vpcgate::synth::bulk;
+    Ok(if args.rules.is_empty() {
+        (
+            bulk::builtin_vpc(),
+            format!("{} (built in)", bulk::BUILTIN_RULESET),
+        )
+    } else {
+        match vpcgate::load::load_paths(&args.rules) {
+            Ok(v) => (
+                v,
+                args.rules
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+            ),
+            Err(e) => {
+                eprintln!("{e}");
+                eprintln!(
+                    "vpcgate: the ruleset did not load ({} problem(s)); nothing was written",
+                    e.0.len()
+                );
+                return Err(ExitCode::from(2));
+            }
+        }
+    })
+}
+
+/// A progress bar on standard error when it is a terminal (and not `--no-progress`).
+fn progress_bar(args: &SynthArgs) -> Option<indicatif::ProgressBar> {
+    (!args.no_progress && std::io::stderr().is_terminal()).then(|| {
+        let bar = indicatif::ProgressBar::new(args.packets);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} synth [{bar:40}] {human_pos}/{human_len} packets {per_sec} eta {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    })
+}
+
+/// The one-line account of what was written, and the generator's notes.
+fn print_done(
+    s: &vpcgate::synth::bulk::SynthSummary,
+    label: &str,
+    secs: f64,
+    output: &std::path::Path,
+) {
     let pct = |n: u64| {
         if s.flows == 0 {
             0.0
@@ -286,14 +310,13 @@ pub(crate) fn synth(args: SynthArgs) -> ExitCode {
         s.last.0.saturating_sub(s.first.0) as f64 / 1e9,
         secs,
         if secs > 0.0 { s.packets as f64 / secs / 1e6 } else { 0.0 },
-        if to_stdout {
+        if output.as_os_str() == "-" {
             "standard output".to_string()
         } else {
-            args.output.display().to_string()
+            output.display().to_string()
         }
     );
     for n in &s.notes {
         eprintln!("  note: {n}");
     }
-    ExitCode::SUCCESS
 }

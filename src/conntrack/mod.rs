@@ -1,4 +1,4 @@
-//! Connection tracking as security groups do it (EMULATION.md §4): one table per
+//! Connection tracking as security groups do it (manual: "Connection tracking"): one table per
 //! ENI (here one map keyed by the ENI's stable number), states and idle timeouts,
 //! and a tracked-connection allowance per instance.
 //!
@@ -31,6 +31,22 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 use crate::wire::packet::NANOS_PER_SEC as NS;
+
+/// Number of flow shards. A packet's shard is a symmetric hash of its address pair,
+/// its protocol and, for TCP and UDP, its port pair: both directions of a connection,
+/// and every packet of a flow-log record, share one, and the connections between two
+/// hosts spread over all of them. (ICMP is not split by echo id: one flow-log record
+/// counts every id between two hosts.) The pipeline gives each
+/// worker whole shards (shard mod workers), and the `--max-flows` limit is split
+/// evenly over the shards: where each flow goes, and when the limit bites, does not
+/// depend on the number of workers.
+///
+/// A non-first fragment has no ports; the pipeline's reader sends it to the shard of
+/// its first fragment, whose verdict it takes (see [`crate::engine::FRAGMENT_MEMORY_SECS`]). One
+/// without a known first fragment, like any packet whose ports are both 0, gets the
+/// shard of its address pair and protocol alone: [`crate::engine::flow_hash`] is built so that ports
+/// 0 and 0 add nothing.
+pub const FLOW_SHARDS: u32 = 64;
 
 /// (ENI, protocol, local address, local port or ICMP id, remote address, remote port).
 /// Ports are 0 for protocols without ports.
@@ -145,7 +161,7 @@ impl ConnEntry {
     }
 
     /// Applies a packet seen in `dir` at the ENI: refreshes the idle time and moves
-    /// the state (EMULATION.md §4 table).
+    /// the state (manual: "Connection tracking").
     fn update(&mut self, dir: Direction, flags: u8, now: u64) {
         self.last_seen = self.last_seen.max(now);
         let reply = dir != self.origin;

@@ -1,11 +1,11 @@
 //! The data plane of one worker: `(packet, capture time) → verdict + flow-log
-//! observations` (EMULATION.md §2–§5).
+//! observations` (the manual, "Where a packet is evaluated" to "Network ACLs").
 //!
 //! The engine is pure: it owns its connection-tracking table, its fragment memory
 //! and its counters, but no thread, file or clock. The pipeline feeds it packets in
 //! capture order (per flow) and gives it a new [`Policy`] when the ruleset changes.
 //!
-//! The path of a packet, as EMULATION.md §2 fixes it:
+//! The path of a packet, as manual: "Where a packet is evaluated" fixes it:
 //!
 //! | source | destination | checks, in order |
 //! |---|---|---|
@@ -189,13 +189,13 @@ enum SgOutcome {
     /// A rule allowed an ICMP message that is not a query (an error, a redirect, ...)
     /// or a query reply without its request's entry: such messages are never tracked.
     NotTracked,
-    /// The ENI has no security group: no check, no tracking (EMULATION.md §1).
+    /// The ENI has no security group: no check, no tracking (manual: "The model").
     NoGroup,
     Denied,
     Full,
 }
 
-/// How connection tracking treats a packet (EMULATION.md §4).
+/// How connection tracking treats a packet (manual: "Connection tracking").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tracking {
     /// TCP, UDP and other protocols: an entry matches in either direction.
@@ -315,22 +315,7 @@ struct FragMemory {
     at: u64,
     decision: Decision,
 }
-
-/// Number of flow shards. A packet's shard is a symmetric hash of its address pair,
-/// its protocol and, for TCP and UDP, its port pair: both directions of a connection,
-/// and every packet of a flow-log record, share one, and the connections between two
-/// hosts spread over all of them. (ICMP is not split by echo id: one flow-log record
-/// counts every id between two hosts.) The pipeline gives each
-/// worker whole shards (shard mod workers), and the `--max-flows` limit is split
-/// evenly over the shards: where each flow goes, and when the limit bites, does not
-/// depend on the number of workers.
-///
-/// A non-first fragment has no ports; the pipeline's reader sends it to the shard of
-/// its first fragment, whose verdict it takes (see [`FRAGMENT_MEMORY_SECS`]). One
-/// without a known first fragment, like any packet whose ports are both 0, gets the
-/// shard of its address pair and protocol alone: [`flow_hash`] is built so that ports
-/// 0 and 0 add nothing.
-pub const FLOW_SHARDS: u32 = 64;
+pub use crate::conntrack::FLOW_SHARDS;
 
 /// The flow hash of `p` under `policy`: symmetric in source and destination (see
 /// [`FLOW_SHARDS`]). An ENI's public IPv4 address counts as its primary private one,
@@ -499,7 +484,7 @@ impl Engine {
 
     /// Switches to a new ruleset from the next packet on (`--rules-at`). Live tracked
     /// connections keep passing until they time out or close; untracked flows and
-    /// NACLs follow the new rules at once (EMULATION.md §4).
+    /// NACLs follow the new rules at once (manual: "Connection tracking").
     pub fn set_policy(&mut self, policy: Arc<Policy>, generation: usize) {
         let n = policy
             .eni_number
@@ -972,7 +957,7 @@ impl Core {
     }
 }
 
-/// The untracked condition of EMULATION.md §4, with either side as the initiator.
+/// The untracked condition of manual: "Connection tracking", with either side as the initiator.
 fn untracked(p: &Policy, eni: EniIdx, dir: Direction, pkt: &Packet) -> bool {
     {
         let v6 = pkt.src.is_ipv6();

@@ -317,7 +317,7 @@ impl Aggregator {
             spare: Vec::new(),
             hasher: foldhash::fast::RandomState::default(),
             limit: None,
-            open: vec![0; crate::engine::FLOW_SHARDS as usize],
+            open: vec![0; crate::conntrack::FLOW_SHARDS as usize],
             skipped: HashMap::default(),
             skipped_packets: 0,
         }

@@ -1,4 +1,4 @@
-//! Live mode: vpcgate as the VPC router between TAP devices (EMULATION.md §7).
+//! Live mode: vpcgate as the VPC router between TAP devices (manual: "Live mode and the lab").
 //!
 //! - [`router`]: the VPC router and internet gateway as a pure function of frames
 //!   (ARP and neighbour answers, forwarding, 1:1 NAT), over the same

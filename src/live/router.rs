@@ -1,4 +1,4 @@
-//! The VPC router of live mode, as a pure function of frames (EMULATION.md §7).
+//! The VPC router of live mode, as a pure function of frames (manual: "Live mode and the lab").
 //!
 //! [`Router::handle_frame`] takes one Ethernet frame read from a port (an ENI's TAP or
 //! the internet gateway's) and the wall-clock time it was read, and returns the frames
@@ -25,7 +25,7 @@
 //! **Where the engine looks.** The engine judges each packet as it reaches the router,
 //! *before* translation: an ENI's outgoing packet with its private source, an incoming
 //! packet from the internet with the ENI's public destination. That is the view a capture
-//! gives replay, and EMULATION.md §2 maps a public IPv4 to its ENI (tracking and flow
+//! gives replay, and manual: "Where a packet is evaluated" maps a public IPv4 to its ENI (tracking and flow
 //! logs use the private address), so live and replay give the same verdicts and records.
 //!
 //! Everything that is not forwarded is counted by reason ([`Router::drops`]); no input

@@ -2,13 +2,14 @@
 //! mapped onto the model. Real accounts print many more fields than vpcgate needs:
 //! unknown fields are ignored; a missing required one is an error naming the object.
 
-use super::tree::{Ctx, Node, Obj, Val};
+use super::tree::{Ctx, Entry, Node, Obj, Val};
 use super::values::{self, is_icmp};
 use super::{Claim, FieldAt, LooseRule, Parts};
 use crate::model::{
-    ConntrackOverrides, NetworkAcl, NetworkAclEntry, NetworkInterface, PortSpec, PrefixList,
-    Protocol, SecurityGroup, SecurityGroupRule, SgPeer, Subnet,
+    ConntrackOverrides, NetworkAcl, NetworkAclEntry, NetworkInterface, Origin, PortSpec,
+    PrefixList, Protocol, SecurityGroup, SecurityGroupRule, SgPeer, Subnet,
 };
+use ipnet::IpNet;
 
 /// The top-level keys vpcgate reads, and the command that prints each.
 const KINDS: &[(&str, &str)] = &[
@@ -160,87 +161,20 @@ pub(crate) fn read(ctx: &mut Ctx, root: &Node, parts: &mut Parts) {
     let Some(top) = ctx.as_obj(root, "") else {
         return;
     };
-    let accepted = || {
-        KINDS
-            .iter()
-            .map(|(k, cmd)| format!("`{k}` ({cmd})"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let readable = |k: &str| KINDS.iter().any(|(kind, _)| *kind == k) || k == "Reservations";
     // Another command's output: its other keys are part of it, not unknown.
     let other = top
         .entries
         .iter()
-        .find_map(|e| OTHERS.iter().find(|(k, _, _)| *k == e.key));
-    let only_other = other.is_some() && !top.entries.iter().any(|e| readable(&e.key));
+        .any(|e| OTHERS.iter().any(|(k, _, _)| *k == e.key));
+    let only_other = other && !top.entries.iter().any(|e| readable(&e.key));
     let (mut kinds, mut unknown) = (0, 0);
     for e in top.entries {
-        let node = &e.node;
-        match e.key.as_str() {
-            "Vpcs" => each(ctx, node, "Vpcs", |ctx, o| vpc(ctx, o, parts)),
-            "Subnets" => each(ctx, node, "Subnets", |ctx, o| subnet(ctx, o, parts)),
-            "NetworkAcls" => each(ctx, node, "NetworkAcls", |ctx, o| {
-                network_acl(ctx, o, parts)
-            }),
-            "SecurityGroups" => each(ctx, node, "SecurityGroups", |ctx, o| {
-                security_group(ctx, o, parts)
-            }),
-            "SecurityGroupRules" => each(ctx, node, "SecurityGroupRules", |ctx, o| {
-                sg_rule(ctx, o, parts)
-            }),
-            "NetworkInterfaces" => each(ctx, node, "NetworkInterfaces", |ctx, o| {
-                network_interface(ctx, o, parts, None)
-            }),
-            "Reservations" => each(ctx, node, "Reservations", |ctx, o| {
-                reservation(ctx, o, parts)
-            }),
-            "PrefixLists" => each(ctx, node, "PrefixLists", |ctx, o| {
-                prefix_list(ctx, o, parts)
-            }),
-            "Entries" => prefix_entries(ctx, &top, node, parts),
-            // Pagination, and what boto3 adds to every response.
-            "NextToken" | "ResponseMetadata" => continue,
-            "PrefixListId" if top.get("Entries").is_some() => continue,
-            // authorize-security-group-ingress/egress print `Return` next to the rules.
-            "Return" if top.get("SecurityGroupRules").is_some() => continue,
-            // Part of another command's output, named by its own warning.
-            "Return" if other.is_some() => continue,
-            "Return" => {
-                ctx.warn(
-                    e.key_pos,
-                    "Return",
-                    "this is the output of a command that changes something (`Return`: true/false), \
-                     with nothing to load; skipped",
-                );
-                kinds += 1;
-                continue;
-            }
-            k if OTHERS.iter().any(|(o, _, _)| *o == k) => {
-                let (_, cmd, why) = OTHERS.iter().find(|(o, _, _)| *o == k).expect("found");
-                ctx.warn(
-                    e.key_pos,
-                    k,
-                    format!("`{k}` is the output of `{cmd}`, which vpcgate does not read ({why}); skipped"),
-                );
-                kinds += 1;
-                continue;
-            }
-            _ if only_other => continue,
-            other => {
-                ctx.error(
-                    e.key_pos,
-                    other,
-                    format!(
-                        "unknown top-level key `{other}`: not the output of an `aws ec2` command vpcgate reads; accepted: {}",
-                        accepted()
-                    ),
-                );
-                unknown += 1;
-                continue;
-            }
+        match top_level_key(ctx, &top, e, parts, other, only_other) {
+            TopKey::Counted => kinds += 1,
+            TopKey::Unknown => unknown += 1,
+            TopKey::Skipped => {}
         }
-        kinds += 1;
     }
     if kinds == 0 && unknown == 0 {
         ctx.error(
@@ -248,10 +182,106 @@ pub(crate) fn read(ctx: &mut Ctx, root: &Node, parts: &mut Parts) {
             "",
             format!(
                 "nothing to load; expected the output of an `aws ec2` command: {}",
-                accepted()
+                accepted_kinds()
             ),
         );
     }
+}
+
+/// What a top-level key of a response was.
+enum TopKey {
+    /// Read, or named by a warning: the document was not empty.
+    Counted,
+    /// Not the output of a command vpcgate knows: an error.
+    Unknown,
+    /// Part of a response that carries nothing to load (pagination, metadata).
+    Skipped,
+}
+
+/// `accepted`: the kinds vpcgate reads, for messages.
+fn accepted_kinds() -> String {
+    KINDS
+        .iter()
+        .map(|(k, cmd)| format!("`{k}` ({cmd})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads one top-level key: its objects, or a warning (another command's output), or an
+/// error (an unknown key). `other`: the document holds another command's output;
+/// `only_other`: and nothing vpcgate reads.
+fn top_level_key(
+    ctx: &mut Ctx,
+    top: &Obj,
+    e: &Entry,
+    parts: &mut Parts,
+    other: bool,
+    only_other: bool,
+) -> TopKey {
+    if read_objects(ctx, top, &e.key, &e.node, parts) {
+        return TopKey::Counted;
+    }
+    match e.key.as_str() {
+        // Pagination, and what boto3 adds to every response.
+        "NextToken" | "ResponseMetadata" => TopKey::Skipped,
+        "PrefixListId" if top.get("Entries").is_some() => TopKey::Skipped,
+        // authorize-security-group-ingress/egress print `Return` next to the rules.
+        "Return" if top.get("SecurityGroupRules").is_some() => TopKey::Skipped,
+        // Part of another command's output, named by its own warning.
+        "Return" if other => TopKey::Skipped,
+        "Return" => {
+            ctx.warn(
+                e.key_pos,
+                "Return",
+                "this is the output of a command that changes something (`Return`: true/false), \
+                 with nothing to load; skipped",
+            );
+            TopKey::Counted
+        }
+        k if OTHERS.iter().any(|(o, _, _)| *o == k) => {
+            let (_, cmd, why) = OTHERS.iter().find(|(o, _, _)| *o == k).expect("found");
+            ctx.warn(
+                e.key_pos,
+                k,
+                format!(
+                    "`{k}` is the output of `{cmd}`, which vpcgate does not read ({why}); skipped"
+                ),
+            );
+            TopKey::Counted
+        }
+        _ if only_other => TopKey::Skipped,
+        unknown => {
+            ctx.error(
+                e.key_pos,
+                unknown,
+                format!(
+                    "unknown top-level key `{unknown}`: not the output of an `aws ec2` command vpcgate reads; accepted: {}",
+                    accepted_kinds()
+                ),
+            );
+            TopKey::Unknown
+        }
+    }
+}
+
+/// Reads the objects under `key` when it is one of the responses vpcgate reads; `false`
+/// for any other key.
+fn read_objects(ctx: &mut Ctx, top: &Obj, key: &str, node: &Node, parts: &mut Parts) -> bool {
+    match key {
+        "Vpcs" => each(ctx, node, key, |ctx, o| vpc(ctx, o, parts)),
+        "Subnets" => each(ctx, node, key, |ctx, o| subnet(ctx, o, parts)),
+        "NetworkAcls" => each(ctx, node, key, |ctx, o| network_acl(ctx, o, parts)),
+        "SecurityGroups" => each(ctx, node, key, |ctx, o| security_group(ctx, o, parts)),
+        "SecurityGroupRules" => each(ctx, node, key, |ctx, o| sg_rule(ctx, o, parts)),
+        "NetworkInterfaces" => each(ctx, node, key, |ctx, o| {
+            network_interface(ctx, o, parts, None)
+        }),
+        "Reservations" => each(ctx, node, key, |ctx, o| reservation(ctx, o, parts)),
+        "PrefixLists" => each(ctx, node, key, |ctx, o| prefix_list(ctx, o, parts)),
+        "Entries" => prefix_entries(ctx, top, node, parts),
+        _ => return false,
+    }
+    true
 }
 
 // ---- describe-instances ---------------------------------------------------------------
@@ -545,7 +575,32 @@ fn network_acl(ctx: &mut Ctx, o: Obj, parts: &mut Parts) {
 }
 
 fn nacl_entry(ctx: &mut Ctx, e: &Obj) -> Option<NetworkAclEntry> {
-    let rule = e.req(ctx, "RuleNumber").and_then(|n| {
+    let rule = nacl_rule_number(ctx, e);
+    let protocol = e
+        .req(ctx, "Protocol")
+        .and_then(|n| values::protocol(ctx, n, &e.field("Protocol")));
+    let action = e
+        .req(ctx, "RuleAction")
+        .and_then(|n| values::action(ctx, n, &e.field("RuleAction")));
+    let cidr = nacl_cidr(ctx, e);
+    let ports = match protocol? {
+        p if p.has_ports() => nacl_port_range(ctx, e, p)?,
+        p if is_icmp(p) => nacl_icmp(ctx, e)?,
+        _ => PortSpec::Any,
+    };
+    Some(NetworkAclEntry {
+        rule_number: rule?,
+        protocol: protocol?,
+        cidr: cidr?,
+        ports,
+        action: action?,
+        origin: ctx.origin(e.pos),
+    })
+}
+
+/// `RuleNumber`: 1..=32766, or 32767/32768 (the `*` rules describe-network-acls prints).
+fn nacl_rule_number(ctx: &mut Ctx, e: &Obj) -> Option<u32> {
+    e.req(ctx, "RuleNumber").and_then(|n| {
         let r = ctx.as_int(n, &e.field("RuleNumber"))?;
         if !(1..=32768).contains(&r) {
             ctx.error(
@@ -556,14 +611,12 @@ fn nacl_entry(ctx: &mut Ctx, e: &Obj) -> Option<NetworkAclEntry> {
             return None;
         }
         Some(r as u32)
-    });
-    let protocol = e
-        .req(ctx, "Protocol")
-        .and_then(|n| values::protocol(ctx, n, &e.field("Protocol")));
-    let action = e
-        .req(ctx, "RuleAction")
-        .and_then(|n| values::action(ctx, n, &e.field("RuleAction")));
-    let cidr = match (e.opt("CidrBlock"), e.opt("Ipv6CidrBlock")) {
+    })
+}
+
+/// `CidrBlock` or `Ipv6CidrBlock`: exactly one of them.
+fn nacl_cidr(ctx: &mut Ctx, e: &Obj) -> Option<IpNet> {
+    match (e.opt("CidrBlock"), e.opt("Ipv6CidrBlock")) {
         (Some(n), None) => {
             values::cidr_v4(ctx, n, &e.field("CidrBlock"), "use Ipv6CidrBlock").map(Into::into)
         }
@@ -586,65 +639,58 @@ fn nacl_entry(ctx: &mut Ctx, e: &Obj) -> Option<NetworkAclEntry> {
             );
             None
         }
+    }
+}
+
+/// `PortRange` {From, To} of a TCP or UDP entry: required, `From` ≤ `To`.
+fn nacl_port_range(ctx: &mut Ctx, e: &Obj, p: Protocol) -> Option<PortSpec> {
+    let Some(r) = e.obj(ctx, "PortRange") else {
+        ctx.error(
+            e.pos,
+            e.field("PortRange"),
+            format!("missing required field: protocol {p} (tcp or udp) entries need `PortRange` {{From, To}}"),
+        );
+        return None;
     };
-    let ports = match protocol? {
-        p if p.has_ports() => {
-            let Some(r) = e.obj(ctx, "PortRange") else {
-                ctx.error(
-                    e.pos,
-                    e.field("PortRange"),
-                    format!("missing required field: protocol {p} (tcp or udp) entries need `PortRange` {{From, To}}"),
-                );
-                return None;
-            };
-            let from = r
-                .req(ctx, "From")
-                .and_then(|n| values::port_number(ctx, n, &r.field("From")));
-            let to = r
-                .req(ctx, "To")
-                .and_then(|n| values::port_number(ctx, n, &r.field("To")));
-            let (from, to) = (from?, to?);
-            if from > to {
-                ctx.error(
-                    r.pos,
-                    r.field("From"),
-                    format!("From {from} is greater than To {to}"),
-                );
-                return None;
-            }
-            PortSpec::Range { from, to }
-        }
-        p if is_icmp(p) => match e.obj(ctx, "IcmpTypeCode") {
-            Some(tc) => {
-                let t = tc
-                    .opt("Type")
-                    .map(|n| values::icmp_value(ctx, n, &tc.field("Type"), "ICMP type"));
-                let c = tc
-                    .opt("Code")
-                    .map(|n| values::icmp_value(ctx, n, &tc.field("Code"), "ICMP code"));
-                values::icmp_spec(
-                    ctx,
-                    tc.pos,
-                    &tc.field("Code"),
-                    t.unwrap_or(Some(None))?,
-                    c.unwrap_or(Some(None))?,
-                )?
-            }
-            None => PortSpec::Icmp {
-                icmp_type: None,
-                code: None,
-            },
-        },
-        _ => PortSpec::Any,
+    let from = r
+        .req(ctx, "From")
+        .and_then(|n| values::port_number(ctx, n, &r.field("From")));
+    let to = r
+        .req(ctx, "To")
+        .and_then(|n| values::port_number(ctx, n, &r.field("To")));
+    let (from, to) = (from?, to?);
+    if from > to {
+        ctx.error(
+            r.pos,
+            r.field("From"),
+            format!("From {from} is greater than To {to}"),
+        );
+        return None;
+    }
+    Some(PortSpec::Range { from, to })
+}
+
+/// `IcmpTypeCode` {Type, Code} of an ICMP entry: absent, any type and code.
+fn nacl_icmp(ctx: &mut Ctx, e: &Obj) -> Option<PortSpec> {
+    let Some(tc) = e.obj(ctx, "IcmpTypeCode") else {
+        return Some(PortSpec::Icmp {
+            icmp_type: None,
+            code: None,
+        });
     };
-    Some(NetworkAclEntry {
-        rule_number: rule?,
-        protocol: protocol?,
-        cidr: cidr?,
-        ports,
-        action: action?,
-        origin: ctx.origin(e.pos),
-    })
+    let t = tc
+        .opt("Type")
+        .map(|n| values::icmp_value(ctx, n, &tc.field("Type"), "ICMP type"));
+    let c = tc
+        .opt("Code")
+        .map(|n| values::icmp_value(ctx, n, &tc.field("Code"), "ICMP code"));
+    values::icmp_spec(
+        ctx,
+        tc.pos,
+        &tc.field("Code"),
+        t.unwrap_or(Some(None))?,
+        c.unwrap_or(Some(None))?,
+    )
 }
 
 // ---- describe-security-groups / describe-security-group-rules -------------------------
@@ -910,12 +956,14 @@ fn network_interface(ctx: &mut Ctx, o: Obj, parts: &mut Parts, instance: Option<
     let origin = ctx.origin(o.pos);
     let subnet = match o.req_str(ctx, "SubnetId") {
         Some((s, n)) => {
-            parts.fields.push(FieldAt {
-                object: origin.clone(),
-                needle: format!("unknown subnet `{s}`"),
-                field: o.field("SubnetId"),
-                at: ctx.origin(n.pos),
-            });
+            let at = ctx.origin(n.pos);
+            field_at(
+                parts,
+                &origin,
+                format!("unknown subnet `{s}`"),
+                o.field("SubnetId"),
+                at,
+            );
             s.to_string()
         }
         None => String::new(),
@@ -923,105 +971,11 @@ fn network_interface(ctx: &mut Ctx, o: Obj, parts: &mut Parts, instance: Option<
     vpc_ref(ctx, &o, parts);
     let owner_id = owner_ref(ctx, &o, parts, false).unwrap_or_default();
     zone_ref(ctx, &o, parts);
-    let v4_hint = "IPv6 addresses are in Ipv6Addresses";
-    let mut primary = Vec::new();
-    let mut secondary = Vec::new();
-    let mut primary_public = None;
-    let mut secondary_public = Vec::new();
-    let list = objs(ctx, &o, "PrivateIpAddresses");
-    for a in &list {
-        let Some(n) = a.req(ctx, "PrivateIpAddress") else {
-            continue;
-        };
-        let Some(addr) = values::ipv4(ctx, n, &a.field("PrivateIpAddress"), v4_hint) else {
-            continue;
-        };
-        parts.fields.push(FieldAt {
-            object: origin.clone(),
-            needle: format!("address {addr} is "),
-            field: a.field("PrivateIpAddress"),
-            at: ctx.origin(n.pos),
-        });
-        if a.opt_bool(ctx, "Primary").unwrap_or(false) {
-            primary.push(addr);
-            primary_public = public_ip(ctx, a);
-        } else {
-            secondary.push(addr);
-            // An Elastic IP on a secondary address: its own `Association`.
-            if let Some(public) = public_ip(ctx, a) {
-                secondary_public.push((public, addr));
-            }
-        }
-    }
-    if list.is_empty() {
-        if let Some(n) = o.opt("PrivateIpAddress") {
-            primary.extend(values::ipv4(ctx, n, &o.field("PrivateIpAddress"), v4_hint));
-        }
-    }
-    let mut ipv6 = Vec::new();
-    let v6_hint = "IPv4 addresses are in PrivateIpAddresses";
-    for a in objs(ctx, &o, "Ipv6Addresses") {
-        if let Some(n) = a.req(ctx, "Ipv6Address") {
-            ipv6.extend(values::ipv6(ctx, n, &a.field("Ipv6Address"), v6_hint));
-        }
-    }
-    if let Some(n) = o.opt("Ipv6Address") {
-        if let Some(a) = values::ipv6(ctx, n, &o.field("Ipv6Address"), v6_hint) {
-            if !ipv6.contains(&a) {
-                ipv6.insert(0, a);
-            }
-        }
-    }
-    let mut ipv4_prefixes = Vec::new();
-    for a in objs(ctx, &o, "Ipv4Prefixes") {
-        if let Some(n) = a.req(ctx, "Ipv4Prefix") {
-            let field = a.field("Ipv4Prefix");
-            if let Some(c) = values::cidr_v4(ctx, n, &field, "IPv6 prefixes are in Ipv6Prefixes") {
-                parts.fields.push(FieldAt {
-                    object: origin.clone(),
-                    needle: format!("prefix {c} "),
-                    field,
-                    at: ctx.origin(n.pos),
-                });
-                ipv4_prefixes.push(c);
-            }
-        }
-    }
-    let mut ipv6_prefixes = Vec::new();
-    for a in objs(ctx, &o, "Ipv6Prefixes") {
-        if let Some(n) = a.req(ctx, "Ipv6Prefix") {
-            let field = a.field("Ipv6Prefix");
-            if let Some(c) = values::cidr_v6(ctx, n, &field, "IPv4 prefixes are in Ipv4Prefixes") {
-                parts.fields.push(FieldAt {
-                    object: origin.clone(),
-                    needle: format!("prefix {c} "),
-                    field,
-                    at: ctx.origin(n.pos),
-                });
-                ipv6_prefixes.push(c);
-            }
-        }
-    }
-    let public_ipv4 = public_ip(ctx, &o).or(primary_public);
-    // `Groups: []` is an ENI without security groups (NAT gateway, ...).
-    let mut security_groups = Vec::new();
-    for g in objs(ctx, &o, "Groups") {
-        if let Some((gid, n)) = g.req_str(ctx, "GroupId") {
-            parts.fields.push(FieldAt {
-                object: origin.clone(),
-                needle: format!("unknown security group `{gid}`"),
-                field: g.field("GroupId"),
-                at: ctx.origin(n.pos),
-            });
-            security_groups.push(gid.to_string());
-        }
-    }
-    parts.fields.push(FieldAt {
-        object: origin.clone(),
-        needle: "without security groups".to_string(),
-        field: o.field("Groups"),
-        at: ctx.origin(o.opt("Groups").map_or(o.pos, |n| n.pos)),
-    });
+    let v4 = eni_private_ipv4(ctx, &o, &origin, parts);
+    let ipv6 = eni_ipv6(ctx, &o);
+    let (ipv4_prefixes, ipv6_prefixes) = eni_prefixes(ctx, &o, &origin, parts);
+    let public_ipv4 = public_ip(ctx, &o).or(v4.primary_public);
+    let security_groups = eni_security_groups(ctx, &o, &origin, parts);
     let interface_type = o
         .opt_str(ctx, "InterfaceType")
         .map_or("interface".to_string(), |(s, _)| s.to_string());
@@ -1032,25 +986,14 @@ fn network_interface(ctx: &mut Ctx, o: Obj, parts: &mut Parts, instance: Option<
             .and_then(|a| a.opt_str(ctx, "InstanceId"))
             .map(|(s, _)| s.to_string()),
     };
-    let mut conntrack = ConntrackOverrides::default();
-    if let Some(c) = o.obj(ctx, "ConnectionTrackingConfiguration") {
-        let mut get = |key: &str| {
-            let n = c.opt(key)?;
-            ctx.as_int_in(n, &c.field(key), "timeout", 1, u32::MAX as i64)
-                .map(|v| v as u32)
-        };
-        conntrack.tcp_established = get("TcpEstablishedTimeout");
-        conntrack.udp_stream = get("UdpStreamTimeout");
-        conntrack.udp = get("UdpTimeout");
-    }
-    primary.extend(secondary);
+    let conntrack = eni_conntrack(ctx, &o);
     let eni = NetworkInterface {
         id,
         subnet_id: subnet,
-        private_ipv4: primary,
+        private_ipv4: v4.addresses,
         ipv6,
         public_ipv4,
-        secondary_public_ipv4: secondary_public,
+        secondary_public_ipv4: v4.secondary_public,
         ipv4_prefixes,
         ipv6_prefixes,
         interface_type,
@@ -1067,6 +1010,163 @@ fn network_interface(ctx: &mut Ctx, o: Obj, parts: &mut Parts, instance: Option<
     } else {
         parts.network_interfaces.push(eni);
     }
+}
+
+/// Records that a validation error at `object` containing `needle` belongs to `field`,
+/// written at `at`.
+fn field_at(parts: &mut Parts, object: &Origin, needle: String, field: String, at: Origin) {
+    parts.fields.push(FieldAt {
+        object: object.clone(),
+        needle,
+        field,
+        at,
+    });
+}
+
+/// An ENI's private IPv4 addresses, the primary first, and the public addresses mapped
+/// onto them.
+struct PrivateIpv4 {
+    addresses: Vec<std::net::Ipv4Addr>,
+    /// The primary address's public IPv4 (`Association`).
+    primary_public: Option<std::net::Ipv4Addr>,
+    /// Elastic IPs on secondary addresses: (public, private).
+    secondary_public: Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
+}
+
+/// `PrivateIpAddresses[]` (or, without it, `PrivateIpAddress`).
+fn eni_private_ipv4(ctx: &mut Ctx, o: &Obj, origin: &Origin, parts: &mut Parts) -> PrivateIpv4 {
+    let v4_hint = "IPv6 addresses are in Ipv6Addresses";
+    let mut primary = Vec::new();
+    let mut secondary = Vec::new();
+    let mut primary_public = None;
+    let mut secondary_public = Vec::new();
+    let list = objs(ctx, o, "PrivateIpAddresses");
+    for a in &list {
+        let Some(n) = a.req(ctx, "PrivateIpAddress") else {
+            continue;
+        };
+        let Some(addr) = values::ipv4(ctx, n, &a.field("PrivateIpAddress"), v4_hint) else {
+            continue;
+        };
+        let at = ctx.origin(n.pos);
+        field_at(
+            parts,
+            origin,
+            format!("address {addr} is "),
+            a.field("PrivateIpAddress"),
+            at,
+        );
+        if a.opt_bool(ctx, "Primary").unwrap_or(false) {
+            primary.push(addr);
+            primary_public = public_ip(ctx, a);
+        } else {
+            secondary.push(addr);
+            // An Elastic IP on a secondary address: its own `Association`.
+            if let Some(public) = public_ip(ctx, a) {
+                secondary_public.push((public, addr));
+            }
+        }
+    }
+    if list.is_empty() {
+        if let Some(n) = o.opt("PrivateIpAddress") {
+            primary.extend(values::ipv4(ctx, n, &o.field("PrivateIpAddress"), v4_hint));
+        }
+    }
+    primary.extend(secondary);
+    PrivateIpv4 {
+        addresses: primary,
+        primary_public,
+        secondary_public,
+    }
+}
+
+/// `Ipv6Addresses[]`, with `Ipv6Address` first when it is not among them.
+fn eni_ipv6(ctx: &mut Ctx, o: &Obj) -> Vec<std::net::Ipv6Addr> {
+    let mut ipv6 = Vec::new();
+    let v6_hint = "IPv4 addresses are in PrivateIpAddresses";
+    for a in objs(ctx, o, "Ipv6Addresses") {
+        if let Some(n) = a.req(ctx, "Ipv6Address") {
+            ipv6.extend(values::ipv6(ctx, n, &a.field("Ipv6Address"), v6_hint));
+        }
+    }
+    if let Some(n) = o.opt("Ipv6Address") {
+        if let Some(a) = values::ipv6(ctx, n, &o.field("Ipv6Address"), v6_hint) {
+            if !ipv6.contains(&a) {
+                ipv6.insert(0, a);
+            }
+        }
+    }
+    ipv6
+}
+
+/// `Ipv4Prefixes[]` and `Ipv6Prefixes[]`: the prefixes delegated to the ENI.
+fn eni_prefixes(
+    ctx: &mut Ctx,
+    o: &Obj,
+    origin: &Origin,
+    parts: &mut Parts,
+) -> (Vec<ipnet::Ipv4Net>, Vec<ipnet::Ipv6Net>) {
+    let mut ipv4_prefixes = Vec::new();
+    for a in objs(ctx, o, "Ipv4Prefixes") {
+        if let Some(n) = a.req(ctx, "Ipv4Prefix") {
+            let field = a.field("Ipv4Prefix");
+            if let Some(c) = values::cidr_v4(ctx, n, &field, "IPv6 prefixes are in Ipv6Prefixes") {
+                let at = ctx.origin(n.pos);
+                field_at(parts, origin, format!("prefix {c} "), field, at);
+                ipv4_prefixes.push(c);
+            }
+        }
+    }
+    let mut ipv6_prefixes = Vec::new();
+    for a in objs(ctx, o, "Ipv6Prefixes") {
+        if let Some(n) = a.req(ctx, "Ipv6Prefix") {
+            let field = a.field("Ipv6Prefix");
+            if let Some(c) = values::cidr_v6(ctx, n, &field, "IPv4 prefixes are in Ipv4Prefixes") {
+                let at = ctx.origin(n.pos);
+                field_at(parts, origin, format!("prefix {c} "), field, at);
+                ipv6_prefixes.push(c);
+            }
+        }
+    }
+    (ipv4_prefixes, ipv6_prefixes)
+}
+
+/// `Groups[].GroupId`. `Groups: []` is an ENI without security groups (NAT gateway, ...).
+fn eni_security_groups(ctx: &mut Ctx, o: &Obj, origin: &Origin, parts: &mut Parts) -> Vec<String> {
+    let mut security_groups = Vec::new();
+    for g in objs(ctx, o, "Groups") {
+        if let Some((gid, n)) = g.req_str(ctx, "GroupId") {
+            let at = ctx.origin(n.pos);
+            let needle = format!("unknown security group `{gid}`");
+            field_at(parts, origin, needle, g.field("GroupId"), at);
+            security_groups.push(gid.to_string());
+        }
+    }
+    let at = ctx.origin(o.opt("Groups").map_or(o.pos, |n| n.pos));
+    field_at(
+        parts,
+        origin,
+        "without security groups".to_string(),
+        o.field("Groups"),
+        at,
+    );
+    security_groups
+}
+
+/// `ConnectionTrackingConfiguration`: the ENI's own idle timeouts.
+fn eni_conntrack(ctx: &mut Ctx, o: &Obj) -> ConntrackOverrides {
+    let mut conntrack = ConntrackOverrides::default();
+    if let Some(c) = o.obj(ctx, "ConnectionTrackingConfiguration") {
+        let mut get = |key: &str| {
+            let n = c.opt(key)?;
+            ctx.as_int_in(n, &c.field(key), "timeout", 1, u32::MAX as i64)
+                .map(|v| v as u32)
+        };
+        conntrack.tcp_established = get("TcpEstablishedTimeout");
+        conntrack.udp_stream = get("UdpStreamTimeout");
+        conntrack.udp = get("UdpTimeout");
+    }
+    conntrack
 }
 
 /// `Association.PublicIp` of an ENI or of one of its private addresses.

@@ -468,6 +468,10 @@ fn pick(claims: &[Claim], what: &str, hint: &str, errors: &mut Vec<RulesetError>
     Some(chosen)
 }
 
+/// Merges what the files said into one VPC, in named steps: the VPC's own facts (id,
+/// account, region, CIDRs), then its objects (deduplicated, loose rules and prefix-list
+/// entries folded in, NACL associations completed), then the warnings about what is
+/// missing. Errors and warnings come in that order.
 fn merge(
     parts: Parts,
     file_origin: &Origin,
@@ -484,9 +488,9 @@ fn merge(
         conntrack,
         subnets,
         network_acls,
-        mut security_groups,
-        mut network_interfaces,
-        mut prefix_lists,
+        security_groups,
+        network_interfaces,
+        prefix_lists,
         mut loose_rules,
         prefix_entries,
         vpc_filter,
@@ -497,137 +501,24 @@ fn merge(
         ..
     } = parts;
 
-    let mut seen: Vec<&str> = Vec::new();
-    for c in &vpc_ids {
-        if !seen.contains(&c.value.as_str()) {
-            seen.push(&c.value);
-        }
-    }
-    let hint = format!(
-        "vpcgate emulates one VPC: pick one with `--vpc <VPC_ID>` (seen: {}), or export \
-         one VPC only (e.g. `aws ec2 describe-subnets --filters Name=vpc-id,Values=<id>`)",
-        seen.join(", ")
+    let id = vpc_id(
+        &vpc_ids,
+        vpc_filter.as_deref(),
+        &dropped_vpcs,
+        file_origin,
+        errors,
     );
-    let id = match &vpc_filter {
-        Some(want) => {
-            let found = vpc_ids.iter().find(|c| &c.value == want).cloned();
-            if found.is_none() {
-                let mut others: Vec<&str> = seen.clone();
-                for d in &dropped_vpcs {
-                    if !others.contains(&d.as_str()) {
-                        others.push(d);
-                    }
-                }
-                errors.push(RulesetError::new(
-                    file_origin,
-                    "",
-                    format!(
-                        "--vpc {want}: no object of that VPC was loaded; VPCs seen: {}",
-                        if others.is_empty() {
-                            "none".to_string()
-                        } else {
-                            others.join(", ")
-                        }
-                    ),
-                ));
-            }
-            // What `--vpc` could not drop (a ruleset TOML's `[vpc] id`) must agree.
-            for c in vpc_ids.iter().filter(|c| &c.value != want) {
-                errors.push(RulesetError::new(
-                    &c.origin,
-                    c.field.clone(),
-                    format!(
-                        "VPC `{}` differs from `--vpc {want}`; a ruleset TOML describes one VPC: leave it out",
-                        c.value
-                    ),
-                ));
-            }
-            found
-        }
-        None => pick(&vpc_ids, "VPC", &hint, errors),
-    };
     if id.is_none() && vpc_filter.is_none() {
-        let at = vpc_origin.clone().unwrap_or_else(|| Origin {
-            line: 1,
-            column: 1,
-            ..file_origin.clone()
-        });
-        let how = if at.file.ends_with(".toml") {
-            "add a `[vpc]` table with `id = \"vpc-...\"`"
-        } else {
-            "add the output of `aws ec2 describe-vpcs --vpc-ids vpc-...` \
-             (or, in a ruleset TOML, `[vpc]` with `id = \"vpc-...\"`)"
-        };
-        errors.push(RulesetError::new(
-            &at,
-            "vpc.id",
-            format!("the VPC has no id: no file says which VPC this is; {how}"),
-        ));
+        no_vpc_id(vpc_origin.as_ref(), file_origin, errors);
     }
-    if !dropped_vpcs.is_empty() {
-        let mut ids: Vec<&str> = Vec::new();
-        for d in &dropped_vpcs {
-            if !ids.contains(&d.as_str()) {
-                ids.push(d);
-            }
-        }
-        warnings.push(RulesetError::new(
-            file_origin,
-            "",
-            format!(
-                "--vpc {}: dropped {} object(s) of other VPCs ({})",
-                vpc_filter.as_deref().unwrap_or(""),
-                dropped_vpcs.len(),
-                ids.join(", ")
-            ),
-        ));
-    }
+    warn_dropped_vpcs(&dropped_vpcs, vpc_filter.as_deref(), file_origin, warnings);
     loose_rules.retain(|r| !dropped_groups.contains(&r.group_id));
     let mut vpc = Vpc::new(id.as_ref().map_or("", |c| c.value.as_str()));
     vpc.origin = vpc_origin
         .or_else(|| id.map(|c| c.origin))
         .unwrap_or_else(|| file_origin.clone());
-
-    // Objects' OwnerId may differ from the VPC's in a shared VPC: only declarations must agree.
-    let declared: Vec<Claim> = accounts.iter().filter(|c| c.declared).cloned().collect();
-    let account = if declared.is_empty() {
-        accounts.first().cloned()
-    } else {
-        pick(&declared, "account", "a VPC has one owner account", errors)
-    };
-    vpc.account_id = account.map(|c| c.value).unwrap_or_default();
-
-    let region = pick(&regions, "region", "a VPC lives in one region", errors);
-    let derived = zones
-        .iter()
-        .find_map(|z| values::region_of_az(&z.value).map(|r| (r, z.clone())));
-    vpc.region = match (&region, &derived) {
-        (Some(r), _) => r.value.clone(),
-        (None, Some((r, _))) => r.clone(),
-        (None, None) => String::new(),
-    };
-    if !vpc.region.is_empty() {
-        let source = match (&region, &derived) {
-            (Some(r), _) => format!("`{}` at {}", r.value, r.origin),
-            (None, Some((r, z))) => format!(
-                "`{r}`, from availability zone `{}` at {}",
-                z.value, z.origin
-            ),
-            _ => String::new(),
-        };
-        for z in &zones {
-            if let Some(r) = values::region_of_az(&z.value) {
-                if r != vpc.region {
-                    errors.push(RulesetError::new(
-                        &z.origin,
-                        z.field.clone(),
-                        format!("availability zone `{}` is in region `{r}`, but the VPC's region is {source}", z.value),
-                    ));
-                }
-            }
-        }
-    }
-
+    vpc.account_id = account(&accounts, errors);
+    vpc.region = region(&regions, &zones, errors);
     for c in cidrs {
         if !vpc.cidrs.contains(&c) {
             vpc.cidrs.push(c);
@@ -637,17 +528,194 @@ fn merge(
         vpc.conntrack = ct.apply(vpc.conntrack);
     }
 
-    // The same response saved twice: identical objects merge, differing ones stay
-    // duplicates (an error of validation).
-    let subnets = dedupe(
+    let subnets = dedupe_subnets(subnets);
+    let mut network_acls = dedupe_network_acls(network_acls);
+    let mut security_groups = dedupe_security_groups(security_groups);
+    let mut network_interfaces = dedupe_network_interfaces(network_interfaces, instance_enis);
+    let mut prefix_lists = merge_prefix_lists(prefix_lists);
+    add_loose_rules(&mut security_groups, loose_rules);
+    add_prefix_entries(&mut prefix_lists, prefix_entries);
+    associate_nacls(&subnets, &mut network_acls, &nacl_assocs, warnings);
+    for e in &mut network_interfaces {
+        if e.owner_id == vpc.account_id {
+            e.owner_id.clear();
+        }
+    }
+
+    warn_no_ipv4_cidr(&vpc, warnings);
+    warn_empty_prefix_lists(&prefix_lists, &security_groups, warnings);
+
+    vpc.subnets = subnets;
+    vpc.network_acls = network_acls;
+    vpc.security_groups = security_groups;
+    vpc.network_interfaces = network_interfaces;
+    vpc.prefix_lists = prefix_lists;
+    vpc
+}
+
+/// Each distinct value of `items`, in first-seen order.
+fn distinct(items: impl IntoIterator<Item = impl AsRef<str>>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in items {
+        if !out.iter().any(|o| o == i.as_ref()) {
+            out.push(i.as_ref().to_string());
+        }
+    }
+    out
+}
+
+/// The VPC's id: the one `--vpc` names (every other VPC id is then an error), or the one
+/// all files agree on.
+fn vpc_id(
+    vpc_ids: &[Claim],
+    vpc_filter: Option<&str>,
+    dropped_vpcs: &[String],
+    file_origin: &Origin,
+    errors: &mut Vec<RulesetError>,
+) -> Option<Claim> {
+    let seen = distinct(vpc_ids.iter().map(|c| &c.value));
+    let Some(want) = vpc_filter else {
+        let hint = format!(
+            "vpcgate emulates one VPC: pick one with `--vpc <VPC_ID>` (seen: {}), or export \
+             one VPC only (e.g. `aws ec2 describe-subnets --filters Name=vpc-id,Values=<id>`)",
+            seen.join(", ")
+        );
+        return pick(vpc_ids, "VPC", &hint, errors);
+    };
+    let found = vpc_ids.iter().find(|c| c.value == want).cloned();
+    if found.is_none() {
+        let others = distinct(seen.iter().chain(dropped_vpcs));
+        errors.push(RulesetError::new(
+            file_origin,
+            "",
+            format!(
+                "--vpc {want}: no object of that VPC was loaded; VPCs seen: {}",
+                if others.is_empty() {
+                    "none".to_string()
+                } else {
+                    others.join(", ")
+                }
+            ),
+        ));
+    }
+    // What `--vpc` could not drop (a ruleset TOML's `[vpc] id`) must agree.
+    for c in vpc_ids.iter().filter(|c| c.value != want) {
+        errors.push(RulesetError::new(
+            &c.origin,
+            c.field.clone(),
+            format!(
+                "VPC `{}` differs from `--vpc {want}`; a ruleset TOML describes one VPC: leave it out",
+                c.value
+            ),
+        ));
+    }
+    found
+}
+
+/// No file says which VPC this is: the error, at the `[vpc]` table or the first file.
+fn no_vpc_id(vpc_origin: Option<&Origin>, file_origin: &Origin, errors: &mut Vec<RulesetError>) {
+    let at = vpc_origin.cloned().unwrap_or_else(|| Origin {
+        line: 1,
+        column: 1,
+        ..file_origin.clone()
+    });
+    let how = if at.file.ends_with(".toml") {
+        "add a `[vpc]` table with `id = \"vpc-...\"`"
+    } else {
+        "add the output of `aws ec2 describe-vpcs --vpc-ids vpc-...` \
+         (or, in a ruleset TOML, `[vpc]` with `id = \"vpc-...\"`)"
+    };
+    errors.push(RulesetError::new(
+        &at,
+        "vpc.id",
+        format!("the VPC has no id: no file says which VPC this is; {how}"),
+    ));
+}
+
+/// `--vpc` dropped objects of other VPCs: one warning that says how many and whose.
+fn warn_dropped_vpcs(
+    dropped_vpcs: &[String],
+    vpc_filter: Option<&str>,
+    file_origin: &Origin,
+    warnings: &mut Vec<RulesetError>,
+) {
+    if dropped_vpcs.is_empty() {
+        return;
+    }
+    warnings.push(RulesetError::new(
+        file_origin,
+        "",
+        format!(
+            "--vpc {}: dropped {} object(s) of other VPCs ({})",
+            vpc_filter.unwrap_or(""),
+            dropped_vpcs.len(),
+            distinct(dropped_vpcs).join(", ")
+        ),
+    ));
+}
+
+/// The owner account. Objects' OwnerId may differ from the VPC's in a shared VPC: only
+/// declarations must agree.
+fn account(accounts: &[Claim], errors: &mut Vec<RulesetError>) -> String {
+    let declared: Vec<Claim> = accounts.iter().filter(|c| c.declared).cloned().collect();
+    let account = if declared.is_empty() {
+        accounts.first().cloned()
+    } else {
+        pick(&declared, "account", "a VPC has one owner account", errors)
+    };
+    account.map(|c| c.value).unwrap_or_default()
+}
+
+/// The region: declared, or derived from an availability zone; every zone must be in it.
+fn region(regions: &[Claim], zones: &[Claim], errors: &mut Vec<RulesetError>) -> String {
+    let region = pick(regions, "region", "a VPC lives in one region", errors);
+    let derived = zones
+        .iter()
+        .find_map(|z| values::region_of_az(&z.value).map(|r| (r, z.clone())));
+    let (name, source) = match (&region, &derived) {
+        (Some(r), _) => (r.value.clone(), format!("`{}` at {}", r.value, r.origin)),
+        (None, Some((r, z))) => (
+            r.clone(),
+            format!(
+                "`{r}`, from availability zone `{}` at {}",
+                z.value, z.origin
+            ),
+        ),
+        (None, None) => return String::new(),
+    };
+    if name.is_empty() {
+        return name;
+    }
+    for z in zones {
+        if let Some(r) = values::region_of_az(&z.value) {
+            if r != name {
+                errors.push(RulesetError::new(
+                    &z.origin,
+                    z.field.clone(),
+                    format!("availability zone `{}` is in region `{r}`, but the VPC's region is {source}", z.value),
+                ));
+            }
+        }
+    }
+    name
+}
+
+// The same response saved twice: identical objects merge, differing ones stay
+// duplicates (an error of validation).
+
+fn dedupe_subnets(subnets: Vec<Subnet>) -> Vec<Subnet> {
+    dedupe(
         subnets,
         |s| &s.id,
         |s| Subnet {
             origin: Origin::default(),
             ..s.clone()
         },
-    );
-    let network_acls = dedupe(
+    )
+}
+
+fn dedupe_network_acls(network_acls: Vec<NetworkAcl>) -> Vec<NetworkAcl> {
+    dedupe(
         network_acls,
         |a| &a.id,
         |a| {
@@ -658,8 +726,11 @@ fn merge(
             }
             a
         },
-    );
-    security_groups = dedupe(
+    )
+}
+
+fn dedupe_security_groups(security_groups: Vec<SecurityGroup>) -> Vec<SecurityGroup> {
+    dedupe(
         security_groups,
         |g| &g.id,
         |g| {
@@ -670,21 +741,30 @@ fn merge(
             }
             g
         },
-    );
+    )
+}
+
+/// The ENIs of describe-network-interfaces, then those of describe-instances that it
+/// does not describe.
+fn dedupe_network_interfaces(
+    network_interfaces: Vec<NetworkInterface>,
+    instance_enis: Vec<NetworkInterface>,
+) -> Vec<NetworkInterface> {
     let eni_key = |e: &NetworkInterface| NetworkInterface {
         origin: Origin::default(),
         ..e.clone()
     };
-    network_interfaces = dedupe(network_interfaces, |e| &e.id, eni_key);
-    // describe-instances: its ENIs where describe-network-interfaces has none.
+    let mut out = dedupe(network_interfaces, |e| &e.id, eni_key);
     for e in dedupe(instance_enis, |e| &e.id, eni_key) {
-        if !network_interfaces.iter().any(|d| d.id == e.id) {
-            network_interfaces.push(e);
+        if !out.iter().any(|d| d.id == e.id) {
+            out.push(e);
         }
     }
-    prefix_lists = merge_prefix_lists(prefix_lists);
+    out
+}
 
-    // describe-security-group-rules: into the group, creating it if needed.
+/// describe-security-group-rules: each rule into its group, creating it if needed.
+fn add_loose_rules(security_groups: &mut Vec<SecurityGroup>, loose_rules: Vec<LooseRule>) {
     for lr in loose_rules {
         let g = match security_groups.iter().position(|g| g.id == lr.group_id) {
             Some(i) => &mut security_groups[i],
@@ -707,8 +787,13 @@ fn merge(
             list.push(lr.rule);
         }
     }
+}
 
-    // get-managed-prefix-list-entries: into the list, creating it if needed.
+/// get-managed-prefix-list-entries: the entries into their list, creating it if needed.
+fn add_prefix_entries(
+    prefix_lists: &mut Vec<PrefixList>,
+    prefix_entries: Vec<(String, Vec<IpNet>, Origin)>,
+) {
     for (id, entries, origin) in prefix_entries {
         let p = match prefix_lists.iter().position(|p| p.id == id) {
             Some(i) => &mut prefix_lists[i],
@@ -728,21 +813,27 @@ fn merge(
             }
         }
     }
+}
 
-    // A subnet that names its NACL is one of that NACL's associations, as
-    // describe-network-acls would show it.
-    let mut network_acls = network_acls;
-    for s in &subnets {
+/// A subnet that names its NACL is one of that NACL's associations, as
+/// describe-network-acls would show it; an association to a subnet that was not
+/// exported cannot change a verdict, so it is dropped with a warning.
+fn associate_nacls(
+    subnets: &[Subnet],
+    network_acls: &mut [NetworkAcl],
+    nacl_assocs: &[(String, String, Origin, String)],
+    warnings: &mut Vec<RulesetError>,
+) {
+    for s in subnets {
         if let Some(acl_id) = &s.network_acl_id {
             if let Some(acl) = network_acls.iter_mut().find(|a| &a.id == acl_id) {
                 acl.associations.push(s.id.clone());
             }
         }
     }
-    for acl in &mut network_acls {
+    for acl in network_acls {
         acl.associations.sort();
         acl.associations.dedup();
-        // An association to a subnet that was not exported cannot change a verdict.
         acl.associations.retain(|sid| {
             if subnets.iter().any(|s| &s.id == sid) {
                 return true;
@@ -762,71 +853,71 @@ fn merge(
             false
         });
     }
+}
 
-    for e in &mut network_interfaces {
-        if e.owner_id == vpc.account_id {
-            e.owner_id.clear();
-        }
+/// Without an IPv4 CIDR the DNS resolver cannot be exempted: a warning that says how
+/// to add one.
+fn warn_no_ipv4_cidr(vpc: &Vpc, warnings: &mut Vec<RulesetError>) {
+    if vpc.cidrs.iter().any(|c| matches!(c, IpNet::V4(_))) {
+        return;
     }
+    warnings.push(RulesetError::new(
+        &vpc.origin,
+        "",
+        format!(
+            "the VPC has no IPv4 CIDR, so the Amazon DNS resolver at the base of its \
+             primary CIDR +2 cannot be exempted (its traffic is filtered and logged) and \
+             subnets are not checked against the VPC; add the output of `aws ec2 \
+             describe-vpcs --vpc-ids {}` (or `cidrs` under `[vpc]` in a ruleset TOML)",
+            if vpc.id.is_empty() {
+                "vpc-..."
+            } else {
+                &vpc.id
+            }
+        ),
+    ));
+}
 
-    if vpc.cidrs.iter().all(|c| !matches!(c, IpNet::V4(_))) {
-        warnings.push(RulesetError::new(
-            &vpc.origin,
-            "",
-            format!(
-                "the VPC has no IPv4 CIDR, so the Amazon DNS resolver at the base of its \
-                 primary CIDR +2 cannot be exempted (its traffic is filtered and logged) and \
-                 subnets are not checked against the VPC; add the output of `aws ec2 \
-                 describe-vpcs --vpc-ids {}` (or `cidrs` under `[vpc]` in a ruleset TOML)",
-                if vpc.id.is_empty() {
-                    "vpc-..."
-                } else {
-                    &vpc.id
-                }
-            ),
-        ));
-    }
-    // A prefix list without entries matches nothing: rules that name it allow nothing.
-    for p in &prefix_lists {
+/// A prefix list without entries matches nothing: rules that name it allow nothing.
+fn warn_empty_prefix_lists(
+    prefix_lists: &[PrefixList],
+    security_groups: &[SecurityGroup],
+    warnings: &mut Vec<RulesetError>,
+) {
+    for p in prefix_lists {
         let used = security_groups.iter().any(|g| {
             g.ingress
                 .iter()
                 .chain(g.egress.iter())
                 .any(|r| matches!(&r.peer, SgPeer::PrefixList(id) if id == &p.id))
         });
-        if used && p.entries.is_empty() {
-            let name = if p.name.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", p.name)
-            };
-            let how = if p.origin.file.ends_with(".toml") {
-                "give its `entries`".to_string()
-            } else {
-                format!(
-                    "run `aws ec2 get-managed-prefix-list-entries --prefix-list-id {0} > {0}.json` \
-                     and load that file too",
-                    p.id
-                )
-            };
-            warnings.push(RulesetError::new(
-                &p.origin,
-                "",
-                format!(
-                    "prefix list `{}`{name} has no entries, so the security-group rules that \
-                     name it match nothing; {how}",
-                    p.id
-                ),
-            ));
+        if !used || !p.entries.is_empty() {
+            continue;
         }
+        let name = if p.name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", p.name)
+        };
+        let how = if p.origin.file.ends_with(".toml") {
+            "give its `entries`".to_string()
+        } else {
+            format!(
+                "run `aws ec2 get-managed-prefix-list-entries --prefix-list-id {0} > {0}.json` \
+                 and load that file too",
+                p.id
+            )
+        };
+        warnings.push(RulesetError::new(
+            &p.origin,
+            "",
+            format!(
+                "prefix list `{}`{name} has no entries, so the security-group rules that \
+                 name it match nothing; {how}",
+                p.id
+            ),
+        ));
     }
-
-    vpc.subnets = subnets;
-    vpc.network_acls = network_acls;
-    vpc.security_groups = security_groups;
-    vpc.network_interfaces = network_interfaces;
-    vpc.prefix_lists = prefix_lists;
-    vpc
 }
 
 /// Drops an object equal (ignoring where it was written) to an earlier one of the same id.

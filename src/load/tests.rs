@@ -968,7 +968,7 @@ security_groups = []
     // A NAT gateway has no groups: no warning.
     assert!(vpc.warnings.is_empty(), "{}", warnings_of(&vpc));
 
-    // An `interface` without groups loads, with a warning (EMULATION.md §1).
+    // An `interface` without groups loads, with a warning (manual: "The model").
     let bare = text.replace("interface_type = \"nat_gateway\"\n", "");
     let vpc = load_str("x.toml", &bare).unwrap();
     assert_has(

@@ -479,54 +479,9 @@ fn network_interface(ctx: &mut Ctx, o: &Obj, parts: &mut Parts) {
             "public IPv6 addresses are the `ipv6` ones",
         )
     });
-    // `elastic_ips = { "10.0.1.11" = "198.51.100.9" }`: private address → public one.
     let mut public_ipv4 = public_ipv4;
-    let mut secondary_public_ipv4 = Vec::new();
-    if let Some(t) = o.obj(ctx, "elastic_ips") {
-        for e in t.entries {
-            let field = t.field(&e.key);
-            let private = match e.key.trim().parse::<std::net::Ipv4Addr>() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    ctx.error(
-                        e.key_pos,
-                        field.clone(),
-                        format!(
-                            "{:?} is not a private IPv4 address: write `elastic_ips = {{ \"10.0.1.11\" = \"198.51.100.9\" }}` (private = public)",
-                            e.key
-                        ),
-                    );
-                    None
-                }
-            };
-            let public = values::ipv4(ctx, &e.node, &field, "Elastic IPs are IPv4");
-            let (Some(private), Some(public)) = (private, public) else {
-                continue;
-            };
-            if private_ipv4.first() == Some(&private) {
-                match public_ipv4 {
-                    Some(p) if p != public => ctx.error(
-                        e.node.pos,
-                        field,
-                        format!("{private} is the primary address, whose public address is already `public_ip` = {p}"),
-                    ),
-                    _ => public_ipv4 = Some(public),
-                }
-            } else {
-                secondary_public_ipv4.push((public, private));
-            }
-        }
-    }
-    let mut ipv4_prefixes = Vec::new();
-    for (i, n) in o.arr(ctx, "ipv4_prefixes").iter().enumerate() {
-        let field = format!("{}[{i}]", o.field("ipv4_prefixes"));
-        ipv4_prefixes.extend(values::cidr_v4(ctx, n, &field, "put it in `ipv6_prefixes`"));
-    }
-    let mut ipv6_prefixes = Vec::new();
-    for (i, n) in o.arr(ctx, "ipv6_prefixes").iter().enumerate() {
-        let field = format!("{}[{i}]", o.field("ipv6_prefixes"));
-        ipv6_prefixes.extend(values::cidr_v6(ctx, n, &field, "put it in `ipv4_prefixes`"));
-    }
+    let secondary_public_ipv4 = elastic_ips(ctx, o, &private_ipv4, &mut public_ipv4);
+    let (ipv4_prefixes, ipv6_prefixes) = prefixes(ctx, o);
     let interface_type = o
         .opt_str(ctx, "interface_type")
         .map_or("interface".to_string(), |(s, _)| s.to_string());
@@ -564,4 +519,68 @@ fn network_interface(ctx: &mut Ctx, o: &Obj, parts: &mut Parts) {
         max_tracked_connections,
         origin: ctx.origin(o.pos),
     });
+}
+
+/// `elastic_ips = { "10.0.1.11" = "198.51.100.9" }`: private address → public one. The
+/// primary address's becomes `public_ipv4` (unless `public_ip` already says another);
+/// the others are returned as (public, private).
+fn elastic_ips(
+    ctx: &mut Ctx,
+    o: &Obj,
+    private_ipv4: &[std::net::Ipv4Addr],
+    public_ipv4: &mut Option<std::net::Ipv4Addr>,
+) -> Vec<(std::net::Ipv4Addr, std::net::Ipv4Addr)> {
+    let mut secondary_public_ipv4 = Vec::new();
+    let Some(t) = o.obj(ctx, "elastic_ips") else {
+        return secondary_public_ipv4;
+    };
+    for e in t.entries {
+        let field = t.field(&e.key);
+        let private = match e.key.trim().parse::<std::net::Ipv4Addr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                ctx.error(
+                    e.key_pos,
+                    field.clone(),
+                    format!(
+                        "{:?} is not a private IPv4 address: write `elastic_ips = {{ \"10.0.1.11\" = \"198.51.100.9\" }}` (private = public)",
+                        e.key
+                    ),
+                );
+                None
+            }
+        };
+        let public = values::ipv4(ctx, &e.node, &field, "Elastic IPs are IPv4");
+        let (Some(private), Some(public)) = (private, public) else {
+            continue;
+        };
+        if private_ipv4.first() == Some(&private) {
+            match *public_ipv4 {
+                Some(p) if p != public => ctx.error(
+                    e.node.pos,
+                    field,
+                    format!("{private} is the primary address, whose public address is already `public_ip` = {p}"),
+                ),
+                _ => *public_ipv4 = Some(public),
+            }
+        } else {
+            secondary_public_ipv4.push((public, private));
+        }
+    }
+    secondary_public_ipv4
+}
+
+/// `ipv4_prefixes` and `ipv6_prefixes`: the prefixes delegated to the ENI.
+fn prefixes(ctx: &mut Ctx, o: &Obj) -> (Vec<ipnet::Ipv4Net>, Vec<ipnet::Ipv6Net>) {
+    let mut ipv4_prefixes = Vec::new();
+    for (i, n) in o.arr(ctx, "ipv4_prefixes").iter().enumerate() {
+        let field = format!("{}[{i}]", o.field("ipv4_prefixes"));
+        ipv4_prefixes.extend(values::cidr_v4(ctx, n, &field, "put it in `ipv6_prefixes`"));
+    }
+    let mut ipv6_prefixes = Vec::new();
+    for (i, n) in o.arr(ctx, "ipv6_prefixes").iter().enumerate() {
+        let field = format!("{}[{i}]", o.field("ipv6_prefixes"));
+        ipv6_prefixes.extend(values::cidr_v6(ctx, n, &field, "put it in `ipv4_prefixes`"));
+    }
+    (ipv4_prefixes, ipv6_prefixes)
 }

@@ -12,7 +12,7 @@ pub struct NetworkInterface {
     /// A public or Elastic IPv4 address the internet gateway maps to the primary.
     pub public_ipv4: Option<Ipv4Addr>,
     /// Elastic IPs on secondary private addresses, as `(public, private)`: AWS prints
-    /// an `Association` per private address (EMULATION.md §1).
+    /// an `Association` per private address (manual: "The model").
     pub secondary_public_ipv4: Vec<(Ipv4Addr, Ipv4Addr)>,
     /// Delegated prefixes (`Ipv4Prefixes`, `Ipv6Prefixes`): every address in them
     /// belongs to this ENI.
@@ -24,7 +24,7 @@ pub struct NetworkInterface {
     pub interface_type: String,
     /// The ENI's groups. **Empty means no security group at all** (NAT gateways,
     /// transit gateways, ...): no SG check and no connection tracking; only NACLs
-    /// filter its traffic (EMULATION.md §1).
+    /// filter its traffic (manual: "The model").
     pub security_groups: Vec<String>,
     pub instance_id: Option<String>,
     /// The owner account (flow-log `account-id`); empty means the VPC's account.
@@ -91,7 +91,7 @@ impl NetworkInterface {
             .chain(self.secondary_public_ipv4.iter().copied())
     }
 
-    /// True when the ENI has no security group (EMULATION.md §1): no SG check, no
+    /// True when the ENI has no security group (manual: "The model"): no SG check, no
     /// connection tracking.
     pub fn has_no_security_group(&self) -> bool {
         self.security_groups.is_empty()

@@ -71,7 +71,7 @@ pub struct Vpc {
     pub conntrack: ConntrackTimeouts,
     pub origin: Origin,
     /// What loading and validation found that cannot change a verdict, or that the
-    /// user must hear about (EMULATION.md §1): printed as `warning: ...` at load time.
+    /// user must hear about (manual: "The model"): printed as `warning: ...` at load time.
     pub warnings: Vec<RulesetError>,
 }
 

@@ -1,6 +1,6 @@
 //! Connection-tracking idle timeouts: the VPC's defaults and an ENI's overrides.
 
-/// Connection-tracking idle timeouts in seconds (EMULATION.md §4).
+/// Connection-tracking idle timeouts in seconds (manual: "Connection tracking").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConntrackTimeouts {
     /// `TcpEstablishedTimeout`: a SYN-ACK or any packet seen in both directions.

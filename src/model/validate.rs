@@ -191,17 +191,7 @@ impl Vpc {
                     } else {
                         seen.insert(e.rule_number, e.origin.clone());
                     }
-                    if let PortSpec::Range { from, to } = e.ports {
-                        if from > to {
-                            errs.push(RulesetError::new(
-                                &e.origin,
-                                format!("{field}.port_range"),
-                                format!(
-                                    "from {from} is greater than to {to}; write the range low-high"
-                                ),
-                            ));
-                        }
-                    }
+                    check_port_range(e.ports, &e.origin, &format!("{field}.port_range"), errs);
                     // AWS ignores ports for protocols without them.
                     if !e.protocol.has_ports()
                         && !matches!(
@@ -309,17 +299,7 @@ impl Vpc {
                         }
                         _ => {}
                     }
-                    if let PortSpec::Range { from, to } = r.ports {
-                        if from > to {
-                            errs.push(RulesetError::new(
-                                &r.origin,
-                                format!("{field}.ports"),
-                                format!(
-                                    "from {from} is greater than to {to}; write the range low-high"
-                                ),
-                            ));
-                        }
-                    }
+                    check_port_range(r.ports, &r.origin, &format!("{field}.ports"), errs);
                     if let PortSpec::Icmp {
                         icmp_type: None,
                         code: Some(c),
@@ -380,91 +360,20 @@ impl Vpc {
             ));
             return;
         };
-        if e.private_ipv4.is_empty() && e.ipv6.is_empty() {
-            errs.push(RulesetError::new(
-                &e.origin,
-                format!("network_interface {}.private_ips", e.id),
-                "an ENI needs at least one private address (the first IPv4 is the primary)",
-            ));
-        }
-        for a in e.private_addrs() {
-            if !subnet.contains(a) {
-                let cidrs: Vec<String> = subnet
-                    .ipv4_cidr
-                    .iter()
-                    .map(|c| c.to_string())
-                    .chain(subnet.ipv6_cidrs.iter().map(|c| c.to_string()))
-                    .collect();
-                errs.push(RulesetError::new(
-                    &e.origin,
-                    format!("network_interface {}.private_ips", e.id),
-                    format!(
-                        "address {a} is outside its subnet `{}` ({})",
-                        subnet.id,
-                        if cidrs.is_empty() {
-                            "no CIDR".to_string()
-                        } else {
-                            cidrs.join(", ")
-                        }
-                    ),
-                ));
-            }
-        }
-        // Delegated prefixes come out of the subnet's range (aws-semantics: "the
-        // prefixes are taken from the subnet's CIDR").
-        for (net, ok) in e
-            .ipv4_prefixes
-            .iter()
-            .map(|p| {
-                (
-                    IpNet::V4(*p),
-                    subnet.ipv4_cidr.is_some_and(|c| c.contains(p)),
-                )
-            })
-            .chain(e.ipv6_prefixes.iter().map(|p| {
-                (
-                    IpNet::V6(*p),
-                    subnet.ipv6_cidrs.iter().any(|c| c.contains(p)),
-                )
-            }))
-        {
-            if !ok {
-                errs.push(RulesetError::new(
-                    &e.origin,
-                    format!("network_interface {}.prefixes", e.id),
-                    format!(
-                        "prefix {net} is outside its subnet `{}` ({})",
-                        subnet.id,
-                        subnet_cidrs(subnet)
-                    ),
-                ));
-            }
-        }
-        // An Elastic IP sits on one of the ENI's own secondary addresses.
-        for (public, private) in &e.secondary_public_ipv4 {
-            if e.primary_ipv4() == Some(*private) {
-                errs.push(RulesetError::new(
-                    &e.origin,
-                    format!("network_interface {}.elastic_ips", e.id),
-                    format!(
-                        "{public} maps to {private}, the primary address; the primary's public address is `public_ip`"
-                    ),
-                ));
-            } else if !e.private_ipv4.contains(private) {
-                errs.push(RulesetError::new(
-                    &e.origin,
-                    format!("network_interface {}.elastic_ips", e.id),
-                    format!(
-                        "{public} maps to {private}, which is not one of this ENI's private addresses ({})",
-                        e.private_ipv4
-                            .iter()
-                            .map(|a| a.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-        }
+        check_addresses(e, subnet, errs);
+        check_prefixes(e, subnet, errs);
+        check_elastic_ips(e, errs);
+        self.check_interface_groups(e, sg_ids, errs, warnings);
+    }
+
+    /// Its groups exist; an ENI of type `interface` without any is warned about.
+    fn check_interface_groups(
+        &self,
+        e: &NetworkInterface,
+        sg_ids: &HashSet<String>,
+        errs: &mut Vec<RulesetError>,
+        warnings: &mut Vec<RulesetError>,
+    ) {
         if e.security_groups.is_empty() && e.interface_type == "interface" {
             warnings.push(RulesetError::new(
                 &e.origin,
@@ -569,6 +478,116 @@ impl Vpc {
                 g.id
             ),
             None => String::new(),
+        }
+    }
+}
+
+/// At least one private address, each inside the ENI's subnet.
+fn check_addresses(e: &NetworkInterface, subnet: &Subnet, errs: &mut Vec<RulesetError>) {
+    if e.private_ipv4.is_empty() && e.ipv6.is_empty() {
+        errs.push(RulesetError::new(
+            &e.origin,
+            format!("network_interface {}.private_ips", e.id),
+            "an ENI needs at least one private address (the first IPv4 is the primary)",
+        ));
+    }
+    for a in e.private_addrs() {
+        if !subnet.contains(a) {
+            let cidrs: Vec<String> = subnet
+                .ipv4_cidr
+                .iter()
+                .map(|c| c.to_string())
+                .chain(subnet.ipv6_cidrs.iter().map(|c| c.to_string()))
+                .collect();
+            errs.push(RulesetError::new(
+                &e.origin,
+                format!("network_interface {}.private_ips", e.id),
+                format!(
+                    "address {a} is outside its subnet `{}` ({})",
+                    subnet.id,
+                    if cidrs.is_empty() {
+                        "no CIDR".to_string()
+                    } else {
+                        cidrs.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+}
+
+/// Delegated prefixes come out of the subnet's range.
+fn check_prefixes(e: &NetworkInterface, subnet: &Subnet, errs: &mut Vec<RulesetError>) {
+    // Delegated prefixes come out of the subnet's range (aws-semantics: "the
+    // prefixes are taken from the subnet's CIDR").
+    for (net, ok) in e
+        .ipv4_prefixes
+        .iter()
+        .map(|p| {
+            (
+                IpNet::V4(*p),
+                subnet.ipv4_cidr.is_some_and(|c| c.contains(p)),
+            )
+        })
+        .chain(e.ipv6_prefixes.iter().map(|p| {
+            (
+                IpNet::V6(*p),
+                subnet.ipv6_cidrs.iter().any(|c| c.contains(p)),
+            )
+        }))
+    {
+        if !ok {
+            errs.push(RulesetError::new(
+                &e.origin,
+                format!("network_interface {}.prefixes", e.id),
+                format!(
+                    "prefix {net} is outside its subnet `{}` ({})",
+                    subnet.id,
+                    subnet_cidrs(subnet)
+                ),
+            ));
+        }
+    }
+}
+
+/// An Elastic IP sits on one of the ENI's own secondary addresses.
+fn check_elastic_ips(e: &NetworkInterface, errs: &mut Vec<RulesetError>) {
+    // An Elastic IP sits on one of the ENI's own secondary addresses.
+    for (public, private) in &e.secondary_public_ipv4 {
+        if e.primary_ipv4() == Some(*private) {
+            errs.push(RulesetError::new(
+                    &e.origin,
+                    format!("network_interface {}.elastic_ips", e.id),
+                    format!(
+                        "{public} maps to {private}, the primary address; the primary's public address is `public_ip`"
+                    ),
+                ));
+        } else if !e.private_ipv4.contains(private) {
+            errs.push(RulesetError::new(
+                    &e.origin,
+                    format!("network_interface {}.elastic_ips", e.id),
+                    format!(
+                        "{public} maps to {private}, which is not one of this ENI's private addresses ({})",
+                        e.private_ipv4
+                            .iter()
+                            .map(|a| a.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+        }
+    }
+}
+
+/// A port range is written low-high.
+fn check_port_range(ports: PortSpec, origin: &Origin, field: &str, errs: &mut Vec<RulesetError>) {
+    if let PortSpec::Range { from, to } = ports {
+        if from > to {
+            errs.push(RulesetError::new(
+                origin,
+                field,
+                format!("from {from} is greater than to {to}; write the range low-high"),
+            ));
         }
     }
 }

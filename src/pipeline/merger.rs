@@ -21,20 +21,23 @@ pub(super) struct Merged {
     pub(super) last_ts: Option<Timestamp>,
 }
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn merger_loop(
     cfg: &ReplayConfig,
     rx: Receiver<ToMerger>,
     workers: usize,
-    interval: u64,
-    nodata: bool,
     metas: &[EniMeta],
     policies: &[Arc<Policy>],
-    flow_writer: &mut Option<FlowLogWriter>,
-    verdict_writer: &mut Option<RecordWriter>,
-    accepted: &mut Option<PcapWriter>,
-    rejected: &mut Option<PcapWriter>,
+    outputs: &mut Outputs,
 ) -> Result<Merged, ReplayError> {
+    let Outputs {
+        flow_writer,
+        verdict_writer,
+        accepted,
+        rejected,
+    } = outputs;
+    let interval = u64::from(cfg.interval);
+    // NODATA records are made only to be written.
+    let nodata = cfg.nodata && cfg.flow_log.is_some();
     let mut m = Merged {
         flow_log_skipped: 0,
         packets: 0,

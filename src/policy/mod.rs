@@ -34,7 +34,7 @@ use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-/// A service that security groups and NACLs never filter (EMULATION.md §2).
+/// A service that security groups and NACLs never filter (manual: "Where a packet is evaluated").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ExemptService {
     AmazonDns,
@@ -288,7 +288,7 @@ pub struct Policy {
     /// Delegated prefixes and their ENI, for addresses not found above (empty in most
     /// VPCs, so the per-packet path pays one branch).
     prefixes: Vec<(IpNet, EniIdx)>,
-    /// True for each ENI without any security group (EMULATION.md §1): no SG check
+    /// True for each ENI without any security group (manual: "The model"): no SG check
     /// and no connection tracking.
     pub eni_no_sg: Vec<bool>,
     /// First hit-counter slot of each (NACL, direction): `acl * 2 + egress`.
@@ -312,7 +312,7 @@ fn proto_ports_match(protocol: Protocol, ports: PortSpec, pkt: &Packet) -> bool 
             }
             if !pkt.ports_known() {
                 // A fragment without its first fragment: only rules that allow every
-                // port can allow it (EMULATION.md §4).
+                // port can allow it (manual: "Connection tracking").
                 return false;
             }
             match ports {

@@ -99,7 +99,8 @@
 
 use crate::engine::{Engine, Verdict};
 use crate::model::{
-    PortSpec, Protocol, SgPeer, Vpc, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    PortSpec, Protocol, SecurityGroupRule, SgPeer, Vpc, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
+    PROTO_UDP,
 };
 use crate::policy::Policy;
 use crate::synth::SplitMix64;
@@ -275,8 +276,10 @@ pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSu
 
     let n_flows = cfg.flows;
     let mut pool = vec![Flow::UNBORN; n_flows];
-    let mut hot = [0u32; HOT];
-    let mut hot_len = 0usize;
+    let mut hot = HotSet {
+        ids: [0u32; HOT],
+        len: 0,
+    };
     let mut ts = cfg.start * NS;
     // Uniform steps in [0, 2 * mean) between packets: the packets span `duration`
     // on average.
@@ -289,65 +292,31 @@ pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSu
     };
     // Error diffusion: |rejected − share × flows| stays below one flow.
     let mut deficit = 0.0f64;
-
-    // The steps' choices come from their own generator, drawn LOOKAHEAD at a time:
-    // the flows those steps' cold picks would take are loaded together, so that
-    // their cache misses overlap instead of stalling one step each.
-    let mut sched = SplitMix64(cfg.seed ^ 0x0c01_d5c4_ed00_0000);
-    let cold = |r: u64| (((r >> 32) * n_flows as u64) >> 32) as usize;
-    let mut ahead = [0u64; LOOKAHEAD];
-    let mut next_ahead = LOOKAHEAD;
+    let mut sched = Schedule {
+        rng: SplitMix64(cfg.seed ^ 0x0c01_d5c4_ed00_0000),
+        ahead: [0u64; LOOKAHEAD],
+        next: LOOKAHEAD,
+        n_flows,
+    };
     for _ in 0..cfg.packets {
-        if next_ahead == LOOKAHEAD {
-            let mut touch = 0u8;
-            for r in &mut ahead {
-                *r = sched.next_u64();
-            }
-            for r in &ahead {
-                let f = &pool[cold(*r)];
-                touch ^= f.a[0] ^ f.state as u8;
-            }
-            std::hint::black_box(touch);
-            next_ahead = 0;
-        }
-        let r = ahead[next_ahead];
-        next_ahead += 1;
+        let r = sched.next(&pool);
         let k = (r as usize) & (HOT - 1);
-        let (idx, pos) = if k < hot_len {
-            (hot[k] as usize, Some(k))
+        let (idx, pos) = if k < hot.len {
+            (hot.ids[k] as usize, Some(k))
         } else {
-            (cold(r), None)
+            (sched.cold(r), None)
         };
         let f = &mut pool[idx];
         if f.state == State::Unborn {
             deficit += cfg.reject_share;
-            let want_reject = deficit >= 1.0 || (deficit > 0.0 && unit(&mut rng) < deficit);
-            let roll = below(&mut rng, 100);
-            let kind = if roll < 70 {
-                Kind::Tcp
-            } else if roll < 90 {
-                Kind::Udp
-            } else {
-                Kind::Icmp
-            };
-            let v6 = unit(&mut rng) < cfg.ipv6_share;
-            let c = planner.plan(&mut rng, kind, v6, want_reject, Timestamp(ts));
-            *f = planner.flow(&c, &mut rng);
-            s.flows += 1;
-            match c.fate {
-                Fate::Rejected => {
-                    s.rejected_flows += 1;
-                    deficit -= 1.0;
-                }
-                Fate::ReplyDropped => s.reply_dropped_flows += 1,
-                Fate::Pass => {}
-            }
-            match c.kind {
-                Kind::Tcp => s.tcp_flows += 1,
-                Kind::Udp => s.udp_flows += 1,
-                Kind::Icmp => s.icmp_flows += 1,
-            }
-            s.ipv6_flows += c.a.is_ipv6() as u64;
+            *f = birth(
+                &mut planner,
+                &mut rng,
+                cfg,
+                &mut deficit,
+                Timestamp(ts),
+                &mut s,
+            );
         }
         out.make_room()?;
         let next = step(f, &mut rng, &mut out, ts);
@@ -356,22 +325,13 @@ pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSu
                 if !f.hot {
                     // A cold pick happens only while the hot set has room.
                     f.hot = true;
-                    hot[hot_len] = idx as u32;
-                    hot_len += 1;
+                    hot.insert(idx);
                 }
             }
             Next::Idle | Next::Done => {
                 if f.hot {
                     f.hot = false;
-                    let at = match pos {
-                        Some(p) => p,
-                        None => hot[..hot_len]
-                            .iter()
-                            .position(|&h| h as usize == idx)
-                            .expect("a hot flow is in the hot set"),
-                    };
-                    hot_len -= 1;
-                    hot[at] = hot[hot_len];
+                    hot.remove(idx, pos);
                 }
                 if next == Next::Done {
                     f.state = State::Unborn;
@@ -384,7 +344,119 @@ pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSu
         ts += ((((r >> 5) & ((1 << 27) - 1)) as u128 * two_mean as u128) >> 27) as u64;
     }
     s.bytes = out.finish()?;
+    add_notes(&planner, cfg, &mut s);
+    Ok(s)
+}
 
+/// The flows with a packet due soon (a step returned [`Next::Hot`]): picked first.
+struct HotSet {
+    ids: [u32; HOT],
+    len: usize,
+}
+
+impl HotSet {
+    #[inline]
+    fn insert(&mut self, idx: usize) {
+        self.ids[self.len] = idx as u32;
+        self.len += 1;
+    }
+
+    /// Removes flow `idx`, at `pos` when it was picked from the set.
+    #[inline]
+    fn remove(&mut self, idx: usize, pos: Option<usize>) {
+        let at = match pos {
+            Some(p) => p,
+            None => self.ids[..self.len]
+                .iter()
+                .position(|&h| h as usize == idx)
+                .expect("a hot flow is in the hot set"),
+        };
+        self.len -= 1;
+        self.ids[at] = self.ids[self.len];
+    }
+}
+
+/// The steps' choices come from their own generator, drawn LOOKAHEAD at a time: the
+/// flows those steps' cold picks would take are loaded together, so that their cache
+/// misses overlap instead of stalling one step each.
+struct Schedule {
+    rng: SplitMix64,
+    ahead: [u64; LOOKAHEAD],
+    next: usize,
+    n_flows: usize,
+}
+
+impl Schedule {
+    /// The flow a cold pick with draw `r` takes.
+    #[inline]
+    fn cold(&self, r: u64) -> usize {
+        (((r >> 32) * self.n_flows as u64) >> 32) as usize
+    }
+
+    /// The next draw; every LOOKAHEAD draws, the flows of the next ones are touched.
+    #[inline]
+    fn next(&mut self, pool: &[Flow]) -> u64 {
+        if self.next == LOOKAHEAD {
+            let mut touch = 0u8;
+            for r in &mut self.ahead {
+                *r = self.rng.next_u64();
+            }
+            for r in &self.ahead {
+                let f = &pool[self.cold(*r)];
+                touch ^= f.a[0] ^ f.state as u8;
+            }
+            std::hint::black_box(touch);
+            self.next = 0;
+        }
+        let r = self.ahead[self.next];
+        self.next += 1;
+        r
+    }
+}
+
+/// A new flow at `ts`: its kind (TCP 70 %, UDP 20 %, ICMP 10 %), family and verdict
+/// (rejected when `deficit` asks for it), counted in `s`.
+#[inline]
+fn birth(
+    planner: &mut Planner,
+    rng: &mut SplitMix64,
+    cfg: &SynthConfig,
+    deficit: &mut f64,
+    ts: Timestamp,
+    s: &mut SynthSummary,
+) -> Flow {
+    let want_reject = *deficit >= 1.0 || (*deficit > 0.0 && unit(rng) < *deficit);
+    let roll = below(rng, 100);
+    let kind = if roll < 70 {
+        Kind::Tcp
+    } else if roll < 90 {
+        Kind::Udp
+    } else {
+        Kind::Icmp
+    };
+    let v6 = unit(rng) < cfg.ipv6_share;
+    let c = planner.plan(rng, kind, v6, want_reject, ts);
+    let flow = planner.flow(&c, rng);
+    s.flows += 1;
+    match c.fate {
+        Fate::Rejected => {
+            s.rejected_flows += 1;
+            *deficit -= 1.0;
+        }
+        Fate::ReplyDropped => s.reply_dropped_flows += 1,
+        Fate::Pass => {}
+    }
+    match c.kind {
+        Kind::Tcp => s.tcp_flows += 1,
+        Kind::Udp => s.udp_flows += 1,
+        Kind::Icmp => s.icmp_flows += 1,
+    }
+    s.ipv6_flows += c.a.is_ipv6() as u64;
+    flow
+}
+
+/// What the summary says the capture lacks, and why.
+fn add_notes(planner: &Planner, cfg: &SynthConfig, s: &mut SynthSummary) {
     if s.ipv6_flows == 0 && cfg.ipv6_share > 0.0 && planner.v6_enis.is_empty() {
         s.notes.push(
             "no IPv6 traffic: no network interface of the ruleset has an IPv6 address".into(),
@@ -409,7 +481,6 @@ pub fn generate<W: Write>(vpc: Vpc, cfg: &SynthConfig, out: W) -> Result<SynthSu
             }
         ));
     }
-    Ok(s)
 }
 
 // ---------------------------------------------------------------------------------
@@ -833,20 +904,40 @@ fn start_request(f: &mut Flow, rng: &mut SplitMix64) {
 /// Writes the next packet of `f` at `ts`.
 #[inline]
 fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64) -> Next {
-    use tcp_flags::{ACK, FIN, PSH, RST, SYN};
+    match f.state {
+        State::Syn | State::SynAckDropped | State::SynAck | State::HandshakeAck => {
+            handshake_step(f, rng, out, ts)
+        }
+        State::Data | State::DelayedAck | State::EndAck => data_step(f, rng, out, ts),
+        State::Close | State::Fin2 | State::LastAck => close_step(f, out, ts),
+        State::Query | State::Answer => udp_step(f, out, ts),
+        State::EchoRequest | State::EchoReply => echo_step(f, out, ts),
+        State::Unborn => unreachable!("a flow is born before its first packet"),
+    }
+}
+
+/// One exchange fewer to go: done after the last, else idle until the next.
+#[inline]
+fn one_less(f: &mut Flow) -> Next {
+    f.left -= 1;
+    if f.left == 0 {
+        Next::Done
+    } else {
+        Next::Idle
+    }
+}
+
+/// The three-way handshake: SYN (retried when rejected), SYN-ACK (retried when the
+/// reply is dropped), ACK and the first request.
+#[inline]
+fn handshake_step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64) -> Next {
+    use tcp_flags::{ACK, SYN};
     match f.state {
         State::Syn => {
             put_tcp(out, ts, f, false, SYN, f.seq_a, 0, 0);
             match f.fate {
-                Fate::Rejected => {
-                    // No answer: the SYN is retransmitted later, or the opener gives up.
-                    f.left -= 1;
-                    if f.left == 0 {
-                        Next::Done
-                    } else {
-                        Next::Idle
-                    }
-                }
+                // No answer: the SYN is retransmitted later, or the opener gives up.
+                Fate::Rejected => one_less(f),
                 Fate::ReplyDropped => {
                     f.state = State::SynAckDropped;
                     Next::Hot
@@ -879,22 +970,38 @@ fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64)
             start_request(f, rng);
             Next::Hot
         }
+        _ => unreachable!("not a handshake state"),
+    }
+}
+
+/// The size of the next data segment: responses a quarter full-sized, the rest mostly
+/// small (10 + (mss - 10) u², u uniform: a third of the MSS on average); requests
+/// 10-600 bytes.
+#[inline]
+fn data_payload(f: &Flow, rng: &mut SplitMix64) -> u32 {
+    let mss = f.mss();
+    (if f.dir_b {
+        let r = rng.next_u64();
+        if r & 3 == 0 {
+            mss
+        } else {
+            let u = (r >> 32) as u32 as u64;
+            10 + ((((u * u) >> 32) * (mss - 10)) >> 32)
+        }
+    } else {
+        between(rng, 10, 600)
+    }) as u32
+}
+
+/// Requests and responses: data segments, an ACK every second one, the ACK of the
+/// response, then the next request or the close.
+#[inline]
+fn data_step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64) -> Next {
+    use tcp_flags::{ACK, PSH};
+    match f.state {
         State::Data => {
             let from_b = f.dir_b;
-            let mss = f.mss();
-            let payload = if from_b {
-                // Responses: a quarter full-sized segments, the rest mostly small
-                // (10 + (mss - 10) u², u uniform: a third of the MSS on average).
-                let r = rng.next_u64();
-                if r & 3 == 0 {
-                    mss
-                } else {
-                    let u = (r >> 32) as u32 as u64;
-                    10 + ((((u * u) >> 32) * (mss - 10)) >> 32)
-                }
-            } else {
-                between(rng, 10, 600)
-            } as u32;
+            let payload = data_payload(f, rng);
             f.segs -= 1;
             f.sent += 1;
             let flags = if f.segs == 0 { PSH | ACK } else { ACK };
@@ -939,13 +1046,26 @@ fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64)
             }
             Next::Idle
         }
+        _ => unreachable!("not a data state"),
+    }
+}
+
+/// The close: a RST, or FIN, FIN and the last ACK.
+#[inline]
+fn close_step<W: Write>(f: &mut Flow, out: &mut Out<W>, ts: u64) -> Next {
+    use tcp_flags::{ACK, FIN, RST};
+    // Sequence and acknowledgement numbers of a segment from B or from A.
+    let numbers = |f: &Flow, from_b: bool| {
+        if from_b {
+            (f.seq_b, f.seq_a)
+        } else {
+            (f.seq_a, f.seq_b)
+        }
+    };
+    match f.state {
         State::Close => {
             let by_b = f.b_closes;
-            let (seq, ack) = if by_b {
-                (f.seq_b, f.seq_a)
-            } else {
-                (f.seq_a, f.seq_b)
-            };
+            let (seq, ack) = numbers(f, by_b);
             if f.rst {
                 put_tcp(out, ts, f, by_b, RST | ACK, seq, ack, 0);
                 return Next::Done;
@@ -961,11 +1081,7 @@ fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64)
         }
         State::Fin2 => {
             let other_b = !f.b_closes;
-            let (seq, ack) = if other_b {
-                (f.seq_b, f.seq_a)
-            } else {
-                (f.seq_a, f.seq_b)
-            };
+            let (seq, ack) = numbers(f, other_b);
             put_tcp(out, ts, f, other_b, FIN | ACK, seq, ack, 0);
             if other_b {
                 f.seq_b = f.seq_b.wrapping_add(1);
@@ -977,23 +1093,22 @@ fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64)
         }
         State::LastAck => {
             let by_b = f.b_closes;
-            let (seq, ack) = if by_b {
-                (f.seq_b, f.seq_a)
-            } else {
-                (f.seq_a, f.seq_b)
-            };
+            let (seq, ack) = numbers(f, by_b);
             put_tcp(out, ts, f, by_b, ACK, seq, ack, 0);
             Next::Done
         }
+        _ => unreachable!("not a closing state"),
+    }
+}
+
+/// A UDP query (repeated when rejected) and its answer.
+#[inline]
+fn udp_step<W: Write>(f: &mut Flow, out: &mut Out<W>, ts: u64) -> Next {
+    match f.state {
         State::Query => {
             put_udp(out, ts, f, false, f.size_a as usize);
             if f.fate == Fate::Rejected {
-                f.left -= 1;
-                if f.left == 0 {
-                    Next::Done
-                } else {
-                    Next::Idle
-                }
+                one_less(f)
             } else {
                 f.state = State::Answer;
                 Next::Hot
@@ -1001,24 +1116,25 @@ fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64)
         }
         State::Answer => {
             put_udp(out, ts, f, true, f.size_b as usize);
-            f.left -= 1;
-            if f.left == 0 {
-                Next::Done
-            } else {
+            let next = one_less(f);
+            if f.left != 0 {
                 f.state = State::Query;
-                Next::Idle
             }
+            next
         }
+        _ => unreachable!("not a UDP state"),
+    }
+}
+
+/// An echo request (repeated when rejected) and its reply.
+#[inline]
+fn echo_step<W: Write>(f: &mut Flow, out: &mut Out<W>, ts: u64) -> Next {
+    match f.state {
         State::EchoRequest => {
             put_echo(out, ts, f, false);
             if f.fate == Fate::Rejected {
                 f.echo_seq = f.echo_seq.wrapping_add(1);
-                f.left -= 1;
-                if f.left == 0 {
-                    Next::Done
-                } else {
-                    Next::Idle
-                }
+                one_less(f)
             } else {
                 f.state = State::EchoReply;
                 Next::Hot
@@ -1027,15 +1143,13 @@ fn step<W: Write>(f: &mut Flow, rng: &mut SplitMix64, out: &mut Out<W>, ts: u64)
         State::EchoReply => {
             put_echo(out, ts, f, true);
             f.echo_seq = f.echo_seq.wrapping_add(1);
-            f.left -= 1;
-            if f.left == 0 {
-                Next::Done
-            } else {
+            let next = one_less(f);
+            if f.left != 0 {
                 f.state = State::EchoRequest;
-                Next::Idle
             }
+            next
         }
-        State::Unborn => unreachable!("a flow is born before its first packet"),
+        _ => unreachable!("not an echo state"),
     }
 }
 
@@ -1245,182 +1359,195 @@ fn family_v6(n: &IpNet) -> bool {
     matches!(n, IpNet::V6(_))
 }
 
-impl Planner {
-    fn new(vpc: Vpc, rng: &mut SplitMix64) -> Planner {
-        let mut ids: Vec<String> = vpc
+/// Each ENI's addresses, MAC, TTL and ephemeral ports (one draw from `rng` each, in
+/// the ruleset's order).
+fn eni_infos(vpc: &Vpc, rng: &mut SplitMix64) -> Vec<EniInfo> {
+    let mut enis: Vec<EniInfo> = Vec::with_capacity(vpc.network_interfaces.len());
+    for e in &vpc.network_interfaces {
+        let h = fnv(&e.id);
+        let mut mac = [0x0e, 0, 0, 0, 0, 0];
+        mac[1..].copy_from_slice(&h.to_be_bytes()[3..8]);
+        // Load balancers open connections from any port; Linux from 32768-60999.
+        let eph = if e.description.starts_with("ELB") {
+            (1024, 65535)
+        } else {
+            (32768, 60999)
+        };
+        enis.push(EniInfo {
+            v4: e.primary_ipv4().unwrap_or(Ipv4Addr::new(10, 0, 0, 10)),
+            v6: e.ipv6.first().copied(),
+            public: e.public_ipv4,
+            mac,
+            ttl: if h.is_multiple_of(5) { 128 } else { 64 },
+            eph,
+            counter: below(rng, 1 << 16) as u32,
+            services: Vec::new(),
+        });
+    }
+    enis
+}
+
+/// The flows the rules describe, gathered from security groups and network ACLs, and
+/// the TCP services they admit.
+struct RuleFlows<'a> {
+    vpc: &'a Vpc,
+    enis: &'a [EniInfo],
+    /// By [kind][ipv6].
+    rules: [[Vec<RuleFlow>; 2]; 3],
+    /// TCP ports each ENI's groups admit.
+    services: Vec<Vec<u16>>,
+    tcp_ports: Vec<u16>,
+}
+
+impl RuleFlows<'_> {
+    /// Whether `n` overlaps the VPC's CIDRs.
+    fn internal(&self, n: &IpNet) -> bool {
+        self.vpc
+            .cidrs
+            .iter()
+            .any(|v| v.contains(n) || n.contains(v))
+    }
+
+    /// The ENIs with an address in `n`.
+    fn enis_in(&self, n: &IpNet) -> Vec<u32> {
+        self.enis
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| match n {
+                IpNet::V4(n) => n.contains(&e.v4),
+                IpNet::V6(n) => e.v6.is_some_and(|a| n.contains(&a)),
+            })
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+
+    /// The ENIs of security group `g`.
+    fn members(&self, g: &str) -> Vec<u32> {
+        self.vpc
             .network_interfaces
             .iter()
-            .map(|e| e.id.clone())
-            .collect();
-        ids.sort();
-        let vpc = Arc::new(vpc);
-        let policy = Arc::new(Policy::compile(vpc.clone(), &ids));
-        let engine = Engine::new(policy.clone());
-        let fresh_each = policy.has_conntrack_limits();
+            .enumerate()
+            .filter(|(_, e)| e.security_groups.iter().any(|x| x == g))
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
 
-        let mut enis: Vec<EniInfo> = Vec::with_capacity(vpc.network_interfaces.len());
-        for e in &vpc.network_interfaces {
-            let h = fnv(&e.id);
-            let mut mac = [0x0e, 0, 0, 0, 0, 0];
-            mac[1..].copy_from_slice(&h.to_be_bytes()[3..8]);
-            // Load balancers open connections from any port; Linux from 32768-60999.
-            let eph = if e.description.starts_with("ELB") {
-                (1024, 65535)
-            } else {
-                (32768, 60999)
-            };
-            enis.push(EniInfo {
-                v4: e.primary_ipv4().unwrap_or(Ipv4Addr::new(10, 0, 0, 10)),
-                v6: e.ipv6.first().copied(),
-                public: e.public_ipv4,
-                mac,
-                ttl: if h.is_multiple_of(5) { 128 } else { 64 },
-                eph,
-                counter: below(rng, 1 << 16) as u32,
-                services: Vec::new(),
-            });
-        }
-        let members = |g: &str| -> Vec<u32> {
-            vpc.network_interfaces
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.security_groups.iter().any(|x| x == g))
-                .map(|(i, _)| i as u32)
-                .collect()
-        };
-        let vpc_nets: Vec<IpNet> = vpc.cidrs.clone();
-        let internal = |n: &IpNet| vpc_nets.iter().any(|v| v.contains(n) || n.contains(v));
-        let enis_in = |n: &IpNet| -> Vec<u32> {
-            enis.iter()
-                .enumerate()
-                .filter(|(_, e)| match n {
-                    IpNet::V4(n) => n.contains(&e.v4),
-                    IpNet::V6(n) => e.v6.is_some_and(|a| n.contains(&a)),
-                })
-                .map(|(i, _)| i as u32)
-                .collect()
-        };
-        // Peers of a CIDR rule, by family.
-        let cidr_peer = |n: &IpNet| -> Peer {
-            if n.prefix_len() == 0 {
-                Peer::Internet
-            } else if internal(n) {
-                let e = enis_in(n);
-                if e.is_empty() {
-                    Peer::Nets(vec![*n])
-                } else {
-                    Peer::Enis(e)
-                }
-            } else {
+    /// The peer of a CIDR rule: the internet, the ENIs inside it, or the CIDR.
+    fn cidr_peer(&self, n: &IpNet) -> Peer {
+        if n.prefix_len() == 0 {
+            Peer::Internet
+        } else if self.internal(n) {
+            let e = self.enis_in(n);
+            if e.is_empty() {
                 Peer::Nets(vec![*n])
+            } else {
+                Peer::Enis(e)
             }
-        };
+        } else {
+            Peer::Nets(vec![*n])
+        }
+    }
 
-        let mut rules: [[Vec<RuleFlow>; 2]; 3] = Default::default();
-        let mut services: Vec<Vec<u16>> = vec![Vec::new(); enis.len()];
-        let mut tcp_ports: Vec<u16> = COMMON_PORTS.to_vec();
+    /// The (family, peer) pairs an SG rule of ENI `i` gives.
+    fn sg_peers(&self, i: u32, peer: &SgPeer) -> Vec<(bool, Peer)> {
+        let mut peers: Vec<(bool, Peer)> = Vec::new();
+        match peer {
+            SgPeer::Cidr(n) => peers.push((family_v6(n), self.cidr_peer(n))),
+            SgPeer::PrefixList(p) => {
+                if let Some(pl) = self.vpc.prefix_lists.iter().find(|x| &x.id == p) {
+                    for v6 in [false, true] {
+                        let nets: Vec<IpNet> = pl
+                            .entries
+                            .iter()
+                            .filter(|n| family_v6(n) == v6)
+                            .copied()
+                            .collect();
+                        if !nets.is_empty() {
+                            peers.push((v6, Peer::Nets(nets)));
+                        }
+                    }
+                }
+            }
+            SgPeer::SecurityGroup(g) => {
+                let m: Vec<u32> = self.members(g).into_iter().filter(|&x| x != i).collect();
+                let m6: Vec<u32> = m
+                    .iter()
+                    .copied()
+                    .filter(|&x| self.enis[x as usize].v6.is_some())
+                    .collect();
+                if !m.is_empty() {
+                    peers.push((false, Peer::Enis(m)));
+                }
+                if !m6.is_empty() {
+                    peers.push((true, Peer::Enis(m6)));
+                }
+            }
+        }
+        peers
+    }
+
+    /// Every rule of every ENI's security groups, in the ruleset's order.
+    fn security_group_rules(&mut self) {
+        let vpc = self.vpc;
         for (i, e) in vpc.network_interfaces.iter().enumerate() {
-            let i = i as u32;
-            let has_v6 = enis[i as usize].v6.is_some();
             for g in &e.security_groups {
                 let Some(sg) = vpc.security_group(g) else {
                     continue;
                 };
                 for (inbound, list) in [(true, &sg.ingress), (false, &sg.egress)] {
                     for r in list {
-                        // (family, peer) pairs this rule gives.
-                        let mut peers: Vec<(bool, Peer)> = Vec::new();
-                        match &r.peer {
-                            SgPeer::Cidr(n) => peers.push((family_v6(n), cidr_peer(n))),
-                            SgPeer::PrefixList(p) => {
-                                if let Some(pl) = vpc.prefix_lists.iter().find(|x| &x.id == p) {
-                                    for v6 in [false, true] {
-                                        let nets: Vec<IpNet> = pl
-                                            .entries
-                                            .iter()
-                                            .filter(|n| family_v6(n) == v6)
-                                            .copied()
-                                            .collect();
-                                        if !nets.is_empty() {
-                                            peers.push((v6, Peer::Nets(nets)));
-                                        }
-                                    }
-                                }
-                            }
-                            SgPeer::SecurityGroup(g) => {
-                                let m: Vec<u32> =
-                                    members(g).into_iter().filter(|&x| x != i).collect();
-                                let m6: Vec<u32> = m
-                                    .iter()
-                                    .copied()
-                                    .filter(|&x| enis[x as usize].v6.is_some())
-                                    .collect();
-                                if !m.is_empty() {
-                                    peers.push((false, Peer::Enis(m)));
-                                }
-                                if !m6.is_empty() {
-                                    peers.push((true, Peer::Enis(m6)));
-                                }
-                            }
-                        }
-                        let kinds: &[Kind] = match r.protocol {
-                            Protocol::All => &[Kind::Tcp, Kind::Udp, Kind::Icmp],
-                            Protocol::Number(PROTO_TCP) => &[Kind::Tcp],
-                            Protocol::Number(PROTO_UDP) => &[Kind::Udp],
-                            Protocol::Number(PROTO_ICMP) | Protocol::Number(PROTO_ICMPV6) => {
-                                &[Kind::Icmp]
-                            }
-                            Protocol::Number(_) => &[],
-                        };
-                        for &kind in kinds {
-                            for (v6, peer) in &peers {
-                                if *v6 && !has_v6 {
-                                    continue;
-                                }
-                                if kind == Kind::Icmp {
-                                    // Echo requests only, of the rule's family.
-                                    let echo = if *v6 { 128 } else { 8 };
-                                    let ok_type = match r.ports {
-                                        PortSpec::Icmp { icmp_type, code } => {
-                                            icmp_type.is_none_or(|t| t == echo)
-                                                && code.is_none_or(|c| c == 0)
-                                        }
-                                        _ => true,
-                                    };
-                                    let ok_proto = match r.protocol {
-                                        Protocol::Number(PROTO_ICMP) => !*v6,
-                                        Protocol::Number(PROTO_ICMPV6) => *v6,
-                                        _ => true,
-                                    };
-                                    if !(ok_type && ok_proto) {
-                                        continue;
-                                    }
-                                }
-                                if kind == Kind::Tcp && inbound {
-                                    if let PortSpec::Range { from, to } = r.ports {
-                                        if to - from < 16 {
-                                            services[i as usize].push(from);
-                                            tcp_ports.push(from);
-                                        }
-                                    }
-                                }
-                                rules[kind as usize][*v6 as usize].push(RuleFlow {
-                                    inbound,
-                                    eni: i,
-                                    ports: r.ports,
-                                    peer: peer.clone(),
-                                });
-                            }
-                        }
+                        self.sg_rule(i as u32, inbound, r);
                     }
                 }
             }
         }
-        // Network-ACL rules that name an outside CIDR (a partner, a blocked scraper):
-        // traffic from there to the subnet's ENIs.
+    }
+
+    /// The flows of one SG rule of ENI `i`: each kind its protocol covers, to or from
+    /// each of its peers of a family the ENI has.
+    fn sg_rule(&mut self, i: u32, inbound: bool, r: &SecurityGroupRule) {
+        let has_v6 = self.enis[i as usize].v6.is_some();
+        let peers = self.sg_peers(i, &r.peer);
+        let kinds: &[Kind] = match r.protocol {
+            Protocol::All => &[Kind::Tcp, Kind::Udp, Kind::Icmp],
+            Protocol::Number(PROTO_TCP) => &[Kind::Tcp],
+            Protocol::Number(PROTO_UDP) => &[Kind::Udp],
+            Protocol::Number(PROTO_ICMP) | Protocol::Number(PROTO_ICMPV6) => &[Kind::Icmp],
+            Protocol::Number(_) => &[],
+        };
+        for &kind in kinds {
+            for (v6, peer) in &peers {
+                if *v6 && !has_v6 {
+                    continue;
+                }
+                if kind == Kind::Icmp && !allows_echo(r, *v6) {
+                    continue;
+                }
+                if kind == Kind::Tcp && inbound {
+                    if let PortSpec::Range { from, to } = r.ports {
+                        if to - from < 16 {
+                            self.services[i as usize].push(from);
+                            self.tcp_ports.push(from);
+                        }
+                    }
+                }
+                self.rules[kind as usize][*v6 as usize].push(RuleFlow {
+                    inbound,
+                    eni: i,
+                    ports: r.ports,
+                    peer: peer.clone(),
+                });
+            }
+        }
+    }
+
+    /// Network-ACL rules that name an outside CIDR (a partner, a blocked scraper):
+    /// traffic from there to the subnet's ENIs.
+    fn nacl_rules(&mut self) {
+        let vpc = self.vpc;
         for acl in &vpc.network_acls {
             for r in &acl.inbound {
-                if r.cidr.prefix_len() == 0 || internal(&r.cidr) {
+                if r.cidr.prefix_len() == 0 || self.internal(&r.cidr) {
                     continue;
                 }
                 if let PortSpec::Range { from, to } = r.ports {
@@ -1439,11 +1566,11 @@ impl Planner {
                     let in_acl = vpc
                         .subnet(&e.subnet_id)
                         .is_some_and(|s| s.network_acl_id.as_deref() == Some(acl.id.as_str()));
-                    if !in_acl || (v6 && enis[i].v6.is_none()) {
+                    if !in_acl || (v6 && self.enis[i].v6.is_none()) {
                         continue;
                     }
                     for &kind in kinds {
-                        rules[kind as usize][v6 as usize].push(RuleFlow {
+                        self.rules[kind as usize][v6 as usize].push(RuleFlow {
                             inbound: true,
                             eni: i as u32,
                             ports: r.ports,
@@ -1453,6 +1580,56 @@ impl Planner {
                 }
             }
         }
+    }
+}
+
+/// Whether an ICMP rule admits echo requests of its family (the only ICMP flows
+/// generated).
+fn allows_echo(r: &SecurityGroupRule, v6: bool) -> bool {
+    let echo = if v6 { 128 } else { 8 };
+    let ok_type = match r.ports {
+        PortSpec::Icmp { icmp_type, code } => {
+            icmp_type.is_none_or(|t| t == echo) && code.is_none_or(|c| c == 0)
+        }
+        _ => true,
+    };
+    let ok_proto = match r.protocol {
+        Protocol::Number(PROTO_ICMP) => !v6,
+        Protocol::Number(PROTO_ICMPV6) => v6,
+        _ => true,
+    };
+    ok_type && ok_proto
+}
+
+impl Planner {
+    fn new(vpc: Vpc, rng: &mut SplitMix64) -> Planner {
+        let mut ids: Vec<String> = vpc
+            .network_interfaces
+            .iter()
+            .map(|e| e.id.clone())
+            .collect();
+        ids.sort();
+        let vpc = Arc::new(vpc);
+        let policy = Arc::new(Policy::compile(vpc.clone(), &ids));
+        let engine = Engine::new(policy.clone());
+        let fresh_each = policy.has_conntrack_limits();
+
+        let mut enis = eni_infos(&vpc, rng);
+        let mut flows = RuleFlows {
+            vpc: &vpc,
+            enis: &enis,
+            rules: Default::default(),
+            services: vec![Vec::new(); enis.len()],
+            tcp_ports: COMMON_PORTS.to_vec(),
+        };
+        flows.security_group_rules();
+        flows.nacl_rules();
+        let RuleFlows {
+            rules,
+            services,
+            mut tcp_ports,
+            ..
+        } = flows;
         tcp_ports.sort_unstable();
         tcp_ports.dedup();
         for (e, mut s) in enis.iter_mut().zip(services) {
@@ -1479,7 +1656,7 @@ impl Planner {
             rules,
             public_v4,
             v6_enis,
-            vpc_nets,
+            vpc_nets: vpc.cidrs.clone(),
             resolver_v4,
             tcp_ports,
             stash: Default::default(),

@@ -584,18 +584,54 @@ pub const SECURECART_DEMO_START: u64 = 1_732_435_200;
 ///   blocked scraper (192.0.2.200/29) tries HTTPS (denied by NACL rule 90), and
 ///   someone pings the ALB (denied by the public NACL, which allows only ICMP 3/4).
 pub fn securecart_demo() -> Timeline {
-    let ip = |s: &str| -> IpAddr { s.parse().expect("a literal address") };
-    let alb_public = [ip("203.0.113.10"), ip("203.0.113.20")];
-    let alb_private = [ip("10.0.1.10"), ip("10.0.2.10")];
-    let tasks = [ip("10.0.11.10"), ip("10.0.11.11"), ip("10.0.12.10")];
-    let db = ip("10.0.21.10");
-    let bastion_public = ip("203.0.113.30");
-    let bastion = ip("10.0.1.20");
+    let h = SecureCart::hosts();
     let mut rng = SplitMix64(0x005e_c02e_ca27);
     let mut t = Timeline::new(SECURECART_DEMO_START);
-
+    // The random draws (ports) come in this order: the first window's customers, then
+    // the second window's.
     for i in 0..24u64 {
         t.at(SECURECART_DEMO_START + i * 28);
+        h.customer_order(&mut t, &mut rng, i);
+    }
+    h.ipv6_customer(&mut t);
+    h.payment_call(&mut t);
+    h.office_ssh(&mut t);
+    h.refused_from_the_internet(&mut t);
+    h.second_window(&mut t, &mut rng);
+    t.sort();
+    t
+}
+
+/// The addresses of the SecureCart demo.
+struct SecureCart {
+    alb_public: [IpAddr; 2],
+    alb_private: [IpAddr; 2],
+    tasks: [IpAddr; 3],
+    db: IpAddr,
+    bastion_public: IpAddr,
+    bastion: IpAddr,
+}
+
+fn literal(s: &str) -> IpAddr {
+    s.parse().expect("a literal address")
+}
+
+impl SecureCart {
+    fn hosts() -> SecureCart {
+        let ip = literal;
+        SecureCart {
+            alb_public: [ip("203.0.113.10"), ip("203.0.113.20")],
+            alb_private: [ip("10.0.1.10"), ip("10.0.2.10")],
+            tasks: [ip("10.0.11.10"), ip("10.0.11.11"), ip("10.0.12.10")],
+            db: ip("10.0.21.10"),
+            bastion_public: ip("203.0.113.30"),
+            bastion: ip("10.0.1.20"),
+        }
+    }
+
+    /// Customer `i` of the first window: an HTTPS page through ALB `i % 2`, which asks
+    /// task `i % 3`, which queries the database.
+    fn customer_order(&self, t: &mut Timeline, rng: &mut SplitMix64, i: u64) {
         let customer = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 10 + (i % 40) as u8));
         let lb = (i % 2) as usize;
         let cport = rng.range(49152, 65535) as u16;
@@ -603,189 +639,167 @@ pub fn securecart_demo() -> Timeline {
         t.tcp_session(
             customer,
             cport,
-            alb_public[lb],
+            self.alb_public[lb],
             443,
             &[(517, 1460), (126, 51), (420, 1380)],
             Close::Open,
         );
         // The ALB's request to a task, and the task's query to the database.
-        let task = tasks[(i % 3) as usize];
+        let task = self.tasks[(i % 3) as usize];
         let lport = rng.range(1024, 65535) as u16;
         if lport < 32768 {
-            // The teaching point: the SYN-ACK to a port below 32768 is dropped by the
-            // app NACL, so the ALB retries its SYN and the task answers each time.
-            for _ in 0..3 {
-                t.segment(alb_private[lb], lport, task, 8080, tcp_flags::SYN, 1, 0, 0);
-                t.segment(
-                    task,
-                    8080,
-                    alb_private[lb],
-                    lport,
-                    tcp_flags::SYN | tcp_flags::ACK,
-                    9,
-                    2,
-                    0,
-                );
-                t.advance_ms(1000);
-            }
+            self.alb_syn_ack_dropped(t, lb, lport, task);
         } else {
-            t.tcp_session(alb_private[lb], lport, task, 8080, &[(380, 0)], Close::Open);
-            let dport = rng.range(32768, 60999) as u16;
-            t.tcp_session(task, dport, db, 5432, &[(210, 640), (90, 1200)], Close::Fin);
-            // The task's answer to the ALB, then the ALB's answer to the customer.
-            t.segment(
-                task,
-                8080,
-                alb_private[lb],
-                lport,
-                tcp_flags::PSH | tcp_flags::ACK,
-                5001,
-                1381,
-                1400,
-            );
-            t.segment(
-                alb_private[lb],
-                lport,
-                task,
-                8080,
-                tcp_flags::FIN | tcp_flags::ACK,
-                1381,
-                6401,
-                0,
-            );
-            t.segment(
-                task,
-                8080,
-                alb_private[lb],
-                lport,
-                tcp_flags::FIN | tcp_flags::ACK,
-                6401,
-                1382,
-                0,
-            );
+            self.alb_to_task(t, rng, lb, lport, task);
         }
-        t.segment(
-            alb_public[lb],
-            443,
-            customer,
-            cport,
-            tcp_flags::PSH | tcp_flags::ACK,
-            9000,
-            2000,
-            1200,
-        );
-        t.segment(
-            customer,
-            cport,
-            alb_public[lb],
-            443,
-            tcp_flags::FIN | tcp_flags::ACK,
-            2000,
-            10200,
-            0,
-        );
-        t.segment(
-            alb_public[lb],
-            443,
-            customer,
-            cport,
-            tcp_flags::FIN | tcp_flags::ACK,
-            10200,
-            2001,
-            0,
-        );
+        let alb = self.alb_public[lb];
+        t.segment(alb, 443, customer, cport, PSH_ACK, 9000, 2000, 1200);
+        t.segment(customer, cport, alb, 443, FIN_ACK, 2000, 10200, 0);
+        t.segment(alb, 443, customer, cport, FIN_ACK, 10200, 2001, 0);
     }
 
-    // A customer on IPv6.
-    t.at(SECURECART_DEMO_START + 95);
-    t.tcp_session(
-        ip("2001:db8:5ca1::77"),
-        51234,
-        ip("2600:1f18:4a3:6d01::10"),
-        443,
-        &[(517, 1460), (300, 4000)],
-        Close::Fin,
-    );
+    /// The teaching point: the SYN-ACK to a port below 32768 is dropped by the app
+    /// NACL, so the ALB retries its SYN and the task answers each time.
+    fn alb_syn_ack_dropped(&self, t: &mut Timeline, lb: usize, lport: u16, task: IpAddr) {
+        let alb = self.alb_private[lb];
+        for _ in 0..3 {
+            t.segment(alb, lport, task, 8080, tcp_flags::SYN, 1, 0, 0);
+            t.segment(task, 8080, alb, lport, SYN_ACK, 9, 2, 0);
+            t.advance_ms(1000);
+        }
+    }
 
-    // An app task resolves and calls a payment API on the internet.
-    t.at(SECURECART_DEMO_START + 130);
-    t.udp_exchange(tasks[0], 40111, ip("10.0.0.2"), 53, 40, 120);
-    t.tcp_session(
-        tasks[0],
-        44321,
-        ip("192.0.2.80"),
-        443,
-        &[(517, 2900), (700, 300)],
-        Close::Fin,
-    );
-
-    // The office: SSH to the bastion, then from the bastion to a task.
-    t.at(SECURECART_DEMO_START + 200);
-    t.tcp_session(
-        ip("198.51.100.25"),
-        50522,
-        bastion_public,
-        22,
-        &[(40, 40), (120, 680), (60, 60)],
-        Close::Open,
-    );
-    t.tcp_session(
-        bastion,
-        41022,
-        tasks[1],
-        22,
-        &[(40, 40), (80, 900)],
-        Close::Fin,
-    );
-
-    // Someone on the internet tries SSH on the bastion: the public NACL denies it.
-    t.at(SECURECART_DEMO_START + 260);
-    t.tcp_syn_attempt(ip("192.0.2.66"), 61001, bastion_public, 22, 2);
-    // The blocked scraper (NACL rule 90) tries the shop.
-    t.at(SECURECART_DEMO_START + 300);
-    t.tcp_syn_attempt(ip("192.0.2.203"), 40404, alb_public[0], 443, 1);
-    // A ping to the ALB: its security group allows only ICMP 3/4 (path MTU).
-    t.at(SECURECART_DEMO_START + 330);
-    t.ping(ip("192.0.2.50"), alb_public[1], 0x4d2, 4, false);
-
-    // The second window: a few more customers, the office session ends.
-    for i in 0..6u64 {
-        t.at(SECURECART_DEMO_START + 610 + i * 15);
-        let customer = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 100 + i as u8));
-        let cport = rng.range(49152, 65535) as u16;
+    /// The ALB's request reaches the task, which queries the database and answers.
+    fn alb_to_task(
+        &self,
+        t: &mut Timeline,
+        rng: &mut SplitMix64,
+        lb: usize,
+        lport: u16,
+        task: IpAddr,
+    ) {
+        let alb = self.alb_private[lb];
+        t.tcp_session(alb, lport, task, 8080, &[(380, 0)], Close::Open);
+        let dport = rng.range(32768, 60999) as u16;
         t.tcp_session(
-            customer,
-            cport,
-            alb_public[(i % 2) as usize],
+            task,
+            dport,
+            self.db,
+            5432,
+            &[(210, 640), (90, 1200)],
+            Close::Fin,
+        );
+        // The task's answer to the ALB, then the ALB's answer to the customer.
+        t.segment(task, 8080, alb, lport, PSH_ACK, 5001, 1381, 1400);
+        t.segment(alb, lport, task, 8080, FIN_ACK, 1381, 6401, 0);
+        t.segment(task, 8080, alb, lport, FIN_ACK, 6401, 1382, 0);
+    }
+
+    /// A customer on IPv6.
+    fn ipv6_customer(&self, t: &mut Timeline) {
+        t.at(SECURECART_DEMO_START + 95);
+        t.tcp_session(
+            literal("2001:db8:5ca1::77"),
+            51234,
+            literal("2600:1f18:4a3:6d01::10"),
             443,
-            &[(517, 1460), (300, 2800)],
+            &[(517, 1460), (300, 4000)],
             Close::Fin,
         );
     }
-    t.at(SECURECART_DEMO_START + 700);
-    t.segment(
-        ip("198.51.100.25"),
-        50522,
-        bastion_public,
-        22,
-        tcp_flags::FIN | tcp_flags::ACK,
-        1300,
-        9000,
-        0,
-    );
-    t.segment(
-        bastion_public,
-        22,
-        ip("198.51.100.25"),
-        50522,
-        tcp_flags::FIN | tcp_flags::ACK,
-        9000,
-        1301,
-        0,
-    );
-    t.sort();
-    t
+
+    /// An app task resolves and calls a payment API on the internet.
+    fn payment_call(&self, t: &mut Timeline) {
+        t.at(SECURECART_DEMO_START + 130);
+        t.udp_exchange(self.tasks[0], 40111, literal("10.0.0.2"), 53, 40, 120);
+        t.tcp_session(
+            self.tasks[0],
+            44321,
+            literal("192.0.2.80"),
+            443,
+            &[(517, 2900), (700, 300)],
+            Close::Fin,
+        );
+    }
+
+    /// The office: SSH to the bastion, then from the bastion to a task.
+    fn office_ssh(&self, t: &mut Timeline) {
+        t.at(SECURECART_DEMO_START + 200);
+        t.tcp_session(
+            literal("198.51.100.25"),
+            50522,
+            self.bastion_public,
+            22,
+            &[(40, 40), (120, 680), (60, 60)],
+            Close::Open,
+        );
+        t.tcp_session(
+            self.bastion,
+            41022,
+            self.tasks[1],
+            22,
+            &[(40, 40), (80, 900)],
+            Close::Fin,
+        );
+    }
+
+    /// What the rules refuse from the internet: SSH on the bastion, the blocked
+    /// scraper, a ping to the ALB.
+    fn refused_from_the_internet(&self, t: &mut Timeline) {
+        // Someone on the internet tries SSH on the bastion: the public NACL denies it.
+        t.at(SECURECART_DEMO_START + 260);
+        t.tcp_syn_attempt(literal("192.0.2.66"), 61001, self.bastion_public, 22, 2);
+        // The blocked scraper (NACL rule 90) tries the shop.
+        t.at(SECURECART_DEMO_START + 300);
+        t.tcp_syn_attempt(literal("192.0.2.203"), 40404, self.alb_public[0], 443, 1);
+        // A ping to the ALB: its security group allows only ICMP 3/4 (path MTU).
+        t.at(SECURECART_DEMO_START + 330);
+        t.ping(literal("192.0.2.50"), self.alb_public[1], 0x4d2, 4, false);
+    }
+
+    /// The second window: a few more customers, the office session ends.
+    fn second_window(&self, t: &mut Timeline, rng: &mut SplitMix64) {
+        for i in 0..6u64 {
+            t.at(SECURECART_DEMO_START + 610 + i * 15);
+            let customer = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 100 + i as u8));
+            let cport = rng.range(49152, 65535) as u16;
+            t.tcp_session(
+                customer,
+                cport,
+                self.alb_public[(i % 2) as usize],
+                443,
+                &[(517, 1460), (300, 2800)],
+                Close::Fin,
+            );
+        }
+        t.at(SECURECART_DEMO_START + 700);
+        let office = literal("198.51.100.25");
+        t.segment(
+            office,
+            50522,
+            self.bastion_public,
+            22,
+            FIN_ACK,
+            1300,
+            9000,
+            0,
+        );
+        t.segment(
+            self.bastion_public,
+            22,
+            office,
+            50522,
+            FIN_ACK,
+            9000,
+            1301,
+            0,
+        );
+    }
 }
+
+const PSH_ACK: u8 = tcp_flags::PSH | tcp_flags::ACK;
+const FIN_ACK: u8 = tcp_flags::FIN | tcp_flags::ACK;
+const SYN_ACK: u8 = tcp_flags::SYN | tcp_flags::ACK;
 
 /// The traffic of `pcaps/lesson-stateful.pcap`, for `rulesets/lesson-stateful.toml`:
 /// an HTTP session from a customer, four pings, and a connection the server opens

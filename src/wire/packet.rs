@@ -41,31 +41,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Nanoseconds in a second: the one unit of time inside vpcgate is the nanosecond.
-pub const NANOS_PER_SEC: u64 = 1_000_000_000;
-
-/// Capture time in nanoseconds since the Unix epoch: the one time type of the core.
-/// Capture files, the live wall clock and `--rules-at` times are converted to it at
-/// the edges; the engine, connection tracking and flow logs take it (or its `u64`)
-/// as an argument and never read a clock.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Timestamp(pub u64);
-
-impl Timestamp {
-    pub fn from_secs_nanos(secs: u64, nanos: u32) -> Timestamp {
-        Timestamp(
-            secs.saturating_mul(NANOS_PER_SEC)
-                .saturating_add(nanos as u64),
-        )
-    }
-    /// Whole seconds (floor).
-    pub fn secs(self) -> u64 {
-        self.0 / NANOS_PER_SEC
-    }
-    pub fn subsec_nanos(self) -> u32 {
-        (self.0 % NANOS_PER_SEC) as u32
-    }
-}
+pub use crate::time::{Timestamp, NANOS_PER_SEC};
 
 /// pcap LINKTYPE_ values the parser understands.
 pub mod linktype {

@@ -25,433 +25,32 @@
 //! pipeline's business; here the record shape), FL-7b (AWS's window is not aligned; ours
 //! are), FL-10 (`pkt-src-aws-service` S3 is unknown to the model and prints `-`), FL-11
 //! (`encryption-status` is a version 10 field, which formats refuse).
+//!
+//! The lab (engine, aggregator, synthetic time), the ruleset defaults and the packet
+//! builders are shared with the other engine-level suite: `support::lab`, `support::packets`.
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::sync::Arc;
-
-use vpcgate::engine::{reason_text, Decision, Engine, EngineStats};
-use vpcgate::flowlog::{Aggregator, EniMeta, FlowRecord, LogFormat};
+use crate::support::lab::*;
+use crate::support::packets::*;
+use vpcgate::flowlog::{EniMeta, FlowRecord, LogFormat};
 use vpcgate::model::Vpc;
-use vpcgate::policy::Policy;
 use vpcgate::wire::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
-use vpcgate::wire::packet::{Fragment, Packet, Timestamp};
-
-// =====================================================================================
-// The helper layer: a lab (engine + aggregator + synthetic time), packet builders,
-// bursts of packets for the flow-log examples.
-// =====================================================================================
-
-/// The default flow-log format (version 2).
-const DEFAULT: &str = "";
-
-fn ruleset(toml: &str) -> Vpc {
-    vpcgate::load::load_str("conformance.toml", toml)
-        .unwrap_or_else(|e| panic!("the test ruleset does not load:\n{e}\n---\n{toml}"))
-}
-
-/// One engine and one aggregator over one ruleset, fed packets at synthetic times.
-struct Lab {
-    engine: Engine,
-    agg: Aggregator,
-    seq: u64,
-    generation: usize,
-    /// Every ENI id, sorted: an ENI's stable number is its position.
-    ids: Vec<String>,
-    metas: Vec<EniMeta>,
-}
-
-impl Lab {
-    fn new(toml: &str) -> Lab {
-        Lab::of(ruleset(toml))
-    }
-
-    fn of(vpc: Vpc) -> Lab {
-        let mut ids: Vec<String> = vpc
-            .network_interfaces
-            .iter()
-            .map(|e| e.id.clone())
-            .collect();
-        ids.sort();
-        let metas = ids
-            .iter()
-            .map(|id| {
-                let e = vpc.network_interface(id).unwrap();
-                EniMeta {
-                    interface_id: id.clone(),
-                    account_id: vpc.account_id.clone(),
-                    vpc_id: vpc.id.clone(),
-                    subnet_id: e.subnet_id.clone(),
-                    instance_id: e.instance_id.clone(),
-                    region: vpc.region.clone(),
-                    az_id: vpc
-                        .subnet(&e.subnet_id)
-                        .map(|s| s.availability_zone_id.clone())
-                        .unwrap_or_default(),
-                }
-            })
-            .collect();
-        let policy = Policy::compile(Arc::new(vpc), &ids);
-        Lab {
-            engine: Engine::new(Arc::new(policy)),
-            agg: Aggregator::new(600),
-            seq: 0,
-            generation: 0,
-            ids,
-            metas,
-        }
-    }
-
-    /// The rules change (same ENIs): from the next packet on, `toml` applies.
-    fn change_rules(&mut self, toml: &str) {
-        let vpc = ruleset(toml);
-        self.generation += 1;
-        let policy = Policy::compile(Arc::new(vpc), &self.ids);
-        self.engine.set_policy(Arc::new(policy), self.generation);
-    }
-
-    fn send_at(&mut self, ts: Timestamp, p: Packet) -> Decision {
-        let d = self.engine.process(&p, ts);
-        for o in d.obs.iter().flatten() {
-            self.agg.observe(o, ts, self.seq);
-        }
-        self.seq += 1;
-        d
-    }
-
-    /// Sends `p` at Unix second `secs`.
-    fn send(&mut self, secs: u64, p: Packet) -> Decision {
-        self.send_at(Timestamp::from_secs_nanos(secs, 0), p)
-    }
-
-    /// The verdict of `p` at `ms` milliseconds after Unix second `secs`.
-    fn judge_ms(&mut self, secs: u64, ms: u32, p: Packet) -> String {
-        let d = self.send_at(Timestamp::from_secs_nanos(secs, ms * 1_000_000), p);
-        self.text(&d)
-    }
-
-    /// The verdict of `p` at `secs`, as text: `ACCEPT`, `REJECT <reason>`, `NONE <reason>`.
-    fn judge(&mut self, secs: u64, p: Packet) -> String {
-        let d = self.send(secs, p);
-        self.text(&d)
-    }
-
-    fn text(&self, d: &Decision) -> String {
-        let reason = reason_text(d.reason, self.engine.policy());
-        if reason.is_empty() {
-            d.verdict.as_str().to_string()
-        } else {
-            format!("{} {reason}", d.verdict.as_str())
-        }
-    }
-
-    /// The flow-log observations of a decision: `eni-a egress ACCEPT`.
-    fn seen(&self, d: &Decision) -> Vec<String> {
-        d.obs
-            .iter()
-            .flatten()
-            .map(|o| format!("{} {} {}", self.ids[o.eni.get()], o.direction, o.action))
-            .collect()
-    }
-
-    /// Sends `p` and returns its verdict and its observations.
-    fn path(&mut self, secs: u64, p: Packet) -> (String, Vec<String>) {
-        let d = self.send(secs, p);
-        (self.text(&d), self.seen(&d))
-    }
-
-    fn stats(&self) -> EngineStats {
-        self.engine.stats()
-    }
-
-    /// NACL entries hit under the current rules: `acl-x inbound 110` → hits.
-    fn nacl_hits(&self) -> BTreeMap<String, u64> {
-        let policy = self.engine.policy();
-        let mut out = BTreeMap::new();
-        let stats = self.engine.stats();
-        let Some(hits) = stats.nacl_hits.get(self.generation) else {
-            return out;
-        };
-        for (r, n) in hits.iter() {
-            let acl = &policy.vpc.network_acls[r.acl as usize];
-            let (dir, list) = if r.egress {
-                ("outbound", &acl.outbound)
-            } else {
-                ("inbound", &acl.inbound)
-            };
-            let number = list
-                .get(r.entry as usize)
-                .map_or("?".to_string(), |e| e.rule_number.to_string());
-            *out.entry(format!("{} {dir} {number}", acl.id)).or_insert(0) += *n;
-        }
-        out
-    }
-
-    /// Sends `p`: its verdict, and the NACL entries that decided on its path (sorted).
-    fn nacl_path(&mut self, secs: u64, p: Packet) -> (String, Vec<String>) {
-        let before = self.nacl_hits();
-        let verdict = self.judge(secs, p);
-        let after = self.nacl_hits();
-        let mut rules = Vec::new();
-        for (k, n) in &after {
-            for _ in before.get(k).copied().unwrap_or(0)..*n {
-                rules.push(k.clone());
-            }
-        }
-        (verdict, rules)
-    }
-
-    /// Closes every window and renders every record in `format` (`DEFAULT` or a custom
-    /// format), in output order (window, ENI, first packet).
-    fn records(&mut self, format: &str) -> Vec<String> {
-        self.records_where(format, |_| true)
-    }
-
-    /// Like [`Lab::records`], only the records of interface `eni`.
-    fn records_at(&mut self, eni: &str, format: &str) -> Vec<String> {
-        let n = self.ids.iter().position(|i| i == eni).unwrap() as u32;
-        self.records_where(format, |r| r.eni.0 == n)
-    }
-
-    fn records_where(&mut self, format: &str, keep: impl Fn(&FlowRecord) -> bool) -> Vec<String> {
-        let fmt = if format.is_empty() {
-            LogFormat::default_format()
-        } else {
-            LogFormat::parse(format).unwrap()
-        };
-        let mut recs = Vec::new();
-        self.agg.close_all(&mut recs);
-        recs.sort();
-        recs.iter()
-            .filter(|r| keep(r))
-            .map(|r| render(&fmt, r, &self.metas[r.eni.get()]))
-            .collect()
-    }
-}
-
-fn render(fmt: &LogFormat, r: &FlowRecord, meta: &EniMeta) -> String {
-    let mut out = Vec::new();
-    fmt.write_record(r, meta, &mut out);
-    let line = String::from_utf8(out).unwrap();
-    line.strip_suffix('\n').unwrap_or(&line).to_string()
-}
-
-/// `run(rules, packets)`: a fresh lab, every packet at its second; the verdicts, and the
-/// records in the default format.
-fn run(toml: &str, packets: &[(u64, Packet)]) -> (Vec<String>, Vec<String>) {
-    let mut lab = Lab::new(toml);
-    let verdicts = packets.iter().map(|&(t, p)| lab.judge(t, p)).collect();
-    (verdicts, lab.records(DEFAULT))
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-/// A TCP segment with `flags`; 40 IP bytes (IPv4) or 60 (IPv6) unless resized.
-fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Packet {
-    let v6 = ip(src).is_ipv6();
-    Packet {
-        src: ip(src),
-        dst: ip(dst),
-        protocol: 6,
-        src_port: sport,
-        dst_port: dport,
-        icmp_type: 0,
-        icmp_code: 0,
-        icmp_id: 0,
-        tcp_flags: flags,
-        ip_len: if v6 { 60 } else { 40 },
-        fragment: Fragment::None,
-    }
-}
-
-fn udp(src: &str, sport: u16, dst: &str, dport: u16) -> Packet {
-    Packet {
-        protocol: 17,
-        tcp_flags: 0,
-        ip_len: if ip(src).is_ipv6() { 68 } else { 48 },
-        ..tcp(src, sport, dst, dport, 0)
-    }
-}
-
-/// ICMP (IPv4) or ICMPv6 (IPv6) with a type, a code and an echo id (0 for errors).
-fn icmp(src: &str, dst: &str, icmp_type: u8, code: u8, id: u16) -> Packet {
-    let v6 = ip(src).is_ipv6();
-    Packet {
-        protocol: if v6 { 58 } else { 1 },
-        src_port: 0,
-        dst_port: 0,
-        icmp_type,
-        icmp_code: code,
-        icmp_id: id,
-        tcp_flags: 0,
-        ip_len: if v6 { 104 } else { 84 },
-        ..tcp(src, 0, dst, 0, 0)
-    }
-}
-
-/// An echo request (ICMP 8, ICMPv6 128) of the default `ping`: 84 IP bytes for IPv4.
-fn ping(src: &str, dst: &str, id: u16) -> Packet {
-    icmp(src, dst, if ip(src).is_ipv6() { 128 } else { 8 }, 0, id)
-}
-
-/// An echo reply (ICMP 0, ICMPv6 129).
-fn pong(src: &str, dst: &str, id: u16) -> Packet {
-    icmp(src, dst, if ip(src).is_ipv6() { 129 } else { 0 }, 0, id)
-}
-
-/// A packet of another IP protocol (GRE 47, ESP 50…): no ports.
-fn proto(src: &str, dst: &str, protocol: u8) -> Packet {
-    Packet {
-        protocol,
-        ip_len: 100,
-        ..tcp(src, 0, dst, 0, 0)
-    }
-}
-
-fn sized(p: Packet, ip_len: u32) -> Packet {
-    Packet { ip_len, ..p }
-}
-
-/// The first fragment of `p` (offset 0, carries the ports), IP id `id`.
-fn first_fragment(p: Packet, id: u32) -> Packet {
-    Packet {
-        fragment: Fragment::First { id },
-        ..p
-    }
-}
-
-/// A later fragment of `p` (offset > 0): no L4 header, so no ports or flags.
-fn later_fragment(p: Packet, id: u32) -> Packet {
-    Packet {
-        src_port: 0,
-        dst_port: 0,
-        tcp_flags: 0,
-        fragment: Fragment::Later { id },
-        ..p
-    }
-}
-
-/// `n` packets of one direction of one flow, `bytes` IP bytes in all, the first at second
-/// `first` and the last at second `last`, evenly between; the first and last packets may
-/// carry other TCP flags than the rest.
-#[derive(Clone, Copy)]
-struct Burst {
-    pkt: Packet,
-    n: u64,
-    bytes: u64,
-    first: u64,
-    last: u64,
-    opening: Option<u8>,
-    closing: Option<u8>,
-}
-
-fn burst(pkt: Packet, n: u64, bytes: u64, first: u64, last: u64) -> Burst {
-    Burst {
-        pkt,
-        n,
-        bytes,
-        first,
-        last,
-        opening: None,
-        closing: None,
-    }
-}
-
-impl Burst {
-    fn opening(self, flags: u8) -> Burst {
-        Burst {
-            opening: Some(flags),
-            ..self
-        }
-    }
-    fn closing(self, flags: u8) -> Burst {
-        Burst {
-            closing: Some(flags),
-            ..self
-        }
-    }
-    /// (second, packet) of each packet: sizes differ by at most one byte.
-    fn packets(&self) -> Vec<(u64, Packet)> {
-        (0..self.n)
-            .map(|i| {
-                let t = if self.n == 1 {
-                    self.first
-                } else {
-                    self.first + (self.last - self.first) * i / (self.n - 1)
-                };
-                let size = self.bytes / self.n + u64::from(i < self.bytes % self.n);
-                let mut p = sized(self.pkt, size as u32);
-                if i == 0 {
-                    p.tcp_flags = self.opening.unwrap_or(p.tcp_flags);
-                }
-                if i == self.n - 1 {
-                    p.tcp_flags = self.closing.unwrap_or(p.tcp_flags);
-                }
-                (t, p)
-            })
-            .collect()
-    }
-}
-
-/// Plays bursts interleaved by time; at one second, in the order given. Returns every
-/// verdict.
-fn play(lab: &mut Lab, bursts: &[Burst]) -> Vec<String> {
-    let mut events: Vec<(u64, usize, u64, Packet)> = Vec::new();
-    for (b, burst) in bursts.iter().enumerate() {
-        for (i, (t, p)) in burst.packets().into_iter().enumerate() {
-            events.push((t, b, i as u64, p));
-        }
-    }
-    events.sort_by_key(|&(t, b, i, _)| (t, b, i));
-    events
-        .into_iter()
-        .map(|(t, _, _, p)| lab.judge(t, p))
-        .collect()
-}
-
-fn all_accepted(verdicts: &[String]) -> bool {
-    verdicts.iter().all(|v| v == "ACCEPT")
-}
+use vpcgate::wire::packet::Packet;
 
 // =====================================================================================
 // §7.1 Flow-log examples [EX FL-EX]
 // =====================================================================================
 
-/// The ENI of FL-1/FL-2: eni-1235b8ca123456789 in account 123456789010, at `ADDR`, with
-/// an SG that lets SSH in (and not RDP).
-const FL_SSH_ENI: &str = r#"
-[vpc]
-id = "vpc-0fl0000000000001"
-account_id = "123456789010"
-cidrs = ["172.31.0.0/16"]
-
-[[subnets]]
-id = "subnet-0fl00000000001"
-cidr = "SUBNET"
-
-[[security_groups]]
-id = "sg-0ssh"
-ingress = [ { protocol = "tcp", ports = "22", cidr = "0.0.0.0/0" } ]
-egress = [ { protocol = "-1", cidr = "0.0.0.0/0" } ]
-
-[[network_interfaces]]
-id = "eni-1235b8ca123456789"
-subnet = "subnet-0fl00000000001"
-private_ips = ["ADDR"]
-security_groups = ["sg-0ssh"]
-"#;
+/// The ENI of FL-1/FL-2: eni-1235b8ca123456789 in account 123456789010, at `addr` in
+/// `subnet`, with an SG that lets SSH in (and not RDP).
+fn fl_ssh_eni(addr: &str, subnet: &str) -> String {
+    sg_only_eni(addr, subnet, SG_SSH_IN, ALL_OUT_V4)
+}
 
 #[test]
 fn fl1_accepted_ssh() {
     // aws-semantics.md §7.1 FL-1 [EX FL-EX]: SSH (TCP 22) from 172.31.16.139 to the ENI's
     // 172.31.16.21 is allowed. 20 packets, 4249 bytes, 1418530010..1418530070.
-    let mut lab = Lab::new(
-        &FL_SSH_ENI
-            .replace("SUBNET", "172.31.16.0/20")
-            .replace("ADDR", "172.31.16.21"),
-    );
+    let mut lab = Lab::new(&fl_ssh_eni("172.31.16.21", "172.31.16.0/20"));
     let ssh = tcp("172.31.16.139", 20641, "172.31.16.21", 22, ACK);
     let v = play(
         &mut lab,
@@ -468,11 +67,7 @@ fn fl1_accepted_ssh() {
 fn fl2_rejected_rdp() {
     // aws-semantics.md §7.1 FL-2 [EX FL-EX]: RDP (TCP 3389) from 172.31.9.69 to the ENI's
     // 172.31.9.12 is rejected (the SG lets only SSH in). 20 packets, 4249 bytes.
-    let mut lab = Lab::new(
-        &FL_SSH_ENI
-            .replace("SUBNET", "172.31.0.0/20")
-            .replace("ADDR", "172.31.9.12"),
-    );
+    let mut lab = Lab::new(&fl_ssh_eni("172.31.9.12", "172.31.0.0/20"));
     let rdp = tcp("172.31.9.69", 49761, "172.31.9.12", 3389, SYN);
     let v = play(&mut lab, &[burst(rdp, 20, 4249, 1418530010, 1418530070)]);
     assert!(
@@ -2719,46 +2314,6 @@ fn path_neither_side_is_an_eni() {
     assert!(lab.records(DEFAULT).is_empty());
 }
 
-/// One ENI 10.0.1.10 in subnet-0a (NACL acl-0a = `NACL`), SG rules `SG_IN` / `SG_OUT`.
-const ONE_ENI: &str = r#"
-[vpc]
-id = "vpc-0one"
-account_id = "123456789012"
-cidrs = ["10.0.0.0/16"]
-
-[[subnets]]
-id = "subnet-0a"
-cidr = "10.0.1.0/24"
-network_acl = "acl-0a"
-
-[[network_acls]]
-id = "acl-0a"
-NACL
-
-[[security_groups]]
-id = "sg-0a"
-ingress = [ SG_IN ]
-egress = [ SG_OUT ]
-
-[[network_interfaces]]
-id = "eni-0a"
-subnet = "subnet-0a"
-private_ips = ["10.0.1.10"]
-security_groups = ["sg-0a"]
-"#;
-
-fn one_eni(nacl: &str, sg_in: &str, sg_out: &str) -> String {
-    ONE_ENI
-        .replace("NACL", nacl)
-        .replace("SG_IN", sg_in)
-        .replace("SG_OUT", sg_out)
-}
-
-const NACL_ALLOW_ALL: &str = r#"
-inbound = [ { rule = 100, protocol = "-1", cidr = "0.0.0.0/0", action = "allow" } ]
-outbound = [ { rule = 100, protocol = "-1", cidr = "0.0.0.0/0", action = "allow" } ]
-"#;
-
 #[test]
 fn path_egress_nacl_drop_still_refreshes_the_tracked_entry() {
     // EMULATION.md §2: "On egress the SG and its connection tracking come before the
@@ -2771,14 +2326,14 @@ fn path_egress_nacl_drop_still_refreshes_the_tracked_entry() {
     let nacl_no_out = r#"
         inbound = [ { rule = 100, protocol = "-1", cidr = "0.0.0.0/0", action = "allow" } ]
     "#;
-    let mut lab = Lab::new(&one_eni(nacl_no_out, ssh_in, ""));
+    let mut lab = Lab::new(&nacl_and_sg_eni(nacl_no_out, ssh_in, ""));
     let (client, eni) = ("198.51.100.7", "10.0.1.10");
     assert_eq!(lab.judge(0, tcp(client, 50000, eni, 22, SYN)), "ACCEPT");
     assert_eq!(
         lab.judge(100, tcp(eni, 22, client, 50000, SYN | ACK)),
         "REJECT nacl-outbound acl-0a rule 32767"
     );
-    lab.change_rules(&one_eni(NACL_ALLOW_ALL, ssh_in, ""));
+    lab.change_rules(&nacl_and_sg_eni(NACL_ALLOW_ALL, ssh_in, ""));
     assert_eq!(
         lab.judge(210, tcp(eni, 22, client, 50000, SYN | ACK)),
         "ACCEPT"
@@ -2801,7 +2356,7 @@ fn path_ingress_nacl_drop_never_touches_tracking() {
     let nacl_no_in = r#"
         outbound = [ { rule = 100, protocol = "-1", cidr = "0.0.0.0/0", action = "allow" } ]
     "#;
-    let mut lab = Lab::new(&one_eni(nacl_no_in, "", dns_out));
+    let mut lab = Lab::new(&nacl_and_sg_eni(nacl_no_in, "", dns_out));
     let (eni, resolver) = ("10.0.1.10", "198.51.100.53");
     assert_eq!(lab.judge(0, udp(eni, 40000, resolver, 53)), "ACCEPT");
     let hits = lab.stats().conntrack_hits;
@@ -2814,7 +2369,7 @@ fn path_ingress_nacl_drop_never_touches_tracking() {
         hits,
         "the dropped answer used the entry"
     );
-    lab.change_rules(&one_eni(NACL_ALLOW_ALL, "", dns_out));
+    lab.change_rules(&nacl_and_sg_eni(NACL_ALLOW_ALL, "", dns_out));
     // Control: a query at 21 s answered at 45 s is within its 30 s.
     assert_eq!(lab.judge(21, udp(eni, 40002, resolver, 53)), "ACCEPT");
     assert_eq!(lab.judge(45, udp(resolver, 53, eni, 40002)), "ACCEPT");
@@ -3007,7 +2562,7 @@ fn path_egress_record_from_a_public_source_shows_the_primary_private_address() {
     // pkt-srcaddr is the private address too: the ENI itself never sees its public
     // address (the internet gateway translates it), as in AWS's published v5 record.
     let mut lab = Lab::new(
-        &one_eni(
+        &nacl_and_sg_eni(
             NACL_ALLOW_ALL,
             "",
             r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#,
@@ -3087,7 +2642,7 @@ fn ct_mid_stream_pickup_creates_an_entry_whatever_the_flags() {
     // EMULATION.md §4: a packet with no entry that a rule allows creates an entry
     // whatever its TCP flags (like Linux's default). The server's SG lets SSH in from
     // 198.51.100.0/24 and nothing out: its replies leave by the entry alone.
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&nacl_and_sg_eni(
         NACL_ALLOW_ALL,
         r#"{ protocol = "tcp", ports = "22", cidr = "198.51.100.0/24" }"#,
         "",
@@ -3114,7 +2669,7 @@ fn ct_untracked_condition_holds_from_either_side() {
     // admitted by a 0.0.0.0/0 rule and the other direction has a 0.0.0.0/0 rule for
     // protocol -1 or that protocol on ports 0-65535; a packet without entry is untracked if
     // that holds with either side as the initiator.
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&nacl_and_sg_eni(
         NACL_ALLOW_ALL,
         r#"{ protocol = "tcp", ports = "22", cidr = "0.0.0.0/0" }"#,
         r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#,
@@ -3128,7 +2683,7 @@ fn ct_untracked_condition_holds_from_either_side() {
 
     // The instance as the client: out by an open TCP 443 rule, in by an open all-ports
     // TCP rule: untracked both ways.
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&nacl_and_sg_eni(
         NACL_ALLOW_ALL,
         r#"{ protocol = "tcp", ports = "0-65535", cidr = "0.0.0.0/0" }"#,
         r#"{ protocol = "tcp", ports = "443", cidr = "0.0.0.0/0" }"#,
@@ -3143,7 +2698,7 @@ fn ct_untracked_condition_holds_from_either_side() {
     );
 
     // The reverse direction's rule covers only 1024-65535: not all ports ⇒ tracked.
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&nacl_and_sg_eni(
         NACL_ALLOW_ALL,
         r#"{ protocol = "tcp", ports = "1024-65535", cidr = "0.0.0.0/0" }"#,
         r#"{ protocol = "tcp", ports = "443", cidr = "0.0.0.0/0" }"#,
@@ -3153,7 +2708,7 @@ fn ct_untracked_condition_holds_from_either_side() {
         ("ACCEPT".into(), 1, 0)
     );
     // And UDP is tracked when the open rules are TCP only.
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&nacl_and_sg_eni(
         NACL_ALLOW_ALL,
         r#"{ protocol = "tcp", ports = "0-65535", cidr = "0.0.0.0/0" }"#,
         r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#,
@@ -3163,7 +2718,7 @@ fn ct_untracked_condition_holds_from_either_side() {
         ("ACCEPT".into(), 1, 0)
     );
     // ICMP is always tracked, even with open rules both ways.
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&nacl_and_sg_eni(
         NACL_ALLOW_ALL,
         r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#,
         r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#,
@@ -3495,7 +3050,7 @@ fn ct_icmp_errors_are_not_related_traffic() {
     // §4, decided after errors were tracked with id 0 and one allowed error opened
     // every ICMP type both ways).
     let tls_out = r#"{ protocol = "tcp", ports = "443", cidr = "0.0.0.0/0" }"#;
-    let mut lab = Lab::new(&one_eni(NACL_ALLOW_ALL, "", tls_out));
+    let mut lab = Lab::new(&nacl_and_sg_eni(NACL_ALLOW_ALL, "", tls_out));
     assert_eq!(lab.judge(0, tcp(ME, 40000, SERVER, 443, SYN)), "ACCEPT");
     assert_eq!(
         lab.judge(0, icmp(SERVER, ME, 3, 4, 0)),
@@ -3507,7 +3062,7 @@ fn ct_icmp_errors_are_not_related_traffic() {
     );
 
     let pmtud_in = r#"{ protocol = "icmp", icmp_type = 3, icmp_code = 4, cidr = "0.0.0.0/0" }"#;
-    let mut lab = Lab::new(&one_eni(NACL_ALLOW_ALL, pmtud_in, tls_out));
+    let mut lab = Lab::new(&nacl_and_sg_eni(NACL_ALLOW_ALL, pmtud_in, tls_out));
     assert_eq!(lab.judge(0, tcp(ME, 40000, SERVER, 443, SYN)), "ACCEPT");
     assert_eq!(
         lab.judge(0, icmp(ME, "192.0.2.1", 3, 3, 0)),
@@ -3615,7 +3170,7 @@ fn ct_fragments_take_the_verdict_of_their_first_fragment() {
     // (remembered by source, destination, protocol and IP id for 30 s); without one it is
     // judged with unknown ports: only rules that allow every port can allow it.
     let udp_5000 = r#"{ protocol = "udp", ports = "5000", cidr = "198.51.100.0/24" }"#;
-    let mut lab = Lab::new(&one_eni(NACL_ALLOW_ALL, udp_5000, ""));
+    let mut lab = Lab::new(&nacl_and_sg_eni(NACL_ALLOW_ALL, udp_5000, ""));
     let big = sized(udp(SERVER, 40000, ME, 5000), 1500);
     assert_eq!(lab.judge(0, first_fragment(big, 77)), "ACCEPT");
     assert_eq!(lab.judge(0, later_fragment(big, 77)), "ACCEPT");
@@ -3635,7 +3190,7 @@ fn ct_fragments_take_the_verdict_of_their_first_fragment() {
         ]
         outbound = [ { rule = 100, protocol = "-1", cidr = "0.0.0.0/0", action = "allow" } ]
     "#;
-    let mut lab = Lab::new(&one_eni(nacl, udp_all, ""));
+    let mut lab = Lab::new(&nacl_and_sg_eni(nacl, udp_all, ""));
     assert_eq!(lab.judge(0, later_fragment(big, 80)), "ACCEPT");
     let to_6000 = sized(udp(SERVER, 40000, ME, 6000), 1500);
     let denied = "REJECT nacl-inbound acl-0a rule 100";
@@ -3649,7 +3204,7 @@ fn ct_rule_changes_nacls_apply_at_once_to_tracked_flows() {
     // rules from the next packet"; a NACL that blocks either direction breaks an existing
     // (tracked) connection at once.
     let ssh_in = r#"{ protocol = "tcp", ports = "22", cidr = "198.51.100.0/24" }"#;
-    let mut lab = Lab::new(&one_eni(NACL_ALLOW_ALL, ssh_in, ""));
+    let mut lab = Lab::new(&nacl_and_sg_eni(NACL_ALLOW_ALL, ssh_in, ""));
     assert_eq!(lab.judge(0, tcp(SERVER, 50000, ME, 22, SYN)), "ACCEPT");
     assert_eq!(
         lab.judge(0, tcp(ME, 22, SERVER, 50000, SYN | ACK)),
@@ -3662,7 +3217,7 @@ fn ct_rule_changes_nacls_apply_at_once_to_tracked_flows() {
         ]
         outbound = [ { rule = 100, protocol = "-1", cidr = "0.0.0.0/0", action = "allow" } ]
     "#;
-    lab.change_rules(&one_eni(block_client, ssh_in, ""));
+    lab.change_rules(&nacl_and_sg_eni(block_client, ssh_in, ""));
     assert_eq!(
         lab.judge(1, tcp(SERVER, 50000, ME, 22, ACK)),
         "REJECT nacl-inbound acl-0a rule 50"
@@ -3777,7 +3332,7 @@ fn real_an_allowed_icmp_error_opens_nothing() {
     // ICMP 3/4 was tracked with id 0, and then redirects, timestamp requests and even
     // outbound time-exceeded from an ENI with no egress rule were accepted as tracked.
     let pmtud_in = r#"{ protocol = "icmp", icmp_type = 3, icmp_code = 4, cidr = "0.0.0.0/0" }"#;
-    let mut lab = Lab::new(&one_eni(NACL_ALLOW_ALL, pmtud_in, ""));
+    let mut lab = Lab::new(&nacl_and_sg_eni(NACL_ALLOW_ALL, pmtud_in, ""));
     let router = "192.0.2.1";
     assert_eq!(
         tracking_of(&mut lab, 0, icmp(router, ME, 3, 4, 0)),
@@ -3811,7 +3366,7 @@ fn real_an_icmp_query_lets_back_only_its_reply() {
     // matching reply type back, not any ICMP". Queries and replies as RFC 792 pairs them
     // (echo 8/0, timestamp 13/14) and RFC 4443 (echo 128/129).
     let icmp_out = r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#;
-    let mut lab = Lab::new(&one_eni(NACL_ALLOW_ALL, "", icmp_out));
+    let mut lab = Lab::new(&nacl_and_sg_eni(NACL_ALLOW_ALL, "", icmp_out));
     let peer = "198.51.100.9";
     assert_eq!(
         tracking_of(&mut lab, 0, ping(ME, peer, 7)),
@@ -3859,22 +3414,23 @@ fn real_an_icmp_query_lets_back_only_its_reply() {
 fn real_an_icmpv6_echo_lets_back_only_its_reply() {
     // EMULATION.md §4 for ICMPv6 (RFC 4443: echo request 128, reply 129; destination
     // unreachable 1 is an error).
-    let v6 = ONE_ENI
-        .replace(
-            r#"cidrs = ["10.0.0.0/16"]"#,
-            r#"cidrs = ["10.0.0.0/16", "2600:1f18:4a3:6d00::/56"]"#,
-        )
-        .replace(
-            r#"cidr = "10.0.1.0/24""#,
-            "cidr = \"10.0.1.0/24\"\nipv6_cidr = \"2600:1f18:4a3:6d01::/64\"",
-        )
-        .replace(
-            r#"private_ips = ["10.0.1.10"]"#,
-            "private_ips = [\"10.0.1.10\"]\nipv6 = [\"2600:1f18:4a3:6d01::10\"]",
-        )
-        .replace("NACL", NACL_ALLOW_ALL.replace("0.0.0.0/0", "::/0").as_str())
-        .replace("SG_IN", "")
-        .replace("SG_OUT", r#"{ protocol = "-1", cidr = "::/0" }"#);
+    let v6 = nacl_and_sg_eni(
+        &NACL_ALLOW_ALL.replace("0.0.0.0/0", "::/0"),
+        "",
+        r#"{ protocol = "-1", cidr = "::/0" }"#,
+    )
+    .replace(
+        r#"cidrs = ["10.0.0.0/16"]"#,
+        r#"cidrs = ["10.0.0.0/16", "2600:1f18:4a3:6d00::/56"]"#,
+    )
+    .replace(
+        r#"cidr = "10.0.1.0/24""#,
+        "cidr = \"10.0.1.0/24\"\nipv6_cidr = \"2600:1f18:4a3:6d01::/64\"",
+    )
+    .replace(
+        r#"private_ips = ["10.0.1.10"]"#,
+        "private_ips = [\"10.0.1.10\"]\nipv6 = [\"2600:1f18:4a3:6d01::10\"]",
+    );
     let mut lab = Lab::new(&v6);
     let (me, peer) = ("2600:1f18:4a3:6d01::10", "2001:db8::9");
     assert_eq!(lab.judge(0, ping(me, peer, 3)), "ACCEPT");
@@ -3896,7 +3452,7 @@ fn real_an_elastic_ip_on_a_secondary_address_maps_to_that_address() {
     // §6: srcaddr/dstaddr show the primary, pkt-* the private address behind the public
     // one. Before: traffic to such an address was `no-eni`.
     let https_in = r#"{ protocol = "tcp", ports = "443", cidr = "0.0.0.0/0" }"#;
-    let mut vpc = ruleset(&one_eni(NACL_ALLOW_ALL, https_in, "").replace(
+    let mut vpc = ruleset(&nacl_and_sg_eni(NACL_ALLOW_ALL, https_in, "").replace(
         r#"private_ips = ["10.0.1.10"]"#,
         "private_ips = [\"10.0.1.10\", \"10.0.1.11\"]\npublic_ip = \"203.0.113.10\"",
     ));
@@ -4003,7 +3559,7 @@ fn real_a_syn_is_always_an_initiator_and_a_syn_ack_always_a_reply() {
     // so a rule change cut a session that AWS keeps.
     let eph_in = r#"{ protocol = "tcp", ports = "1024-65535", cidr = "0.0.0.0/0" }"#;
     let all_out = r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#;
-    let rules = one_eni(NACL_ALLOW_ALL, eph_in, all_out);
+    let rules = nacl_and_sg_eni(NACL_ALLOW_ALL, eph_in, all_out);
     let mut lab = Lab::new(&rules);
     let server = "198.51.100.7";
     assert_eq!(
@@ -4011,7 +3567,7 @@ fn real_a_syn_is_always_an_initiator_and_a_syn_ack_always_a_reply() {
         ("ACCEPT".into(), 1, 0)
     );
     // The inbound rule goes; the tracked session survives.
-    lab.change_rules(&one_eni(NACL_ALLOW_ALL, "", all_out));
+    lab.change_rules(&nacl_and_sg_eni(NACL_ALLOW_ALL, "", all_out));
     assert_eq!(
         lab.judge(1, tcp(server, 443, ME, 40000, SYN | ACK)),
         "ACCEPT"

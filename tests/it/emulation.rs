@@ -12,194 +12,25 @@
 //! capacity), FL-8 (a NAT gateway's intermediate ENI), FL-9 (transit gateway ENIs),
 //! FL-12 (CloudWatch filter syntax), FL-13 (S3 object names). FL-3's NODATA shape and
 //! the rendering of every field are also covered in `flowlog.rs`.
+//!
+//! The lab (engine, aggregator, synthetic time), the ruleset defaults and the packet
+//! builders are shared with the other engine-level suite: `support::lab`, `support::packets`.
 
-use std::net::IpAddr;
 use std::sync::Arc;
-use vpcgate::engine::{reason_text, Decision, Engine, Verdict};
-use vpcgate::flowlog::{Aggregator, EniMeta, FlowRecord, LogFormat};
-use vpcgate::model::Vpc;
+use vpcgate::engine::{reason_text, Engine, Verdict};
 use vpcgate::pipeline::eni_table;
 use vpcgate::policy::Policy;
 use vpcgate::wire::packet::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 use vpcgate::wire::packet::{Fragment, Packet, Timestamp};
 
-// ---------------------------------------------------------------------------------
-// The lab: one engine, one aggregator, synthetic time.
-// ---------------------------------------------------------------------------------
-
-struct Lab {
-    engine: Engine,
-    agg: Aggregator,
-    seq: u64,
-    ids: Vec<String>,
-    metas: Vec<EniMeta>,
-    vpc: Arc<Vpc>,
-}
-
-fn vpc(toml: &str) -> Vpc {
-    vpcgate::load::load_str("lab.toml", toml)
-        .unwrap_or_else(|e| panic!("the lab ruleset does not load:\n{e}"))
-}
-
-impl Lab {
-    fn new(toml: &str) -> Lab {
-        Lab::with_interval(toml, 600)
-    }
-
-    fn with_interval(toml: &str, interval: u32) -> Lab {
-        let vpc = Arc::new(vpc(toml));
-        let (ids, metas) = eni_table(&[&vpc]);
-        let policy = Arc::new(Policy::compile(vpc.clone(), &ids));
-        Lab {
-            engine: Engine::new(policy),
-            agg: Aggregator::new(interval),
-            seq: 0,
-            ids,
-            metas,
-            vpc,
-        }
-    }
-
-    /// A new ruleset from the next packet on (`--rules-at`); same ENIs.
-    fn switch(&mut self, toml: &str) {
-        let v = Arc::new(vpc(toml));
-        let policy = Arc::new(Policy::compile(v.clone(), &self.ids));
-        self.engine.set_policy(policy, 1);
-        self.vpc = v;
-    }
-
-    /// Sends `p` at `ms` milliseconds after Unix second `secs`.
-    fn send_ms(&mut self, secs: u64, ms: u32, p: Packet) -> Decision {
-        let ts = Timestamp::from_secs_nanos(secs, ms * 1_000_000);
-        let d = self.engine.process(&p, ts);
-        for o in d.obs.iter().flatten() {
-            self.agg.observe(o, ts, self.seq);
-        }
-        self.seq += 1;
-        d
-    }
-
-    fn send(&mut self, secs: u64, p: Packet) -> Decision {
-        self.send_ms(secs, 0, p)
-    }
-
-    /// The verdict and reason text of `p` at `secs`.
-    fn judge(&mut self, secs: u64, p: Packet) -> (Verdict, String) {
-        let d = self.send(secs, p);
-        (d.verdict, reason_text(d.reason, self.engine.policy()))
-    }
-
-    /// Every record so far, sorted as the pipeline writes them, in `format`.
-    fn records(&mut self, format: &str) -> Vec<String> {
-        let fmt = if format.is_empty() {
-            LogFormat::default_format()
-        } else {
-            LogFormat::parse(format).unwrap()
-        };
-        let mut recs: Vec<FlowRecord> = Vec::new();
-        self.agg.close_all(&mut recs);
-        recs.sort_by_key(|r| r.sort_key());
-        recs.iter()
-            .map(|r| {
-                let mut out = Vec::new();
-                fmt.write_record(r, &self.metas[r.eni.get()], &mut out);
-                String::from_utf8(out).unwrap().trim_end().to_string()
-            })
-            .collect()
-    }
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().unwrap()
-}
-
-fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Packet {
-    Packet {
-        src: ip(src),
-        dst: ip(dst),
-        protocol: 6,
-        src_port: sport,
-        dst_port: dport,
-        icmp_type: 0,
-        icmp_code: 0,
-        icmp_id: 0,
-        tcp_flags: flags,
-        ip_len: if ip(src).is_ipv4() { 40 } else { 60 },
-        fragment: Fragment::None,
-    }
-}
-
-fn udp(src: &str, sport: u16, dst: &str, dport: u16) -> Packet {
-    Packet {
-        protocol: 17,
-        tcp_flags: 0,
-        ip_len: 76,
-        ..tcp(src, sport, dst, dport, 0)
-    }
-}
-
-/// ICMP (or ICMPv6 for IPv6 addresses) with a type, code and echo id.
-fn icmp(src: &str, dst: &str, icmp_type: u8, code: u8, id: u16) -> Packet {
-    let v6 = ip(src).is_ipv6();
-    Packet {
-        protocol: if v6 { 58 } else { 1 },
-        src_port: 0,
-        dst_port: 0,
-        icmp_type,
-        icmp_code: code,
-        icmp_id: id,
-        tcp_flags: 0,
-        ip_len: 84,
-        ..tcp(src, 0, dst, 0, 0)
-    }
-}
-
-fn proto(src: &str, dst: &str, protocol: u8) -> Packet {
-    Packet {
-        protocol,
-        src_port: 0,
-        dst_port: 0,
-        tcp_flags: 0,
-        ip_len: 100,
-        ..tcp(src, 0, dst, 0, 0)
-    }
-}
-
-fn len(p: Packet, ip_len: u32) -> Packet {
-    Packet { ip_len, ..p }
-}
+use crate::support::lab::{ruleset, sg_only_eni, Lab};
+use crate::support::packets::{icmp, ip, proto, sized, tcp, udp};
 
 const ACCEPT: Verdict = Verdict::Accept;
 const REJECT: Verdict = Verdict::Reject;
 
 fn accepted(d: (Verdict, String)) -> bool {
     d.0 == ACCEPT
-}
-
-/// A VPC with one subnet (default NACL: allow all), one ENI `eni-1235b8ca123456789`
-/// at `addr`, and the security group `sg-1` with `ingress` and `egress`.
-fn one_eni(addr: &str, cidr: &str, ingress: &str, egress: &str) -> String {
-    format!(
-        r#"
-        [vpc]
-        id = "vpc-abcdefab012345678"
-        account_id = "123456789010"
-        region = "us-east-1"
-        cidrs = ["{cidr}"]
-        [[subnets]]
-        id = "subnet-aaaaaaaa012345678"
-        cidr = "{cidr}"
-        [[security_groups]]
-        id = "sg-1"
-        ingress = [{ingress}]
-        egress = [{egress}]
-        [[network_interfaces]]
-        id = "eni-1235b8ca123456789"
-        subnet = "subnet-aaaaaaaa012345678"
-        private_ips = ["{addr}"]
-        security_groups = ["sg-1"]
-        "#
-    )
 }
 
 // ---------------------------------------------------------------------------------
@@ -210,7 +41,7 @@ fn one_eni(addr: &str, cidr: &str, ingress: &str, egress: &str) -> String {
 /// 4249 bytes, from 1418530010 to 1418530070.
 #[test]
 fn fl1_accepted_ssh() {
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&sg_only_eni(
         "172.31.16.21",
         "172.31.0.0/16",
         r#"{ protocol = "tcp", ports = "22", cidr = "172.31.0.0/16" }"#,
@@ -219,7 +50,7 @@ fn fl1_accepted_ssh() {
     let p = tcp("172.31.16.139", 20641, "172.31.16.21", 22, ACK);
     lab.send(
         1418530010,
-        len(
+        sized(
             Packet {
                 tcp_flags: SYN,
                 ..p
@@ -228,9 +59,9 @@ fn fl1_accepted_ssh() {
         ),
     );
     for i in 0..18 {
-        lab.send(1418530011 + i, len(p, 212));
+        lab.send(1418530011 + i, sized(p, 212));
     }
-    lab.send(1418530070, len(p, 212));
+    lab.send(1418530070, sized(p, 212));
     let recs = lab.records("");
     assert_eq!(
         recs,
@@ -241,16 +72,16 @@ fn fl1_accepted_ssh() {
 /// FL-2: rejected RDP (no rule for 3389): the same shape, REJECT.
 #[test]
 fn fl2_rejected_rdp() {
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&sg_only_eni(
         "172.31.9.12",
         "172.31.0.0/16",
         r#"{ protocol = "tcp", ports = "22", cidr = "172.31.0.0/16" }"#,
         r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#,
     ));
     let p = tcp("172.31.9.69", 49761, "172.31.9.12", 3389, SYN);
-    lab.send(1418530010, len(p, 221));
+    lab.send(1418530010, sized(p, 221));
     for i in 0..19 {
-        let (v, why) = lab.judge(1418530011 + i * 3, len(p, 212));
+        let (v, why) = lab.verdict_and_reason(1418530011 + i * 3, sized(p, 212));
         assert_eq!(
             (v, why.as_str()),
             (REJECT, "sg-ingress eni-1235b8ca123456789 no rule")
@@ -310,14 +141,14 @@ fn fl5_pings(lab: &mut Lab) -> Vec<(Verdict, String)> {
     let req = || icmp("203.0.113.12", "172.31.16.139", 8, 0, 7);
     let rep = || icmp("172.31.16.139", "203.0.113.12", 0, 0, 7);
     vec![
-        lab.judge(1432917027, req()),
-        lab.judge(1432917094, req()),
-        lab.judge(1432917094, rep()),
-        lab.judge(1432917094, rep()),
-        lab.judge(1432917120, req()),
-        lab.judge(1432917120, rep()),
-        lab.judge(1432917142, req()),
-        lab.judge(1432917142, rep()),
+        lab.verdict_and_reason(1432917027, req()),
+        lab.verdict_and_reason(1432917094, req()),
+        lab.verdict_and_reason(1432917094, rep()),
+        lab.verdict_and_reason(1432917094, rep()),
+        lab.verdict_and_reason(1432917120, req()),
+        lab.verdict_and_reason(1432917120, rep()),
+        lab.verdict_and_reason(1432917142, req()),
+        lab.verdict_and_reason(1432917142, rep()),
     ]
 }
 
@@ -362,7 +193,7 @@ fn fl5b_nacl_allows_the_reply() {
 fn fl5c_sg_denies_the_request() {
     let mut lab = Lab::new(&fl5_vpc(false, true));
     for t in [1432917027, 1432917100, 1432917120, 1432917142] {
-        let (v, why) = lab.judge(t, icmp("203.0.113.12", "172.31.16.139", 8, 0, 7));
+        let (v, why) = lab.verdict_and_reason(t, icmp("203.0.113.12", "172.31.16.139", 8, 0, 7));
         assert_eq!(
             (v, why.as_str()),
             (REJECT, "sg-ingress eni-1235b8ca123456789 no rule")
@@ -407,7 +238,7 @@ fn fl6_ipv6_ssh() {
     );
     lab.send(
         1477913708,
-        len(
+        sized(
             Packet {
                 tcp_flags: SYN,
                 ..p
@@ -416,7 +247,7 @@ fn fl6_ipv6_ssh() {
         ),
     );
     for i in 0..53 {
-        lab.send(1477913709 + i * 2, len(p, 164));
+        lab.send(1477913709 + i * 2, sized(p, 164));
     }
     assert_eq!(
         lab.records(""),
@@ -451,7 +282,7 @@ fn fl7_vpc() -> String {
 /// Sends `n` packets totalling `bytes` (the first carries `first_flags`, the rest
 /// ACK or PSH/ACK) between `t0` and `t1`.
 #[allow(clippy::too_many_arguments)]
-fn burst(
+fn fl7_burst(
     lab: &mut Lab,
     p: Packet,
     first_flags: u8,
@@ -475,7 +306,7 @@ fn burst(
         lab.send_ms(
             t,
             i,
-            len(
+            sized(
                 Packet {
                     tcp_flags: flags,
                     ..p
@@ -492,7 +323,7 @@ fn fl7a_tcp_flags_of_two_connections() {
     let mut lab = Lab::new(&fl7_vpc());
     let c = "52.213.180.42";
     let s = "10.0.0.62";
-    burst(
+    fl7_burst(
         &mut lab,
         tcp(c, 43416, s, 5001, 0),
         SYN,
@@ -502,7 +333,7 @@ fn fl7a_tcp_flags_of_two_connections() {
         1566848933,
         ACK,
     );
-    burst(
+    fl7_burst(
         &mut lab,
         tcp(s, 5001, c, 43416, 0),
         SYN | ACK,
@@ -512,7 +343,7 @@ fn fl7a_tcp_flags_of_two_connections() {
         1566848933,
         ACK,
     );
-    burst(
+    fl7_burst(
         &mut lab,
         tcp(c, 43418, s, 5001, 0),
         SYN,
@@ -522,7 +353,7 @@ fn fl7a_tcp_flags_of_two_connections() {
         1566848933,
         ACK,
     );
-    burst(
+    fl7_burst(
         &mut lab,
         tcp(s, 5001, c, 43418, 0),
         SYN | ACK,
@@ -550,7 +381,7 @@ fn fl7c_short_connection() {
     let mut lab = Lab::new(&fl7_vpc());
     let c = "52.213.180.42";
     let s = "10.0.0.62";
-    burst(
+    fl7_burst(
         &mut lab,
         tcp(c, 43638, s, 5001, 0),
         SYN,
@@ -560,7 +391,7 @@ fn fl7c_short_connection() {
         1566933193,
         FIN | ACK,
     );
-    burst(
+    fl7_burst(
         &mut lab,
         tcp(s, 5001, c, 43638, 0),
         SYN | ACK,
@@ -612,7 +443,7 @@ fn fl10_flow_direction_and_traffic_path() {
         "#,
     );
     let (i, s3) = ("10.0.0.71", "52.95.128.179");
-    burst(
+    fl7_burst(
         &mut lab,
         tcp(i, 34210, s3, 80, 0),
         SYN,
@@ -622,7 +453,7 @@ fn fl10_flow_direction_and_traffic_path() {
         1616729349,
         FIN | ACK,
     );
-    burst(
+    fl7_burst(
         &mut lab,
         tcp(s3, 80, i, 34210, 0),
         SYN | ACK,
@@ -764,24 +595,28 @@ const DEFAULT_SG: &str = r#"
 fn sg1_default_security_group() {
     let g = r#""sg-default""#;
     let mut lab = Lab::new(&three_enis(DEFAULT_SG, g, g, g, ""));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("10.0.1.10", 40000, "10.0.1.20", 5432, SYN)
+    )));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        sized(udp("10.0.2.30", 40000, "10.0.1.20", 9999), 76)
+    )));
     assert!(accepted(
-        lab.judge(1, tcp("10.0.1.10", 40000, "10.0.1.20", 5432, SYN))
+        lab.verdict_and_reason(1, proto("10.0.1.20", "10.0.2.30", 47))
     ));
     assert!(accepted(
-        lab.judge(1, udp("10.0.2.30", 40000, "10.0.1.20", 9999))
-    ));
-    assert!(accepted(lab.judge(1, proto("10.0.1.20", "10.0.2.30", 47))));
-    assert!(accepted(
-        lab.judge(1, icmp("10.0.2.30", "10.0.1.10", 8, 0, 1))
+        lab.verdict_and_reason(1, icmp("10.0.2.30", "10.0.1.10", 8, 0, 1))
     ));
     // From the internet (through the internet gateway): rejected.
     assert_eq!(
-        lab.judge(1, tcp("198.51.100.1", 40000, "203.0.113.10", 443, SYN))
+        lab.verdict_and_reason(1, tcp("198.51.100.1", 40000, "203.0.113.10", 443, SYN))
             .0,
         REJECT
     );
     assert_eq!(
-        lab.judge(1, tcp("198.51.100.1", 40000, "10.0.1.10", 22, SYN))
+        lab.verdict_and_reason(1, tcp("198.51.100.1", 40000, "10.0.1.10", 22, SYN))
             .0,
         REJECT
     );
@@ -808,38 +643,42 @@ fn sg2_security_group_reference() {
         "",
     ));
     // From the private IPs of members: primary, other subnet.
-    assert!(accepted(
-        lab.judge(1, tcp("10.0.1.20", 40000, "10.0.1.10", 22, SYN))
-    ));
-    assert!(accepted(
-        lab.judge(1, tcp("10.0.2.30", 40001, "10.0.1.10", 22, SYN))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("10.0.1.20", 40000, "10.0.1.10", 22, SYN)
+    )));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("10.0.2.30", 40001, "10.0.1.10", 22, SYN)
+    )));
     // Port 80 is not in the rule: sg-222's own allow-all is not imported.
     assert_eq!(
-        lab.judge(1, tcp("10.0.2.30", 40002, "10.0.1.10", 80, SYN))
+        lab.verdict_and_reason(1, tcp("10.0.2.30", 40002, "10.0.1.10", 80, SYN))
             .0,
         REJECT
     );
     // From eni-b's public IP (as seen from outside): no match.
-    let (v, why) = lab.judge(1, tcp("203.0.113.20", 40003, "10.0.1.10", 22, SYN));
+    let (v, why) = lab.verdict_and_reason(1, tcp("203.0.113.20", 40003, "10.0.1.10", 22, SYN));
     assert_eq!((v, why.as_str()), (REJECT, "sg-ingress eni-a no rule"));
 }
 
 /// SG-3: "TCP 22 from 203.0.113.1" plus "TCP 22 from anywhere": everyone reaches 22.
 #[test]
 fn sg3_most_permissive_wins() {
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         r#"{ protocol = "tcp", ports = "22", cidr = "203.0.113.1/32" }, { protocol = "tcp", ports = "22", cidr = "0.0.0.0/0" }"#,
         "",
     ));
-    assert!(accepted(
-        lab.judge(1, tcp("198.51.100.77", 40000, "10.0.0.5", 22, SYN))
-    ));
-    assert!(accepted(
-        lab.judge(1, tcp("203.0.113.1", 40000, "10.0.0.5", 22, SYN))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("198.51.100.77", 40000, "10.0.0.5", 22, SYN)
+    )));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("203.0.113.1", 40000, "10.0.0.5", 22, SYN)
+    )));
 }
 
 /// SG-4: a web server: HTTP/HTTPS from everyone (IPv4 and IPv6), SSH from the
@@ -874,32 +713,36 @@ fn sg4_web_server_rule_set() {
         r#""sg-mysql""#,
         "",
     ));
-    assert!(accepted(
-        lab.judge(1, tcp("198.51.100.7", 50000, "203.0.113.10", 443, SYN))
-    ));
-    assert!(accepted(lab.judge(
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("198.51.100.7", 50000, "203.0.113.10", 443, SYN)
+    )));
+    assert!(accepted(lab.verdict_and_reason(
         1,
         tcp("2001:db8::7", 50000, "2600:1f18:0:1::10", 80, SYN)
     )));
-    assert!(accepted(
-        lab.judge(1, tcp("192.0.2.9", 50000, "10.0.1.10", 22, SYN))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("192.0.2.9", 50000, "10.0.1.10", 22, SYN)
+    )));
     assert_eq!(
-        lab.judge(1, tcp("198.51.100.7", 50000, "10.0.1.10", 22, SYN))
+        lab.verdict_and_reason(1, tcp("198.51.100.7", 50000, "10.0.1.10", 22, SYN))
             .0,
         REJECT
     );
-    assert!(accepted(
-        lab.judge(1, tcp("10.0.1.10", 50001, "10.0.1.20", 1433, SYN))
-    ));
-    assert!(accepted(
-        lab.judge(1, tcp("10.0.1.10", 50002, "10.0.2.30", 3306, SYN))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("10.0.1.10", 50001, "10.0.1.20", 1433, SYN)
+    )));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("10.0.1.10", 50002, "10.0.2.30", 3306, SYN)
+    )));
     // No other outbound traffic: not to the internet, not 3306 to the MSSQL server.
-    let (v, why) = lab.judge(1, tcp("10.0.1.10", 50003, "198.51.100.7", 443, SYN));
+    let (v, why) = lab.verdict_and_reason(1, tcp("10.0.1.10", 50003, "198.51.100.7", 443, SYN));
     assert_eq!((v, why.as_str()), (REJECT, "sg-egress eni-a no rule"));
     assert_eq!(
-        lab.judge(1, tcp("10.0.1.10", 50004, "10.0.1.20", 3306, SYN))
+        lab.verdict_and_reason(1, tcp("10.0.1.10", 50004, "10.0.1.20", 3306, SYN))
             .0,
         REJECT
     );
@@ -927,21 +770,27 @@ fn sg5_ping_rules() {
         r#""sg-v4only""#,
         "",
     ));
-    assert!(accepted(
-        lab.judge(1, icmp("198.51.100.7", "10.0.1.10", 8, 0, 1))
-    ));
-    assert!(accepted(
-        lab.judge(1, icmp("2001:db8::7", "2600:1f18:0:1::10", 128, 0, 1))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        icmp("198.51.100.7", "10.0.1.10", 8, 0, 1)
+    )));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        sized(icmp("2001:db8::7", "2600:1f18:0:1::10", 128, 0, 1), 84)
+    )));
     // Not echo: type 13 (timestamp) is not allowed.
     assert_eq!(
-        lab.judge(1, icmp("198.51.100.7", "10.0.1.10", 13, 0, 0)).0,
+        lab.verdict_and_reason(1, icmp("198.51.100.7", "10.0.1.10", 13, 0, 0))
+            .0,
         REJECT
     );
     // Type 128 with code 1 does not match code 0.
     assert_eq!(
-        lab.judge(1, icmp("2001:db8::7", "2600:1f18:0:1::10", 128, 1, 2))
-            .0,
+        lab.verdict_and_reason(
+            1,
+            sized(icmp("2001:db8::7", "2600:1f18:0:1::10", 128, 1, 2), 84)
+        )
+        .0,
         REJECT
     );
 }
@@ -949,24 +798,28 @@ fn sg5_ping_rules() {
 /// SG-7: a DNS server: TCP 53 and UDP 53 from a CIDR.
 #[test]
 fn sg7_dns_server() {
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&sg_only_eni(
         "10.0.0.53",
         "10.0.0.0/16",
         r#"{ protocol = "tcp", ports = "53", cidr = "10.0.0.0/16" }, { protocol = "udp", ports = "53", cidr = "10.0.0.0/16" }"#,
         "",
     ));
-    assert!(accepted(
-        lab.judge(1, udp("10.0.5.5", 40000, "10.0.0.53", 53))
-    ));
-    assert!(accepted(
-        lab.judge(1, tcp("10.0.5.5", 40000, "10.0.0.53", 53, SYN))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        sized(udp("10.0.5.5", 40000, "10.0.0.53", 53), 76)
+    )));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("10.0.5.5", 40000, "10.0.0.53", 53, SYN)
+    )));
     assert_eq!(
-        lab.judge(1, udp("10.0.5.5", 40000, "10.0.0.53", 54)).0,
+        lab.verdict_and_reason(1, sized(udp("10.0.5.5", 40000, "10.0.0.53", 54), 76))
+            .0,
         REJECT
     );
     assert_eq!(
-        lab.judge(1, udp("192.0.2.5", 40000, "10.0.0.53", 53)).0,
+        lab.verdict_and_reason(1, sized(udp("192.0.2.5", 40000, "10.0.0.53", 53), 76))
+            .0,
         REJECT
     );
 }
@@ -982,7 +835,7 @@ const CT1: &str = r#"{ protocol = "tcp", ports = "22", cidr = "203.0.113.1/32" }
 #[test]
 fn ct1_tracked_and_untracked_flows() {
     let out = r#"{ protocol = "-1", cidr = "0.0.0.0/0" }, { protocol = "-1", cidr = "::/0" }"#;
-    let mut lab = Lab::new(&one_eni("10.0.0.5", "10.0.0.0/16", CT1, out));
+    let mut lab = Lab::new(&sg_only_eni("10.0.0.5", "10.0.0.0/16", CT1, out));
     lab.send(1, tcp("203.0.113.1", 40000, "10.0.0.5", 22, SYN));
     assert_eq!(lab.engine.stats().conntrack_created, 1, "TCP 22: tracked");
     lab.send(1, tcp("198.51.100.9", 40001, "10.0.0.5", 80, SYN));
@@ -1001,7 +854,7 @@ fn ct1_tracked_and_untracked_flows() {
     );
 
     // Without the IPv4 outbound rule, IPv4 port 80 is tracked.
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         CT1,
@@ -1018,33 +871,35 @@ fn ct1_tracked_and_untracked_flows() {
 #[test]
 fn sg9_untracked_ssh_removal() {
     let out = r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#;
-    let before = one_eni(
+    let before = sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         r#"{ protocol = "tcp", ports = "22", cidr = "0.0.0.0/0" }"#,
         out,
     );
-    let after = one_eni("10.0.0.5", "10.0.0.0/16", "", out);
+    let after = sg_only_eni("10.0.0.5", "10.0.0.0/16", "", out);
     let client = "203.0.113.1";
     let mut lab = Lab::new(&before);
     assert!(accepted(
-        lab.judge(1, tcp(client, 40000, "10.0.0.5", 22, SYN))
+        lab.verdict_and_reason(1, tcp(client, 40000, "10.0.0.5", 22, SYN))
     ));
-    assert!(accepted(
-        lab.judge(1, tcp("10.0.0.5", 22, client, 40000, SYN | ACK))
-    ));
-    assert!(accepted(
-        lab.judge(2, tcp(client, 40000, "10.0.0.5", 22, PSH | ACK))
-    ));
-    lab.switch(&after);
-    let (v, why) = lab.judge(3, tcp(client, 40000, "10.0.0.5", 22, PSH | ACK));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("10.0.0.5", 22, client, 40000, SYN | ACK)
+    )));
+    assert!(accepted(lab.verdict_and_reason(
+        2,
+        tcp(client, 40000, "10.0.0.5", 22, PSH | ACK)
+    )));
+    lab.change_rules(&after);
+    let (v, why) = lab.verdict_and_reason(3, tcp(client, 40000, "10.0.0.5", 22, PSH | ACK));
     assert_eq!(
         (v, why.as_str()),
         (REJECT, "sg-ingress eni-1235b8ca123456789 no rule"),
         "untracked: cut at once"
     );
 
-    let before = one_eni(
+    let before = sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         r#"{ protocol = "tcp", ports = "22", cidr = "203.0.113.1/32" }"#,
@@ -1052,21 +907,24 @@ fn sg9_untracked_ssh_removal() {
     );
     let mut lab = Lab::new(&before);
     assert!(accepted(
-        lab.judge(1, tcp(client, 40000, "10.0.0.5", 22, SYN))
+        lab.verdict_and_reason(1, tcp(client, 40000, "10.0.0.5", 22, SYN))
     ));
-    assert!(accepted(
-        lab.judge(1, tcp("10.0.0.5", 22, client, 40000, SYN | ACK))
-    ));
-    lab.switch(&after);
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("10.0.0.5", 22, client, 40000, SYN | ACK)
+    )));
+    lab.change_rules(&after);
     assert!(
-        accepted(lab.judge(3, tcp(client, 40000, "10.0.0.5", 22, PSH | ACK))),
+        accepted(lab.verdict_and_reason(3, tcp(client, 40000, "10.0.0.5", 22, PSH | ACK))),
         "tracked: survives"
     );
-    assert!(accepted(
-        lab.judge(3, tcp("10.0.0.5", 22, client, 40000, PSH | ACK))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        3,
+        tcp("10.0.0.5", 22, client, 40000, PSH | ACK)
+    )));
     assert_eq!(
-        lab.judge(4, tcp(client, 40001, "10.0.0.5", 22, SYN)).0,
+        lab.verdict_and_reason(4, tcp(client, 40001, "10.0.0.5", 22, SYN))
+            .0,
         REJECT,
         "a new session is refused"
     );
@@ -1076,21 +934,23 @@ fn sg9_untracked_ssh_removal() {
 /// inbound rules; after 600 s idle the rules apply.
 #[test]
 fn sg10_other_protocol_600_seconds() {
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         "",
         r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#,
     ));
-    assert!(accepted(
-        lab.judge(1000, proto("10.0.0.5", "198.51.100.9", 47))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1000,
+        proto("10.0.0.5", "198.51.100.9", 47)
+    )));
     assert!(
-        accepted(lab.judge(1600, proto("198.51.100.9", "10.0.0.5", 47))),
+        accepted(lab.verdict_and_reason(1600, proto("198.51.100.9", "10.0.0.5", 47))),
         "600 s idle: still live"
     );
     assert_eq!(
-        lab.judge(2201, proto("198.51.100.9", "10.0.0.5", 47)).0,
+        lab.verdict_and_reason(2201, proto("198.51.100.9", "10.0.0.5", 47))
+            .0,
         REJECT,
         "601 s idle: expired"
     );
@@ -1100,21 +960,24 @@ fn sg10_other_protocol_600_seconds() {
 /// still leave.
 #[test]
 fn sg11_icmp_reply_leaves() {
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         r#"{ protocol = "icmp", icmp_type = -1, cidr = "0.0.0.0/0" }"#,
         "",
     ));
-    assert!(accepted(
-        lab.judge(1, icmp("198.51.100.9", "10.0.0.5", 8, 0, 77))
-    ));
-    assert!(accepted(
-        lab.judge(1, icmp("10.0.0.5", "198.51.100.9", 0, 0, 77))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        icmp("198.51.100.9", "10.0.0.5", 8, 0, 77)
+    )));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        icmp("10.0.0.5", "198.51.100.9", 0, 0, 77)
+    )));
     // A ping the instance starts itself is not allowed out.
     assert_eq!(
-        lab.judge(2, icmp("10.0.0.5", "198.51.100.9", 8, 0, 78)).0,
+        lab.verdict_and_reason(2, icmp("10.0.0.5", "198.51.100.9", 8, 0, 78))
+            .0,
         REJECT
     );
 }
@@ -1170,14 +1033,16 @@ fn nacl_lab(nacl: &str, v6: bool) -> Lab {
 /// all IPv6 (101); the `*` rules follow.
 #[test]
 fn nacl1_nacl2_default_nacl() {
-    let mut v = vpc(r#"
+    let mut v = ruleset(
+        r#"
         [vpc]
         id = "vpc-1"
         cidrs = ["10.0.0.0/16", "2600:1f18::/56"]
         [[subnets]]
         id = "subnet-a"
         cidr = "10.0.1.0/24"
-        "#);
+        "#,
+    );
     v.validate().unwrap();
     let acl = v.network_acls.iter().find(|a| a.is_default).unwrap();
     let rules: Vec<(u32, String, String)> = acl
@@ -1196,14 +1061,16 @@ fn nacl1_nacl2_default_nacl() {
         expect.map(|(n, c, a)| (n, c.to_string(), a.to_string()))
     );
     assert_eq!(acl.outbound.len(), 4);
-    let v4 = vpc(r#"
+    let v4 = ruleset(
+        r#"
         [vpc]
         id = "vpc-1"
         cidrs = ["10.0.0.0/16"]
         [[subnets]]
         id = "subnet-a"
         cidr = "10.0.1.0/24"
-        "#);
+        "#,
+    );
     let acl = v4.network_acls.iter().find(|a| a.is_default).unwrap();
     assert_eq!(
         acl.inbound
@@ -1236,23 +1103,26 @@ const NACL3: &str = r#"
 #[test]
 fn nacl3_custom_ipv4_nacl() {
     let mut lab = nacl_lab(NACL3, false);
-    assert!(accepted(
-        lab.judge(1, tcp("198.51.100.7", 50000, "10.0.1.10", 443, SYN))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("198.51.100.7", 50000, "10.0.1.10", 443, SYN)
+    )));
     let d = lab.send(1, tcp("198.51.100.7", 50000, "10.0.1.10", 139, SYN));
     assert_eq!(
         (d.verdict, reason_text(d.reason, lab.engine.policy())),
         (REJECT, "nacl-inbound acl-x rule 32767".into())
     );
     // SSH and RDP only from the home network; the reply leaves by outbound rule 120.
-    assert!(accepted(
-        lab.judge(1, tcp("192.0.2.5", 50001, "10.0.1.10", 22, SYN))
-    ));
-    assert!(accepted(
-        lab.judge(1, tcp("10.0.1.10", 22, "192.0.2.5", 50001, SYN | ACK))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("192.0.2.5", 50001, "10.0.1.10", 22, SYN)
+    )));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("10.0.1.10", 22, "192.0.2.5", 50001, SYN | ACK)
+    )));
     assert_eq!(
-        lab.judge(1, tcp("198.51.100.7", 50002, "10.0.1.10", 3389, SYN))
+        lab.verdict_and_reason(1, tcp("198.51.100.7", 50002, "10.0.1.10", 3389, SYN))
             .0,
         REJECT
     );
@@ -1263,14 +1133,15 @@ fn nacl3_custom_ipv4_nacl() {
 #[test]
 fn nacl4_ipv4_rules_never_match_ipv6() {
     let mut lab = nacl_lab(NACL3, true);
-    let (v, why) = lab.judge(1, tcp("2001:db8::7", 50000, "2600:1f18:0:1::10", 443, SYN));
+    let (v, why) =
+        lab.verdict_and_reason(1, tcp("2001:db8::7", 50000, "2600:1f18:0:1::10", 443, SYN));
     assert_eq!((v, why.as_str()), (REJECT, "nacl-inbound acl-x rule 32768"));
     let dual = NACL3.replace(
         "inbound = [",
         r#"inbound = [ { rule = 115, protocol = "tcp", ports = "443", cidr = "::/0", action = "allow" },"#,
     );
     let mut lab = nacl_lab(&dual, true);
-    assert!(accepted(lab.judge(
+    assert!(accepted(lab.verdict_and_reason(
         1,
         tcp("2001:db8::7", 50000, "2600:1f18:0:1::10", 443, SYN)
     )));
@@ -1287,19 +1158,22 @@ fn nacl5_control_access_to_a_subnet() {
         outbound = [{ rule = 100, protocol = "tcp", ports = "1024-65535", cidr = "172.31.1.2/32", action = "allow" }]
     "#;
     let mut lab = nacl_lab(nacl, false);
-    assert!(accepted(
-        lab.judge(1, tcp("172.31.1.2", 50000, "10.0.1.10", 22, SYN))
-    ));
-    assert!(accepted(
-        lab.judge(1, tcp("10.0.1.10", 22, "172.31.1.2", 50000, SYN | ACK))
-    ));
-    assert!(accepted(
-        lab.judge(1, tcp("10.0.1.20", 50001, "10.0.1.10", 5432, SYN))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("172.31.1.2", 50000, "10.0.1.10", 22, SYN)
+    )));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("10.0.1.10", 22, "172.31.1.2", 50000, SYN | ACK)
+    )));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("10.0.1.20", 50001, "10.0.1.10", 5432, SYN)
+    )));
     // The SG allows everything (the "accidentally changed" variant); the NACL still
     // denies SSH from anyone else.
     assert_eq!(
-        lab.judge(1, tcp("198.51.100.7", 50002, "10.0.1.10", 22, SYN))
+        lab.verdict_and_reason(1, tcp("198.51.100.7", 50002, "10.0.1.10", 22, SYN))
             .0,
         REJECT
     );
@@ -1316,10 +1190,12 @@ fn nacl6_ephemeral_ports() {
         outbound = [{ rule = 100, protocol = "tcp", ports = "32768-61000", cidr = "0.0.0.0/0", action = "allow" }]
     "#;
     let mut lab = nacl_lab(nacl, false);
-    assert!(accepted(
-        lab.judge(1, tcp("198.51.100.7", 62000, "10.0.1.10", 443, SYN))
-    ));
-    let (v, why) = lab.judge(1, tcp("10.0.1.10", 443, "198.51.100.7", 62000, SYN | ACK));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("198.51.100.7", 62000, "10.0.1.10", 443, SYN)
+    )));
+    let (v, why) =
+        lab.verdict_and_reason(1, tcp("10.0.1.10", 443, "198.51.100.7", 62000, SYN | ACK));
     assert_eq!(
         (v, why.as_str()),
         (REJECT, "nacl-outbound acl-x rule 32767")
@@ -1332,7 +1208,7 @@ fn nacl6_ephemeral_ports() {
     let fixed = nacl.replace("32768-61000", "49152-65535");
     let mut lab = nacl_lab(&fixed, false);
     lab.send(1, tcp("198.51.100.7", 62000, "10.0.1.10", 443, SYN));
-    assert!(accepted(lab.judge(
+    assert!(accepted(lab.verdict_and_reason(
         1,
         tcp("10.0.1.10", 443, "198.51.100.7", 62000, SYN | ACK)
     )));
@@ -1372,7 +1248,10 @@ fn nacl7_api_entry_example() {
     let v = Arc::new(l.finish().unwrap());
     let (ids, _) = eni_table(&[&v]);
     let mut e = Engine::new(Arc::new(Policy::compile(v, &ids)));
-    let d = e.process(&udp("198.51.100.7", 40000, "10.0.1.53", 53), Timestamp(1));
+    let d = e.process(
+        &sized(udp("198.51.100.7", 40000, "10.0.1.53", 53), 76),
+        Timestamp(1),
+    );
     assert_eq!(d.verdict, ACCEPT);
     let d = e.process(
         &tcp("198.51.100.7", 40000, "10.0.1.53", 53, SYN),
@@ -1397,10 +1276,11 @@ fn nacl8_cidr_canonicalisation() {
     assert_eq!(acl.inbound[0].cidr.to_string(), "100.68.0.0/18");
     let mut lab = nacl_lab(nacl, false);
     assert!(accepted(
-        lab.judge(1, proto("100.68.63.255", "10.0.1.10", 47))
+        lab.verdict_and_reason(1, proto("100.68.63.255", "10.0.1.10", 47))
     ));
     assert_eq!(
-        lab.judge(1, proto("100.68.64.0", "10.0.1.10", 47)).0,
+        lab.verdict_and_reason(1, proto("100.68.64.0", "10.0.1.10", 47))
+            .0,
         REJECT
     );
 }
@@ -1415,7 +1295,8 @@ fn nacl9_path_mtu_discovery() {
     "#;
     let mut lab = nacl_lab(base, false);
     assert_eq!(
-        lab.judge(1, icmp("198.51.100.1", "10.0.1.10", 3, 4, 0)).0,
+        lab.verdict_and_reason(1, icmp("198.51.100.1", "10.0.1.10", 3, 4, 0))
+            .0,
         REJECT
     );
     let with = base.replace(
@@ -1423,12 +1304,14 @@ fn nacl9_path_mtu_discovery() {
         r#"inbound = [ { rule = 90, protocol = "icmp", icmp_type = 3, icmp_code = 4, cidr = "0.0.0.0/0", action = "allow" },"#,
     );
     let mut lab = nacl_lab(&with, false);
-    assert!(accepted(
-        lab.judge(1, icmp("198.51.100.1", "10.0.1.10", 3, 4, 0))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        icmp("198.51.100.1", "10.0.1.10", 3, 4, 0)
+    )));
     // Another code of type 3 is still denied.
     assert_eq!(
-        lab.judge(1, icmp("198.51.100.1", "10.0.1.10", 3, 1, 0)).0,
+        lab.verdict_and_reason(1, icmp("198.51.100.1", "10.0.1.10", 3, 1, 0))
+            .0,
         REJECT
     );
 }
@@ -1475,9 +1358,10 @@ fn path_lab() -> Lab {
 #[test]
 fn path_same_subnet_has_no_nacl() {
     let mut lab = path_lab();
-    assert!(accepted(
-        lab.judge(1, tcp("10.0.1.10", 40000, "10.0.1.20", 80, SYN))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("10.0.1.10", 40000, "10.0.1.20", 80, SYN)
+    )));
     assert_eq!(
         lab.records("${interface-id} ${flow-direction} ${action} ${traffic-path}"),
         ["eni-a egress ACCEPT 1", "eni-b ingress ACCEPT -"]
@@ -1489,7 +1373,7 @@ fn path_same_subnet_has_no_nacl() {
 #[test]
 fn path_other_subnet_outbound_nacl_first() {
     let mut lab = path_lab();
-    let (v, why) = lab.judge(1, tcp("10.0.1.10", 40000, "10.0.2.30", 80, SYN));
+    let (v, why) = lab.verdict_and_reason(1, tcp("10.0.1.10", 40000, "10.0.2.30", 80, SYN));
     assert_eq!(
         (v, why.as_str()),
         (REJECT, "nacl-outbound acl-deny rule 32767")
@@ -1524,7 +1408,7 @@ fn path_same_nacl_evaluated_twice() {
         "cidr = \"10.0.2.0/24\"\nnetwork_acl = \"acl-x\"",
     );
     let mut lab = Lab::new(&s);
-    let (v, why) = lab.judge(1, tcp("10.0.1.10", 40000, "10.0.2.30", 80, SYN));
+    let (v, why) = lab.verdict_and_reason(1, tcp("10.0.1.10", 40000, "10.0.2.30", 80, SYN));
     assert_eq!((v, why.as_str()), (REJECT, "nacl-inbound acl-x rule 32767"));
     // A's egress passed both of A's checks; C's ingress was denied by C's NACL.
     assert_eq!(
@@ -1539,15 +1423,17 @@ fn path_same_nacl_evaluated_twice() {
 fn path_outside_and_no_eni() {
     let mut lab = path_lab();
     assert_eq!(
-        lab.judge(1, tcp("198.51.100.7", 1, "10.0.1.10", 80, SYN)).1,
+        lab.verdict_and_reason(1, tcp("198.51.100.7", 1, "10.0.1.10", 80, SYN))
+            .1,
         "nacl-inbound acl-deny rule 32767"
     );
     assert_eq!(
-        lab.judge(1, tcp("10.0.1.10", 1, "198.51.100.7", 80, SYN)).1,
+        lab.verdict_and_reason(1, tcp("10.0.1.10", 1, "198.51.100.7", 80, SYN))
+            .1,
         "nacl-outbound acl-deny rule 32767"
     );
     assert_eq!(
-        lab.judge(1, tcp("198.51.100.7", 1, "198.51.100.8", 80, SYN)),
+        lab.verdict_and_reason(1, tcp("198.51.100.7", 1, "198.51.100.8", 80, SYN)),
         (Verdict::None, "no-eni".to_string())
     );
     assert_eq!(
@@ -1567,7 +1453,7 @@ fn path_egress_order_refreshes_tracking_ingress_nacl_drop_does_not() {
         inbound = [{ rule = 100, protocol = "udp", ports = "5000", cidr = "0.0.0.0/0", action = "allow" }]
         outbound = []
     "#;
-    let mut s = one_eni(
+    let mut s = sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         r#"{ protocol = "udp", ports = "5000", cidr = "0.0.0.0/0" }"#,
@@ -1579,29 +1465,30 @@ fn path_egress_order_refreshes_tracking_ingress_nacl_drop_does_not() {
     );
     s.push_str(nacl);
     let mut lab = Lab::new(&s);
-    assert!(accepted(
-        lab.judge(0, udp("198.51.100.7", 40000, "10.0.0.5", 5000))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        0,
+        sized(udp("198.51.100.7", 40000, "10.0.0.5", 5000), 76)
+    )));
     // The replies are dropped by the NACL at 20 s and 40 s, but refresh the entry...
     assert_eq!(
-        lab.judge(20, udp("10.0.0.5", 5000, "198.51.100.7", 40000))
+        lab.verdict_and_reason(20, sized(udp("10.0.0.5", 5000, "198.51.100.7", 40000), 76))
             .0,
         REJECT
     );
     assert_eq!(
-        lab.judge(40, udp("10.0.0.5", 5000, "198.51.100.7", 40000))
+        lab.verdict_and_reason(40, sized(udp("10.0.0.5", 5000, "198.51.100.7", 40000), 76))
             .0,
         REJECT
     );
     assert_eq!(lab.engine.stats().conntrack_hits, 2);
     // ...so at 65 s (more than 30 s after the request) the entry is still live.
     let hits = lab.engine.stats().conntrack_hits;
-    lab.send(65, udp("198.51.100.7", 40000, "10.0.0.5", 5000));
+    lab.send(65, sized(udp("198.51.100.7", 40000, "10.0.0.5", 5000), 76));
     assert_eq!(lab.engine.stats().conntrack_hits, hits + 1);
     // An inbound packet the NACL drops creates no entry.
     let created = lab.engine.stats().conntrack_created;
     assert_eq!(
-        lab.judge(70, udp("198.51.100.7", 40001, "10.0.0.5", 6000))
+        lab.verdict_and_reason(70, sized(udp("198.51.100.7", 40001, "10.0.0.5", 6000), 76))
             .1,
         "nacl-inbound acl-x rule 32767"
     );
@@ -1628,11 +1515,11 @@ fn path_exempt_services() {
     ];
     for (addr, service) in cases {
         assert_eq!(
-            lab.judge(1, udp("10.0.1.10", 40000, addr, 53)),
+            lab.verdict_and_reason(1, sized(udp("10.0.1.10", 40000, addr, 53), 76)),
             (Verdict::None, format!("exempt {service}"))
         );
         assert_eq!(
-            lab.judge(1, udp(addr, 53, "10.0.1.10", 40000)),
+            lab.verdict_and_reason(1, sized(udp(addr, 53, "10.0.1.10", 40000), 76)),
             (Verdict::None, format!("exempt {service}"))
         );
     }
@@ -1643,19 +1530,20 @@ fn path_exempt_services() {
         ("2600:1f18:0:1::1", "vpc-router"),
     ] {
         assert_eq!(
-            lab.judge(1, udp("2600:1f18:0:1::10", 40000, addr, 53)),
+            lab.verdict_and_reason(1, sized(udp("2600:1f18:0:1::10", 40000, addr, 53), 76)),
             (Verdict::None, format!("exempt {service}"))
         );
     }
     assert_eq!(
-        lab.judge(1, udp("0.0.0.0", 68, "10.0.1.10", 67)),
+        lab.verdict_and_reason(1, sized(udp("0.0.0.0", 68, "10.0.1.10", 67), 76)),
         (Verdict::None, "exempt dhcp".to_string())
     );
     assert!(lab.records("").is_empty(), "exempt traffic is never logged");
     // 10.0.1.2 is base+2 of a subnet, not of the VPC: an ordinary address, evaluated
     // (and allowed by the default group's outbound rule).
     assert_eq!(
-        lab.judge(1, udp("10.0.1.10", 40000, "10.0.1.2", 53)).0,
+        lab.verdict_and_reason(1, sized(udp("10.0.1.10", 40000, "10.0.1.2", 53), 76))
+            .0,
         ACCEPT
     );
 }
@@ -1682,13 +1570,15 @@ fn path_public_ip_mapping() {
         r#""sg-admin""#,
         "",
     ));
-    assert!(accepted(
-        lab.judge(1, tcp("198.51.100.7", 50000, "203.0.113.10", 443, SYN))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("198.51.100.7", 50000, "203.0.113.10", 443, SYN)
+    )));
     // Traffic to the secondary private address is logged with the primary too.
-    assert!(accepted(
-        lab.judge(1, tcp("198.51.100.7", 50001, "10.0.1.11", 443, SYN))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        1,
+        tcp("198.51.100.7", 50001, "10.0.1.11", 443, SYN)
+    )));
     assert_eq!(
         lab.records("${interface-id} ${srcaddr} ${dstaddr} ${pkt-srcaddr} ${pkt-dstaddr}"),
         [
@@ -1697,11 +1587,12 @@ fn path_public_ip_mapping() {
         ]
     );
     // eni-b's private address matches sg-admin; its public address does not.
-    assert!(accepted(
-        lab.judge(2, tcp("10.0.1.20", 50002, "10.0.1.10", 22, SYN))
-    ));
+    assert!(accepted(lab.verdict_and_reason(
+        2,
+        tcp("10.0.1.20", 50002, "10.0.1.10", 22, SYN)
+    )));
     assert_eq!(
-        lab.judge(2, tcp("203.0.113.20", 50003, "203.0.113.10", 22, SYN))
+        lab.verdict_and_reason(2, tcp("203.0.113.20", 50003, "203.0.113.10", 22, SYN))
             .1,
         "sg-ingress eni-a no rule"
     );
@@ -1714,7 +1605,7 @@ fn path_public_ip_mapping() {
 fn tracked_lab(timeouts: &str) -> Lab {
     // Inbound only from one address (never untracked); no outbound rules at all, so
     // every reply needs tracking.
-    let mut s = one_eni(
+    let mut s = sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         r#"{ protocol = "tcp", ports = "80", cidr = "198.51.100.7/32" },
@@ -1736,28 +1627,36 @@ const S: &str = "10.0.0.5";
 #[test]
 fn ct_mid_stream_pickup() {
     let mut lab = tracked_lab("");
-    assert!(accepted(lab.judge(1, tcp(C, 40000, S, 80, ACK))));
+    assert!(accepted(
+        lab.verdict_and_reason(1, tcp(C, 40000, S, 80, ACK))
+    ));
     assert_eq!(lab.engine.stats().conntrack_created, 1);
-    assert!(accepted(lab.judge(2, tcp(S, 80, C, 40000, PSH | ACK))));
+    assert!(accepted(
+        lab.verdict_and_reason(2, tcp(S, 80, C, 40000, PSH | ACK))
+    ));
 }
 
 /// §4 untracked from either side: with `0.0.0.0/0` rules both ways, neither the SYN
 /// nor the SYN-ACK creates an entry.
 #[test]
 fn ct_untracked_from_either_side() {
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         r#"{ protocol = "tcp", ports = "22", cidr = "0.0.0.0/0" }"#,
         r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#,
     ));
     // The server's SYN-ACK first (a capture that starts mid-handshake).
-    assert!(accepted(lab.judge(1, tcp(S, 22, C, 40000, SYN | ACK))));
-    assert!(accepted(lab.judge(1, tcp(C, 40000, S, 22, ACK))));
+    assert!(accepted(
+        lab.verdict_and_reason(1, tcp(S, 22, C, 40000, SYN | ACK))
+    ));
+    assert!(accepted(
+        lab.verdict_and_reason(1, tcp(C, 40000, S, 22, ACK))
+    ));
     assert_eq!(lab.engine.stats().conntrack_created, 0);
     assert_eq!(lab.engine.stats().untracked, 2);
     // An ICMP echo with the same rules is tracked.
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         r#"{ protocol = "icmp", icmp_type = -1, cidr = "0.0.0.0/0" }"#,
@@ -1773,22 +1672,22 @@ fn ct_tcp_timeouts() {
     let mut lab = tracked_lab("");
     lab.send(0, tcp(C, 40000, S, 80, SYN));
     assert!(
-        accepted(lab.judge(120, tcp(S, 80, C, 40000, SYN | ACK))),
+        accepted(lab.verdict_and_reason(120, tcp(S, 80, C, 40000, SYN | ACK))),
         "120 s idle, not established: live"
     );
     // Now established: a reply after 432000 s idle passes, one after 432001 s does not.
     assert!(accepted(
-        lab.judge(120 + 432_000, tcp(S, 80, C, 40000, ACK))
+        lab.verdict_and_reason(120 + 432_000, tcp(S, 80, C, 40000, ACK))
     ));
     assert_eq!(
-        lab.judge(120 + 2 * 432_000 + 1, tcp(S, 80, C, 40000, ACK))
+        lab.verdict_and_reason(120 + 2 * 432_000 + 1, tcp(S, 80, C, 40000, ACK))
             .0,
         REJECT
     );
 
     let mut lab = tracked_lab("");
     lab.send(0, tcp(C, 40001, S, 80, SYN));
-    let (v, why) = lab.judge(121, tcp(S, 80, C, 40001, SYN | ACK));
+    let (v, why) = lab.verdict_and_reason(121, tcp(S, 80, C, 40001, SYN | ACK));
     assert_eq!(
         (v, why.as_str()),
         (REJECT, "sg-egress eni-1235b8ca123456789 no rule"),
@@ -1806,14 +1705,14 @@ fn ct_closing_and_late_packets() {
     lab.send(1, tcp(C, 40000, S, 80, FIN | ACK));
     lab.send(1, tcp(S, 80, C, 40000, FIN | ACK));
     assert!(
-        accepted(lab.judge(6, tcp(S, 80, C, 40000, ACK))),
+        accepted(lab.verdict_and_reason(6, tcp(S, 80, C, 40000, ACK))),
         "5 s idle in closing: live"
     );
     assert!(
-        accepted(lab.judge(11, tcp(S, 80, C, 40000, ACK))),
+        accepted(lab.verdict_and_reason(11, tcp(S, 80, C, 40000, ACK))),
         "the last packet reset the idle time"
     );
-    let (v, why) = lab.judge(17, tcp(S, 80, C, 40000, ACK));
+    let (v, why) = lab.verdict_and_reason(17, tcp(S, 80, C, 40000, ACK));
     assert_eq!(
         (v, why.as_str()),
         (REJECT, "sg-egress eni-1235b8ca123456789 no rule"),
@@ -1823,8 +1722,13 @@ fn ct_closing_and_late_packets() {
     let mut lab = tracked_lab("");
     lab.send(0, tcp(C, 40001, S, 80, SYN));
     lab.send(0, tcp(S, 80, C, 40001, RST));
-    assert!(accepted(lab.judge(5, tcp(S, 80, C, 40001, RST))));
-    assert_eq!(lab.judge(11, tcp(S, 80, C, 40001, ACK)).0, REJECT);
+    assert!(accepted(
+        lab.verdict_and_reason(5, tcp(S, 80, C, 40001, RST))
+    ));
+    assert_eq!(
+        lab.verdict_and_reason(11, tcp(S, 80, C, 40001, ACK)).0,
+        REJECT
+    );
 }
 
 /// §4 timeouts: UDP 30 s one way or single request/reply; a stream (2 packets each
@@ -1832,21 +1736,29 @@ fn ct_closing_and_late_packets() {
 #[test]
 fn ct_udp_timeouts() {
     let mut lab = tracked_lab("");
-    lab.send(0, udp(C, 40000, S, 53));
-    assert!(accepted(lab.judge(30, udp(S, 53, C, 40000))));
-    assert_eq!(lab.judge(61, udp(S, 53, C, 40000)).0, REJECT, "31 s idle");
+    lab.send(0, sized(udp(C, 40000, S, 53), 76));
+    assert!(accepted(
+        lab.verdict_and_reason(30, sized(udp(S, 53, C, 40000), 76))
+    ));
+    assert_eq!(
+        lab.verdict_and_reason(61, sized(udp(S, 53, C, 40000), 76))
+            .0,
+        REJECT,
+        "31 s idle"
+    );
 
     let mut lab = tracked_lab("");
-    lab.send(0, udp(C, 40001, S, 53));
-    lab.send(1, udp(S, 53, C, 40001));
-    lab.send(2, udp(C, 40001, S, 53));
-    lab.send(3, udp(S, 53, C, 40001));
+    lab.send(0, sized(udp(C, 40001, S, 53), 76));
+    lab.send(1, sized(udp(S, 53, C, 40001), 76));
+    lab.send(2, sized(udp(C, 40001, S, 53), 76));
+    lab.send(3, sized(udp(S, 53, C, 40001), 76));
     assert!(
-        accepted(lab.judge(183, udp(S, 53, C, 40001))),
+        accepted(lab.verdict_and_reason(183, sized(udp(S, 53, C, 40001), 76))),
         "stream: 180 s"
     );
     assert_eq!(
-        lab.judge(364, udp(S, 53, C, 40001)).0,
+        lab.verdict_and_reason(364, sized(udp(S, 53, C, 40001), 76))
+            .0,
         REJECT,
         "stream: 181 s idle"
     );
@@ -1857,25 +1769,31 @@ fn ct_udp_timeouts() {
 fn ct_icmp_timeout_and_id() {
     let mut lab = tracked_lab("");
     lab.send(0, icmp(C, S, 8, 0, 100));
-    assert!(accepted(lab.judge(30, icmp(S, C, 0, 0, 100))));
+    assert!(accepted(lab.verdict_and_reason(30, icmp(S, C, 0, 0, 100))));
     assert_eq!(
-        lab.judge(30, icmp(S, C, 0, 0, 101)).0,
+        lab.verdict_and_reason(30, icmp(S, C, 0, 0, 101)).0,
         REJECT,
         "another echo id"
     );
-    assert_eq!(lab.judge(61, icmp(S, C, 0, 0, 100)).0, REJECT, "31 s idle");
+    assert_eq!(
+        lab.verdict_and_reason(61, icmp(S, C, 0, 0, 100)).0,
+        REJECT,
+        "31 s idle"
+    );
 }
 
 /// §4: per-ENI timeouts override the defaults (ConnectionTrackingConfiguration).
 #[test]
 fn ct_per_eni_timeouts() {
     let mut lab = tracked_lab("udp = 60, tcp_established = 100");
-    lab.send(0, udp(C, 40000, S, 53));
-    assert!(accepted(lab.judge(55, udp(S, 53, C, 40000))));
+    lab.send(0, sized(udp(C, 40000, S, 53), 76));
+    assert!(accepted(
+        lab.verdict_and_reason(55, sized(udp(S, 53, C, 40000), 76))
+    ));
     lab.send(0, tcp(C, 40001, S, 80, SYN));
     lab.send(1, tcp(S, 80, C, 40001, SYN | ACK));
     assert_eq!(
-        lab.judge(102, tcp(S, 80, C, 40001, ACK)).0,
+        lab.verdict_and_reason(102, tcp(S, 80, C, 40001, ACK)).0,
         REJECT,
         "101 s idle > 100 s"
     );
@@ -1885,14 +1803,16 @@ fn ct_per_eni_timeouts() {
 /// rule.
 #[test]
 fn ct_icmp_errors_are_not_related() {
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         "",
         r#"{ protocol = "tcp", ports = "443", cidr = "0.0.0.0/0" }"#,
     ));
-    assert!(accepted(lab.judge(1, tcp(S, 40000, C, 443, SYN))));
-    let (v, why) = lab.judge(1, icmp(C, S, 3, 4, 0));
+    assert!(accepted(
+        lab.verdict_and_reason(1, tcp(S, 40000, C, 443, SYN))
+    ));
+    let (v, why) = lab.verdict_and_reason(1, icmp(C, S, 3, 4, 0));
     assert_eq!(
         (v, why.as_str()),
         (REJECT, "sg-ingress eni-1235b8ca123456789 no rule")
@@ -1903,7 +1823,7 @@ fn ct_icmp_errors_are_not_related() {
 /// (`conntrack-full`, counted as conntrack_allowance_exceeded); live ones keep working.
 #[test]
 fn ct_allowance() {
-    let mut toml = one_eni(
+    let mut toml = sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         r#"{ protocol = "tcp", ports = "80", cidr = "198.51.100.0/24" }"#,
@@ -1911,20 +1831,26 @@ fn ct_allowance() {
     );
     toml.push_str("max_tracked_connections = 2\n");
     let mut lab = Lab::new(&toml);
-    assert!(accepted(lab.judge(1, tcp(C, 40001, S, 80, SYN))));
-    assert!(accepted(lab.judge(1, tcp(C, 40002, S, 80, SYN))));
-    let (v, why) = lab.judge(1, tcp(C, 40003, S, 80, SYN));
+    assert!(accepted(
+        lab.verdict_and_reason(1, tcp(C, 40001, S, 80, SYN))
+    ));
+    assert!(accepted(
+        lab.verdict_and_reason(1, tcp(C, 40002, S, 80, SYN))
+    ));
+    let (v, why) = lab.verdict_and_reason(1, tcp(C, 40003, S, 80, SYN));
     assert_eq!(
         (v, why.as_str()),
         (REJECT, "conntrack-full eni-1235b8ca123456789")
     );
     assert_eq!(lab.engine.stats().conntrack_allowance_exceeded, 1);
     assert!(
-        accepted(lab.judge(2, tcp(S, 80, C, 40001, SYN | ACK))),
+        accepted(lab.verdict_and_reason(2, tcp(S, 80, C, 40001, SYN | ACK))),
         "a live entry keeps working"
     );
     // Once entries expire (120 s unestablished) there is room again.
-    assert!(accepted(lab.judge(200, tcp(C, 40004, S, 80, SYN))));
+    assert!(accepted(
+        lab.verdict_and_reason(200, tcp(C, 40004, S, 80, SYN))
+    ));
 }
 
 /// §4 fragments: a later fragment takes its first fragment's verdict; without one it
@@ -1942,8 +1868,8 @@ fn ct_fragments() {
         dst_port: 0,
         ..udp(C, 40000, S, 53)
     };
-    assert!(accepted(lab.judge(1, first)));
-    assert!(accepted(lab.judge(1, later)));
+    assert!(accepted(lab.verdict_and_reason(1, first)));
+    assert!(accepted(lab.verdict_and_reason(1, later)));
     // The later fragment is logged with its first fragment's ports.
     assert_eq!(
         lab.records("${srcport} ${dstport} ${packets}"),
@@ -1954,15 +1880,15 @@ fn ct_fragments() {
         fragment: Fragment::Later { id: 8 },
         ..later
     };
-    assert_eq!(lab.judge(1, orphan).0, REJECT);
+    assert_eq!(lab.verdict_and_reason(1, orphan).0, REJECT);
     // With an all-ports rule it passes.
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         r#"{ protocol = "udp", ports = "all", cidr = "198.51.100.7/32" }"#,
         "",
     ));
-    assert!(accepted(lab.judge(1, orphan)));
+    assert!(accepted(lab.verdict_and_reason(1, orphan)));
 }
 
 /// §4: NACLs follow a rule change from the next packet (SG-9 covers tracked and
@@ -1978,7 +1904,9 @@ fn ct_rule_change_nacl_at_once() {
         "#,
         false,
     );
-    assert!(accepted(lab.judge(1, tcp(C, 40000, "10.0.1.10", 80, SYN))));
+    assert!(accepted(
+        lab.verdict_and_reason(1, tcp(C, 40000, "10.0.1.10", 80, SYN))
+    ));
     // The same VPC with the NACL's inbound rule gone.
     let mut v = (*lab.vpc).clone();
     v.network_acls
@@ -1987,10 +1915,10 @@ fn ct_rule_change_nacl_at_once() {
         .unwrap()
         .inbound
         .retain(|e| e.rule_number != 100);
-    let policy = Arc::new(Policy::compile(Arc::new(v), &lab.ids));
-    lab.engine.set_policy(policy, 1);
+    lab.change_vpc(v);
     assert_eq!(
-        lab.judge(2, tcp(C, 40000, "10.0.1.10", 80, ACK)).1,
+        lab.verdict_and_reason(2, tcp(C, 40000, "10.0.1.10", 80, ACK))
+            .1,
         "nacl-inbound acl-x rule 32767"
     );
 }
@@ -2004,7 +1932,7 @@ fn ct_rule_change_nacl_at_once() {
 #[test]
 fn records_split_by_action_and_window() {
     let mut lab = Lab::with_interval(
-        &one_eni(
+        &sg_only_eni(
             "10.0.0.5",
             "10.0.0.0/16",
             r#"{ protocol = "udp", ports = "53", cidr = "0.0.0.0/0" }"#,
@@ -2014,18 +1942,18 @@ fn records_split_by_action_and_window() {
     );
     // Accepted twice, then rejected by a deny-all NACL (the rule change cuts the
     // tracked flow: NACLs are stateless), in window 1700000040..100.
-    lab.send_ms(1700000041, 500, udp(C, 40000, S, 53));
-    lab.send_ms(1700000050, 900, udp(C, 40000, S, 53));
-    let mut deny = one_eni("10.0.0.5", "10.0.0.0/16", "", "");
+    lab.send_ms(1700000041, 500, sized(udp(C, 40000, S, 53), 76));
+    lab.send_ms(1700000050, 900, sized(udp(C, 40000, S, 53), 76));
+    let mut deny = sg_only_eni("10.0.0.5", "10.0.0.0/16", "", "");
     deny = deny.replace(
         "cidr = \"10.0.0.0/16\"\n",
         "cidr = \"10.0.0.0/16\"\nnetwork_acl = \"acl-deny\"\n",
     );
     deny.push_str("[[network_acls]]\nid = \"acl-deny\"\n");
-    lab.switch(&deny);
-    lab.send_ms(1700000070, 0, udp(C, 40000, S, 53));
+    lab.change_rules(&deny);
+    lab.send_ms(1700000070, 0, sized(udp(C, 40000, S, 53), 76));
     // And once more in the next window.
-    lab.send_ms(1700000101, 0, udp(C, 40000, S, 53));
+    lab.send_ms(1700000101, 0, sized(udp(C, 40000, S, 53), 76));
     assert_eq!(
         lab.records("${srcaddr} ${packets} ${start} ${end} ${action}"),
         [
@@ -2059,7 +1987,7 @@ fn records_count_ip_bytes() {
 /// §3: a rule naming a prefix list matches its entries (and only them).
 #[test]
 fn sg_prefix_list_peer() {
-    let mut toml = one_eni(
+    let mut toml = sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         r#"{ protocol = "tcp", ports = "22", prefix_list = "pl-office" }"#,
@@ -2074,13 +2002,14 @@ fn sg_prefix_list_peer() {
     );
     let mut lab = Lab::new(&toml);
     assert!(accepted(
-        lab.judge(1, tcp("198.51.100.20", 40000, S, 22, SYN))
+        lab.verdict_and_reason(1, tcp("198.51.100.20", 40000, S, 22, SYN))
     ));
     assert!(accepted(
-        lab.judge(1, tcp("192.0.2.200", 40000, S, 22, SYN))
+        lab.verdict_and_reason(1, tcp("192.0.2.200", 40000, S, 22, SYN))
     ));
     assert_eq!(
-        lab.judge(1, tcp("192.0.2.100", 40000, S, 22, SYN)).0,
+        lab.verdict_and_reason(1, tcp("192.0.2.100", 40000, S, 22, SYN))
+            .0,
         REJECT
     );
 }
@@ -2089,14 +2018,14 @@ fn sg_prefix_list_peer() {
 /// vpcgate does not model) is 1, like traffic to an ENI; to the internet 8.
 #[test]
 fn records_traffic_path_for_vpc_addresses_without_an_eni() {
-    let mut lab = Lab::new(&one_eni(
+    let mut lab = Lab::new(&sg_only_eni(
         "10.0.0.5",
         "10.0.0.0/16",
         "",
         r#"{ protocol = "-1", cidr = "0.0.0.0/0" }"#,
     ));
-    lab.send(1, udp(S, 40000, "10.0.9.9", 514));
-    lab.send(1, udp(S, 40000, "192.0.2.9", 514));
+    lab.send(1, sized(udp(S, 40000, "10.0.9.9", 514), 76));
+    lab.send(1, sized(udp(S, 40000, "192.0.2.9", 514), 76));
     assert_eq!(
         lab.records("${dstaddr} ${traffic-path}"),
         ["10.0.9.9 1", "192.0.2.9 8"]

@@ -6,7 +6,7 @@
 //! ```
 //! use vpcgate::wire::packet::Timestamp;
 //! use vpcgate::pipeline::When;
-//! use vpcgate::output::preflight::parse_when;
+//! use vpcgate::preflight::parse_when;
 //!
 //! let at = When::At(Timestamp::from_secs_nanos(1_732_435_500, 0));
 //! assert_eq!(parse_when("2024-11-24T08:05:00Z"), Ok(at));
@@ -15,7 +15,9 @@
 //! ```
 
 use crate::pipeline::When;
+use crate::sys::FileId;
 use crate::wire::packet::Timestamp;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Unix seconds, fractions allowed (`1700000060.25`).
@@ -179,53 +181,74 @@ pub fn check_distinct(
     rules_at: &[PathBuf],
     outputs: &[(&str, &PathBuf)],
 ) -> Result<(), String> {
-    use crate::sys::FileId;
-    use std::collections::HashMap;
+    let inputs = input_files(captures, rules, rules_at);
+    check_not_in_rule_dirs(rules, rules_at, outputs)?;
+    check_outputs(&inputs, outputs)
+}
+
+/// Every input file by identity, with what it is in the user's words (`the capture
+/// x.pcap`, `the ruleset r.toml of --rules-at`); the first name given wins.
+fn input_files(
+    captures: &[PathBuf],
+    rules: &[PathBuf],
+    rules_at: &[PathBuf],
+) -> HashMap<FileId, String> {
     let mut inputs: HashMap<FileId, String> = HashMap::new();
-    let add = |inputs: &mut HashMap<FileId, String>, p: &Path, what: String| {
-        if let Ok(m) = std::fs::metadata(p) {
-            if m.is_file() {
-                inputs.entry(FileId::of(&m)).or_insert(what);
-            } else if m.is_dir() {
-                // The files the loader reads there.
-                for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
-                    let path = e.path();
-                    let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
-                    if !ext.eq_ignore_ascii_case("toml") && !ext.eq_ignore_ascii_case("json") {
-                        continue;
-                    }
-                    if let Ok(m) = std::fs::metadata(&path) {
-                        if m.is_file() {
-                            inputs
-                                .entry(FileId::of(&m))
-                                .or_insert(format!("{what} ({})", e.path().display()));
-                        }
-                    }
-                }
-            }
-        }
-    };
     for c in captures {
         if c.as_os_str() == "-" {
             if let Some(id) = crate::sys::stdin_file_id() {
                 inputs.entry(id).or_insert("standard input".into());
             }
         } else {
-            add(&mut inputs, c, format!("the capture {}", c.display()));
+            add_input(&mut inputs, c, format!("the capture {}", c.display()));
         }
     }
     for r in rules {
-        add(&mut inputs, r, format!("the ruleset {}", r.display()));
+        add_input(&mut inputs, r, format!("the ruleset {}", r.display()));
     }
     for r in rules_at {
-        add(
+        add_input(
             &mut inputs,
             r,
             format!("the ruleset {} of --rules-at", r.display()),
         );
     }
-    // A ruleset directory is read whole: a *.toml or *.json output written into it
-    // would be read as part of the ruleset next time.
+    inputs
+}
+
+/// Adds file `p`, or the files the loader reads in directory `p`, as `what`.
+fn add_input(inputs: &mut HashMap<FileId, String>, p: &Path, what: String) {
+    let Ok(m) = std::fs::metadata(p) else {
+        return;
+    };
+    if m.is_file() {
+        inputs.entry(FileId::of(&m)).or_insert(what);
+    } else if m.is_dir() {
+        // The files the loader reads there.
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let path = e.path();
+            let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
+            if !ext.eq_ignore_ascii_case("toml") && !ext.eq_ignore_ascii_case("json") {
+                continue;
+            }
+            if let Ok(m) = std::fs::metadata(&path) {
+                if m.is_file() {
+                    inputs
+                        .entry(FileId::of(&m))
+                        .or_insert(format!("{what} ({})", e.path().display()));
+                }
+            }
+        }
+    }
+}
+
+/// A ruleset directory is read whole: a *.toml or *.json output written into it would
+/// be read as part of the ruleset next time.
+fn check_not_in_rule_dirs(
+    rules: &[PathBuf],
+    rules_at: &[PathBuf],
+    outputs: &[(&str, &PathBuf)],
+) -> Result<(), String> {
     let rule_dirs: Vec<PathBuf> = rules
         .iter()
         .chain(rules_at)
@@ -249,14 +272,22 @@ pub fn check_distinct(
             ));
         }
     }
-    // Existing outputs by identity; new ones by canonical directory and name.
+    Ok(())
+}
+
+/// No output is an input or another output: existing outputs by identity, new ones
+/// by canonical directory and name.
+fn check_outputs(
+    inputs: &HashMap<FileId, String>,
+    outputs: &[(&str, &PathBuf)],
+) -> Result<(), String> {
     let mut seen_ids: HashMap<FileId, (&str, &PathBuf)> = HashMap::new();
     let mut seen_new: HashMap<PathBuf, (&str, &PathBuf)> = HashMap::new();
     for &(flag, p) in outputs {
         if p.as_os_str() == "-" {
             continue;
         }
-        match std::fs::metadata(p) {
+        let same = match std::fs::metadata(p) {
             Ok(m) if m.is_file() => {
                 let id = FileId::of(&m);
                 if let Some(what) = inputs.get(&id) {
@@ -265,39 +296,35 @@ pub fn check_distinct(
                         p.display()
                     ));
                 }
-                if let Some((other, q)) = seen_ids.insert(id, (flag, p)) {
-                    return Err(format!(
-                        "{flag} {} and {other} {} are the same file; give each output its own",
-                        p.display(),
-                        q.display()
-                    ));
-                }
+                seen_ids.insert(id, (flag, p))
             }
             // A device or FIFO (/dev/null, /dev/stdout) may well take several outputs.
-            Ok(_) => {}
-            Err(_) => {
-                let (Some(parent), Some(file)) = (p.parent(), p.file_name()) else {
-                    continue;
-                };
-                let parent = if parent.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    parent
-                };
-                let Ok(dir) = parent.canonicalize() else {
-                    continue;
-                };
-                if let Some((other, q)) = seen_new.insert(dir.join(file), (flag, p)) {
-                    return Err(format!(
-                        "{flag} {} and {other} {} are the same file; give each output its own",
-                        p.display(),
-                        q.display()
-                    ));
-                }
-            }
+            Ok(_) => None,
+            Err(_) => match new_file_key(p) {
+                Some(key) => seen_new.insert(key, (flag, p)),
+                None => None,
+            },
+        };
+        if let Some((other, q)) = same {
+            return Err(format!(
+                "{flag} {} and {other} {} are the same file; give each output its own",
+                p.display(),
+                q.display()
+            ));
         }
     }
     Ok(())
+}
+
+/// A file that does not exist yet, as its canonical directory and name.
+fn new_file_key(p: &Path) -> Option<PathBuf> {
+    let (parent, file) = (p.parent()?, p.file_name()?);
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    Some(parent.canonicalize().ok()?.join(file))
 }
 
 #[cfg(test)]

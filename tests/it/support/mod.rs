@@ -5,6 +5,12 @@
 //!
 //! The full suite runs as root, with tshark installed and the corpus in
 //! `../shared/corpus/tcpdump-tests`: `CI=true cargo test` (what `.ci/run` does).
+//!
+//! The engine-level suites (`conformance.rs`, `emulation.rs`) share [`lab`] (one engine,
+//! one aggregator, synthetic time, ruleset defaults) and [`packets`] (packet builders).
+
+pub mod lab;
+pub mod packets;
 
 /// Whether the environment says this is the CI, where nothing may be skipped.
 pub fn in_ci() -> bool {
