@@ -39,6 +39,7 @@
 //! ```
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod cache;
 mod worker;
 
 pub use worker::{Tally, Worker, WorkerConfig, WorkerTotals};
@@ -266,6 +267,11 @@ pub struct EngineStats {
     pub conntrack_peak: u64,
     /// Packets rejected because the global `--max-flows` limit was reached.
     pub flow_limit_exceeded: u64,
+    /// Classifier answers served from the per-flow memory, answers computed, and
+    /// times the full memory was emptied (`engine/cache.rs`; not in any report).
+    pub decision_cache_hits: u64,
+    pub decision_cache_misses: u64,
+    pub decision_cache_flushes: u64,
 }
 
 impl EngineStats {
@@ -299,6 +305,9 @@ impl EngineStats {
         self.fragments_orphaned += o.fragments_orphaned;
         self.conntrack_peak += o.conntrack_peak;
         self.flow_limit_exceeded += o.flow_limit_exceeded;
+        self.decision_cache_hits += o.decision_cache_hits;
+        self.decision_cache_misses += o.decision_cache_misses;
+        self.decision_cache_flushes += o.decision_cache_flushes;
     }
 }
 
@@ -386,6 +395,8 @@ struct Core {
     policies: Vec<Option<Arc<Policy>>>,
     /// Tracked connections allowed per flow shard (`--max-flows` / [`FLOW_SHARDS`]).
     shard_limit: Option<u32>,
+    /// The classifier's answers per flow (`cache.rs`).
+    cache: cache::DecisionCache,
 }
 
 impl Engine {
@@ -403,6 +414,7 @@ impl Engine {
                 sg_counts: Vec::new(),
                 policies: Vec::new(),
                 shard_limit: None,
+                cache: cache::DecisionCache::new(),
             },
         };
         e.set_policy(policy, 0);
@@ -421,6 +433,9 @@ impl Engine {
     /// The engine's counters.
     pub fn stats(&self) -> EngineStats {
         let mut s = self.core.stats.clone();
+        s.decision_cache_hits = self.core.cache.hits;
+        s.decision_cache_misses = self.core.cache.misses;
+        s.decision_cache_flushes = self.core.cache.flushes;
         let gens = self.core.policies.len();
         s.nacl_hits = vec![HashMap::new(); gens];
         s.sg_hits = vec![HashMap::new(); gens];
@@ -515,6 +530,7 @@ impl Engine {
         core.by_number = by_number;
         // Remembered fragment verdicts name rules of the old ruleset.
         core.frags.clear();
+        core.cache.clear();
         self.policy = policy;
     }
 }
@@ -638,6 +654,7 @@ impl Core {
                 pkt,
                 Some(traffic_path),
             ));
+            self.cache.end_side(conn[0].is_none());
             if !ok {
                 verdict = Verdict::Reject;
             }
@@ -683,6 +700,7 @@ impl Core {
                     }
                 }
                 obs[1] = Some(observation(policy, eni, Direction::Ingress, ok, pkt, None));
+                self.cache.end_side(conn[1].is_none());
                 if !ok {
                     verdict = Verdict::Reject;
                 }
@@ -842,7 +860,7 @@ impl Core {
                 return Ok(());
             }
         }
-        let d = policy.nacl_decide(policy.eni_subnet[eni.get()], dir, pkt);
+        let d = self.cache.nacl(policy, eni, dir, pkt);
         let slot = policy.nacl_slot(d.rule);
         self.nacl_counts[self.generation][slot] += 1;
         if d.allow {
@@ -914,7 +932,7 @@ impl Core {
                 return (SgOutcome::Tracked, Some(r));
             }
         }
-        let Some(rule) = policy.sg_match(eni, dir, remote, pkt) else {
+        let Some(rule) = self.cache.sg(policy, eni, dir, pkt) else {
             return (SgOutcome::Denied, None);
         };
         self.sg_counts[self.generation][policy.sg_slot(rule)] += 1;
@@ -924,7 +942,7 @@ impl Core {
             return (SgOutcome::NotTracked, None);
         }
         if (pkt.protocol == PROTO_TCP || pkt.protocol == PROTO_UDP)
-            && untracked(policy, eni, dir, pkt)
+            && self.cache.untracked(policy, eni, dir, pkt, untracked)
         {
             self.stats.untracked += 1;
             return (SgOutcome::Untracked, None);
