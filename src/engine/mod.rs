@@ -39,7 +39,6 @@
 //! ```
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
-mod cache;
 mod worker;
 
 pub use worker::{Tally, Worker, WorkerConfig, WorkerTotals};
@@ -267,11 +266,6 @@ pub struct EngineStats {
     pub conntrack_peak: u64,
     /// Packets rejected because the global `--max-flows` limit was reached.
     pub flow_limit_exceeded: u64,
-    /// Classifier answers served from the per-flow memory, answers computed, and
-    /// times the full memory was emptied (`engine/cache.rs`; not in any report).
-    pub decision_cache_hits: u64,
-    pub decision_cache_misses: u64,
-    pub decision_cache_flushes: u64,
 }
 
 impl EngineStats {
@@ -305,9 +299,6 @@ impl EngineStats {
         self.fragments_orphaned += o.fragments_orphaned;
         self.conntrack_peak += o.conntrack_peak;
         self.flow_limit_exceeded += o.flow_limit_exceeded;
-        self.decision_cache_hits += o.decision_cache_hits;
-        self.decision_cache_misses += o.decision_cache_misses;
-        self.decision_cache_flushes += o.decision_cache_flushes;
     }
 }
 
@@ -395,8 +386,6 @@ struct Core {
     policies: Vec<Option<Arc<Policy>>>,
     /// Tracked connections allowed per flow shard (`--max-flows` / [`FLOW_SHARDS`]).
     shard_limit: Option<u32>,
-    /// The classifier's answers per flow (`cache.rs`).
-    cache: cache::DecisionCache,
 }
 
 impl Engine {
@@ -414,7 +403,6 @@ impl Engine {
                 sg_counts: Vec::new(),
                 policies: Vec::new(),
                 shard_limit: None,
-                cache: cache::DecisionCache::new(),
             },
         };
         e.set_policy(policy, 0);
@@ -433,9 +421,6 @@ impl Engine {
     /// The engine's counters.
     pub fn stats(&self) -> EngineStats {
         let mut s = self.core.stats.clone();
-        s.decision_cache_hits = self.core.cache.hits;
-        s.decision_cache_misses = self.core.cache.misses;
-        s.decision_cache_flushes = self.core.cache.flushes;
         let gens = self.core.policies.len();
         s.nacl_hits = vec![HashMap::new(); gens];
         s.sg_hits = vec![HashMap::new(); gens];
@@ -530,7 +515,6 @@ impl Engine {
         core.by_number = by_number;
         // Remembered fragment verdicts name rules of the old ruleset.
         core.frags.clear();
-        core.cache.clear();
         self.policy = policy;
     }
 }
@@ -654,7 +638,6 @@ impl Core {
                 pkt,
                 Some(traffic_path),
             ));
-            self.cache.end_side(conn[0].is_none());
             if !ok {
                 verdict = Verdict::Reject;
             }
@@ -700,7 +683,6 @@ impl Core {
                     }
                 }
                 obs[1] = Some(observation(policy, eni, Direction::Ingress, ok, pkt, None));
-                self.cache.end_side(conn[1].is_none());
                 if !ok {
                     verdict = Verdict::Reject;
                 }
@@ -860,7 +842,7 @@ impl Core {
                 return Ok(());
             }
         }
-        let d = self.cache.nacl(policy, eni, dir, pkt);
+        let d = policy.nacl_decide(policy.eni_subnet[eni.get()], dir, pkt);
         let slot = policy.nacl_slot(d.rule);
         self.nacl_counts[self.generation][slot] += 1;
         if d.allow {
@@ -932,7 +914,7 @@ impl Core {
                 return (SgOutcome::Tracked, Some(r));
             }
         }
-        let Some(rule) = self.cache.sg(policy, eni, dir, pkt) else {
+        let Some(rule) = policy.sg_match(eni, dir, remote, pkt) else {
             return (SgOutcome::Denied, None);
         };
         self.sg_counts[self.generation][policy.sg_slot(rule)] += 1;
@@ -942,7 +924,7 @@ impl Core {
             return (SgOutcome::NotTracked, None);
         }
         if (pkt.protocol == PROTO_TCP || pkt.protocol == PROTO_UDP)
-            && self.cache.untracked(policy, eni, dir, pkt, untracked)
+            && untracked(policy, eni, dir, pkt)
         {
             self.stats.untracked += 1;
             return (SgOutcome::Untracked, None);
