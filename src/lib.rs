@@ -23,7 +23,8 @@
 //!   aggregator and counters of one shard.
 //! - [`flowlog`]: aggregation windows, records, the custom format, collation.
 //! - [`synth`]: frames and conversations built by code ([`synth::bulk`]: benchmark traffic).
-//! - [`analysis`]: static checks of a ruleset (`vpcgate lint`).
+//! - [`analysis`]: static checks of a ruleset (`vpcgate lint`); verdicts that differ
+//!   between two runs of the engine (`vpcgate diff`, the counterfactual replays).
 //! - [`report`]: a run's summary as text and JSON.
 //! - [`manual`]: every emulation decision, in prose.
 //!

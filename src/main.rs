@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 mod cli;
 use cli::craft::CraftArgs;
+use cli::diff::{DiffArgs, DIFF_HELP};
 use cli::lint::{LintArgs, LINT_HELP};
 use cli::live::{LabCommand, TapArgs, LAB_HELP, TAP_HELP};
 use cli::replay::{ReplayArgs, REPLAY_HELP};
@@ -64,6 +65,10 @@ enum Command {
     /// ports, unused groups, world-open admin ports, missing IPv6 twins, quotas.
     #[command(after_help = LINT_HELP)]
     Lint(LintArgs),
+    /// Replay captures under an old and a new ruleset and list the flows whose
+    /// outcome changes (exit 1 when anything is newly rejected).
+    #[command(after_help = DIFF_HELP)]
+    Diff(DiffArgs),
     /// Write a small capture from a written story (hosts, connections, pings, times):
     /// the same story gives the same bytes. The story format: `src/craft.rs`, README.
     Craft(CraftArgs),
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => cli::replay::replay(*args),
         Command::Synth(args) => cli::synth::synth(args),
         Command::Lint(args) => cli::lint::lint(args),
+        Command::Diff(args) => cli::diff::diff(args),
         Command::Craft(args) => cli::craft::craft(args),
         Command::Tap(args) => cli::live::tap(args),
         Command::Lab(cmd) => cli::live::lab(cmd),

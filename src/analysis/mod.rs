@@ -1,9 +1,12 @@
-//! Static analysis of a loaded ruleset: no packets, only the [`crate::model::Vpc`].
+//! Analyses of a ruleset (lint: no packets) and of the engine's decisions (diff).
 //!
 //! - [`lint`]: the mistakes people make in security groups and network ACLs
 //!   (shadowed NACL entries, replies dropped at ephemeral ports, unused groups,
 //!   world-open administrative ports, missing IPv6 twins, AWS quotas), each with the
 //!   rule it concerns and a suggested fix; rendered as text, JSON or SARIF 2.1.0.
+//! - [`diff`]: the packets whose verdict differs between two runs of the engine
+//!   (`vpcgate diff`, the counterfactual replays), grouped by flow and rule.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod diff;
 pub mod lint;

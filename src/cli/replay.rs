@@ -29,6 +29,12 @@ Examples:
   # ... or 90 seconds after the first packet:
   vpcgate replay --rules before.toml --rules-at +90s=after.toml cap.pcap
 
+  # For teaching, NOT AWS: what connection tracking does, shown by its absence
+  # (the summary lists the packets whose verdict flips against AWS):
+  vpcgate replay --rules rulesets/lesson-stateful.toml pcaps/lesson-stateful.pcap --stateless-sg
+  # ... and what stateless NACLs cost: replies they drop that a stateful one passes:
+  vpcgate replay --rules rulesets/securecart.toml pcaps/securecart.pcap --stateful-nacl
+
 Every input is checked before any output is created or truncated: a capture that
 is missing or not a capture stops the run with nothing written. An output that is
 the same file as an input or as another output is refused.
@@ -123,6 +129,18 @@ pub(crate) struct ReplayArgs {
     )]
     json: Option<PathBuf>,
 
+    /// NOT AWS, for teaching: security groups judge every packet by their rules
+    /// alone, as if nothing were tracked. The summary lists the packets whose verdict
+    /// flips against AWS (what tracking did); every output is marked.
+    #[arg(long = "stateless-sg", conflicts_with = "stateful_nacl")]
+    stateless_sg: bool,
+
+    /// NOT AWS, for teaching: network ACLs let through the replies of connections
+    /// the security group tracks, as if they tracked too. The summary lists the
+    /// packets whose verdict flips against AWS; every output is marked.
+    #[arg(long = "stateful-nacl")]
+    stateful_nacl: bool,
+
     /// Print no summary.
     #[arg(long, short)]
     quiet: bool,
@@ -175,7 +193,8 @@ fn run(args: &ReplayArgs) -> Result<ExitCode, ExitCode> {
     let (interrupt, signal) = install_signals();
     create_outputs(&outputs)?;
     let started = std::time::Instant::now();
-    let summary = match pipeline::run(&cfg, Some(&interrupt)) {
+    let cf = counterfactual(args);
+    let summary = match pipeline::run_with(&cfg, Some(&interrupt), cf) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("vpcgate: {}", output_error_text(&e));
@@ -188,6 +207,30 @@ fn run(args: &ReplayArgs) -> Result<ExitCode, ExitCode> {
         &cfg,
         signal.load(std::sync::atomic::Ordering::Relaxed),
     ))
+}
+
+/// `--stateless-sg`, `--stateful-nacl`: a counterfactual engine (not AWS), said on
+/// standard error for the outputs whose format cannot say it.
+fn counterfactual(args: &ReplayArgs) -> vpcgate::engine::Counterfactual {
+    let cf = vpcgate::engine::Counterfactual {
+        stateless_sg: args.stateless_sg,
+        stateful_nacl: args.stateful_nacl,
+    };
+    if !cf.is_aws() {
+        let flags = vpcgate::report::counterfactual_flags(cf);
+        if args.flow_log.is_some() {
+            eprintln!(
+                "warning: {flags}: the flow log holds what a VPC with {} would log, NOT what AWS logs (the records' format cannot say so)",
+                cf.describe()
+            );
+        }
+        if args.accepted.is_some() || args.rejected.is_some() {
+            eprintln!(
+                "warning: {flags}: --accepted and --rejected sort the packets by the counterfactual's verdicts, NOT AWS's"
+            );
+        }
+    }
+    cf
 }
 
 /// `--aggregation-interval` and `--log-format`, and the flags that mean nothing

@@ -137,7 +137,8 @@ pub struct ConnEntry {
 }
 
 impl ConnEntry {
-    fn expired(&self, now: u64, t: &ConntrackTimeouts) -> bool {
+    /// Whether the entry's idle time at `now` exceeds its state's timeout.
+    pub fn expired(&self, now: u64, t: &ConntrackTimeouts) -> bool {
         now.saturating_sub(self.last_seen) > self.state.timeout_secs(t) as u64 * NS
     }
 

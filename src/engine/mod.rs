@@ -43,7 +43,7 @@ mod worker;
 
 pub use worker::{Tally, Worker, WorkerConfig, WorkerTotals};
 
-use crate::conntrack::{ConnKey, ConnRef, ConnTable};
+use crate::conntrack::{ConnKey, ConnRef, ConnState, ConnTable};
 use crate::flowlog::Observation;
 use crate::model::{Action, Direction, EniIdx};
 use crate::model::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
@@ -78,6 +78,43 @@ impl Verdict {
             Verdict::Reject => "REJECT",
             Verdict::None => "NONE",
         }
+    }
+}
+
+/// A counterfactual data plane, for teaching: what would change if security groups
+/// or network ACLs worked the other way. Not AWS: `replay --stateless-sg` and
+/// `--stateful-nacl` mark every output so. [`Counterfactual::default`] is AWS's
+/// behaviour, and costs nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counterfactual {
+    /// Security groups judge every packet by their rules alone, as if nothing were
+    /// tracked: no connection is created or consulted.
+    pub stateless_sg: bool,
+    /// A network ACL lets through a packet that answers a connection the security
+    /// group tracks at that ENI (a reply: the connection's first packet went the
+    /// other way, and passed the NACLs), as if the NACL tracked too; everything else
+    /// by its rules. Flows
+    /// the group does not track (untracked flows, ENIs without groups, ICMP errors)
+    /// get nothing from it.
+    pub stateful_nacl: bool,
+}
+
+impl Counterfactual {
+    /// AWS's behaviour: no counterfactual.
+    pub fn is_aws(self) -> bool {
+        self == Counterfactual::default()
+    }
+
+    /// `stateless security groups`, `stateful network ACLs`, or both; empty for AWS.
+    pub fn describe(self) -> String {
+        let mut v = Vec::new();
+        if self.stateless_sg {
+            v.push("stateless security groups");
+        }
+        if self.stateful_nacl {
+            v.push("stateful network ACLs");
+        }
+        v.join(" and ")
     }
 }
 
@@ -184,7 +221,8 @@ enum SgOutcome {
     New,
     /// A rule allowed it and the flow is untracked (§2.2).
     Untracked,
-    /// A rule allowed it, but its ports are unknown (a fragment): not tracked.
+    /// A rule allowed it, but its ports are unknown (a fragment), or groups are
+    /// stateless ([`Counterfactual::stateless_sg`]): not tracked.
     NoPorts,
     /// A rule allowed an ICMP message that is not a query (an error, a redirect, ...)
     /// or a query reply without its request's entry: such messages are never tracked.
@@ -386,6 +424,8 @@ struct Core {
     policies: Vec<Option<Arc<Policy>>>,
     /// Tracked connections allowed per flow shard (`--max-flows` / [`FLOW_SHARDS`]).
     shard_limit: Option<u32>,
+    /// Not AWS, when set: see [`Counterfactual`].
+    cf: Counterfactual,
 }
 
 impl Engine {
@@ -403,6 +443,7 @@ impl Engine {
                 sg_counts: Vec::new(),
                 policies: Vec::new(),
                 shard_limit: None,
+                cf: Counterfactual::default(),
             },
         };
         e.set_policy(policy, 0);
@@ -480,6 +521,11 @@ impl Engine {
     /// [`EngineStats::flow_limit_exceeded`]; live entries keep working.
     pub fn set_flow_limit(&mut self, per_shard: Option<u32>) {
         self.core.shard_limit = per_shard;
+    }
+
+    /// Makes this engine a counterfactual one (not AWS), from the next packet on.
+    pub fn set_counterfactual(&mut self, cf: Counterfactual) {
+        self.core.cf = cf;
     }
 
     /// Switches to a new ruleset from the next packet on (`--rules-at`). Live tracked
@@ -621,7 +667,7 @@ impl Core {
                 _ => {}
             }
             if ok && cross_subnet {
-                if let Err(r) = self.nacl_check(policy, eni, Direction::Egress, pkt, cref) {
+                if let Err(r) = self.nacl_check(policy, eni, Direction::Egress, pkt, cref, now) {
                     ok = false;
                     reason = r;
                 }
@@ -660,6 +706,7 @@ impl Core {
                         Direction::Ingress,
                         pkt,
                         found.and_then(|f| f.1),
+                        now,
                     ) {
                         ok = false;
                         reason = r;
@@ -831,10 +878,11 @@ impl Core {
         eni: EniIdx,
         dir: Direction,
         pkt: &Packet,
-        conn: Option<ConnRef>,
+        tracked: Option<ConnRef>,
+        now: u64,
     ) -> Result<(), Reason> {
         let side = dir as usize;
-        let conn = conn.filter(|_| matches!(pkt.protocol, PROTO_TCP | PROTO_UDP));
+        let conn = tracked.filter(|_| matches!(pkt.protocol, PROTO_TCP | PROTO_UDP));
         if let Some(e) = conn.and_then(|r| self.ct.entry(r)) {
             let slot = e.nacl_allow[side];
             if slot != 0 {
@@ -843,6 +891,11 @@ impl Core {
             }
         }
         let d = policy.nacl_decide(policy.eni_subnet[eni.get()], dir, pkt);
+        if !d.allow && self.cf.stateful_nacl && self.answers_tracked(policy, eni, dir, tracked, now)
+        {
+            // Not AWS (`--stateful-nacl`): the reply passes as if the NACL tracked.
+            return Ok(());
+        }
         let slot = policy.nacl_slot(d.rule);
         self.nacl_counts[self.generation][slot] += 1;
         if d.allow {
@@ -862,6 +915,30 @@ impl Core {
                 rule_number: d.rule_number,
             }
         })
+    }
+
+    /// Whether `conn` is a live tracked connection at `eni` that `dir` answers (its
+    /// first packet went the other way): what a stateful NACL would let through
+    /// ([`Counterfactual::stateful_nacl`]).
+    fn answers_tracked(
+        &self,
+        policy: &Policy,
+        eni: EniIdx,
+        dir: Direction,
+        conn: Option<ConnRef>,
+        now: u64,
+    ) -> bool {
+        let Some(e) = conn.and_then(|r| self.ct.entry(r)) else {
+            return false;
+        };
+        // A connection opened outwards is an allowed flow only if its first packets
+        // passed the outbound NACL (an inward one met the inbound NACL before the
+        // group created its entry). For TCP and UDP the entry remembers that
+        // (`nacl_allow`); other protocols are taken as allowed.
+        let allowed = e.origin == Direction::Ingress
+            || e.nacl_allow[Direction::Egress as usize] != 0
+            || matches!(e.state, ConnState::Icmp | ConnState::Other);
+        e.origin != dir && allowed && !e.expired(now, &policy.eni_timeouts[eni.get()])
     }
 
     /// The security group of `eni` in `dir`, with its connection tracking, and the
@@ -887,8 +964,9 @@ impl Core {
             return (SgOutcome::NoGroup, None);
         }
         let t = policy.eni_timeouts[eni.get()];
-        if !pkt.ports_known() {
+        if !pkt.ports_known() || self.cf.stateless_sg {
             // A fragment without its first fragment: rules only, with unknown ports.
+            // Stateless groups (not AWS: `--stateless-sg`): rules only, nothing tracked.
             return match policy.sg_match(eni, dir, remote, pkt) {
                 Some(r) => {
                     self.sg_counts[self.generation][policy.sg_slot(r)] += 1;

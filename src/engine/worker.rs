@@ -135,6 +135,12 @@ impl Worker {
         self.engine.policy()
     }
 
+    /// Makes this worker's engine a counterfactual one (not AWS; see
+    /// [`super::Counterfactual`]).
+    pub fn set_counterfactual(&mut self, cf: super::Counterfactual) {
+        self.engine.set_counterfactual(cf);
+    }
+
     /// From the next packet on, ruleset generation `generation` applies (tracked
     /// connections survive, EMULATION §4).
     pub fn set_policy(&mut self, policy: Arc<Policy>, generation: usize) {

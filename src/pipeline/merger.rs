@@ -19,6 +19,7 @@ pub(super) struct Merged {
     pub(super) rejects_tracked: HashMap<(usize, Reason), u64>,
     pub(super) first_ts: Option<Timestamp>,
     pub(super) last_ts: Option<Timestamp>,
+    pub(super) differ: Option<Differ>,
 }
 
 pub(super) fn merger_loop(
@@ -54,6 +55,7 @@ pub(super) fn merger_loop(
         rejects_tracked: HashMap::new(),
         first_ts: None,
         last_ts: None,
+        differ: None,
     };
     let path_of = |p: &Option<PathBuf>| {
         p.as_ref()
@@ -92,6 +94,9 @@ pub(super) fn merger_loop(
                 // done: added now, the next flush would write them before records
                 // other workers have not sent yet, in an order set by thread timing.
                 final_records.extend(d.records);
+                if let Some(diff) = d.differ {
+                    m.differ.get_or_insert_with(Differ::default).merge(diff);
+                }
                 let (t, tally) = (&d.totals, &d.totals.tally);
                 m.stats.merge(&t.stats);
                 m.accepted += tally.accepted;

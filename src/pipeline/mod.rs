@@ -25,10 +25,11 @@
 //! travel in-band; the `--max-flows` bound is split over flow shards, not workers.
 //! So the output is the same bytes for any number of workers.
 
+use crate::analysis::diff::{Differ, PacketRef, Side};
 use crate::capture::{Block, CaptureError, CaptureReader, PcapWriter};
 use crate::engine::{
-    flow_shard, reason_text, EngineStats, Reason, Verdict, Worker, WorkerConfig, WorkerTotals,
-    FRAGMENT_MEMORY_MAX, FRAGMENT_MEMORY_SECS,
+    flow_shard, reason_text, Counterfactual, EngineStats, Reason, Verdict, Worker, WorkerConfig,
+    WorkerTotals, FRAGMENT_MEMORY_MAX, FRAGMENT_MEMORY_SECS,
 };
 use crate::flowlog::{Collator, EniMeta, FlowRecord, LogFormat, Run};
 use crate::model::{EniIdx, Vpc};
@@ -186,6 +187,8 @@ struct WorkerDone {
     totals: WorkerTotals,
     /// Frames that did not parse (worker 0 only): (not IP?, reason) → count.
     unparsed: HashMap<(bool, &'static str), u64>,
+    /// Counterfactual runs: the packets whose verdict AWS's engine judged otherwise.
+    differ: Option<Differ>,
 }
 
 enum ToMerger {
@@ -264,6 +267,18 @@ pub fn run(
     cfg: &ReplayConfig,
     interrupt: Option<&Arc<AtomicBool>>,
 ) -> Result<Summary, ReplayError> {
+    run_with(cfg, interrupt, Counterfactual::default())
+}
+
+/// [`run`] with a counterfactual data plane (not AWS, `--stateless-sg`,
+/// `--stateful-nacl`): every output is the counterfactual engine's, and each worker
+/// also runs AWS's engine on the same packets, so that the summary lists the packets
+/// whose verdict flips ([`Summary::counterfactual`]).
+pub fn run_with(
+    cfg: &ReplayConfig,
+    interrupt: Option<&Arc<AtomicBool>>,
+    cf: Counterfactual,
+) -> Result<Summary, ReplayError> {
     let vpcs: Vec<&Vpc> = cfg.rulesets.iter().map(|r| &*r.vpc).collect();
     let (eni_ids, metas) = eni_table(&vpcs);
     let policies: Vec<Arc<Policy>> = cfg
@@ -321,6 +336,7 @@ pub fn run(
                         block: want_block,
                         multi_file,
                         file_names,
+                        counterfactual: cf,
                     },
                 )
             });
@@ -354,6 +370,10 @@ pub fn run(
         summary.flow_log_skipped_packets = m.flow_log_skipped;
         summary.max_flows = cfg.max_flows;
         summary.first_packet = m.first_ts;
+        summary.counterfactual = m.differ.map(|d| CounterfactualSummary {
+            mode: cf,
+            flips: d.finish("AWS", &format!("{} (not AWS)", cf.describe()), m.packets),
+        });
         summary.last_packet = m.last_ts;
         for ((gen, reason), n) in m.rejects {
             let text = reason_text(reason, &policies[gen]);

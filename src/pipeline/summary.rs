@@ -42,10 +42,21 @@ pub struct Summary {
     pub last_packet: Option<Timestamp>,
     /// The process's peak resident memory at the end of the run (Linux `VmHWM`).
     pub peak_rss_bytes: Option<u64>,
+    /// A counterfactual run (not AWS): what was changed, and the packets whose
+    /// verdict differs from AWS's. `None` for AWS's behaviour.
+    pub counterfactual: Option<CounterfactualSummary>,
     /// Per ruleset of [`ReplayConfig::rulesets`]: the capture time it took effect, as
     /// resolved at the first packet (`None` for the first ruleset, and for all when no
     /// packet was read).
     pub ruleset_from: Vec<Option<Timestamp>>,
+}
+
+/// What a counterfactual run changed, against AWS.
+#[derive(Clone, Debug)]
+pub struct CounterfactualSummary {
+    pub mode: Counterfactual,
+    /// Before: AWS; after: the counterfactual.
+    pub flips: crate::analysis::diff::DiffReport,
 }
 
 /// The packets one check rejected for one reason under one ruleset.

@@ -13,12 +13,36 @@ pub(super) fn worker_loop(
     out_cfg: PerPacket<'_>,
 ) {
     let mut worker = Worker::new(policies[0].clone(), cfg);
+    // A counterfactual run: this worker's engine is the counterfactual one, and AWS's
+    // runs beside it on the same packets (no flow log) to find the verdicts that flip.
+    let cf = out_cfg.counterfactual;
+    let cf_tag = cf_tag(cf);
+    let mut aws = (!cf.is_aws()).then(|| {
+        worker.set_counterfactual(cf);
+        Worker::new(
+            policies[0].clone(),
+            WorkerConfig {
+                flow_log: false,
+                ..cfg
+            },
+        )
+    });
+    // One differ per flow shard: a shard's packets, and their order, are the same for
+    // any number of workers, so which groups a bounded differ keeps is too.
+    let mut differs: Option<Vec<Differ>> = aws.as_ref().map(|_| {
+        (0..crate::conntrack::FLOW_SHARDS)
+            .map(|_| Differ::with_limit(crate::analysis::diff::MAX_GROUPS / 16))
+            .collect()
+    });
     let mut unparsed: HashMap<(bool, &'static str), u64> = HashMap::new();
     let mut watermark = 0u64;
     for msg in rx {
         let work = match msg {
             ToWorker::SetPolicy(g) => {
                 worker.set_policy(policies[g].clone(), g);
+                if let Some(a) = aws.as_mut() {
+                    a.set_policy(policies[g].clone(), g);
+                }
                 continue;
             }
             ToWorker::Work(w) => w,
@@ -66,6 +90,9 @@ pub(super) fn worker_loop(
                                 file,
                                 Some(&e),
                             );
+                            if let Some(tag) = cf_tag {
+                                mark_counterfactual(&mut out.lines, tag, None);
+                            }
                             out.line_ends.push(out.lines.len() as u32);
                         }
                     }
@@ -82,6 +109,26 @@ pub(super) fn worker_loop(
             }
             let seq = blk.first_seq + u64::from(i);
             let d = worker.handle(pkt, rec.ts, seq, shard);
+            let mut aws_action = None;
+            if let (Some(a), Some(differs)) = (aws.as_mut(), differs.as_mut()) {
+                let da = a.handle(pkt, rec.ts, seq, shard);
+                let at = PacketRef {
+                    file: blk.file,
+                    index,
+                };
+                let (before, after) = (
+                    Side {
+                        policy: a.policy(),
+                        decision: &da,
+                    },
+                    Side {
+                        policy: worker.policy(),
+                        decision: &d,
+                    },
+                );
+                differs[shard as usize].add(at, pkt, before, after);
+                aws_action = (da.verdict != d.verdict).then_some(da.verdict);
+            }
             if per_packet {
                 out.idx.push(i);
                 out.verdicts.push(d.verdict);
@@ -98,12 +145,18 @@ pub(super) fn worker_loop(
                         file,
                         None,
                     );
+                    if let Some(tag) = cf_tag {
+                        mark_counterfactual(&mut out.lines, tag, aws_action);
+                    }
                     out.line_ends.push(out.lines.len() as u32);
                 }
             }
         }
         if let Some(t) = out.last_ts {
             worker.housekeeping(t);
+            if let Some(a) = aws.as_mut() {
+                a.housekeeping(t);
+            }
         }
         out.watermark = watermark;
         worker.advance(watermark, &mut out.records);
@@ -113,11 +166,42 @@ pub(super) fn worker_loop(
     }
     let mut records = Vec::new();
     let totals = worker.finish(&mut records);
+    let differ = differs.map(|v| {
+        v.into_iter().fold(Differ::with_limit(0), |mut all, d| {
+            all.merge(d);
+            all
+        })
+    });
     let _ = merge_tx.send(ToMerger::Done(Box::new(WorkerDone {
         records,
         totals,
         unparsed,
+        differ,
     })));
+}
+
+/// The `counterfactual` value of verdict lines: `stateless-sg`, `stateful-nacl`, or
+/// both joined by `+`; `None` for AWS.
+pub(super) fn cf_tag(cf: Counterfactual) -> Option<&'static str> {
+    match (cf.stateless_sg, cf.stateful_nacl) {
+        (false, false) => None,
+        (true, false) => Some("stateless-sg"),
+        (false, true) => Some("stateful-nacl"),
+        (true, true) => Some("stateless-sg+stateful-nacl"),
+    }
+}
+
+/// Marks the verdict line just written (ending in `}\n`) as not AWS's: the
+/// `counterfactual` key, and where AWS's verdict differs, `aws_action`.
+fn mark_counterfactual(out: &mut Vec<u8>, tag: &str, aws_action: Option<Verdict>) {
+    if out.ends_with(b"}\n") {
+        out.truncate(out.len() - 2);
+        let _ = write!(out, ",\"counterfactual\":\"{tag}\"");
+        if let Some(v) = aws_action {
+            let _ = write!(out, ",\"aws_action\":\"{}\"", v.as_str());
+        }
+        out.extend_from_slice(b"}\n");
+    }
 }
 
 /// What a worker writes per packet, besides flow logs.
@@ -130,6 +214,8 @@ pub(super) struct PerPacket<'a> {
     /// Verdict lines name their file.
     pub(super) multi_file: bool,
     pub(super) file_names: &'a [String],
+    /// Not AWS, when set: the counterfactual this run emulates.
+    pub(super) counterfactual: Counterfactual,
 }
 
 /// The NONE reason of a frame the parser could not read: `not-ip` or

@@ -43,6 +43,44 @@ pub fn interrupted_text(signal: usize, packets: u64, cfg: &ReplayConfig) -> Stri
     }
 }
 
+/// The flags that ask for the counterfactual `cf`: `--stateless-sg`,
+/// `--stateful-nacl`.
+pub fn counterfactual_flags(cf: crate::engine::Counterfactual) -> String {
+    let mut v = Vec::new();
+    if cf.stateless_sg {
+        v.push("--stateless-sg");
+    }
+    if cf.stateful_nacl {
+        v.push("--stateful-nacl");
+    }
+    v.join(" ")
+}
+
+/// What the flips of a counterfactual run teach, one sentence per effect seen.
+pub fn counterfactual_lessons(c: &crate::pipeline::CounterfactualSummary) -> Vec<String> {
+    use crate::analysis::diff::ChangeKind;
+    let f = &c.flips;
+    let tracked = |k: ChangeKind| f.of(k).map(|g| g.tracked).sum::<u64>();
+    let mut v = Vec::new();
+    if c.mode.stateless_sg && f.newly_rejected > 0 {
+        v.push(format!(
+            "with stateless security groups, these {} packet(s) would be dropped by the groups' rules; {} of them passed in AWS as packets of tracked connections: this is what tracking did",
+            f.newly_rejected,
+            tracked(ChangeKind::NewlyRejected)
+        ));
+    }
+    if c.mode.stateful_nacl && f.newly_accepted > 0 {
+        v.push(format!(
+            "with stateful network ACLs, these {} packet(s) would pass: replies of tracked connections that AWS's stateless NACLs drop, since no entry allows the reply itself (for TCP and UDP: its ephemeral port)",
+            f.newly_accepted
+        ));
+    }
+    if f.newly_rejected + f.newly_accepted == 0 {
+        v.push("no packet's verdict differs from AWS's".to_string());
+    }
+    v
+}
+
 /// The hint for NACL rejects of packets of tracked connections.
 pub const STATELESS_HINT: &str =
     "NACLs are stateless, the reply needs its own rule (ephemeral ports)";

@@ -44,6 +44,14 @@ fn some_of(v: &[String], n: usize) -> String {
 
 pub fn summary_text(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duration) -> String {
     let mut o = String::new();
+    if let Some(c) = &s.counterfactual {
+        let _ = writeln!(
+            o,
+            "COUNTERFACTUAL, NOT AWS: {} ({}). Every verdict, record and count below is what such a VPC would do; AWS's is listed where it differs.",
+            c.mode.describe(),
+            super::counterfactual_flags(c.mode)
+        );
+    }
     let secs = elapsed.as_secs_f64();
     let _ = writeln!(
         o,
@@ -183,6 +191,9 @@ pub fn summary_text(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duratio
         }
         more(&mut o, "  ", groups.len().saturating_sub(TOP));
     }
+    if let Some(c) = &s.counterfactual {
+        counterfactual(&mut o, c);
+    }
     counts(&mut o, "Not evaluated, by reason:", &s.none_reasons);
     counts(
         &mut o,
@@ -252,4 +263,28 @@ pub fn summary_text(s: &Summary, cfg: &ReplayConfig, elapsed: std::time::Duratio
         }
     }
     o
+}
+
+/// The packets whose verdict the counterfactual flips, against AWS, and what that
+/// teaches.
+fn counterfactual(o: &mut String, c: &crate::pipeline::CounterfactualSummary) {
+    let f = &c.flips;
+    let _ = writeln!(
+        o,
+        "Against AWS, with {}: {} packet(s) newly rejected, {} newly accepted",
+        c.mode.describe(),
+        f.newly_rejected,
+        f.newly_accepted
+    );
+    for line in super::counterfactual_lessons(c) {
+        let _ = writeln!(o, "  {line}");
+    }
+    if f.ungrouped > 0 {
+        let _ = writeln!(
+            o,
+            "  {} of these belong to flow groups beyond the ones kept (a bound on memory): counted, not listed",
+            f.ungrouped
+        );
+    }
+    f.groups_text(o, "  ", TOP);
 }
