@@ -869,6 +869,7 @@ fn main() {
                 workers,
                 progress: false,
                 max_flows: Some(MAX_FLOWS),
+                report: false,
             };
             let s = pipeline::run(&cfg, None).expect("replay");
             assert_eq!(s.packets, frames);

@@ -17,6 +17,9 @@ Examples:
   vpcgate replay --rules rulesets/securecart.toml pcaps/securecart.pcap \\
       --flow-log flows.log --verdicts verdicts.jsonl
 
+  # A page to look at (open report.html in a browser; nothing is fetched):
+  vpcgate replay --rules rulesets/securecart.toml pcaps/securecart.pcap --report report.html
+
   # Your own VPC, exported with `aws ec2 describe-*` into one folder:
   vpcgate replay --rules ./my-vpc/ capture.pcap --flow-log flows.log.gz
 
@@ -129,6 +132,12 @@ pub(crate) struct ReplayArgs {
     )]
     json: Option<PathBuf>,
 
+    /// Write a report for people to PATH: one self-contained HTML file (no script,
+    /// nothing fetched) with the totals, a timeline of accepted and rejected packets
+    /// per ENI, the top rejected flows with the rule that denied each, rule coverage
+    /// as a heat map, what connection tracking did, and a diagram of the ruleset.
+    #[arg(long, value_name = "PATH")]
+    report: Option<PathBuf>,
     /// NOT AWS, for teaching: security groups judge every packet by their rules
     /// alone, as if nothing were tracked. The summary lists the packets whose verdict
     /// flips against AWS (what tracking did); every output is marked.
@@ -201,6 +210,7 @@ fn run(args: &ReplayArgs) -> Result<ExitCode, ExitCode> {
             return Err(ExitCode::from(1));
         }
     };
+    write_report(args, &summary, &cfg)?;
     print_summary(args, &summary, &cfg, started.elapsed(), stdout_used)?;
     Ok(exit_status(
         &summary,
@@ -379,7 +389,13 @@ fn check_inputs_and_outputs(args: &ReplayArgs) -> Result<(Outputs<'_>, usize), E
     .into_iter()
     .filter_map(|(f, p)| Some((f, p.as_ref()?)))
     .chain(json_file.map(|p| ("--json", p)))
+    .chain(args.report.as_ref().map(|p| ("--report", p)))
     .collect();
+    if args.report.as_ref().is_some_and(|p| p.as_os_str() == "-") {
+        return Err(usage_error(
+            "--report writes an HTML file: name one, e.g. --report report.html",
+        ));
+    }
     let rules_at_paths: Vec<PathBuf> = args
         .rules_at
         .iter()
@@ -442,6 +458,7 @@ fn config(
             Some(n) => Some(n),
             None => Some(default_max_flows()),
         },
+        report: args.report.is_some(),
     })
 }
 
@@ -473,6 +490,24 @@ fn create_outputs(outputs: &[(&str, &PathBuf)]) -> Result<(), ExitCode> {
             error,
         };
         eprintln!("vpcgate: {}", output_error_text(&e));
+        return Err(ExitCode::from(1));
+    }
+    Ok(())
+}
+
+/// The `--report` page, from everything the run processed (also when interrupted).
+fn write_report(
+    args: &ReplayArgs,
+    summary: &pipeline::Summary,
+    cfg: &ReplayConfig,
+) -> Result<(), ExitCode> {
+    let Some(path) = &args.report else {
+        return Ok(());
+    };
+    let page =
+        vpcgate::report::html::render(&vpcgate::report::html::Report::from_replay(summary, cfg));
+    if let Err(error) = vpcgate::output::report::write_report(path, &page) {
+        eprintln!("vpcgate: cannot write {}: {error}", path.display());
         return Err(ExitCode::from(1));
     }
     Ok(())

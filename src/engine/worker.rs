@@ -135,6 +135,13 @@ impl Worker {
         self.engine.policy()
     }
 
+    /// Security-group checks so far that allowed a packet of an untracked flow
+    /// ([`EngineStats::untracked`]): a caller that compares it before and after
+    /// [`Worker::handle`] knows whether that packet passed as untracked.
+    pub fn untracked_checks(&self) -> u64 {
+        self.engine.core.stats.untracked
+    }
+
     /// Makes this worker's engine a counterfactual one (not AWS; see
     /// [`super::Counterfactual`]).
     pub fn set_counterfactual(&mut self, cf: super::Counterfactual) {

@@ -37,6 +37,7 @@ use crate::model::{PROTO_ICMP, PROTO_ICMPV6, PROTO_UDP};
 use crate::output::sink::{self, RecordWriter};
 use crate::output::FlowLogWriter;
 use crate::policy::Policy;
+use crate::report::ReportCollector;
 use crate::wire::packet::{self, Fragment, Packet, ParseError, Timestamp};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use hashbrown::HashMap;
@@ -95,6 +96,8 @@ pub struct ReplayConfig {
     /// twice that many open flow-log records; `None`: unbounded. Split evenly over the
     /// [`crate::conntrack::FLOW_SHARDS`] flow shards, so the outcome does not depend on `workers`.
     pub max_flows: Option<u64>,
+    /// Collect what `--report` shows beyond the summary ([`Summary::report`]).
+    pub report: bool,
 }
 
 /// An error that ends a replay early.
@@ -187,6 +190,7 @@ struct WorkerDone {
     totals: WorkerTotals,
     /// Frames that did not parse (worker 0 only): (not IP?, reason) → count.
     unparsed: HashMap<(bool, &'static str), u64>,
+    report: Option<ReportCollector>,
     /// Counterfactual runs: the packets whose verdict AWS's engine judged otherwise.
     differ: Option<Differ>,
 }
@@ -336,6 +340,7 @@ pub fn run_with(
                         block: want_block,
                         multi_file,
                         file_names,
+                        report: cfg.report,
                         counterfactual: cf,
                     },
                 )
@@ -375,6 +380,7 @@ pub fn run_with(
             flips: d.finish("AWS", &format!("{} (not AWS)", cf.describe()), m.packets),
         });
         summary.last_packet = m.last_ts;
+        summary.report = m.report.map(ReportCollector::finish);
         for ((gen, reason), n) in m.rejects {
             let text = reason_text(reason, &policies[gen]);
             *summary.reject_reasons.entry(text.clone()).or_insert(0) += n;
@@ -395,6 +401,9 @@ pub fn run_with(
     summary.pcap_link_type_skipped += outputs.finish(cfg)?;
 
     summary.coverage = coverage(&policies, &cfg.rulesets, &summary);
+    if cfg.report {
+        summary.eni_ids = eni_ids;
+    }
     summary.peak_rss_bytes = peak_rss_bytes();
     Ok(summary)
 }

@@ -36,10 +36,13 @@ pub(super) fn worker_loop(
     });
     let mut unparsed: HashMap<(bool, &'static str), u64> = HashMap::new();
     let mut watermark = 0u64;
+    let mut report = out_cfg.report.then(ReportCollector::new);
+    let mut generation = 0usize;
     for msg in rx {
         let work = match msg {
             ToWorker::SetPolicy(g) => {
                 worker.set_policy(policies[g].clone(), g);
+                generation = g;
                 if let Some(a) = aws.as_mut() {
                     a.set_policy(policies[g].clone(), g);
                 }
@@ -108,7 +111,12 @@ pub(super) fn worker_loop(
                 continue;
             }
             let seq = blk.first_seq + u64::from(i);
+            let untracked_before = report.is_some().then(|| worker.untracked_checks());
             let d = worker.handle(pkt, rec.ts, seq, shard);
+            if let Some(r) = report.as_mut() {
+                let untracked = Some(worker.untracked_checks()) > untracked_before;
+                r.add(pkt, rec.ts, shard, generation, &d, untracked);
+            }
             let mut aws_action = None;
             if let (Some(a), Some(differs)) = (aws.as_mut(), differs.as_mut()) {
                 let da = a.handle(pkt, rec.ts, seq, shard);
@@ -176,6 +184,7 @@ pub(super) fn worker_loop(
         records,
         totals,
         unparsed,
+        report,
         differ,
     })));
 }
@@ -214,6 +223,8 @@ pub(super) struct PerPacket<'a> {
     /// Verdict lines name their file.
     pub(super) multi_file: bool,
     pub(super) file_names: &'a [String],
+    /// Collect what `--report` needs (per flow shard, so the same for any workers).
+    pub(super) report: bool,
     /// Not AWS, when set: the counterfactual this run emulates.
     pub(super) counterfactual: Counterfactual,
 }

@@ -16,6 +16,7 @@ mod lint;
 mod live;
 mod props;
 mod readme;
+mod report_html;
 mod rulesets;
 mod summary;
 mod support;
