@@ -3,6 +3,7 @@
 //! few helpers they share. Nothing below this layer sees clap.
 
 pub(crate) mod bench;
+pub(crate) mod check;
 pub(crate) mod craft;
 pub(crate) mod diff;
 pub(crate) mod lint;

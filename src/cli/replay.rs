@@ -32,6 +32,10 @@ Examples:
   # ... or 90 seconds after the first packet:
   vpcgate replay --rules before.toml --rules-at +90s=after.toml cap.pcap
 
+  # Why was packet 41 rejected? Every check, its rule, the tracking state it met:
+  vpcgate replay --rules rulesets/securecart.toml pcaps/securecart.pcap --explain 41
+  # With several captures, say which: --explain second.pcap:12 (a bare N is in the first)
+
   # For teaching, NOT AWS: what connection tracking does, shown by its absence
   # (the summary lists the packets whose verdict flips against AWS):
   vpcgate replay --rules rulesets/lesson-stateful.toml pcaps/lesson-stateful.pcap --stateless-sg
@@ -138,6 +142,16 @@ pub(crate) struct ReplayArgs {
     /// as a heat map, what connection tracking did, and a diagram of the ruleset.
     #[arg(long, value_name = "PATH")]
     report: Option<PathBuf>,
+
+    /// Explain packet N (as Wireshark numbers frames): its whole path, each check
+    /// with the rule that decided it, and the connection-tracking state it met (new,
+    /// tracked since packet K, untracked, expired, cut by a rule change).
+    /// Repeatable. With several captures, FILE:N names the capture (a bare N is in
+    /// the first). Prints the explanations instead of a summary (--json: as JSON),
+    /// from a single-threaded pass of its own; writes no other output.
+    #[arg(long, value_name = "N", conflicts_with_all = ["flow_log", "verdicts", "accepted", "rejected", "report"])]
+    explain: Vec<String>,
+
     /// NOT AWS, for teaching: security groups judge every packet by their rules
     /// alone, as if nothing were tracked. The summary lists the packets whose verdict
     /// flips against AWS (what tracking did); every output is marked.
@@ -199,6 +213,9 @@ fn run(args: &ReplayArgs) -> Result<ExitCode, ExitCode> {
     let rulesets = load_rulesets(args)?;
     let (outputs, stdout_used) = check_inputs_and_outputs(args)?;
     let cfg = config(args, rulesets, interval, log_format)?;
+    if !args.explain.is_empty() {
+        return explain(args, &cfg);
+    }
     let (interrupt, signal) = install_signals();
     create_outputs(&outputs)?;
     let started = std::time::Instant::now();
@@ -603,6 +620,121 @@ pub(crate) fn output_error_text(e: &pipeline::ReplayError) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// `--explain`: which packets (capture number, packet number), from `N` or `FILE:N`.
+fn explain_targets(args: &ReplayArgs) -> Result<Vec<(usize, u64)>, ExitCode> {
+    let mut out = Vec::new();
+    for spec in &args.explain {
+        let (file, n) = match spec.rsplit_once(':') {
+            Some((f, n)) => (Some(f), n),
+            None => (None, spec.as_str()),
+        };
+        let n = match n.parse::<u64>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(usage_error(format!(
+                    "--explain {spec}: expected a packet number from 1 (as Wireshark numbers frames), or FILE:N"
+                )))
+            }
+        };
+        let fi = match file {
+            None => 0,
+            Some(f) => match args.captures.iter().position(|c| c.as_os_str() == f) {
+                Some(i) => i,
+                None => {
+                    return Err(usage_error(format!(
+                        "--explain {spec}: {f} is not one of the captures ({})",
+                        args.captures
+                            .iter()
+                            .map(|c| c.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )))
+                }
+            },
+        };
+        if !out.contains(&(fi, n)) {
+            out.push((fi, n));
+        }
+    }
+    Ok(out)
+}
+
+/// `--explain`: a single-threaded pass of its own; the explanations on standard
+/// output (text, or a JSON array with --json).
+fn explain(args: &ReplayArgs, cfg: &ReplayConfig) -> Result<ExitCode, ExitCode> {
+    if args.json.as_ref().is_some_and(|j| j.as_os_str() != "-") {
+        return Err(usage_error(
+            "--explain prints its explanations on standard output: write --json (not --json=FILE) for JSON",
+        ));
+    }
+    let wanted = explain_targets(args)?;
+    let cf = counterfactual(args);
+    let found = pipeline::explain::explain(cfg, &wanted, cf);
+    let name = |fi: usize| cfg.captures[fi].display().to_string();
+    let rules = |g: usize| cfg.rulesets[g].label.clone();
+    let mut text = String::new();
+    let mut json = Vec::new();
+    for e in &found.explanations {
+        let policy = &found.policies[e.generation];
+        if args.json.is_some() {
+            json.push(e.json(policy, &name(e.id.0), &rules(e.generation)));
+        } else {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(&e.text(policy, &name(e.id.0), &rules(e.generation)));
+        }
+    }
+    if args.json.is_some() {
+        let v = if cf.is_aws() {
+            serde_json::Value::Array(json)
+        } else {
+            // Not AWS: said in the data too.
+            serde_json::json!({
+                // As verdict lines tag it: `stateless-sg`, `stateful-nacl`.
+                "counterfactual": vpcgate::report::counterfactual_flags(cf)
+                    .replace("--", "")
+                    .replace(' ', "+"),
+                "not_aws": format!("a VPC with {}", cf.describe()),
+                "explanations": json,
+            })
+        };
+        text = serde_json::to_string_pretty(&v).unwrap_or_default();
+        text.push('\n');
+    } else if !cf.is_aws() {
+        text = format!(
+            "NOT AWS ({}): a VPC with {}, for teaching\n\n{text}",
+            vpcgate::report::counterfactual_flags(cf),
+            cf.describe()
+        );
+    }
+    let code = super::write_stdout(text.as_bytes());
+    if code != ExitCode::SUCCESS {
+        return Err(code);
+    }
+    for e in &found.capture_errors {
+        eprintln!("error: {e}");
+    }
+    let mut missing = false;
+    for &(fi, n) in &wanted {
+        if !found.explanations.iter().any(|e| e.id == (fi, n)) {
+            missing = true;
+            eprintln!(
+                "error: --explain {n}: {} holds {} packet(s)",
+                name(fi),
+                found.packets[fi]
+            );
+        }
+    }
+    if !found.capture_errors.is_empty() {
+        return Err(ExitCode::from(1));
+    }
+    if missing {
+        return Err(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

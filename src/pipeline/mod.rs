@@ -52,6 +52,7 @@ use std::sync::Arc;
 pub mod bench;
 pub use crate::time::When;
 
+pub mod explain;
 mod merger;
 mod reader;
 mod summary;

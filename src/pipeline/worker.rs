@@ -38,6 +38,10 @@ pub(super) fn worker_loop(
     let mut watermark = 0u64;
     let mut report = out_cfg.report.then(ReportCollector::new);
     let mut generation = 0usize;
+    // The checks of the packet, for the `why` of verdict lines (only then traced).
+    let mut checks = crate::engine::trace::Checks::default();
+    let mut why = String::new();
+    let mut why_writer = crate::engine::trace::WhyWriter::default();
     for msg in rx {
         let work = match msg {
             ToWorker::SetPolicy(g) => {
@@ -90,6 +94,7 @@ pub(super) fn worker_loop(
                                 None,
                                 Verdict::None,
                                 None,
+                                None,
                                 file,
                                 Some(&e),
                             );
@@ -112,7 +117,12 @@ pub(super) fn worker_loop(
             }
             let seq = blk.first_seq + u64::from(i);
             let untracked_before = report.is_some().then(|| worker.untracked_checks());
-            let d = worker.handle(pkt, rec.ts, seq, shard);
+            let d = if out_cfg.verdicts {
+                checks.clear();
+                worker.handle_traced(pkt, rec.ts, seq, shard, &mut checks)
+            } else {
+                worker.handle(pkt, rec.ts, seq, shard)
+            };
             if let Some(r) = report.as_mut() {
                 let untracked = Some(worker.untracked_checks()) > untracked_before;
                 r.add(pkt, rec.ts, shard, generation, &d, untracked);
@@ -143,6 +153,10 @@ pub(super) fn worker_loop(
                 if out_cfg.verdicts {
                     let reason = (d.verdict != Verdict::Accept)
                         .then(|| reason_text(d.reason, worker.policy()));
+                    why.clear();
+                    if d.verdict == Verdict::Accept {
+                        why_writer.write(worker.policy(), &checks, &mut why);
+                    }
                     write_verdict(
                         &mut out.lines,
                         index,
@@ -150,6 +164,7 @@ pub(super) fn worker_loop(
                         Some(pkt),
                         d.verdict,
                         reason.as_deref(),
+                        (d.verdict == Verdict::Accept).then_some(why.as_str()),
                         file,
                         None,
                     );
@@ -248,6 +263,7 @@ pub(super) fn write_verdict(
     pkt: Option<&Packet>,
     verdict: Verdict,
     reason: Option<&str>,
+    why: Option<&str>,
     file: Option<&str>,
     parse_error: Option<&ParseError>,
 ) {
@@ -297,6 +313,11 @@ pub(super) fn write_verdict(
             }
         }
         (None, None) => {}
+    }
+    // What let an accepted packet through: its checks, in path order.
+    if let Some(w) = why {
+        out.extend_from_slice(b",\"why\":");
+        let _ = serde_json::to_writer(&mut *out, w);
     }
     out.extend_from_slice(b"}\n");
 }

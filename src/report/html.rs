@@ -183,12 +183,15 @@ pub struct Stateful {
     pub flips: Option<Flips>,
 }
 
-/// Verdicts that would change under a counterfactual (not AWS's behaviour).
+/// Verdicts that change: under a counterfactual (not AWS's behaviour), or from an old
+/// ruleset to a new one (`vpcgate diff --report`).
 #[derive(Clone, Debug, Default)]
 pub struct Flips {
-    /// `with stateless security groups`.
+    /// `with stateless security groups`, `from rulesets/old.toml`.
     pub what: String,
     pub rows: Vec<Flip>,
+    /// A counterfactual's flips: tagged "not AWS".
+    pub not_aws: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -329,6 +332,7 @@ impl Report {
                 ),
             );
             Flips {
+                not_aws: true,
                 what: format!("with {}", c.mode.describe()),
                 rows: c
                     .flips
@@ -1079,6 +1083,7 @@ mod tests {
         let mut r = Report::default();
         assert!(!render(&r).contains("id=\"flips\""));
         r.stateful.flips = Some(Flips {
+            not_aws: true,
             what: "with stateless security groups".into(),
             rows: vec![Flip {
                 packets: 39,

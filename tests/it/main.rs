@@ -2,6 +2,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // not the core: see clippy.toml
 mod bench;
 mod bounds;
+mod check;
 mod cli;
 mod cli_safety;
 mod conformance;
@@ -10,6 +11,7 @@ mod counterfactual;
 pub mod determinism;
 mod diff;
 mod emulation;
+mod explain;
 mod faults;
 mod flowlog;
 mod fuzz_regressions;
