@@ -8,7 +8,7 @@
 //!   use padded to 40 IPv4 entries per direction (see [`big_ruleset_text`]).
 //!
 //! Groups: `floor` (the least any filter must do: walk the capture's records and
-//! headers, `examples/floor.rs`'s walk), `parse`, `nacl`, `sg`, `conntrack`,
+//! headers, `vpcgate bench --floor`'s walk), `parse`, `nacl`, `sg`, `conntrack`,
 //! `flowlog`, `engine` (everything a worker does per packet, on one core) and
 //! `pipeline` (`vpcgate::pipeline::run` from a file in /dev/shm, 1 and 2 workers).
 //!
@@ -46,8 +46,7 @@ use vpcgate::policy::Policy;
 use vpcgate::synth::bulk::{self, SynthConfig};
 use vpcgate::wire::packet::{self, Packet, Timestamp};
 
-#[path = "support/floor_walk.rs"]
-mod floor_walk;
+use vpcgate::pipeline::bench::floor as floor_walk;
 
 const PACKETS: u64 = 200_000;
 const FLOWS: usize = 20_000;
@@ -869,6 +868,7 @@ fn main() {
                 workers,
                 progress: false,
                 max_flows: Some(MAX_FLOWS),
+                report: false,
             };
             let s = pipeline::run(&cfg, None).expect("replay");
             assert_eq!(s.packets, frames);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Whole-program benchmark: vpcgate replay (1 and 2 workers) against tcpdump and the
-# floor (examples/floor.rs: read the capture in 4 MiB blocks, walk every packet's
-# headers) on one synthetic capture, in the page cache.
+# Whole-program benchmark: vpcgate replay (1 and 2 workers) against tcpdump, the
+# floor (`vpcgate bench --floor`: read the capture in 4 MiB blocks, walk every packet's
+# headers) and, where installed, the tools that turn captures into flow records
+# (argus, nfpcapd), on one synthetic capture, in the page cache.
 #
 #   scripts/bench-whole.sh                               # 2M packets, 100k flows, 5 runs
 #   scripts/bench-whole.sh --packets 10000000 --flows 200000 --runs 1   # memory check
@@ -10,7 +11,7 @@
 # the capture and the flow log go; default a new folder under ${TMPDIR:-/tmp}, removed
 # at the end), --keep (keep the files).
 #
-# What it does: builds vpcgate and the floor in release mode, writes
+# What it does: builds vpcgate in release mode, writes
 # `vpcgate synth --rules rulesets/securecart.toml` to DIR/synth.pcap, reads it once
 # to put it in the page cache, then runs each command R times, interleaved (run 1 of
 # each, then run 2 of each, ...), measuring wall time (the clock around each
@@ -25,7 +26,14 @@
 # /dev/null the share that matches barely changes its time. vpcgate writes its flow
 # log to DIR/f.log (a real file), tcpdump and vpcgate's own summary nothing.
 #
-# It installs nothing. Without tcpdump it says how to install it and skips that row.
+# The flow-record tools, each writing its records to a file in DIR, as vpcgate does:
+#   argus -r FILE -w DIR/a.argus                  (apt-get install argus-server)
+#   nfpcapd -r FILE -w DIR/nf                     (apt-get install nfdump)
+# softflowd is left out: 1.1.0 (Debian 12) with -r waits in accept() on its control
+# socket before reading the file, and never ends.
+#
+# It installs nothing. Without tcpdump it says how to install it and skips that row;
+# so for argus and nfpcapd.
 set -euo pipefail
 
 packets=2000000
@@ -61,7 +69,7 @@ if [[ -z "$dir" ]]; then
   [[ $keep == 1 ]] || trap 'rm -rf "$dir"' EXIT
 else
   mkdir -p "$dir"
-  [[ $keep == 1 ]] || trap 'rm -f "$dir/synth.pcap" "$dir/f.log" "$dir/time.out"' EXIT
+  [[ $keep == 1 ]] || trap 'rm -rf "$dir/synth.pcap" "$dir/f.log" "$dir/time.out" "$dir/a.argus" "$dir/nf"' EXIT
 fi
 
 if [[ "$dir" == *[[:space:]]* ]]; then
@@ -70,9 +78,9 @@ if [[ "$dir" == *[[:space:]]* ]]; then
 fi
 
 echo "== building (release)"
-cargo build --release --quiet --bin vpcgate --example floor
+cargo build --release --quiet --bin vpcgate
 vpcgate=target/release/vpcgate
-floor=target/release/examples/floor
+floor="$vpcgate bench --floor"
 f="$dir/synth.pcap"
 
 echo "== vpcgate synth: $packets packets, $flows flows -> $f"
@@ -96,6 +104,19 @@ if [[ $have_tcpdump == 1 ]]; then
   names+=("tcpdump 'tcp port 443'")
   cmds+=("tcpdump -r $f -w /dev/null tcp port 443")
 fi
+if command -v argus > /dev/null; then
+  names+=("argus -r")
+  cmds+=("argus -r $f -w $dir/a.argus")
+else
+  echo "argus is not installed: its row is skipped (apt-get install argus-server)"
+fi
+if command -v nfpcapd > /dev/null; then
+  mkdir -p "$dir/nf"
+  names+=("nfpcapd -r")
+  cmds+=("nfpcapd -r $f -w $dir/nf")
+else
+  echo "nfpcapd is not installed: its row is skipped (apt-get install nfdump)"
+fi
 names+=("floor")
 cmds+=("$floor $f")
 
@@ -104,7 +125,7 @@ echo "== what the filters do with this capture (untimed)"
 "$vpcgate" replay --rules rulesets/securecart.toml "$f" --workers 1 2>&1 \
   | sed -n '1,4p'
 if [[ $have_tcpdump == 1 ]]; then
-  matched=$(tcpdump -r "$f" -w - 'tcp port 443' 2>/dev/null | "$floor" /dev/stdin | awk '{print $1}')
+  matched=$(tcpdump -r "$f" -w - 'tcp port 443' 2>/dev/null | $floor /dev/stdin | awk '{print $1}')
   echo "tcpdump 'tcp port 443' matches $matched of $packets packets"
 fi
 

@@ -25,6 +25,8 @@
 //! - [`synth`]: frames and conversations built by code ([`synth::bulk`]: benchmark traffic).
 //! - [`analysis`]: static checks of a ruleset (`vpcgate lint`); verdicts that differ
 //!   between two runs of the engine (`vpcgate diff`, the counterfactual replays).
+//!   One hypothetical connection (`vpcgate check`) and a captured packet's path and
+//!   tracking state (`replay --explain`), both from [`engine::trace`].
 //! - [`report`]: a run's summary as text and JSON.
 //! - [`manual`]: every emulation decision, in prose.
 //!

@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cli;
+use cli::bench::{BenchArgs, BENCH_HELP};
+use cli::check::{CheckArgs, CHECK_HELP};
 use cli::craft::CraftArgs;
 use cli::diff::{DiffArgs, DIFF_HELP};
 use cli::lint::{LintArgs, LINT_HELP};
@@ -72,12 +74,21 @@ enum Command {
     /// Write a small capture from a written story (hosts, connections, pings, times):
     /// the same story gives the same bytes. The story format: `src/craft.rs`, README.
     Craft(CraftArgs),
+    /// One hypothetical connection and its replies through the engine, each check
+    /// with the rule that decided it.
+    #[command(after_help = CHECK_HELP)]
+    Check(CheckArgs),
     /// The live data plane: vpcgate as the VPC router between TAP devices.
     #[command(after_help = TAP_HELP)]
     Tap(TapArgs),
     /// A ruleset's VPC as network namespaces on this box, vpcgate between them.
     #[command(subcommand, after_help = LAB_HELP)]
     Lab(LabCommand),
+    /// Measure this machine: per-stage ns/packet and whole-replay packets/s for 1 to N
+    /// workers on traffic generated in memory, peak memory; a table to paste into an
+    /// issue, or --json.
+    #[command(after_help = BENCH_HELP)]
+    Bench(BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -132,8 +143,10 @@ fn main() -> ExitCode {
         Command::Lint(args) => cli::lint::lint(args),
         Command::Diff(args) => cli::diff::diff(args),
         Command::Craft(args) => cli::craft::craft(args),
+        Command::Check(args) => cli::check::check(args),
         Command::Tap(args) => cli::live::tap(args),
         Command::Lab(cmd) => cli::live::lab(cmd),
+        Command::Bench(args) => cli::bench::bench(args),
     }
 }
 

@@ -206,6 +206,9 @@ pub struct DiffReport {
     pub newly_rejected: u64,
     pub newly_accepted: u64,
     pub not_evaluated: u64,
+    /// Changed packets (counted above) of flow groups beyond the differ's limit
+    /// ([`MAX_GROUPS`]): not in `groups`.
+    pub ungrouped: u64,
     /// Newly rejected first, then newly accepted, then the rest; most packets first.
     pub groups: Vec<ChangeGroup>,
 }
@@ -338,6 +341,7 @@ impl DiffReport {
             "newly_rejected": self.newly_rejected,
             "newly_accepted": self.newly_accepted,
             "evaluated_on_one_side_only": self.not_evaluated,
+            "ungrouped": self.ungrouped,
             "by_rule": self.by_rule().iter().map(|t| json!({
                 "change": t.kind.as_str(),
                 "rule": t.rule,
@@ -375,10 +379,25 @@ struct Acc {
 }
 
 /// Collects the packets whose verdict differs between two runs, grouped as they come.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Differ {
     groups: HashMap<Key, Acc>,
     packets: u64,
+    /// At most this many groups: a capture of hostile or scanning traffic can change
+    /// the verdict of millions of distinct flows, and memory must stay bounded.
+    limit: usize,
+    /// Changed packets of groups beyond `limit`, per [`ChangeKind`]: counted, not
+    /// grouped.
+    ungrouped: [u64; 3],
+}
+
+/// The groups one [`Differ`] keeps by default (about 200 bytes each).
+pub const MAX_GROUPS: usize = 200_000;
+
+impl Default for Differ {
+    fn default() -> Differ {
+        Differ::with_limit(MAX_GROUPS)
+    }
 }
 
 /// One packet's decision in one run, with the policy that made it.
@@ -389,6 +408,18 @@ pub struct Side<'a> {
 }
 
 impl Differ {
+    /// A differ that keeps at most `limit` groups; the changed packets of any further
+    /// group are counted in the totals and in [`DiffReport::ungrouped`]. Which groups
+    /// are kept is decided by the order of [`Differ::add`]: the first `limit` seen.
+    pub fn with_limit(limit: usize) -> Differ {
+        Differ {
+            groups: HashMap::new(),
+            packets: 0,
+            limit,
+            ungrouped: [0; 3],
+        }
+    }
+
     /// Compares one packet's two decisions (`before`, `after`); a packet whose verdict
     /// is the same on both sides only counts.
     pub fn add(&mut self, at: PacketRef, pkt: &Packet, before: Side<'_>, after: Side<'_>) {
@@ -418,6 +449,10 @@ impl Differ {
             before: responsible(before, pkt, check),
             after: responsible(after, pkt, check),
         };
+        if self.groups.len() >= self.limit && !self.groups.contains_key(&key) {
+            self.ungrouped[kind as usize] += 1;
+            return;
+        }
         let acc = self.groups.entry(key).or_insert_with(|| Acc {
             client: PortSpan {
                 lo: client,
@@ -439,6 +474,9 @@ impl Differ {
     /// Adds another differ's packets (another worker's flow shards).
     pub fn merge(&mut self, other: Differ) {
         self.packets += other.packets;
+        for (a, b) in self.ungrouped.iter_mut().zip(other.ungrouped) {
+            *a += b;
+        }
         for (k, o) in other.groups {
             match self.groups.get_mut(&k) {
                 None => {
@@ -463,6 +501,10 @@ impl Differ {
             before_label: before_label.to_string(),
             after_label: after_label.to_string(),
             packets: packets.max(self.packets),
+            newly_rejected: self.ungrouped[ChangeKind::NewlyRejected as usize],
+            newly_accepted: self.ungrouped[ChangeKind::NewlyAccepted as usize],
+            not_evaluated: self.ungrouped[ChangeKind::NotEvaluated as usize],
+            ungrouped: self.ungrouped.iter().sum(),
             ..Default::default()
         };
         for (k, a) in self.groups {
@@ -746,6 +788,40 @@ mod tests {
             );
         }
         d
+    }
+
+    /// Memory stays bounded: beyond its limit a differ counts the packets of new
+    /// groups and lists only the groups it kept (the first seen).
+    #[test]
+    fn groups_beyond_the_limit_are_counted_not_kept() {
+        let (old, new) = (policy("32768-61000"), policy("1024-65535"));
+        let (mut a, mut b) = (Engine::new(old.clone()), Engine::new(new.clone()));
+        let mut d = Differ::with_limit(1);
+        for (i, p) in packets().into_iter().enumerate() {
+            let t = Timestamp::from_secs_nanos(1_700_000_000 + i as u64, 0);
+            let (da, db) = (a.process(&p, t), b.process(&p, t));
+            let at = PacketRef {
+                file: 0,
+                index: i as u64 + 1,
+            };
+            let before = Side {
+                policy: &old,
+                decision: &da,
+            };
+            let after = Side {
+                policy: &new,
+                decision: &db,
+            };
+            d.add(at, &p, before, after);
+        }
+        let r = d.finish("old", "new", 8);
+        // Replies to ports 2000 and 3000 (one group: 198.51.100.1 -> 443) and 5000
+        // (198.51.100.2) leave only under the new NACL; 40000 passes both.
+        assert_eq!(r.newly_accepted, 3);
+        assert_eq!(r.ungrouped, 1);
+        assert_eq!(r.groups.len(), 1);
+        assert_eq!(r.groups[0].packets, 2);
+        assert_eq!(r.groups[0].dst, "198.51.100.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]

@@ -28,6 +28,9 @@ Examples:
   sed 's/ports = \"32768-61000\"/ports = \"1024-65535\"/' rulesets/securecart.toml > fixed.toml
   vpcgate diff --rules rulesets/securecart.toml --rules-after fixed.toml pcaps/securecart.pcap
 
+  # The same, and a page to look at (the new ruleset's replay, the changes listed):
+  vpcgate diff --rules rulesets/securecart.toml --rules-after fixed.toml pcaps/securecart.pcap --report diff.html
+
   # Gate a rule change in CI on last week's traffic (exit 1 if anything is newly
   # rejected), as JSON:
   vpcgate diff --rules ./vpc-main/ --rules-after ./vpc-branch/ week.pcap --json
@@ -62,9 +65,17 @@ pub(crate) struct DiffArgs {
     json: bool,
 
     /// Accepted for the same command line as `replay`; diff runs both rulesets side
-    /// by side on one thread, and its output is the same for every value.
+    /// by side on one thread, and its output is the same for every value (it sets
+    /// the workers of the --report replay).
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+
+    /// Also write a page for people to PATH, as `replay --report` does: the captures
+    /// under the new ruleset (timeline, rejected flows, coverage, diagram), with the
+    /// packets whose verdict changes from the old ruleset listed under "Stateful and
+    /// stateless". One self-contained HTML file; replays the captures once more.
+    #[arg(long, value_name = "PATH")]
+    report: Option<PathBuf>,
 }
 
 pub(crate) fn diff(args: DiffArgs) -> ExitCode {
@@ -96,6 +107,7 @@ fn run(args: &DiffArgs) -> Result<ExitCode, ExitCode> {
     {
         return Err(usage_error("`-` (standard input) is named more than once"));
     }
+    check_report_path(args)?;
     let before = load(&args.rules, "--rules", args)?;
     let after = load(&args.rules_after, "--rules-after", args)?;
     if let Err(msg) = vpcgate::preflight::check_captures(&args.captures) {
@@ -134,10 +146,100 @@ fn run(args: &DiffArgs) -> Result<ExitCode, ExitCode> {
         );
         return Err(ExitCode::from(2));
     }
+    if let Some(path) = &args.report {
+        write_report(args, path, &new, &report)?;
+    }
     Ok(if report.newly_rejected > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// `--report` is an output: never an input, never standard output.
+fn check_report_path(args: &DiffArgs) -> Result<(), ExitCode> {
+    let Some(path) = &args.report else {
+        return Ok(());
+    };
+    if path.as_os_str() == "-" {
+        return Err(usage_error(
+            "--report writes an HTML file: name one, e.g. --report diff.html",
+        ));
+    }
+    let rules: Vec<PathBuf> = args
+        .rules
+        .iter()
+        .chain(&args.rules_after)
+        .cloned()
+        .collect();
+    vpcgate::preflight::check_distinct(&args.captures, &rules, &[], &[("--report", path)])
+        .map_err(usage_error)
+}
+
+/// The `--report` page: a replay of the captures under the new ruleset, with the
+/// packets whose verdict changes listed as flips against the old one.
+fn write_report(
+    args: &DiffArgs,
+    path: &std::path::Path,
+    new: &Arc<Policy>,
+    diff: &DiffReport,
+) -> Result<(), ExitCode> {
+    use vpcgate::report::html::{render, Flip, Flips, Report, TOP_FLOWS};
+    let cfg = vpcgate::pipeline::ReplayConfig {
+        captures: args.captures.clone(),
+        rulesets: vec![vpcgate::pipeline::RulesetAt {
+            from: None,
+            vpc: new.vpc.clone(),
+            label: label(&args.rules_after),
+        }],
+        flow_log: None,
+        log_format: vpcgate::flowlog::LogFormat::default_format(),
+        interval: 600,
+        nodata: false,
+        verdicts: None,
+        accepted: None,
+        rejected: None,
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        progress: false,
+        max_flows: Some(super::replay::default_max_flows()),
+        report: true,
+    };
+    let summary = vpcgate::pipeline::run(&cfg, None).map_err(|e| {
+        eprintln!("vpcgate: {e}");
+        ExitCode::from(2)
+    })?;
+    let mut page = Report::from_replay(&summary, &cfg);
+    page.title = format!(
+        "vpcgate diff: {} to {}",
+        diff.before_label, diff.after_label
+    );
+    page.notes.insert(
+        0,
+        format!(
+            "The verdicts on this page are those of the new ruleset ({}). Against the old one ({}), {} packet(s) are newly rejected and {} newly accepted: they are listed under \"Stateful and stateless\".",
+            diff.after_label, diff.before_label, diff.newly_rejected, diff.newly_accepted
+        ),
+    );
+    page.stateful.flips = Some(Flips {
+        not_aws: false,
+        what: format!("from {}", diff.before_label),
+        rows: diff
+            .groups
+            .iter()
+            .take(TOP_FLOWS)
+            .map(|g| Flip {
+                packets: g.packets,
+                change: g.kind.as_str().to_string(),
+                flow: g.pattern(),
+                rule: format!("before: {}; after: {}", g.before, g.after),
+            })
+            .collect(),
+    });
+    vpcgate::output::report::write_report(path, &render(&page)).map_err(|e| {
+        eprintln!("vpcgate: cannot write {}: {e}", path.display());
+        ExitCode::from(2)
     })
 }
 
@@ -172,7 +274,7 @@ fn compare(
 ) -> (DiffReport, Vec<String>) {
     let cfg = WorkerConfig {
         flow_log: false,
-        max_flows: None,
+        max_flows: Some(super::replay::default_max_flows()),
         ..WorkerConfig::default()
     };
     let mut a = Worker::new(old.clone(), cfg);
@@ -247,6 +349,14 @@ pub(crate) fn text(r: &DiffReport, captures: usize) -> String {
             o,
             "  evaluated on one side only {:>10}  (an ENI in one ruleset only)",
             r.not_evaluated
+        );
+    }
+    if r.ungrouped > 0 {
+        let _ = writeln!(
+            o,
+            "  {} changed packet(s) belong to flow groups beyond the first {} and are counted above, not listed below",
+            r.ungrouped,
+            vpcgate::analysis::diff::MAX_GROUPS
         );
     }
     r.groups_text(&mut o, "", usize::MAX);

@@ -2,6 +2,8 @@
 //! how they resolve into the library's config, its exit statuses and messages), and the
 //! few helpers they share. Nothing below this layer sees clap.
 
+pub(crate) mod bench;
+pub(crate) mod check;
 pub(crate) mod craft;
 pub(crate) mod diff;
 pub(crate) mod lint;

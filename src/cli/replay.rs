@@ -17,6 +17,9 @@ Examples:
   vpcgate replay --rules rulesets/securecart.toml pcaps/securecart.pcap \\
       --flow-log flows.log --verdicts verdicts.jsonl
 
+  # A page to look at (open report.html in a browser; nothing is fetched):
+  vpcgate replay --rules rulesets/securecart.toml pcaps/securecart.pcap --report report.html
+
   # Your own VPC, exported with `aws ec2 describe-*` into one folder:
   vpcgate replay --rules ./my-vpc/ capture.pcap --flow-log flows.log.gz
 
@@ -28,6 +31,10 @@ Examples:
   vpcgate replay --rules before.toml --rules-at 2024-11-24T08:05:00Z=after.toml cap.pcap
   # ... or 90 seconds after the first packet:
   vpcgate replay --rules before.toml --rules-at +90s=after.toml cap.pcap
+
+  # Why was packet 41 rejected? Every check, its rule, the tracking state it met:
+  vpcgate replay --rules rulesets/securecart.toml pcaps/securecart.pcap --explain 41
+  # With several captures, say which: --explain second.pcap:12 (a bare N is in the first)
 
   # For teaching, NOT AWS: what connection tracking does, shown by its absence
   # (the summary lists the packets whose verdict flips against AWS):
@@ -129,6 +136,22 @@ pub(crate) struct ReplayArgs {
     )]
     json: Option<PathBuf>,
 
+    /// Write a report for people to PATH: one self-contained HTML file (no script,
+    /// nothing fetched) with the totals, a timeline of accepted and rejected packets
+    /// per ENI, the top rejected flows with the rule that denied each, rule coverage
+    /// as a heat map, what connection tracking did, and a diagram of the ruleset.
+    #[arg(long, value_name = "PATH")]
+    report: Option<PathBuf>,
+
+    /// Explain packet N (as Wireshark numbers frames): its whole path, each check
+    /// with the rule that decided it, and the connection-tracking state it met (new,
+    /// tracked since packet K, untracked, expired, cut by a rule change).
+    /// Repeatable. With several captures, FILE:N names the capture (a bare N is in
+    /// the first). Prints the explanations instead of a summary (--json: as JSON),
+    /// from a single-threaded pass of its own; writes no other output.
+    #[arg(long, value_name = "N", conflicts_with_all = ["flow_log", "verdicts", "accepted", "rejected", "report"])]
+    explain: Vec<String>,
+
     /// NOT AWS, for teaching: security groups judge every packet by their rules
     /// alone, as if nothing were tracked. The summary lists the packets whose verdict
     /// flips against AWS (what tracking did); every output is marked.
@@ -190,6 +213,9 @@ fn run(args: &ReplayArgs) -> Result<ExitCode, ExitCode> {
     let rulesets = load_rulesets(args)?;
     let (outputs, stdout_used) = check_inputs_and_outputs(args)?;
     let cfg = config(args, rulesets, interval, log_format)?;
+    if !args.explain.is_empty() {
+        return explain(args, &cfg);
+    }
     let (interrupt, signal) = install_signals();
     create_outputs(&outputs)?;
     let started = std::time::Instant::now();
@@ -201,6 +227,7 @@ fn run(args: &ReplayArgs) -> Result<ExitCode, ExitCode> {
             return Err(ExitCode::from(1));
         }
     };
+    write_report(args, &summary, &cfg)?;
     print_summary(args, &summary, &cfg, started.elapsed(), stdout_used)?;
     Ok(exit_status(
         &summary,
@@ -379,7 +406,13 @@ fn check_inputs_and_outputs(args: &ReplayArgs) -> Result<(Outputs<'_>, usize), E
     .into_iter()
     .filter_map(|(f, p)| Some((f, p.as_ref()?)))
     .chain(json_file.map(|p| ("--json", p)))
+    .chain(args.report.as_ref().map(|p| ("--report", p)))
     .collect();
+    if args.report.as_ref().is_some_and(|p| p.as_os_str() == "-") {
+        return Err(usage_error(
+            "--report writes an HTML file: name one, e.g. --report report.html",
+        ));
+    }
     let rules_at_paths: Vec<PathBuf> = args
         .rules_at
         .iter()
@@ -442,6 +475,7 @@ fn config(
             Some(n) => Some(n),
             None => Some(default_max_flows()),
         },
+        report: args.report.is_some(),
     })
 }
 
@@ -473,6 +507,24 @@ fn create_outputs(outputs: &[(&str, &PathBuf)]) -> Result<(), ExitCode> {
             error,
         };
         eprintln!("vpcgate: {}", output_error_text(&e));
+        return Err(ExitCode::from(1));
+    }
+    Ok(())
+}
+
+/// The `--report` page, from everything the run processed (also when interrupted).
+fn write_report(
+    args: &ReplayArgs,
+    summary: &pipeline::Summary,
+    cfg: &ReplayConfig,
+) -> Result<(), ExitCode> {
+    let Some(path) = &args.report else {
+        return Ok(());
+    };
+    let page =
+        vpcgate::report::html::render(&vpcgate::report::html::Report::from_replay(summary, cfg));
+    if let Err(error) = vpcgate::output::report::write_report(path, &page) {
+        eprintln!("vpcgate: cannot write {}: {error}", path.display());
         return Err(ExitCode::from(1));
     }
     Ok(())
@@ -568,6 +620,121 @@ pub(crate) fn output_error_text(e: &pipeline::ReplayError) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// `--explain`: which packets (capture number, packet number), from `N` or `FILE:N`.
+fn explain_targets(args: &ReplayArgs) -> Result<Vec<(usize, u64)>, ExitCode> {
+    let mut out = Vec::new();
+    for spec in &args.explain {
+        let (file, n) = match spec.rsplit_once(':') {
+            Some((f, n)) => (Some(f), n),
+            None => (None, spec.as_str()),
+        };
+        let n = match n.parse::<u64>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(usage_error(format!(
+                    "--explain {spec}: expected a packet number from 1 (as Wireshark numbers frames), or FILE:N"
+                )))
+            }
+        };
+        let fi = match file {
+            None => 0,
+            Some(f) => match args.captures.iter().position(|c| c.as_os_str() == f) {
+                Some(i) => i,
+                None => {
+                    return Err(usage_error(format!(
+                        "--explain {spec}: {f} is not one of the captures ({})",
+                        args.captures
+                            .iter()
+                            .map(|c| c.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )))
+                }
+            },
+        };
+        if !out.contains(&(fi, n)) {
+            out.push((fi, n));
+        }
+    }
+    Ok(out)
+}
+
+/// `--explain`: a single-threaded pass of its own; the explanations on standard
+/// output (text, or a JSON array with --json).
+fn explain(args: &ReplayArgs, cfg: &ReplayConfig) -> Result<ExitCode, ExitCode> {
+    if args.json.as_ref().is_some_and(|j| j.as_os_str() != "-") {
+        return Err(usage_error(
+            "--explain prints its explanations on standard output: write --json (not --json=FILE) for JSON",
+        ));
+    }
+    let wanted = explain_targets(args)?;
+    let cf = counterfactual(args);
+    let found = pipeline::explain::explain(cfg, &wanted, cf);
+    let name = |fi: usize| cfg.captures[fi].display().to_string();
+    let rules = |g: usize| cfg.rulesets[g].label.clone();
+    let mut text = String::new();
+    let mut json = Vec::new();
+    for e in &found.explanations {
+        let policy = &found.policies[e.generation];
+        if args.json.is_some() {
+            json.push(e.json(policy, &name(e.id.0), &rules(e.generation)));
+        } else {
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(&e.text(policy, &name(e.id.0), &rules(e.generation)));
+        }
+    }
+    if args.json.is_some() {
+        let v = if cf.is_aws() {
+            serde_json::Value::Array(json)
+        } else {
+            // Not AWS: said in the data too.
+            serde_json::json!({
+                // As verdict lines tag it: `stateless-sg`, `stateful-nacl`.
+                "counterfactual": vpcgate::report::counterfactual_flags(cf)
+                    .replace("--", "")
+                    .replace(' ', "+"),
+                "not_aws": format!("a VPC with {}", cf.describe()),
+                "explanations": json,
+            })
+        };
+        text = serde_json::to_string_pretty(&v).unwrap_or_default();
+        text.push('\n');
+    } else if !cf.is_aws() {
+        text = format!(
+            "NOT AWS ({}): a VPC with {}, for teaching\n\n{text}",
+            vpcgate::report::counterfactual_flags(cf),
+            cf.describe()
+        );
+    }
+    let code = super::write_stdout(text.as_bytes());
+    if code != ExitCode::SUCCESS {
+        return Err(code);
+    }
+    for e in &found.capture_errors {
+        eprintln!("error: {e}");
+    }
+    let mut missing = false;
+    for &(fi, n) in &wanted {
+        if !found.explanations.iter().any(|e| e.id == (fi, n)) {
+            missing = true;
+            eprintln!(
+                "error: --explain {n}: {} holds {} packet(s)",
+                name(fi),
+                found.packets[fi]
+            );
+        }
+    }
+    if !found.capture_errors.is_empty() {
+        return Err(ExitCode::from(1));
+    }
+    if missing {
+        return Err(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@
 //! ```
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod trace;
 mod worker;
 
 pub use worker::{Tally, Worker, WorkerConfig, WorkerTotals};
@@ -489,8 +490,37 @@ impl Engine {
     /// Evaluates one IP packet at capture time `ts`.
     #[inline]
     pub fn process(&mut self, pkt: &Packet, ts: Timestamp) -> Decision {
-        self.core
-            .process(&self.policy, pkt, ts, flow_shard(pkt, &self.policy))
+        self.core.process(
+            &self.policy,
+            pkt,
+            ts,
+            flow_shard(pkt, &self.policy),
+            &mut trace::NoTrace,
+        )
+    }
+
+    /// [`Engine::process`], telling `tracer` every check of the packet's path (see
+    /// [`trace`]): the same code, the same decision and the same state changes.
+    pub fn process_traced<T: trace::Tracer>(
+        &mut self,
+        pkt: &Packet,
+        ts: Timestamp,
+        tracer: &mut T,
+    ) -> Decision {
+        let shard = flow_shard(pkt, &self.policy);
+        self.core.process(&self.policy, pkt, ts, shard, tracer)
+    }
+
+    /// [`Engine::process_traced`] for a packet whose [`flow_shard`] the caller computed.
+    #[inline]
+    pub fn process_in_shard_traced<T: trace::Tracer>(
+        &mut self,
+        pkt: &Packet,
+        ts: Timestamp,
+        shard: u8,
+        tracer: &mut T,
+    ) -> Decision {
+        self.core.process(&self.policy, pkt, ts, shard, tracer)
     }
 
     /// [`Engine::process`] for a packet whose [`flow_shard`] the caller computed.
@@ -500,7 +530,8 @@ impl Engine {
             matches!(pkt.fragment, Fragment::Later { .. })
                 || shard == flow_shard(pkt, &self.policy)
         );
-        self.core.process(&self.policy, pkt, ts, shard)
+        self.core
+            .process(&self.policy, pkt, ts, shard, &mut trace::NoTrace)
     }
 
     /// Where the flow-log record of the tracked connection `conn` (from the last
@@ -592,20 +623,38 @@ impl Core {
             .retain(|_, f| now.saturating_sub(f.at) <= FRAGMENT_MEMORY_SECS * NS);
     }
 
-    fn process(&mut self, policy: &Policy, pkt: &Packet, ts: Timestamp, shard: u8) -> Decision {
+    /// One packet's path. `tr` watches every check (behind `if T::ON`, so that
+    /// replay's copy, with [`trace::NoTrace`], has no tracing code at all).
+    fn process<T: trace::Tracer>(
+        &mut self,
+        policy: &Policy,
+        pkt: &Packet,
+        ts: Timestamp,
+        shard: u8,
+        tr: &mut T,
+    ) -> Decision {
         // Exempt services: never filtered, never logged.
         let (src_info, dst_info) = (policy.addr_info(pkt.src), policy.addr_info(pkt.dst));
         if let Some(s) = dst_info.exempt.or(src_info.exempt) {
+            if T::ON {
+                tr.step(trace::Step::Exempt(s));
+            }
             return Decision::none(Reason::Exempt(s));
         }
         if pkt.protocol == PROTO_UDP
             && (67..=68).contains(&pkt.src_port)
             && (67..=68).contains(&pkt.dst_port)
         {
+            if T::ON {
+                tr.step(trace::Step::Exempt(ExemptService::Dhcp));
+            }
             return Decision::none(Reason::Exempt(ExemptService::Dhcp));
         }
         let (src, dst) = (src_info.owner, dst_info.owner);
         if src.is_none() && dst.is_none() {
+            if T::ON {
+                tr.step(trace::Step::NoEni);
+            }
             return Decision::none(Reason::NoEni);
         }
 
@@ -620,6 +669,9 @@ impl Core {
             if let Some(m) = self.frags.get(&key) {
                 if ts.0.saturating_sub(m.at) <= FRAGMENT_MEMORY_SECS * NS {
                     self.stats.fragments_remembered += 1;
+                    if T::ON {
+                        tr.step(trace::Step::Fragment);
+                    }
                     let mut d = m.decision;
                     d.conn = [None, None];
                     for o in d.obs.iter_mut().flatten() {
@@ -647,12 +699,34 @@ impl Core {
         };
         let mut verdict = Verdict::Accept;
         let mut reason = Reason::Accepted;
+        if T::ON {
+            trace::trace_path(tr, src, dst, pkt, cross_subnet);
+        }
 
         if let Some(a) = src {
             let eni = a.eni;
             let mut ok = true;
+            let before = if T::ON && T::KEYS {
+                self.trace_key(policy, eni, Direction::Egress, pkt)
+            } else {
+                None
+            };
+            let met = if T::ON { self.trace_met(before) } else { None };
             let (outcome, cref) =
                 self.sg_check(policy, eni, Direction::Egress, pkt, now, shard, None);
+            if T::ON {
+                self.trace_sg(
+                    tr,
+                    policy,
+                    eni,
+                    Direction::Egress,
+                    pkt,
+                    outcome,
+                    cref,
+                    before,
+                    met,
+                );
+            }
             conn[0] = cref;
             tracked[0] = outcome == SgOutcome::Tracked;
             match outcome {
@@ -667,7 +741,12 @@ impl Core {
                 _ => {}
             }
             if ok && cross_subnet {
-                if let Err(r) = self.nacl_check(policy, eni, Direction::Egress, pkt, cref, now) {
+                let checked = self.nacl_check(policy, eni, Direction::Egress, pkt, cref, now);
+                if T::ON {
+                    let passed = checked.is_ok();
+                    trace::trace_nacl(tr, policy, eni, Direction::Egress, pkt, tracked[0], passed);
+                }
+                if let Err(r) = checked {
                     ok = false;
                     reason = r;
                 }
@@ -699,15 +778,27 @@ impl Core {
                 });
                 // Whether a live entry waits for it (the SG check below says for sure).
                 tracked[1] = found.is_some_and(|f| f.1.is_some());
+                let met = if T::ON { self.trace_met(found) } else { None };
                 if cross_subnet {
-                    if let Err(r) = self.nacl_check(
+                    let checked = self.nacl_check(
                         policy,
                         eni,
                         Direction::Ingress,
                         pkt,
                         found.and_then(|f| f.1),
                         now,
-                    ) {
+                    );
+                    if T::ON {
+                        // A live entry (an expired one is no tracked connection).
+                        let live = met.is_some_and(|m| {
+                            let t = policy.eni_timeouts[eni.get()];
+                            now.saturating_sub(m.last_seen.0)
+                                <= u64::from(m.state.timeout_secs(&t)) * NS
+                        });
+                        let passed = checked.is_ok();
+                        trace::trace_nacl(tr, policy, eni, Direction::Ingress, pkt, live, passed);
+                    }
+                    if let Err(r) = checked {
                         ok = false;
                         reason = r;
                     }
@@ -715,6 +806,19 @@ impl Core {
                 if ok {
                     let (outcome, cref) =
                         self.sg_check(policy, eni, Direction::Ingress, pkt, now, shard, found);
+                    if T::ON {
+                        self.trace_sg(
+                            tr,
+                            policy,
+                            eni,
+                            Direction::Ingress,
+                            pkt,
+                            outcome,
+                            cref,
+                            found,
+                            met,
+                        );
+                    }
                     conn[1] = cref;
                     tracked[1] = outcome == SgOutcome::Tracked;
                     match outcome {

@@ -135,6 +135,13 @@ impl Worker {
         self.engine.policy()
     }
 
+    /// Security-group checks so far that allowed a packet of an untracked flow
+    /// ([`EngineStats::untracked`]): a caller that compares it before and after
+    /// [`Worker::handle`] knows whether that packet passed as untracked.
+    pub fn untracked_checks(&self) -> u64 {
+        self.engine.core.stats.untracked
+    }
+
     /// Makes this worker's engine a counterfactual one (not AWS; see
     /// [`super::Counterfactual`]).
     pub fn set_counterfactual(&mut self, cf: super::Counterfactual) {
@@ -153,7 +160,20 @@ impl Worker {
     /// counts its verdict.
     #[inline]
     pub fn handle(&mut self, pkt: &Packet, ts: Timestamp, seq: u64, shard: u8) -> Decision {
-        let d = self.engine.process_in_shard(pkt, ts, shard);
+        self.handle_traced(pkt, ts, seq, shard, &mut super::trace::NoTrace)
+    }
+
+    /// [`Worker::handle`], telling `tracer` every check (see [`super::trace`]).
+    #[inline]
+    pub fn handle_traced<T: super::trace::Tracer>(
+        &mut self,
+        pkt: &Packet,
+        ts: Timestamp,
+        seq: u64,
+        shard: u8,
+        tracer: &mut T,
+    ) -> Decision {
+        let d = self.engine.process_in_shard_traced(pkt, ts, shard, tracer);
         if self.cfg.flow_log {
             for (o, c) in d.obs.iter().zip(d.conn) {
                 let Some(o) = o else { continue };

@@ -35,15 +35,15 @@ enum Sink {
     Plain(RecordWriter),
     Gzip {
         out: RecordWriter,
-        /// The member being compressed, into memory.
-        member: GzEncoder<Vec<u8>>,
+        /// The member being compressed, into memory (boxed: zlib-rs's state is large).
+        member: Box<GzEncoder<Vec<u8>>>,
         /// Text bytes in `member`.
         text: usize,
     },
 }
 
-fn new_member() -> GzEncoder<Vec<u8>> {
-    GzEncoder::new(Vec::new(), Compression::default())
+fn new_member() -> Box<GzEncoder<Vec<u8>>> {
+    Box::new(GzEncoder::new(Vec::new(), Compression::default()))
 }
 
 impl Sink {

@@ -19,6 +19,7 @@ pub(super) struct Merged {
     pub(super) rejects_tracked: HashMap<(usize, Reason), u64>,
     pub(super) first_ts: Option<Timestamp>,
     pub(super) last_ts: Option<Timestamp>,
+    pub(super) report: Option<ReportCollector>,
     pub(super) differ: Option<Differ>,
 }
 
@@ -55,6 +56,7 @@ pub(super) fn merger_loop(
         rejects_tracked: HashMap::new(),
         first_ts: None,
         last_ts: None,
+        report: None,
         differ: None,
     };
     let path_of = |p: &Option<PathBuf>| {
@@ -111,6 +113,13 @@ pub(super) fn merger_loop(
                 }
                 for (&k, &v) in &tally.none_reasons {
                     *none_reasons.entry(k).or_insert(0) += v;
+                }
+                // Sums over flow shards: the same for any number of workers.
+                if let Some(r) = d.report {
+                    match m.report.as_mut() {
+                        Some(mine) => mine.merge(r),
+                        None => m.report = Some(r),
+                    }
                 }
                 for ((not_ip, reason), v) in d.unparsed {
                     let key = if not_ip {

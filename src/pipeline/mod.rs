@@ -37,6 +37,7 @@ use crate::model::{PROTO_ICMP, PROTO_ICMPV6, PROTO_UDP};
 use crate::output::sink::{self, RecordWriter};
 use crate::output::FlowLogWriter;
 use crate::policy::Policy;
+use crate::report::ReportCollector;
 use crate::wire::packet::{self, Fragment, Packet, ParseError, Timestamp};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use hashbrown::HashMap;
@@ -48,8 +49,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+pub mod bench;
 pub use crate::time::When;
 
+pub mod explain;
 mod merger;
 mod reader;
 mod summary;
@@ -95,6 +98,8 @@ pub struct ReplayConfig {
     /// twice that many open flow-log records; `None`: unbounded. Split evenly over the
     /// [`crate::conntrack::FLOW_SHARDS`] flow shards, so the outcome does not depend on `workers`.
     pub max_flows: Option<u64>,
+    /// Collect what `--report` shows beyond the summary ([`Summary::report`]).
+    pub report: bool,
 }
 
 /// An error that ends a replay early.
@@ -187,6 +192,7 @@ struct WorkerDone {
     totals: WorkerTotals,
     /// Frames that did not parse (worker 0 only): (not IP?, reason) → count.
     unparsed: HashMap<(bool, &'static str), u64>,
+    report: Option<ReportCollector>,
     /// Counterfactual runs: the packets whose verdict AWS's engine judged otherwise.
     differ: Option<Differ>,
 }
@@ -270,6 +276,13 @@ pub fn run(
     run_with(cfg, interrupt, Counterfactual::default())
 }
 
+/// Runs a replay of a capture held in memory (the bytes of a pcap or pcapng file), as
+/// [`run`] does a file: `cfg.captures` must hold one name, used in messages only.
+/// `vpcgate bench` measures the pipeline this way, without the page cache.
+pub fn run_in_memory(cfg: &ReplayConfig, capture: Arc<[u8]>) -> Result<Summary, ReplayError> {
+    run_from(cfg, None, Counterfactual::default(), Some(capture))
+}
+
 /// [`run`] with a counterfactual data plane (not AWS, `--stateless-sg`,
 /// `--stateful-nacl`): every output is the counterfactual engine's, and each worker
 /// also runs AWS's engine on the same packets, so that the summary lists the packets
@@ -278,6 +291,15 @@ pub fn run_with(
     cfg: &ReplayConfig,
     interrupt: Option<&Arc<AtomicBool>>,
     cf: Counterfactual,
+) -> Result<Summary, ReplayError> {
+    run_from(cfg, interrupt, cf, None)
+}
+
+fn run_from(
+    cfg: &ReplayConfig,
+    interrupt: Option<&Arc<AtomicBool>>,
+    cf: Counterfactual,
+    memory: Option<Arc<[u8]>>,
 ) -> Result<Summary, ReplayError> {
     let vpcs: Vec<&Vpc> = cfg.rulesets.iter().map(|r| &*r.vpc).collect();
     let (eni_ids, metas) = eni_table(&vpcs);
@@ -336,6 +358,7 @@ pub fn run_with(
                         block: want_block,
                         multi_file,
                         file_names,
+                        report: cfg.report,
                         counterfactual: cf,
                     },
                 )
@@ -351,7 +374,7 @@ pub fn run_with(
             scope.spawn(move || merger_loop(cfg, merge_rx, workers, metas, policies, outputs))
         };
 
-        let read = read_all(cfg, &policies, &worker_txs, interrupt, &mut summary);
+        let read = read_all(cfg, &policies, &worker_txs, interrupt, memory, &mut summary);
         // Closing the worker channels lets workers finish, then the merger.
         worker_txs.clear();
         let merged = merger.join().expect("merger thread panicked");
@@ -375,6 +398,7 @@ pub fn run_with(
             flips: d.finish("AWS", &format!("{} (not AWS)", cf.describe()), m.packets),
         });
         summary.last_packet = m.last_ts;
+        summary.report = m.report.map(ReportCollector::finish);
         for ((gen, reason), n) in m.rejects {
             let text = reason_text(reason, &policies[gen]);
             *summary.reject_reasons.entry(text.clone()).or_insert(0) += n;
@@ -395,6 +419,9 @@ pub fn run_with(
     summary.pcap_link_type_skipped += outputs.finish(cfg)?;
 
     summary.coverage = coverage(&policies, &cfg.rulesets, &summary);
+    if cfg.report {
+        summary.eni_ids = eni_ids;
+    }
     summary.peak_rss_bytes = peak_rss_bytes();
     Ok(summary)
 }

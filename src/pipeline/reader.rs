@@ -11,6 +11,7 @@ pub(super) fn read_all(
     policies: &[Arc<Policy>],
     worker_txs: &[Sender<ToWorker>],
     interrupt: Option<&Arc<AtomicBool>>,
+    memory: Option<Arc<[u8]>>,
     summary: &mut Summary,
 ) -> Result<(), ReplayError> {
     let mut next_id = 0u64;
@@ -68,9 +69,13 @@ pub(super) fn read_all(
             summary.interrupted = true;
             break;
         }
-        let opened = match interrupt {
-            Some(stop) if is_stream(path) => open_stream(path, stop),
-            _ => CaptureReader::open(path),
+        let opened = match (&memory, interrupt) {
+            (Some(bytes), _) => CaptureReader::from_reader(
+                &path.display().to_string(),
+                Box::new(io::Cursor::new(bytes.clone())),
+            ),
+            (None, Some(stop)) if is_stream(path) => open_stream(path, stop),
+            (None, _) => CaptureReader::open(path),
         };
         let mut reader = match opened {
             Ok(r) => r,

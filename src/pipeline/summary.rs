@@ -49,6 +49,11 @@ pub struct Summary {
     /// resolved at the first packet (`None` for the first ruleset, and for all when no
     /// packet was read).
     pub ruleset_from: Vec<Option<Timestamp>>,
+    /// With [`ReplayConfig::report`]: the per-ENI timeline, the rejected flows and how
+    /// accepted packets passed; and the run's ENI ids (an [`crate::model::EniNum`] is
+    /// a position in them).
+    pub report: Option<crate::report::Collected>,
+    pub eni_ids: Vec<String>,
 }
 
 /// What a counterfactual run changed, against AWS.

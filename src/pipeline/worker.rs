@@ -27,13 +27,26 @@ pub(super) fn worker_loop(
             },
         )
     });
-    let mut differ = aws.as_ref().map(|_| Differ::default());
+    // One differ per flow shard: a shard's packets, and their order, are the same for
+    // any number of workers, so which groups a bounded differ keeps is too.
+    let mut differs: Option<Vec<Differ>> = aws.as_ref().map(|_| {
+        (0..crate::conntrack::FLOW_SHARDS)
+            .map(|_| Differ::with_limit(crate::analysis::diff::MAX_GROUPS / 16))
+            .collect()
+    });
     let mut unparsed: HashMap<(bool, &'static str), u64> = HashMap::new();
     let mut watermark = 0u64;
+    let mut report = out_cfg.report.then(ReportCollector::new);
+    let mut generation = 0usize;
+    // The checks of the packet, for the `why` of verdict lines (only then traced).
+    let mut checks = crate::engine::trace::Checks::default();
+    let mut why = String::new();
+    let mut why_writer = crate::engine::trace::WhyWriter::default();
     for msg in rx {
         let work = match msg {
             ToWorker::SetPolicy(g) => {
                 worker.set_policy(policies[g].clone(), g);
+                generation = g;
                 if let Some(a) = aws.as_mut() {
                     a.set_policy(policies[g].clone(), g);
                 }
@@ -81,6 +94,7 @@ pub(super) fn worker_loop(
                                 None,
                                 Verdict::None,
                                 None,
+                                None,
                                 file,
                                 Some(&e),
                             );
@@ -102,9 +116,19 @@ pub(super) fn worker_loop(
                 continue;
             }
             let seq = blk.first_seq + u64::from(i);
-            let d = worker.handle(pkt, rec.ts, seq, shard);
+            let untracked_before = report.is_some().then(|| worker.untracked_checks());
+            let d = if out_cfg.verdicts {
+                checks.clear();
+                worker.handle_traced(pkt, rec.ts, seq, shard, &mut checks)
+            } else {
+                worker.handle(pkt, rec.ts, seq, shard)
+            };
+            if let Some(r) = report.as_mut() {
+                let untracked = Some(worker.untracked_checks()) > untracked_before;
+                r.add(pkt, rec.ts, shard, generation, &d, untracked);
+            }
             let mut aws_action = None;
-            if let (Some(a), Some(differ)) = (aws.as_mut(), differ.as_mut()) {
+            if let (Some(a), Some(differs)) = (aws.as_mut(), differs.as_mut()) {
                 let da = a.handle(pkt, rec.ts, seq, shard);
                 let at = PacketRef {
                     file: blk.file,
@@ -120,7 +144,7 @@ pub(super) fn worker_loop(
                         decision: &d,
                     },
                 );
-                differ.add(at, pkt, before, after);
+                differs[shard as usize].add(at, pkt, before, after);
                 aws_action = (da.verdict != d.verdict).then_some(da.verdict);
             }
             if per_packet {
@@ -129,6 +153,10 @@ pub(super) fn worker_loop(
                 if out_cfg.verdicts {
                     let reason = (d.verdict != Verdict::Accept)
                         .then(|| reason_text(d.reason, worker.policy()));
+                    why.clear();
+                    if d.verdict == Verdict::Accept {
+                        why_writer.write(worker.policy(), &checks, &mut why);
+                    }
                     write_verdict(
                         &mut out.lines,
                         index,
@@ -136,6 +164,7 @@ pub(super) fn worker_loop(
                         Some(pkt),
                         d.verdict,
                         reason.as_deref(),
+                        (d.verdict == Verdict::Accept).then_some(why.as_str()),
                         file,
                         None,
                     );
@@ -160,10 +189,17 @@ pub(super) fn worker_loop(
     }
     let mut records = Vec::new();
     let totals = worker.finish(&mut records);
+    let differ = differs.map(|v| {
+        v.into_iter().fold(Differ::with_limit(0), |mut all, d| {
+            all.merge(d);
+            all
+        })
+    });
     let _ = merge_tx.send(ToMerger::Done(Box::new(WorkerDone {
         records,
         totals,
         unparsed,
+        report,
         differ,
     })));
 }
@@ -202,6 +238,8 @@ pub(super) struct PerPacket<'a> {
     /// Verdict lines name their file.
     pub(super) multi_file: bool,
     pub(super) file_names: &'a [String],
+    /// Collect what `--report` needs (per flow shard, so the same for any workers).
+    pub(super) report: bool,
     /// Not AWS, when set: the counterfactual this run emulates.
     pub(super) counterfactual: Counterfactual,
 }
@@ -225,6 +263,7 @@ pub(super) fn write_verdict(
     pkt: Option<&Packet>,
     verdict: Verdict,
     reason: Option<&str>,
+    why: Option<&str>,
     file: Option<&str>,
     parse_error: Option<&ParseError>,
 ) {
@@ -274,6 +313,11 @@ pub(super) fn write_verdict(
             }
         }
         (None, None) => {}
+    }
+    // What let an accepted packet through: its checks, in path order.
+    if let Some(w) = why {
+        out.extend_from_slice(b",\"why\":");
+        let _ = serde_json::to_writer(&mut *out, w);
     }
     out.extend_from_slice(b"}\n");
 }

@@ -279,5 +279,12 @@ fn counterfactual(o: &mut String, c: &crate::pipeline::CounterfactualSummary) {
     for line in super::counterfactual_lessons(c) {
         let _ = writeln!(o, "  {line}");
     }
+    if f.ungrouped > 0 {
+        let _ = writeln!(
+            o,
+            "  {} of these belong to flow groups beyond the ones kept (a bound on memory): counted, not listed",
+            f.ungrouped
+        );
+    }
     f.groups_text(o, "  ", TOP);
 }

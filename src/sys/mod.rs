@@ -131,6 +131,17 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// CPU time this thread has used (CLOCK_THREAD_CPUTIME_ID): what `vpcgate bench`
+/// measures a one-core stage with, so that time spent waiting for a CPU on a busy
+/// machine does not count.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,8 +14,11 @@ fn stderr_of(cmd: &mut Command, code: i32) -> String {
     String::from_utf8(out.stderr).unwrap()
 }
 
+/// The bundled captures are what `vpcgate::synth` writes. After a deliberate change to
+/// the demo traffic, `VPCGATE_BLESS=1 cargo test the_bundled_pcaps` rewrites them.
 #[test]
 fn the_bundled_pcaps_are_what_the_generator_writes() {
+    let bless = std::env::var_os("VPCGATE_BLESS").is_some_and(|v| v == "1");
     let dir = tempfile::tempdir().unwrap();
     for (name, t) in [
         ("securecart.pcap", vpcgate::synth::securecart_demo()),
@@ -25,10 +28,16 @@ fn the_bundled_pcaps_are_what_the_generator_writes() {
         let mut w = vpcgate::capture::PcapWriter::create(&path).unwrap();
         t.write_pcap(&mut w).unwrap();
         w.finish().unwrap();
-        let committed = std::fs::read(root().join("pcaps").join(name)).unwrap();
+        let bundled = root().join("pcaps").join(name);
+        if bless {
+            std::fs::copy(&path, &bundled).unwrap();
+            println!("wrote {} packets to {}", t.len(), bundled.display());
+        }
+        let committed = std::fs::read(&bundled).unwrap();
         assert!(
             std::fs::read(&path).unwrap() == committed,
-            "pcaps/{name} is stale: run `cargo run --example securecart_pcap`"
+            "pcaps/{name} is stale: run `VPCGATE_BLESS=1 cargo test the_bundled_pcaps` \
+             to rewrite it"
         );
     }
 }

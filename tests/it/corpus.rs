@@ -662,6 +662,7 @@ fn every_corpus_capture_replays_through_the_whole_pipeline() {
             workers: 2,
             progress: false,
             max_flows: None,
+            report: false,
         };
         let s = pipeline::run(&cfg, None).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let lines = std::fs::read_to_string(&verdicts).unwrap().lines().count() as u64;

@@ -260,6 +260,7 @@ fn diff_json_has_its_documented_keys() {
         "newly_rejected",
         "newly_accepted",
         "evaluated_on_one_side_only",
+        "ungrouped",
         "by_rule",
         "groups",
         "captures",
@@ -401,4 +402,77 @@ fn the_readme_diff_sample_is_what_diff_prints() {
         String::from_utf8(out).unwrap(),
         "README.md's diff sample is stale"
     );
+}
+
+/// `diff --report`: the page of the new ruleset's replay, with the 39 SecureCart
+/// replies that the fix lets out (README "vpcgate diff": 39 newly accepted) listed as
+/// flips from the old ruleset, not tagged as a counterfactual.
+#[test]
+fn diff_report_lists_the_changes_on_the_new_rulesets_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let (toml, _) = fixed(dir.path());
+    let page = dir.path().join("diff.html");
+    let (out, _) = run(
+        &[
+            "diff",
+            "--rules",
+            "rulesets/securecart.toml",
+            "--rules-after",
+            toml.to_str().unwrap(),
+            "pcaps/securecart.pcap",
+            "--report",
+            page.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert!(out.contains("newly accepted         39"), "{out}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("<title>vpcgate diff: rulesets/securecart.toml to "),
+        "no title"
+    );
+    assert!(html.contains("id=\"flips\""));
+    assert!(html.contains("Verdicts that flip from rulesets/securecart.toml"));
+    assert!(!html.contains("<span class=\"tag\">not AWS</span>"));
+    assert!(html.contains("39 newly accepted"));
+    // The replies were rejected by the app NACL's `*` rule before the fix.
+    assert!(html.contains("acl-0a1b2c3d4e5f60020 outbound rule *"));
+}
+
+/// `--report` is an output: a path that is an input is refused before anything is
+/// read or written, and the input survives.
+#[test]
+fn diff_report_may_not_overwrite_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (toml, _) = fixed(dir.path());
+    let before = std::fs::read(&toml).unwrap();
+    let (_, err) = run(
+        &[
+            "diff",
+            "--rules",
+            "rulesets/securecart.toml",
+            "--rules-after",
+            toml.to_str().unwrap(),
+            "pcaps/securecart.pcap",
+            "--report",
+            toml.to_str().unwrap(),
+        ],
+        2,
+    );
+    assert!(err.contains("--report"), "{err}");
+    assert_eq!(std::fs::read(&toml).unwrap(), before);
+    let (_, err) = run(
+        &[
+            "diff",
+            "--rules",
+            "rulesets/securecart.toml",
+            "--rules-after",
+            toml.to_str().unwrap(),
+            "pcaps/securecart.pcap",
+            "--report",
+            "-",
+        ],
+        2,
+    );
+    assert!(err.contains("name one"), "{err}");
 }

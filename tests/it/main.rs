@@ -1,6 +1,8 @@
 //! The integration tests: one binary, one module per area.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)] // not the core: see clippy.toml
+mod bench;
 mod bounds;
+mod check;
 mod cli;
 mod cli_safety;
 mod conformance;
@@ -9,6 +11,7 @@ mod counterfactual;
 pub mod determinism;
 mod diff;
 mod emulation;
+mod explain;
 mod faults;
 mod flowlog;
 mod fuzz_regressions;
@@ -16,6 +19,7 @@ mod lint;
 mod live;
 mod props;
 mod readme;
+mod report_html;
 mod rulesets;
 mod summary;
 mod support;

@@ -2357,6 +2357,7 @@ fn replay(spec: &CaptureSpec, capture: &Path, out: &Path, workers: usize) -> Out
         workers,
         progress: false,
         max_flows: None,
+        report: false,
     };
     let summary = vpcgate::pipeline::run(&cfg, None)
         .unwrap_or_else(|e| panic!("the replay with {workers} worker(s) failed: {e}"));

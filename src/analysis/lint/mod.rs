@@ -31,7 +31,7 @@ use std::net::IpAddr;
 mod output;
 mod ports;
 mod quotas;
-mod replies;
+pub(crate) mod replies;
 mod rules;
 mod shadowed;
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub(super) struct Client {
 pub(super) const LINUX: (&str, u16, u16) = ("Linux", 32768, 60999);
 pub(super) const WINDOWS: (&str, u16, u16) = ("Windows", 49152, 65535);
 
-pub(super) fn eni_kind(e: &NetworkInterface) -> Option<(&'static str, &'static str)> {
+pub(crate) fn eni_kind(e: &NetworkInterface) -> Option<(&'static str, &'static str)> {
     let t = e.interface_type.as_str();
     if e.description.starts_with("ELB ")
         || matches!(

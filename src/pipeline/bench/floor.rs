@@ -1,15 +1,12 @@
-//! The floor's packet walk, shared by `examples/floor.rs` and the `floor` group of
-//! `benches/stages.rs` (both include this file with `#[path]`; it lives in a
-//! subfolder so that cargo does not take it for a bench target of its own).
+//! The floor's packet walk, used by `vpcgate bench --floor FILE` and by the `floor`
+//! group of `benches/stages.rs`.
 //!
 //! The least work any filter must do: walk every classic-pcap record of a buffer and,
 //! for every packet, its Ethernet (+ VLAN tags) → IPv4 / IPv6 (+ extension headers)
 //! → TCP / UDP / ICMP headers to build the 5-tuple, folded into a checksum so that
 //! the compiler cannot skip any of it. Written by hand on purpose, with std only: no
 //! parsing crate, no validation beyond what reading the fields needs, no allocation.
-
-// Each includer uses part of it.
-#![allow(dead_code)]
+//! A floor that leaned on vpcgate's reader or parser would measure them instead.
 
 /// Ethernet.
 pub const LINKTYPE_ETHERNET: u32 = 1;
