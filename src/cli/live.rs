@@ -279,16 +279,14 @@ fn reload_rules(paths: &[PathBuf]) -> Result<vpcgate::model::Vpc, String> {
 
 /// Loads `paths` and hands them to the router: the line to print, `Ok` when the new
 /// ruleset is in force.
-fn reload_router(
-    router: &mut vpcgate::live::Router,
-    paths: &[PathBuf],
-) -> Result<String, String> {
+fn reload_router(router: &mut vpcgate::live::Router, paths: &[PathBuf]) -> Result<String, String> {
     let shown = paths
         .iter()
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(" ");
-    let refused = |why: String| format!("{why}\nreload of {shown} refused: the old ruleset stays in force");
+    let refused =
+        |why: String| format!("{why}\nreload of {shown} refused: the old ruleset stays in force");
     let vpc = reload_rules(paths).map_err(refused)?;
     let kept = router.reload(Arc::new(vpc)).map_err(refused)?;
     Ok(format!(
@@ -321,7 +319,11 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
         }
         attach.insert(eni.to_string(), dev.to_string());
     }
-    let mut labels: Vec<String> = vpc.network_interfaces.iter().map(|e| e.id.clone()).collect();
+    let mut labels: Vec<String> = vpc
+        .network_interfaces
+        .iter()
+        .map(|e| e.id.clone())
+        .collect();
     labels.push("igw".into());
     let mut out = match live_outputs(&args.out, &args.rules, labels) {
         Ok(o) => o,

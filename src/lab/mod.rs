@@ -368,7 +368,11 @@ pub fn take_reload_request(name: &str) -> Option<Vec<PathBuf>> {
     let path = reload_request_path(name);
     let text = fs::read_to_string(&path).ok()?;
     let _ = fs::remove_file(&path);
-    let paths: Vec<PathBuf> = text.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect();
+    let paths: Vec<PathBuf> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(PathBuf::from)
+        .collect();
     (!paths.is_empty()).then_some(paths)
 }
 

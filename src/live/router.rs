@@ -164,7 +164,10 @@ fn same_network(old: &Vpc, new: &Vpc) -> Result<(), String> {
     let (a, b) = (&old.network_interfaces, &new.network_interfaces);
     if a.len() != b.len() || a.iter().zip(b).any(|(x, y)| x.id != y.id) {
         let ids = |v: &[crate::model::NetworkInterface]| {
-            v.iter().map(|e| e.id.as_str()).collect::<Vec<_>>().join(" ")
+            v.iter()
+                .map(|e| e.id.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
         };
         return Err(format!(
             "the network interfaces differ (running: {}; new: {}); {restart}",
@@ -1122,15 +1125,28 @@ mod tests {
         let kept = r.reload(load("after.toml", after)).unwrap();
         assert_eq!(kept, 1, "only the office session is tracked");
         t = Timestamp(t.0 + 1_000_000);
-        assert_eq!(r.handle_frame(Port::Igw, &office(ACK), t).len(), 1, "tracked: kept");
-        assert!(r.handle_frame(Port::Igw, &world(ACK), t).is_empty(), "untracked: cut");
+        assert_eq!(
+            r.handle_frame(Port::Igw, &office(ACK), t).len(),
+            1,
+            "tracked: kept"
+        );
+        assert!(
+            r.handle_frame(Port::Igw, &world(ACK), t).is_empty(),
+            "untracked: cut"
+        );
         let new = tcp("198.51.100.7", "203.0.113.32", 40002, 22, SYN);
-        assert!(r.handle_frame(Port::Igw, &new, t).is_empty(), "new sessions: refused");
+        assert!(
+            r.handle_frame(Port::Igw, &new, t).is_empty(),
+            "new sessions: refused"
+        );
         // Another network is refused and the rules in force stay.
         let mut other = crate::load::load_str("after.toml", after).unwrap();
         other.network_interfaces[1].private_ipv4 = vec!["10.3.1.99".parse().unwrap()];
         let e = r.reload(Arc::new(other)).unwrap_err();
-        assert!(e.contains("eni-0c1a55e0000000032") && e.contains("addresses"), "{e}");
+        assert!(
+            e.contains("eni-0c1a55e0000000032") && e.contains("addresses"),
+            "{e}"
+        );
         assert_eq!(r.handle_frame(Port::Igw, &office(ACK), t).len(), 1);
     }
 
@@ -1146,7 +1162,9 @@ mod tests {
             let t = Timestamp::from_secs_nanos(1_700_000_030, 0);
             let syn = tcp("10.0.11.10", "10.0.21.10", 40000, 5432, 2);
             assert_eq!(r.handle_frame(Port::Eni(APP_1), &syn, t).len(), 1);
-            assert!(r.tick(Timestamp::from_secs_nanos(1_700_000_399, 0)).is_empty());
+            assert!(r
+                .tick(Timestamp::from_secs_nanos(1_700_000_399, 0))
+                .is_empty());
             let recs = r.tick(Timestamp::from_secs_nanos(1_700_000_400, 0));
             let (ok, quiet): (Vec<_>, Vec<_>) = recs
                 .iter()

@@ -105,7 +105,10 @@ fn reader(
     rustix::io::ioctl_fionbio(file, true)?;
     let mut scratch = vec![0u8; 65_536];
     loop {
-        let mut fds = [PollFd::new(file, PollFlags::IN | PollFlags::HUP | PollFlags::ERR)];
+        let mut fds = [PollFd::new(
+            file,
+            PollFlags::IN | PollFlags::HUP | PollFlags::ERR,
+        )];
         match poll(&mut fds, None) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,

@@ -35,8 +35,9 @@ struct IfReq {
 /// spreads frames over the queues attached, sends every frame to it.
 pub fn open_tap(name: &str) -> io::Result<(File, String)> {
     match open_tap_with(name, 0) {
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => open_tap_with(name, IFF_MULTI_QUEUE)
-            .map_err(|_| e),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            open_tap_with(name, IFF_MULTI_QUEUE).map_err(|_| e)
+        }
         r => r,
     }
 }

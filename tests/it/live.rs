@@ -519,7 +519,17 @@ fn tap_creates_and_attaches_devices_reloads_on_sighup_and_stops_on_sigterm() {
         .success());
     // And a multi-queue one (as the README's `ip tuntap add ... multi_queue`), for other.
     assert!(Command::new("ip")
-        .args(["-n", ns, "tuntap", "add", "mode", "tap", "name", "pother", "multi_queue"])
+        .args([
+            "-n",
+            ns,
+            "tuntap",
+            "add",
+            "mode",
+            "tap",
+            "name",
+            "pother",
+            "multi_queue"
+        ])
         .status()
         .unwrap()
         .success());
@@ -596,7 +606,9 @@ fn tap_creates_and_attaches_devices_reloads_on_sighup_and_stops_on_sigterm() {
         for i in range(10000):\n    n=r.randrange(0,120)\n    et=[b'\\x08\\x00',b'\\x86\\xdd'][i%2]\n    \
         s.send(bytes([2,0,0,0,0,1,2,0,0,0,0,2])+et+bytes(r.getrandbits(8) for _ in range(n)))\n";
     let sent = Command::new("timeout")
-        .args(["-k", "2", "60", "ip", "netns", "exec", ns, "python3", "-c", junk])
+        .args([
+            "-k", "2", "60", "ip", "netns", "exec", ns, "python3", "-c", junk,
+        ])
         .status()
         .unwrap();
     assert!(sent.success(), "{sent:?}");
@@ -634,7 +646,9 @@ fn tap_creates_and_attaches_devices_reloads_on_sighup_and_stops_on_sigterm() {
     // The kernel may drop some when the TAP's queue is full; most arrive.
     assert!(frames >= 5_000, "{lines:?}");
     assert!(
-        lines.iter().any(|l| l.contains("dropped") && l.contains("malformed")),
+        lines
+            .iter()
+            .any(|l| l.contains("dropped") && l.contains("malformed")),
         "{lines:?}"
     );
     let links = Command::new("ip")
@@ -646,7 +660,9 @@ fn tap_creates_and_attaches_devices_reloads_on_sighup_and_stops_on_sigterm() {
 }
 
 fn rulesets(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("rulesets").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("rulesets")
+        .join(name)
 }
 
 /// `vpcgate lab reload ARGS`: its exit code and what it printed.
@@ -746,7 +762,10 @@ fn reload_keeps_tracked_sessions_cuts_untracked_ones_and_refuses_bad_rulesets() 
         }
     });
     let line = rx.recv_timeout(Duration::from_secs(20)).unwrap();
-    assert_eq!(line, "before True True", "both sessions work before the reload");
+    assert_eq!(
+        line, "before True True",
+        "both sessions work before the reload"
+    );
 
     // Refused: a ruleset that does not load (exit 2, the loader's message) ...
     let d = tempfile::tempdir().unwrap();
@@ -816,7 +835,11 @@ fn a_live_capture_replays_to_the_same_verdicts_and_flow_logs() {
     assert!(lab.connects("internet", "203.0.113.10", 80));
     assert!(!lab.connects("internet", "203.0.113.10", 8080));
     // UDP: the app's group allows no UDP out.
-    lab.run("app-1", 4, &["bash", "-c", "echo x > /dev/udp/10.0.21.10/5432"]);
+    lab.run(
+        "app-1",
+        4,
+        &["bash", "-c", "echo x > /dev/udp/10.0.21.10/5432"],
+    );
     let status = lab.stop().expect("lab up stops on SIGTERM");
     assert!(status.success());
 
@@ -846,8 +869,17 @@ fn a_live_capture_replays_to_the_same_verdicts_and_flow_logs() {
             .map(|mut v| {
                 // The keys CLI.md fixes (live adds `from`/`to`, replay may add more).
                 const FIXED: [&str; 11] = [
-                    "packet", "time", "src", "dst", "protocol", "src_port", "dst_port",
-                    "icmp_type", "icmp_code", "action", "reason",
+                    "packet",
+                    "time",
+                    "src",
+                    "dst",
+                    "protocol",
+                    "src_port",
+                    "dst_port",
+                    "icmp_type",
+                    "icmp_code",
+                    "action",
+                    "reason",
                 ];
                 v.as_object_mut()
                     .unwrap()
@@ -873,7 +905,10 @@ fn a_live_capture_replays_to_the_same_verdicts_and_flow_logs() {
     };
     let (live, replayed) = (lines(p("live.log")), lines(p("replay.log")));
     let ok = |v: &[String]| -> Vec<String> {
-        v.iter().filter(|l| !l.ends_with("NODATA")).cloned().collect()
+        v.iter()
+            .filter(|l| !l.ends_with("NODATA"))
+            .cloned()
+            .collect()
     };
     assert_eq!(ok(&live), ok(&replayed));
     assert!(ok(&live).len() >= 6, "{live:?}");
