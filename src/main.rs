@@ -43,6 +43,36 @@ enum Command {
     /// Replay captures through the emulated VPC.
     #[command(after_help = REPLAY_HELP)]
     Replay(Box<ReplayArgs>),
+    /// One hypothetical connection and its replies through the engine, each check
+    /// with the rule that decided it.
+    #[command(after_help = CHECK_HELP)]
+    Check(CheckArgs),
+    /// Replay captures under an old and a new ruleset and list the flows whose
+    /// outcome changes (exit 1 when anything is newly rejected).
+    #[command(after_help = DIFF_HELP)]
+    Diff(DiffArgs),
+    /// Find a ruleset's mistakes: shadowed NACL entries, replies dropped at ephemeral
+    /// ports, unused groups, world-open admin ports, missing IPv6 twins, quotas.
+    #[command(after_help = LINT_HELP)]
+    Lint(LintArgs),
+    /// Write a small capture from a written story (hosts, connections, pings, times):
+    /// the same story gives the same bytes. The story format: `src/craft.rs`, README.
+    Craft(CraftArgs),
+    /// Write a large, realistic capture for benchmarks (the same bytes for the same
+    /// flags).
+    #[command(after_help = SYNTH_HELP)]
+    Synth(SynthArgs),
+    /// Measure this machine: per-stage ns/packet and whole-replay packets/s for 1 to N
+    /// workers on traffic generated in memory, peak memory; a table to paste into an
+    /// issue, or --json.
+    #[command(after_help = BENCH_HELP)]
+    Bench(BenchArgs),
+    /// The live data plane: vpcgate as the VPC router between TAP devices.
+    #[command(after_help = TAP_HELP)]
+    Tap(TapArgs),
+    /// A ruleset's VPC as network namespaces on this box, vpcgate between them.
+    #[command(subcommand, after_help = LAB_HELP)]
+    Lab(LabCommand),
     /// Print the manual: the ruleset format and every emulation decision (paged
     /// when standard output is a terminal).
     Manual,
@@ -59,36 +89,6 @@ enum Command {
         #[arg(value_name = "SUBCOMMAND")]
         subcommand: Option<String>,
     },
-    /// Write a large, realistic capture for benchmarks (the same bytes for the same
-    /// flags).
-    #[command(after_help = SYNTH_HELP)]
-    Synth(SynthArgs),
-    /// Find a ruleset's mistakes: shadowed NACL entries, replies dropped at ephemeral
-    /// ports, unused groups, world-open admin ports, missing IPv6 twins, quotas.
-    #[command(after_help = LINT_HELP)]
-    Lint(LintArgs),
-    /// Replay captures under an old and a new ruleset and list the flows whose
-    /// outcome changes (exit 1 when anything is newly rejected).
-    #[command(after_help = DIFF_HELP)]
-    Diff(DiffArgs),
-    /// Write a small capture from a written story (hosts, connections, pings, times):
-    /// the same story gives the same bytes. The story format: `src/craft.rs`, README.
-    Craft(CraftArgs),
-    /// One hypothetical connection and its replies through the engine, each check
-    /// with the rule that decided it.
-    #[command(after_help = CHECK_HELP)]
-    Check(CheckArgs),
-    /// The live data plane: vpcgate as the VPC router between TAP devices.
-    #[command(after_help = TAP_HELP)]
-    Tap(TapArgs),
-    /// A ruleset's VPC as network namespaces on this box, vpcgate between them.
-    #[command(subcommand, after_help = LAB_HELP)]
-    Lab(LabCommand),
-    /// Measure this machine: per-stage ns/packet and whole-replay packets/s for 1 to N
-    /// workers on traffic generated in memory, peak memory; a table to paste into an
-    /// issue, or --json.
-    #[command(after_help = BENCH_HELP)]
-    Bench(BenchArgs),
 }
 
 fn main() -> ExitCode {
