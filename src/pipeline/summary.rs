@@ -52,7 +52,7 @@ pub struct Summary {
     /// With [`ReplayConfig::report`]: the per-ENI timeline, the rejected flows and how
     /// accepted packets passed; and the run's ENI ids (an [`crate::model::EniNum`] is
     /// a position in them).
-    pub report: Option<crate::report::Collected>,
+    pub report: Option<super::collect::Collected>,
     pub eni_ids: Vec<String>,
 }
 

@@ -4,12 +4,11 @@
 //! notes, coverage), so they say the same things.
 #![deny(clippy::disallowed_methods, clippy::disallowed_types)]
 
-pub mod collect;
 pub mod html;
 mod json;
 mod text;
 
-pub use collect::{Collected, Counts, FlowKey, ReportCollector};
+pub use crate::pipeline::collect::{Collected, Counts, FlowKey, ReportCollector};
 pub use json::summary_json;
 pub use text::summary_text;
 
