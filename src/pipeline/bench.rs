@@ -456,6 +456,72 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
     // The whole pipeline, from memory, flow log on; first, so that the peak memory
     // of the replays is theirs and the capture's, not what the stages left behind.
     let pipeline_only = reset_peak_rss();
+    let Replays {
+        outcome,
+        mut identical,
+        workers_note,
+        secs: pipeline_secs,
+    } = replays(cfg, &vpc, &pcap, runs, progress)?;
+    let peak_rss_bytes = super::summary::peak_rss_bytes();
+
+    let mix = read_mix(pcap, &policy)?;
+    let frames = mix.frames.len() as u64;
+    let n = frames.max(1) as f64;
+    let input = InputInfo {
+        rules: cfg.rules.clone(),
+        packets: frames,
+        ip_packets: mix.packets.len() as u64,
+        flows_open: cfg.flows,
+        flows: made.flows,
+        rejected_flows: made.rejected_flows,
+        capture_bytes,
+        generate_seconds,
+    };
+    let per_shard = cfg
+        .max_flows
+        .map(|m| m.div_ceil(u64::from(FLOW_SHARDS)).min(u64::from(u32::MAX)) as u32);
+
+    let (stages, verdicts) = measure_stages(&mix, &policy, &metas, per_shard, runs, progress);
+
+    let pipeline = pipeline_times(pipeline_secs, &mix, n);
+    let outcome = outcome.expect("at least one run");
+    // The stages and the pipeline must agree on what the capture holds.
+    identical &= outcome.packets == frames
+        && outcome.accepted == verdicts[0]
+        && outcome.rejected == verdicts[1];
+    Ok(BenchReport {
+        machine,
+        input,
+        runs,
+        stages,
+        pipeline,
+        outcome,
+        identical,
+        peak_rss_bytes,
+        peak_rss_pipeline_only: pipeline_only,
+        seconds_total: started.elapsed().as_secs_f64(),
+        workers_note,
+    })
+}
+
+/// The pipeline's outcome and times for 1..=`workers_max` workers.
+struct Replays {
+    outcome: Option<Outcome>,
+    /// Every run gave the same verdicts and records.
+    identical: bool,
+    workers_note: Option<String>,
+    /// Per worker count: wall and CPU seconds of each run.
+    secs: Vec<(usize, Vec<f64>, Vec<f64>)>,
+}
+
+/// The whole pipeline from memory, flow log on, `runs` times per worker count.
+fn replays(
+    cfg: &BenchConfig,
+    vpc: &Arc<crate::model::Vpc>,
+    pcap: &Arc<[u8]>,
+    runs: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Replays, BenchError> {
     let mut outcome: Option<Outcome> = None;
     let mut identical = true;
     let mut workers_note = None;
@@ -517,25 +583,26 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
         }
         pipeline_secs.push((workers, secs, cpu));
     }
-    let peak_rss_bytes = super::summary::peak_rss_bytes();
+    Ok(Replays {
+        outcome,
+        identical,
+        workers_note,
+        secs: pipeline_secs,
+    })
+}
 
-    let mix = read_mix(pcap, &policy)?;
+/// Each stage alone on one core (read, parse, engine, aggregation, formatting, a
+/// worker), and the engine's verdict counts (accepted, rejected, not evaluated).
+fn measure_stages(
+    mix: &Mix,
+    policy: &Arc<Policy>,
+    metas: &[crate::flowlog::EniMeta],
+    per_shard: Option<u32>,
+    runs: usize,
+    progress: &mut dyn FnMut(&str),
+) -> (Vec<StageTime>, [u64; 3]) {
     let frames = mix.frames.len() as u64;
     let n = frames.max(1) as f64;
-    let input = InputInfo {
-        rules: cfg.rules.clone(),
-        packets: frames,
-        ip_packets: mix.packets.len() as u64,
-        flows_open: cfg.flows,
-        flows: made.flows,
-        rejected_flows: made.rejected_flows,
-        capture_bytes,
-        generate_seconds,
-    };
-    let per_shard = cfg
-        .max_flows
-        .map(|m| m.div_ceil(u64::from(FLOW_SHARDS)).min(u64::from(u32::MAX)) as u32);
-
     let mut stages = Vec::new();
     let mut stage = |key, label, secs: Vec<f64>| {
         let (med, best) = median_min(&secs);
@@ -571,7 +638,7 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
         let mut x = 0u32;
         for &(lt, a, b) in &mix.frames {
             if let Ok(p) = packet::parse(lt, &mix.frame_data[a..b]) {
-                x = x.wrapping_add(u32::from(flow_shard(&p, &policy)));
+                x = x.wrapping_add(u32::from(flow_shard(&p, policy)));
             }
         }
         x
@@ -670,9 +737,17 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
         out.len()
     });
     stage("worker", "worker: engine + flow-log counting", secs);
-    drop(observations);
-    drop(records);
 
+    (stages, verdicts)
+}
+
+/// Packets per second for each worker count, and how the flow shards spread over the
+/// workers.
+fn pipeline_times(
+    pipeline_secs: Vec<(usize, Vec<f64>, Vec<f64>)>,
+    mix: &Mix,
+    n: f64,
+) -> Vec<PipelineTime> {
     // How the flows spread over workers.
     let mut per_shard_packets = vec![0u64; FLOW_SHARDS as usize];
     for (_, _, shard) in &mix.packets {
@@ -704,24 +779,7 @@ pub fn run(cfg: &BenchConfig, progress: &mut dyn FnMut(&str)) -> Result<BenchRep
     for p in &mut pipeline {
         p.speedup = p.packets_per_second / one;
     }
-    let outcome = outcome.expect("at least one run");
-    // The stages and the pipeline must agree on what the capture holds.
-    identical &= outcome.packets == frames
-        && outcome.accepted == verdicts[0]
-        && outcome.rejected == verdicts[1];
-    Ok(BenchReport {
-        machine,
-        input,
-        runs,
-        stages,
-        pipeline,
-        outcome,
-        identical,
-        peak_rss_bytes,
-        peak_rss_pipeline_only: pipeline_only,
-        seconds_total: started.elapsed().as_secs_f64(),
-        workers_note,
-    })
+    pipeline
 }
 
 fn verdict_index(v: Verdict) -> usize {
