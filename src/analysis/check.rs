@@ -16,7 +16,7 @@
 //! What it does not do: routing (only the VPC's local route and the internet gateway
 //! exist here), NAT gateways, load balancers forwarding.
 
-use crate::engine::trace::{SgHow, Step};
+use crate::engine::trace::{self, SgHow, Step};
 use crate::engine::{Engine, Verdict};
 use crate::model::{Direction, NetworkInterface, Vpc};
 use crate::model::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
@@ -487,32 +487,6 @@ pub fn ranges_text(r: &[(u16, u16)]) -> String {
         .join(", ")
 }
 
-fn path_text(steps: &[Step], policy: &Policy) -> Option<String> {
-    let vpc = &policy.vpc;
-    steps.iter().find_map(|s| match *s {
-        Step::Path { src, dst, nacls } => {
-            let side = |e: Option<crate::model::EniIdx>| match e {
-                Some(e) => {
-                    let e = &vpc.network_interfaces[e.get()];
-                    format!("{} in {}", e.id, e.subnet_id)
-                }
-                None => "outside the VPC".into(),
-            };
-            Some(format!(
-                "{} -> {}{}",
-                side(src),
-                side(dst),
-                if nacls {
-                    ""
-                } else {
-                    " (one subnet: no NACL between them)"
-                }
-            ))
-        }
-        _ => None,
-    })
-}
-
 impl Report {
     fn endpoints(&self, reply: bool, ports: &[(u16, u16)]) -> String {
         let (c, s) = (&self.client.addr, &self.server.addr);
@@ -574,7 +548,7 @@ impl Report {
                     self.kind(reply),
                     g.verdict.as_str()
                 );
-                if let Some(p) = path_text(&g.steps, policy) {
+                if let Some(p) = trace::path_text(&g.steps, policy) {
                     let _ = writeln!(s, "  path: {p}");
                 }
                 for (i, st) in g.steps.iter().filter_map(|st| st.text(policy)).enumerate() {
@@ -656,7 +630,7 @@ impl Report {
                         "packet": self.endpoints(reply, &g.ports),
                         "kind": self.kind(reply),
                         "action": g.verdict.as_str(),
-                        "path": path_text(&g.steps, policy),
+                        "path": trace::path_text(&g.steps, policy),
                         "checks": g.steps.iter().filter_map(|s| s.json(policy)).collect::<Vec<_>>(),
                     })
                 })

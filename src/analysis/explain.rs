@@ -13,7 +13,7 @@
 //! It reads no file: the caller (the `pipeline::explain` edge) reads the captures.
 
 use crate::conntrack::{ConnKey, ConnState};
-use crate::engine::trace::{SgHow, Step};
+use crate::engine::trace::{self, SgHow, Step};
 use crate::engine::{flow_shard, reason_text, Verdict, Worker, WorkerConfig};
 use crate::model::{Direction, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP};
 use crate::policy::Policy;
@@ -419,32 +419,6 @@ pub fn packet_text(p: &Packet) -> String {
     }
 }
 
-fn path_line(steps: &[Step], policy: &Policy) -> Option<String> {
-    let vpc = &policy.vpc;
-    steps.iter().find_map(|s| match *s {
-        Step::Path { src, dst, nacls } => {
-            let side = |e: Option<crate::model::EniIdx>| match e {
-                Some(e) => {
-                    let e = &vpc.network_interfaces[e.get()];
-                    format!("{} in {}", e.id, e.subnet_id)
-                }
-                None => "outside the VPC".into(),
-            };
-            Some(format!(
-                "{} -> {}{}",
-                side(src),
-                side(dst),
-                if nacls {
-                    ""
-                } else {
-                    " (one subnet: no NACL between them)"
-                }
-            ))
-        }
-        _ => None,
-    })
-}
-
 impl Explanation {
     /// The explanation for people. `file`: the capture's name; `ruleset`: the name
     /// of the ruleset in force.
@@ -466,7 +440,7 @@ impl Explanation {
             }
         }
         let _ = writeln!(s, "  rules: {ruleset}");
-        if let Some(p) = path_line(&self.steps, policy) {
+        if let Some(p) = trace::path_text(&self.steps, policy) {
             let _ = writeln!(s, "  path: {p}");
         }
         let mut n = 0;
@@ -520,7 +494,7 @@ impl Explanation {
             "dst": self.packet.map(|p| p.dst.to_string()),
             "protocol": self.packet.map(|p| p.protocol),
             "rules": ruleset,
-            "path": path_line(&self.steps, policy),
+            "path": trace::path_text(&self.steps, policy),
             "checks": checks,
             "action": self.verdict.as_str(),
             "reason": if self.reason.is_empty() { None } else { Some(&self.reason) },

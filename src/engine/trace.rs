@@ -487,6 +487,34 @@ pub fn state_name(s: ConnState) -> &'static str {
     }
 }
 
+/// The path of a traced packet: `eni-a in subnet-a -> eni-b in subnet-b`, or
+/// `outside the VPC` for a side without an ENI (`check`, `--explain`).
+pub fn path_text(steps: &[Step], policy: &Policy) -> Option<String> {
+    let vpc = &policy.vpc;
+    steps.iter().find_map(|s| match *s {
+        Step::Path { src, dst, nacls } => {
+            let side = |e: Option<EniIdx>| match e {
+                Some(e) => {
+                    let e = &vpc.network_interfaces[e.get()];
+                    format!("{} in {}", e.id, e.subnet_id)
+                }
+                None => "outside the VPC".into(),
+            };
+            Some(format!(
+                "{} -> {}{}",
+                side(src),
+                side(dst),
+                if nacls {
+                    ""
+                } else {
+                    " (one subnet: no NACL between them)"
+                }
+            ))
+        }
+        _ => None,
+    })
+}
+
 /// The `why` of an accepted packet's verdict line: its checks' [`Step::why`], in
 /// path order, joined by `; `.
 pub fn why_text(steps: &[Step], policy: &Policy) -> String {
