@@ -244,23 +244,12 @@ fn write_report(
 }
 
 fn load(paths: &[PathBuf], flag: &str, args: &DiffArgs) -> Result<vpcgate::model::Vpc, ExitCode> {
-    let opts = vpcgate::load::LoadOptions {
-        vpc: args.vpc.clone(),
-    };
-    match vpcgate::load::load_paths_with(paths, &opts) {
-        Ok(v) => {
-            v.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-            Ok(v)
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            eprintln!(
-                "vpcgate: the ruleset of {flag} did not load ({} problem(s)); nothing was compared",
-                e.0.len()
-            );
-            Err(ExitCode::from(2))
-        }
-    }
+    super::load_ruleset(
+        paths,
+        args.vpc.as_deref(),
+        &format!("the ruleset of {flag}"),
+        "; nothing was compared",
+    )
 }
 
 /// Every packet of `captures` through one worker per ruleset, side by side; the

@@ -74,22 +74,14 @@ pub(crate) fn lint(args: LintArgs) -> ExitCode {
         }
     }
     let level = l::Severity::parse(&args.fail_on).unwrap_or(l::Severity::Warning);
-    let load_opts = vpcgate::load::LoadOptions {
-        vpc: args.vpc.clone(),
-    };
-    let vpc = match vpcgate::load::load_paths_with(&args.rules, &load_opts) {
-        Ok(v) => {
-            v.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-            v
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            eprintln!(
-                "vpcgate: the ruleset did not load ({} problem(s)); nothing was checked",
-                e.0.len()
-            );
-            return ExitCode::from(2);
-        }
+    let vpc = match super::load_ruleset(
+        &args.rules,
+        args.vpc.as_deref(),
+        "the ruleset",
+        "; nothing was checked",
+    ) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     let findings = l::lint(&vpc, &quotas);
     if args.sarif {

@@ -73,7 +73,22 @@ pub(crate) fn manual() -> ExitCode {
 }
 
 pub(crate) fn load_rules(paths: &[PathBuf]) -> Result<vpcgate::model::Vpc, ExitCode> {
-    match vpcgate::load::load_paths(paths) {
+    load_ruleset(paths, None, "the ruleset", "")
+}
+
+/// Loads a ruleset (`--vpc` keeps one VPC of the exports), prints its warnings, or
+/// prints its problems and `vpcgate: WHAT did not load (N problem(s))AFTER` and gives
+/// exit status 2.
+pub(crate) fn load_ruleset(
+    paths: &[PathBuf],
+    vpc: Option<&str>,
+    what: &str,
+    after: &str,
+) -> Result<vpcgate::model::Vpc, ExitCode> {
+    let opts = vpcgate::load::LoadOptions {
+        vpc: vpc.map(str::to_string),
+    };
+    match vpcgate::load::load_paths_with(paths, &opts) {
         Ok(v) => {
             v.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
             Ok(v)
@@ -81,7 +96,7 @@ pub(crate) fn load_rules(paths: &[PathBuf]) -> Result<vpcgate::model::Vpc, ExitC
         Err(e) => {
             eprintln!("{e}");
             eprintln!(
-                "vpcgate: the ruleset did not load ({} problem(s))",
+                "vpcgate: {what} did not load ({} problem(s)){after}",
                 e.0.len()
             );
             Err(ExitCode::from(2))

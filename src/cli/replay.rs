@@ -301,20 +301,12 @@ fn load_rulesets(args: &ReplayArgs) -> Result<Vec<RulesetAt>, ExitCode> {
     let load_opts = vpcgate::load::LoadOptions {
         vpc: args.vpc.clone(),
     };
-    let base = match vpcgate::load::load_paths_with(&args.rules, &load_opts) {
-        Ok(v) => {
-            v.warnings.iter().for_each(|w| eprintln!("warning: {w}"));
-            v
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            eprintln!(
-                "vpcgate: the ruleset did not load ({} problem(s)); nothing was replayed",
-                e.0.len()
-            );
-            return Err(ExitCode::from(2));
-        }
-    };
+    let base = super::load_ruleset(
+        &args.rules,
+        args.vpc.as_deref(),
+        "the ruleset",
+        "; nothing was replayed",
+    )?;
     let mut rulesets = vec![RulesetAt {
         from: None,
         vpc: Arc::new(base),
