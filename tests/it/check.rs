@@ -5,27 +5,9 @@
 //! acl-…20, outbound rules 120 and 130 allow 32768-61000 to the public subnets).
 
 use crate::determinism::root;
+use crate::support::run;
 use assert_cmd::Command;
 use serde_json::Value;
-
-fn vpcgate() -> Command {
-    let mut c = Command::cargo_bin("vpcgate").unwrap();
-    c.current_dir(root());
-    c
-}
-
-fn run(args: &[&str], code: i32) -> (String, String) {
-    let out = vpcgate()
-        .args(args)
-        .assert()
-        .code(code)
-        .get_output()
-        .clone();
-    (
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
 
 fn json(args: &[&str], code: i32) -> Value {
     let mut a = args.to_vec();

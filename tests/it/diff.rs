@@ -12,28 +12,10 @@
 //! connection from port 40000 is inside the range under both rulesets: no change.
 
 use crate::determinism::root;
+use crate::support::run;
 use assert_cmd::Command;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-
-fn vpcgate() -> Command {
-    let mut c = Command::cargo_bin("vpcgate").unwrap();
-    c.current_dir(root());
-    c
-}
-
-fn run(args: &[&str], code: i32) -> (String, String) {
-    let out = vpcgate()
-        .args(args)
-        .assert()
-        .code(code)
-        .get_output()
-        .clone();
-    (
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
 
 /// The fixed SecureCart rulesets, written into `dir`: the TOML as the README's `sed`
 /// writes it, and the AWS JSON folder with the same two entries widened.

@@ -2,28 +2,8 @@
 //! app NACL drops, in both ruleset forms; the untracked lesson's rule change; the
 //! explanations agree with replay's verdict lines; exit statuses; the JSON shape.
 
-use crate::determinism::root;
-use assert_cmd::Command;
+use crate::support::run;
 use serde_json::Value;
-
-fn vpcgate() -> Command {
-    let mut c = Command::cargo_bin("vpcgate").unwrap();
-    c.current_dir(root());
-    c
-}
-
-fn run(args: &[&str], code: i32) -> (String, String) {
-    let out = vpcgate()
-        .args(args)
-        .assert()
-        .code(code)
-        .get_output()
-        .clone();
-    (
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
 
 fn verdicts(args: &[&str]) -> Vec<Value> {
     let mut a = vec!["replay", "--verdicts", "-", "--quiet", "--workers", "2"];

@@ -2,27 +2,8 @@
 //! exit statuses, the JSON and SARIF shapes.
 
 use crate::determinism::root;
-use assert_cmd::Command;
+use crate::support::run;
 use serde_json::Value;
-
-fn vpcgate() -> Command {
-    let mut c = Command::cargo_bin("vpcgate").unwrap();
-    c.current_dir(root());
-    c
-}
-
-fn run(args: &[&str], code: i32) -> (String, String) {
-    let out = vpcgate()
-        .args(args)
-        .assert()
-        .code(code)
-        .get_output()
-        .clone();
-    (
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
 
 fn findings(rules: &str) -> Vec<Value> {
     let (out, _) = run(&["lint", "--rules", rules, "--json"], 1);

@@ -55,3 +55,25 @@ pub fn has_program(program: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// The built `vpcgate`, run in the repository root.
+pub fn vpcgate() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("vpcgate").unwrap();
+    c.current_dir(crate::determinism::root());
+    c
+}
+
+/// Runs `vpcgate ARGS` in the repository root, requires exit status `code`, and
+/// returns standard output and standard error.
+pub fn run(args: &[&str], code: i32) -> (String, String) {
+    let out = vpcgate()
+        .args(args)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
