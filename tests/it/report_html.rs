@@ -612,3 +612,38 @@ fn a_counterfactual_report_is_marked_not_aws_and_lists_the_flips() {
     // The page's own numbers are the counterfactual run's, as the JSON's.
     assert_eq!(by_id(&html, "rejected"), j["rejected"].to_string());
 }
+
+/// The AWS JSON export of SecureCart (rulesets/securecart-aws/) gives the page the
+/// same figures as the TOML: the same VPC, the same demo numbers (tutorial 1).
+#[test]
+fn the_report_of_the_aws_json_export_says_the_same_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("aws.html");
+    vpcgate()
+        .current_dir(root())
+        .args([
+            "replay",
+            "--rules",
+            "rulesets/securecart-aws/",
+            "pcaps/securecart.pcap",
+            "--quiet",
+            "--no-progress",
+        ])
+        .arg("--report")
+        .arg(&page)
+        .assert()
+        .success();
+    let html = std::fs::read_to_string(page).unwrap();
+    assert_eq!(by_id(&html, "packets"), "721");
+    assert_eq!(by_id(&html, "accepted"), "671");
+    assert_eq!(by_id(&html, "rejected"), "48");
+    assert_eq!(by_id(&html, "rejected-replies"), "39");
+    assert_eq!(
+        by_id(&html, "top-reject-rule"),
+        "nacl-outbound acl-0a1b2c3d4e5f60020 rule * (default deny)"
+    );
+    assert!(
+        html.contains("eni-0a1b2c3d4e5f60201"),
+        "the diagram names the ENIs"
+    );
+}
