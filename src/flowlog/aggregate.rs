@@ -193,6 +193,151 @@ struct Slot {
 /// Slots per chunk of a window's record storage (96 bytes a slot, 384 KiB a chunk).
 const CHUNK: usize = 4096;
 
+/// One open record whose addresses are both IPv4 and equal to the packet's (all but a
+/// few records): 36 bytes instead of a [`Slot`]'s 96. Counters are narrow; what
+/// would not fit (more than 2^32 packets or bytes, a first packet before the
+/// window's first) is kept exactly in the window's `extra` map, flagged by
+/// [`N_EXTRA`], so nothing overflows silently.
+#[derive(Clone, Copy, Debug)]
+struct Narrow {
+    eni: EniNum,
+    /// protocol | egress << 8 | reject << 9 (the key bits, [`N_KEY`]) | AWS TCP flags
+    /// << 10 | traffic path code << 18 | shard << 20 | [`N_EXTRA`]
+    tags: u32,
+    ports: u32,
+    src: u32,
+    dst: u32,
+    /// The first packet's sequence number less the window's `seq_base`.
+    first: u32,
+    packets: u32,
+    bytes: u32,
+    /// Seconds after the window's start of the earliest and latest packet.
+    start: u16,
+    end: u16,
+}
+
+/// The bits of [`Narrow::tags`] that belong to the record key.
+const N_KEY: u32 = (1 << 10) - 1;
+const N_FLAGS_SHIFT: u32 = 10;
+const N_PATH_SHIFT: u32 = 18;
+const N_SHARD_SHIFT: u32 = 20;
+/// The record has an entry in its window's `extra` map.
+const N_EXTRA: u32 = 1 << 26;
+
+/// Narrow slots per chunk (288 KiB a chunk).
+const NCHUNK: usize = 8192;
+
+/// The high bit of a record handle: set for a [`Slot`] (its index below), clear
+/// for a [`Narrow`] one.
+const WIDE: u32 = 1 << 31;
+
+/// The key of a [`Narrow`] record, for hashing and comparing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NarrowKey {
+    eni: EniNum,
+    tags: u32,
+    ports: u32,
+    src: u32,
+    dst: u32,
+}
+
+impl NarrowKey {
+    /// The narrow key of `obs`, if its record fits a [`Narrow`] slot.
+    #[inline]
+    fn of(obs: &Observation) -> Option<NarrowKey> {
+        let (IpAddr::V4(s), IpAddr::V4(d)) = (obs.srcaddr, obs.dstaddr) else {
+            return None;
+        };
+        if obs.pkt_srcaddr != obs.srcaddr || obs.pkt_dstaddr != obs.dstaddr {
+            return None;
+        }
+        Some(NarrowKey {
+            eni: obs.eni,
+            tags: u32::from(obs.protocol)
+                | (obs.direction as u32) << 8
+                | (obs.action as u32) << 9,
+            ports: u32::from(obs.srcport) | u32::from(obs.dstport) << 16,
+            src: s.to_bits(),
+            dst: d.to_bits(),
+        })
+    }
+
+    #[inline]
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(u64::from(self.eni.0) | u64::from(self.tags) << 32);
+        h.write_u64(u64::from(self.ports) | u64::from(self.src) << 32);
+        h.write_u32(self.dst);
+    }
+}
+
+impl Narrow {
+    #[inline]
+    fn matches(&self, k: &NarrowKey) -> bool {
+        self.eni == k.eni
+            && self.tags & N_KEY == k.tags
+            && self.ports == k.ports
+            && self.src == k.src
+            && self.dst == k.dst
+    }
+
+    fn key(&self) -> Key {
+        let (src, dst) = (IpAddr::V4(self.src.into()), IpAddr::V4(self.dst.into()));
+        Key {
+            eni: self.eni,
+            direction: if self.tags & 1 << 8 != 0 {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            },
+            action: if self.tags & 1 << 9 != 0 {
+                Action::Reject
+            } else {
+                Action::Accept
+            },
+            protocol: self.tags as u8,
+            srcport: self.ports as u16,
+            dstport: (self.ports >> 16) as u16,
+            srcaddr: src,
+            dstaddr: dst,
+            pkt_srcaddr: src,
+            pkt_dstaddr: dst,
+        }
+    }
+
+    fn shard(&self) -> u8 {
+        (self.tags >> N_SHARD_SHIFT & 63) as u8
+    }
+}
+
+/// The code of a traffic path in [`Narrow::tags`]; `None` for one that has none.
+#[inline]
+fn path_code(p: Option<u8>) -> Option<u32> {
+    match p {
+        None => Some(0),
+        Some(1) => Some(1),
+        Some(8) => Some(2),
+        Some(_) => None,
+    }
+}
+
+fn path_of(code: u32) -> Option<u8> {
+    match code & 3 {
+        1 => Some(1),
+        2 => Some(8),
+        _ => None,
+    }
+}
+
+/// What a [`Narrow`] record's counters could not hold.
+#[derive(Clone, Copy, Debug, Default)]
+struct Extra {
+    /// The first packet's sequence number, when it is not `seq_base + first`.
+    first_seq: Option<u64>,
+    /// Added to the 32-bit counters (multiples of 2^32).
+    packets: u64,
+    bytes: u64,
+}
+
 /// The open records of one window with compact keys.
 ///
 /// Written by hand on `hashbrown::HashTable` rather than a `HashMap<Compact, Accum>`
@@ -206,11 +351,20 @@ const CHUNK: usize = 4096;
 /// ([`ClosedWindow`]).
 #[derive(Debug, Default)]
 struct Records {
+    /// (record handle: a [`Narrow`] index, or [`WIDE`] | a [`Slot`] index; 32 hash
+    /// bits).
     index: HashTable<(u32, u32)>,
     /// Slots in opening order, which in one worker is the order of the records'
     /// first packets (`first_seq`).
     chunks: Vec<Vec<Slot>>,
     len: u32,
+    /// Narrow slots in opening order, likewise.
+    narrow: Vec<Vec<Narrow>>,
+    narrow_len: u32,
+    /// What narrow slots flagged [`N_EXTRA`] could not hold, by narrow index.
+    extra: HashMap<u32, Extra, foldhash::fast::FixedState>,
+    /// The sequence number narrow slots count their first packet from.
+    seq_base: u64,
 }
 
 /// The table hash of a record from the 32 hash bits kept in its bucket: hashbrown
@@ -231,6 +385,91 @@ impl Records {
         }
         self.chunks.clear();
         self.len = 0;
+        self.narrow.clear();
+        self.narrow_len = 0;
+        self.extra = HashMap::default();
+    }
+
+    #[inline]
+    fn narrow_mut(&mut self, i: u32) -> &mut Narrow {
+        &mut self.narrow[i as usize / NCHUNK][i as usize % NCHUNK]
+    }
+
+    /// Counts one more packet in narrow record `i`.
+    #[inline]
+    fn add_narrow(&mut self, i: u32, seq: u64, bytes: u32, at: u16, flags: u8) {
+        let base = self.seq_base;
+        let s = &mut self.narrow[i as usize / NCHUNK][i as usize % NCHUNK];
+        let (packets, po) = s.packets.overflowing_add(1);
+        let (b, bo) = s.bytes.overflowing_add(bytes);
+        s.packets = packets;
+        s.bytes = b;
+        s.start = s.start.min(at);
+        s.end = s.end.max(at);
+        s.tags |= u32::from(flags) << N_FLAGS_SHIFT;
+        if po || bo || seq < base + u64::from(s.first) {
+            self.add_narrow_rare(i, seq, po, bo);
+        }
+    }
+
+    /// The rest of [`Records::add_narrow`] when a counter wrapped or the packet came
+    /// before the record's first.
+    #[cold]
+    fn add_narrow_rare(&mut self, i: u32, seq: u64, packets_wrapped: bool, bytes_wrapped: bool) {
+        let base = self.seq_base;
+        let s = &mut self.narrow[i as usize / NCHUNK][i as usize % NCHUNK];
+        let x = self.extra.entry(i).or_default();
+        if packets_wrapped {
+            x.packets += 1 << 32;
+        }
+        if bytes_wrapped {
+            x.bytes += 1 << 32;
+        }
+        let first = x.first_seq.unwrap_or(base + u64::from(s.first));
+        if seq < first {
+            x.first_seq = Some(seq);
+        }
+        s.tags |= N_EXTRA;
+    }
+
+    /// Opens narrow record number `narrow_len` for `k`'s first packet.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn push_narrow(&mut self, k: &NarrowKey, seq: u64, bytes: u32, at: u16, flags: u8, path: u32, shard: u8) {
+        let i = self.narrow_len;
+        let off = seq.wrapping_sub(self.seq_base);
+        let fits = seq >= self.seq_base && off <= u64::from(u32::MAX);
+        let mut tags = k.tags
+            | u32::from(flags) << N_FLAGS_SHIFT
+            | path << N_PATH_SHIFT
+            | u32::from(shard) << N_SHARD_SHIFT;
+        if !fits {
+            tags |= N_EXTRA;
+            self.extra.insert(
+                i,
+                Extra {
+                    first_seq: Some(seq),
+                    ..Extra::default()
+                },
+            );
+        }
+        if (i as usize).is_multiple_of(NCHUNK) {
+            self.narrow.push(Vec::with_capacity(NCHUNK));
+        }
+        let last = self.narrow.len() - 1;
+        self.narrow[last].push(Narrow {
+            eni: k.eni,
+            tags,
+            ports: k.ports,
+            src: k.src,
+            dst: k.dst,
+            first: if fits { off as u32 } else { 0 },
+            packets: 1,
+            bytes,
+            start: at,
+            end: at,
+        });
+        self.narrow_len += 1;
     }
 }
 
@@ -392,8 +631,67 @@ impl Aggregator {
         let window = self.window_start(secs);
         let limit = self.limit;
         let full = limit.is_some_and(|l| self.open[shard as usize] >= l);
-        let wi = self.window_index(window);
+        let wi = self.window_index(window, seq);
         let w = &mut self.windows[wi];
+        let flags = if obs.protocol == PROTO_TCP {
+            aws_tcp_flags(obs.tcp_flags)
+        } else {
+            0
+        };
+        let at = (secs - window) as u32;
+        // Most records: both addresses IPv4, as the packet's (a narrow slot).
+        if self.interval <= 1 << 16 && u32::from(shard) < crate::conntrack::FLOW_SHARDS {
+            if let (Some(k), Some(path)) = (NarrowKey::of(obs), path_code(obs.traffic_path)) {
+                let at = at as u16;
+                let recs = &mut w.flows;
+                if let Some(&i) = hint.as_deref() {
+                    if i < recs.narrow_len && recs.narrow_mut(i).matches(&k) {
+                        recs.add_narrow(i, seq, obs.bytes, at, flags);
+                        return;
+                    }
+                }
+                let mut h = self.hasher.build_hasher();
+                k.hash(&mut h);
+                let h = (h.finish() >> 32) as u32;
+                let Records {
+                    index,
+                    chunks,
+                    narrow,
+                    ..
+                } = recs;
+                let found = index
+                    .find(spread(h), |&(i, hh)| {
+                        hh == h
+                            && i & WIDE == 0
+                            && narrow[i as usize / NCHUNK][i as usize % NCHUNK].matches(&k)
+                    })
+                    .map(|&(i, _)| i);
+                let _ = chunks;
+                match found {
+                    Some(i) => {
+                        if let Some(hint) = hint {
+                            *hint = i;
+                        }
+                        recs.add_narrow(i, seq, obs.bytes, at, flags);
+                        return;
+                    }
+                    None if !full && recs.narrow_len < WIDE - 1 => {
+                        let i = recs.narrow_len;
+                        recs.index.insert_unique(spread(h), (i, h), |&(_, hh)| spread(hh));
+                        recs.push_narrow(&k, seq, obs.bytes, at, flags, path, shard);
+                        if let Some(hint) = hint {
+                            *hint = i;
+                        }
+                        self.open[shard as usize] += 1;
+                        return;
+                    }
+                    None => {
+                        self.skip(window, obs.eni, seq, secs);
+                        return;
+                    }
+                }
+            }
+        }
         let key = Key {
             eni: obs.eni,
             direction: obs.direction,
@@ -406,13 +704,7 @@ impl Aggregator {
             pkt_srcaddr: obs.pkt_srcaddr,
             pkt_dstaddr: obs.pkt_dstaddr,
         };
-        let flags = if obs.protocol == PROTO_TCP {
-            aws_tcp_flags(obs.tcp_flags)
-        } else {
-            0
-        };
         let bytes = u64::from(obs.bytes);
-        let at = (secs - window) as u32;
         let update = |a: &mut Accum| {
             a.packets += 1;
             a.bytes += bytes;
@@ -434,10 +726,13 @@ impl Aggregator {
         // One hash and one probe for the usual case (a compact key).
         match Compact::of(&key) {
             Some(c) => {
-                let Records { index, chunks, len } = &mut w.flows;
+                let Records {
+                    index, chunks, len, ..
+                } = &mut w.flows;
                 if let Some(&i) = hint.as_deref() {
-                    if i < *len {
-                        let s = &mut chunks[i as usize / CHUNK][i as usize % CHUNK];
+                    let j = i & !WIDE;
+                    if i & WIDE != 0 && j < *len {
+                        let s = &mut chunks[j as usize / CHUNK][j as usize % CHUNK];
                         if s.key == c {
                             update(&mut s.acc);
                             return;
@@ -445,9 +740,18 @@ impl Aggregator {
                     }
                 }
                 let h = (self.hasher.hash_one(c) >> 32) as u32;
+                let slot = |i: u32| {
+                    let j = (i & !WIDE) as usize;
+                    (j / CHUNK, j % CHUNK)
+                };
                 let entry = index.entry(
                     spread(h),
-                    |&(i, hh)| hh == h && chunks[i as usize / CHUNK][i as usize % CHUNK].key == c,
+                    |&(i, hh)| {
+                        hh == h && i & WIDE != 0 && {
+                            let (a, b) = slot(i);
+                            chunks[a][b].key == c
+                        }
+                    },
                     |&(_, hh)| spread(hh),
                 );
                 match entry {
@@ -456,16 +760,16 @@ impl Aggregator {
                         if let Some(hint) = hint {
                             *hint = i;
                         }
-                        let i = i as usize;
-                        update(&mut chunks[i / CHUNK][i % CHUNK].acc);
+                        let (a, b) = slot(i);
+                        update(&mut chunks[a][b].acc);
                         return;
                     }
                     hashbrown::hash_table::Entry::Vacant(v) => {
-                        if !full && *len < u32::MAX {
+                        if !full && *len < WIDE - 1 {
                             let i = *len;
-                            v.insert((i, h));
+                            v.insert((i | WIDE, h));
                             if let Some(hint) = hint {
-                                *hint = i;
+                                *hint = i | WIDE;
                             }
                             if (i as usize).is_multiple_of(CHUNK) {
                                 chunks.push(Vec::with_capacity(CHUNK));
@@ -492,9 +796,16 @@ impl Aggregator {
             }
         }
         // No record open for it, and its shard is full: count it in SKIPDATA.
+        self.skip(window, obs.eni, seq, secs);
+    }
+
+    /// Counts a packet that found no room for its record in its ENI's `SKIPDATA`
+    /// record of window `window`.
+    #[cold]
+    fn skip(&mut self, window: u64, eni: EniNum, seq: u64, secs: u64) {
         self.skipped_packets += 1;
         self.skipped
-            .entry((window, obs.eni))
+            .entry((window, eni))
             .and_modify(|s| {
                 s.first_seq = s.first_seq.min(seq);
                 s.start = s.start.min(secs);
@@ -509,14 +820,15 @@ impl Aggregator {
 
     /// The position in `windows` of the window starting at `start`, opened if needed.
     #[inline]
-    fn window_index(&mut self, start: u64) -> usize {
+    fn window_index(&mut self, start: u64, seq: u64) -> usize {
         // Usually the newest window: search from the back.
         let mut at = self.windows.len();
         while at > 0 && self.windows[at - 1].start > start {
             at -= 1;
         }
         if at == 0 || self.windows[at - 1].start != start {
-            let flows = self.spare.pop().unwrap_or_default();
+            let mut flows = self.spare.pop().unwrap_or_default();
+            flows.seq_base = seq;
             self.windows.insert(
                 at,
                 Window {
@@ -571,7 +883,7 @@ impl Aggregator {
     pub fn open_records(&self) -> usize {
         self.windows
             .iter()
-            .map(|w| w.flows.len as usize + w.wide.len())
+            .map(|w| w.flows.len as usize + w.flows.narrow_len as usize + w.wide.len())
             .sum()
     }
 
@@ -613,7 +925,10 @@ impl Aggregator {
             for s in window.flows.chunks.iter().flatten() {
                 open[s.acc.shard as usize] -= 1;
             }
-            let mut extra: Vec<FlowRecord> = window
+            for s in window.flows.narrow.iter().flatten() {
+                open[s.shard() as usize] -= 1;
+            }
+            let extra: Vec<FlowRecord> = window
                 .wide
                 .drain()
                 .map(|(k, a)| {
@@ -637,31 +952,35 @@ impl Aggregator {
                     false
                 });
             }
-            let slots = window.flows.len;
-            let chunks = std::mem::take(&mut window.flows.chunks);
-            let closed = if extra.is_empty() {
-                ClosedWindow::new(window.start, chunks, slots)
-            } else {
+            let f = &mut window.flows;
+            let mut closed = ClosedWindow::new(
+                window.start,
+                std::mem::take(&mut f.chunks),
+                f.len,
+                std::mem::take(&mut f.narrow),
+                f.narrow_len,
+                std::mem::take(&mut f.extra),
+                f.seq_base,
+            );
+            if !extra.is_empty() {
                 // Keys that did not fit the compact form (never made by the engine):
                 // every record is made now and sorted.
-                extra.extend(
-                    chunks
-                        .iter()
-                        .flatten()
-                        .map(|s| record(window.start, s.key.key(), s.acc)),
-                );
-                extra.sort_unstable();
-                let mut enis: Vec<EniNum> = extra.iter().map(|r| r.eni).collect();
+                let mut all = extra;
+                all.extend(closed.iter());
+                all.sort_unstable();
+                let mut enis: Vec<EniNum> = all.iter().map(|r| r.eni).collect();
                 enis.dedup();
-                ClosedWindow {
+                closed = ClosedWindow {
                     enis,
                     start: window.start,
                     chunks: Vec::new(),
-                    order: (0..extra.len() as u32).collect(),
-                    slots: 0,
-                    extra,
-                }
-            };
+                    narrow: Vec::new(),
+                    extra: HashMap::default(),
+                    seq_base: 0,
+                    order: Vec::new(),
+                    built: all,
+                };
+            }
             out.push(closed);
             window.flows.recycle();
             if self.spare.len() < SPARE_MAPS {
@@ -680,63 +999,163 @@ impl Aggregator {
 pub struct ClosedWindow {
     start: u64,
     chunks: Vec<Vec<Slot>>,
-    /// Record order: slot indices below `slots`, then indices into `extra`.
+    narrow: Vec<Vec<Narrow>>,
+    extra: HashMap<u32, Extra, foldhash::fast::FixedState>,
+    seq_base: u64,
+    /// Record order: record handles (see [`WIDE`]).
     order: Vec<u32>,
-    slots: u32,
-    extra: Vec<FlowRecord>,
+    /// Every record, already made and in order (instead of `order`), when some key
+    /// did not fit the compact forms.
+    built: Vec<FlowRecord>,
     /// The ENIs with at least one record, ascending.
     enis: Vec<EniNum>,
 }
 
 impl ClosedWindow {
-    /// `slots` slots in first-packet order, put in record order.
-    fn new(start: u64, chunks: Vec<Vec<Slot>>, slots: u32) -> ClosedWindow {
-        let slot = |i: u32| &chunks[i as usize / CHUNK][i as usize % CHUNK];
-        // Slots are in first-packet order: grouping them by ENI (a stable counting
-        // sort) gives the record order without comparing records.
-        let enis = chunks
+    /// `slots` slots and `narrow_len` narrow slots, each in first-packet order, put
+    /// in record order.
+    fn new(
+        start: u64,
+        chunks: Vec<Vec<Slot>>,
+        slots: u32,
+        narrow: Vec<Vec<Narrow>>,
+        narrow_len: u32,
+        extra: HashMap<u32, Extra, foldhash::fast::FixedState>,
+        seq_base: u64,
+    ) -> ClosedWindow {
+        let mut w = ClosedWindow {
+            start,
+            chunks,
+            narrow,
+            extra,
+            seq_base,
+            order: Vec::new(),
+            built: Vec::new(),
+            enis: Vec::new(),
+        };
+        // Each store is in first-packet order: grouping its records by ENI (a
+        // stable counting sort) gives its part of the record order without
+        // comparing records; the two parts of each ENI are then merged by first
+        // packet.
+        let enis = w
+            .chunks
             .iter()
             .flatten()
             .map(|s| s.key.eni.get() + 1)
+            .chain(w.narrow.iter().flatten().map(|s| s.eni.get() + 1))
             .max()
             .unwrap_or(0);
-        let mut at = vec![0u32; enis + 1];
-        for s in chunks.iter().flatten() {
-            at[s.key.eni.get() + 1] += 1;
-        }
-        let enis = (0..enis as u32)
-            .filter(|&e| at[e as usize + 1] > 0)
-            .map(EniNum)
-            .collect();
-        for e in 1..at.len() {
-            at[e] += at[e - 1];
-        }
-        let mut order = vec![0u32; slots as usize];
-        for (i, s) in chunks.iter().flatten().enumerate() {
-            let e = s.key.eni.get();
-            order[at[e] as usize] = i as u32;
-            at[e] += 1;
+        let group = |handles: &mut dyn Iterator<Item = (u32, usize)>, n: u32| {
+            let all: Vec<(u32, usize)> = handles.collect();
+            let mut at = vec![0u32; enis + 1];
+            for &(_, e) in &all {
+                at[e + 1] += 1;
+            }
+            for e in 1..at.len() {
+                at[e] += at[e - 1];
+            }
+            let bounds = at.clone();
+            let mut order = vec![0u32; n as usize];
+            for (h, e) in all {
+                order[at[e] as usize] = h;
+                at[e] += 1;
+            }
+            (order, bounds)
+        };
+        let (narrow_order, nb) = group(
+            &mut w
+                .narrow
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, s)| (i as u32, s.eni.get())),
+            narrow_len,
+        );
+        let (wide_order, wb) = group(
+            &mut w
+                .chunks
+                .iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, s)| (i as u32 | WIDE, s.key.eni.get())),
+            slots,
+        );
+        let mut order = Vec::with_capacity((slots + narrow_len) as usize);
+        for e in 0..enis {
+            let (mut a, mut b) = (
+                &narrow_order[nb[e] as usize..nb[e + 1] as usize],
+                &wide_order[wb[e] as usize..wb[e + 1] as usize],
+            );
+            if !a.is_empty() || !b.is_empty() {
+                w.enis.push(EniNum(e as u32));
+            }
+            while let (Some(&x), Some(&y)) = (a.first(), b.first()) {
+                if w.first_seq(x) <= w.first_seq(y) {
+                    order.push(x);
+                    a = &a[1..];
+                } else {
+                    order.push(y);
+                    b = &b[1..];
+                }
+            }
+            order.extend_from_slice(a);
+            order.extend_from_slice(b);
         }
         // One packet observed twice at one ENI (egress and ingress of traffic to
         // itself) opens two records with the same first packet, one after the other:
         // the full record order decides between them.
         for k in 1..order.len() {
-            let (a, b) = (slot(order[k - 1]), slot(order[k]));
-            if a.key.eni == b.key.eni
-                && a.acc.first_seq == b.acc.first_seq
-                && record(start, a.key.key(), a.acc) > record(start, b.key.key(), b.acc)
-            {
-                order.swap(k - 1, k);
+            let (a, b) = (order[k - 1], order[k]);
+            if w.first_seq(a) == w.first_seq(b) && w.record(a).eni == w.record(b).eni {
+                if w.record(a) > w.record(b) {
+                    order.swap(k - 1, k);
+                }
             }
         }
-        ClosedWindow {
-            start,
-            chunks,
-            order,
-            slots,
-            extra: Vec::new(),
-            enis,
+        w.order = order;
+        w
+    }
+
+    /// The first packet of the record with handle `h`.
+    fn first_seq(&self, h: u32) -> u64 {
+        if h & WIDE != 0 {
+            let j = (h & !WIDE) as usize;
+            self.chunks[j / CHUNK][j % CHUNK].acc.first_seq
+        } else {
+            let n = &self.narrow[h as usize / NCHUNK][h as usize % NCHUNK];
+            match n.tags & N_EXTRA != 0 {
+                true => self.extra.get(&h).and_then(|x| x.first_seq),
+                false => None,
+            }
+            .unwrap_or(self.seq_base + u64::from(n.first))
         }
+    }
+
+    /// The record with handle `h`.
+    fn record(&self, h: u32) -> FlowRecord {
+        if h & WIDE != 0 {
+            let j = (h & !WIDE) as usize;
+            let s = &self.chunks[j / CHUNK][j % CHUNK];
+            return record(self.start, s.key.key(), s.acc);
+        }
+        let n = &self.narrow[h as usize / NCHUNK][h as usize % NCHUNK];
+        let x = match n.tags & N_EXTRA != 0 {
+            true => self.extra.get(&h).copied().unwrap_or_default(),
+            false => Extra::default(),
+        };
+        let acc = Accum {
+            first_seq: x
+                .first_seq
+                .unwrap_or(self.seq_base + u64::from(n.first)),
+            packets: u64::from(n.packets) + x.packets,
+            bytes: u64::from(n.bytes) + x.bytes,
+            start: u32::from(n.start),
+            end: u32::from(n.end),
+            tcp_flags: (n.tags >> N_FLAGS_SHIFT) as u8,
+            traffic_path: path_of(n.tags >> N_PATH_SHIFT),
+            shard: n.shard(),
+        };
+        record(self.start, n.key(), acc)
     }
 
     /// The start of the window, Unix seconds.
@@ -746,11 +1165,11 @@ impl ClosedWindow {
 
     /// Number of records.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.order.len() + self.built.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.len() == 0
     }
 
     /// Record `i`, in record order.
@@ -758,12 +1177,10 @@ impl ClosedWindow {
     /// # Panics
     /// If `i` is not below [`ClosedWindow::len`].
     pub fn get(&self, i: usize) -> FlowRecord {
-        let k = self.order[i];
-        if k < self.slots {
-            let s = &self.chunks[k as usize / CHUNK][k as usize % CHUNK];
-            record(self.start, s.key.key(), s.acc)
+        if self.built.is_empty() {
+            self.record(self.order[i])
         } else {
-            self.extra[(k - self.slots) as usize].clone()
+            self.built[i].clone()
         }
     }
 
@@ -861,6 +1278,77 @@ mod tests {
             (out[0].packets, out[0].pkt_srcaddr, out[0].start),
             (2, other6, 61)
         );
+    }
+
+    #[test]
+    fn narrow_counters_spill_instead_of_wrapping() {
+        // A narrow slot counts packets and bytes in 32 bits and its first packet from
+        // the window's first: what does not fit must still come out exact.
+        assert_eq!(std::mem::size_of::<Narrow>(), 36);
+        let mut agg = Aggregator::new(600);
+        let mut big = obs(1, Direction::Egress, Action::Accept, 0);
+        big.bytes = u32::MAX;
+        for seq in [100, 101, 102] {
+            agg.observe(&big, at(10, 0), seq);
+        }
+        // Sequence numbers before the window's first and 2^32 after it.
+        let mut early = obs(2, Direction::Egress, Action::Accept, 0);
+        agg.observe(&early, at(11, 0), 200);
+        agg.observe(&early, at(12, 0), 7);
+        early.srcport = 1;
+        agg.observe(&early, at(13, 0), 3);
+        let mut late = obs(3, Direction::Egress, Action::Accept, 0);
+        late.bytes = 1;
+        agg.observe(&late, at(14, 0), 100 + (1 << 33));
+        agg.observe(&late, at(15, 0), 100 + (1 << 33) + 1);
+        let mut out = Vec::new();
+        agg.close_all(&mut out);
+        let got: Vec<_> = out
+            .iter()
+            .map(|r| (r.eni.0, r.srcport, r.first_seq, r.packets, r.bytes))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, 40_000, 100, 3, 3 * u64::from(u32::MAX)),
+                (2, 40_000, 7, 2, 200),
+                (2, 1, 3, 1, 100),
+                (3, 40_000, 100 + (1 << 33), 2, 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn narrow_and_wide_records_interleave_in_record_order() {
+        // IPv4 records (narrow slots) and IPv6 ones (wide slots) of the same ENIs,
+        // opened alternately, and a packet of both kinds seen twice at one ENI.
+        let mut agg = Aggregator::new(60);
+        let mut seq = 0;
+        for round in 0..40u16 {
+            let eni = u32::from(round % 3);
+            let mut o = obs(eni, Direction::Ingress, Action::Accept, 0);
+            o.srcport = round;
+            if round % 2 == 1 {
+                o.srcaddr = ip("2001:db8::7");
+                o.dstaddr = ip("2600:1f18::5");
+                o.pkt_srcaddr = o.srcaddr;
+                o.pkt_dstaddr = o.dstaddr;
+            }
+            let mut e = o;
+            e.direction = Direction::Egress;
+            // Egress first: the order must still put ingress first.
+            agg.observe(&e, at(5, 0), seq);
+            agg.observe(&o, at(5, 0), seq);
+            seq += 1;
+        }
+        let (mut windows, mut skipdata) = (Vec::new(), Vec::new());
+        agg.close_all_windows(&mut windows, &mut skipdata);
+        let got: Vec<FlowRecord> = windows[0].iter().collect();
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(got.len(), 80);
+        assert_eq!(got, sorted);
+        assert_eq!(windows[0].enis(), [EniNum(0), EniNum(1), EniNum(2)]);
     }
 
     fn ip(s: &str) -> IpAddr {
