@@ -1045,10 +1045,15 @@ impl ClosedWindow {
             .chain(w.narrow.iter().flatten().map(|s| s.eni.get() + 1))
             .max()
             .unwrap_or(0);
-        let group = |handles: &mut dyn Iterator<Item = (u32, usize)>, n: u32| {
-            let all: Vec<(u32, usize)> = handles.collect();
+        // Two passes over each store (count, then place) rather than a list of
+        // (handle, ENI) pairs: this runs at the peak of memory, a window's close.
+        fn group(
+            handles: impl Iterator<Item = (u32, usize)> + Clone,
+            n: u32,
+            enis: usize,
+        ) -> (Vec<u32>, Vec<u32>) {
             let mut at = vec![0u32; enis + 1];
-            for &(_, e) in &all {
+            for (_, e) in handles.clone() {
                 at[e + 1] += 1;
             }
             for e in 1..at.len() {
@@ -1056,30 +1061,40 @@ impl ClosedWindow {
             }
             let bounds = at.clone();
             let mut order = vec![0u32; n as usize];
-            for (h, e) in all {
+            for (h, e) in handles {
                 order[at[e] as usize] = h;
                 at[e] += 1;
             }
             (order, bounds)
-        };
+        }
         let (narrow_order, nb) = group(
-            &mut w
-                .narrow
+            w.narrow
                 .iter()
                 .flatten()
                 .enumerate()
                 .map(|(i, s)| (i as u32, s.eni.get())),
             narrow_len,
+            enis,
         );
         let (wide_order, wb) = group(
-            &mut w
-                .chunks
+            w.chunks
                 .iter()
                 .flatten()
                 .enumerate()
                 .map(|(i, s)| (i as u32 | WIDE, s.key.eni.get())),
             slots,
+            enis,
         );
+        if wide_order.is_empty() {
+            // Nothing to merge (the usual case): the narrow order is the order.
+            w.enis = (0..enis)
+                .filter(|&e| nb[e + 1] > nb[e])
+                .map(|e| EniNum(e as u32))
+                .collect();
+            w.order = narrow_order;
+            w.fix_ties();
+            return w;
+        }
         let mut order = Vec::with_capacity((slots + narrow_len) as usize);
         for e in 0..enis {
             let (mut a, mut b) = (
@@ -1101,19 +1116,25 @@ impl ClosedWindow {
             order.extend_from_slice(a);
             order.extend_from_slice(b);
         }
-        // One packet observed twice at one ENI (egress and ingress of traffic to
-        // itself) opens two records with the same first packet, one after the other:
-        // the full record order decides between them.
-        for k in 1..order.len() {
-            let (a, b) = (order[k - 1], order[k]);
-            if w.first_seq(a) == w.first_seq(b) && w.record(a).eni == w.record(b).eni {
-                if w.record(a) > w.record(b) {
-                    order.swap(k - 1, k);
+        drop((narrow_order, wide_order));
+        w.order = order;
+        w.fix_ties();
+        w
+    }
+
+    /// One packet observed twice at one ENI (egress and ingress of traffic to
+    /// itself) opens two records with the same first packet, one after the other:
+    /// the full record order decides between them.
+    fn fix_ties(&mut self) {
+        for k in 1..self.order.len() {
+            let (a, b) = (self.order[k - 1], self.order[k]);
+            if self.first_seq(a) == self.first_seq(b) {
+                let (ra, rb) = (self.record(a), self.record(b));
+                if ra.eni == rb.eni && ra > rb {
+                    self.order.swap(k - 1, k);
                 }
             }
         }
-        w.order = order;
-        w
     }
 
     /// The first packet of the record with handle `h`.
