@@ -194,13 +194,12 @@ struct Slot {
 const CHUNK: usize = 4096;
 
 /// One open record whose addresses are both IPv4 and equal to the packet's (all but a
-/// few records): 36 bytes instead of a [`Slot`]'s 96. Counters are narrow; what
-/// would not fit (more than 2^32 packets or bytes, a first packet before the
-/// window's first) is kept exactly in the window's `extra` map, flagged by
-/// [`N_EXTRA`], so nothing overflows silently.
+/// few records), of an ENI numbered below 2^16: 32 bytes instead of a [`Slot`]'s
+/// 96. Counters are narrow; what would not fit (2^16 packets or more, 2^32 bytes or
+/// more, a first packet before the window's first) is kept exactly in the window's
+/// `extra` map, flagged by [`N_EXTRA`], so nothing overflows silently.
 #[derive(Clone, Copy, Debug)]
 struct Narrow {
-    eni: EniNum,
     /// protocol | egress << 8 | reject << 9 (the key bits, [`N_KEY`]) | AWS TCP flags
     /// << 10 | traffic path code << 18 | shard << 20 | [`N_EXTRA`]
     tags: u32,
@@ -209,8 +208,9 @@ struct Narrow {
     dst: u32,
     /// The first packet's sequence number less the window's `seq_base`.
     first: u32,
-    packets: u32,
     bytes: u32,
+    eni: u16,
+    packets: u16,
     /// Seconds after the window's start of the earliest and latest packet.
     start: u16,
     end: u16,
@@ -224,7 +224,7 @@ const N_SHARD_SHIFT: u32 = 20;
 /// The record has an entry in its window's `extra` map.
 const N_EXTRA: u32 = 1 << 26;
 
-/// Narrow slots per chunk (288 KiB a chunk).
+/// Narrow slots per chunk (256 KiB a chunk).
 const NCHUNK: usize = 8192;
 
 /// The high bit of a record handle: set for a [`Slot`] (its index below), clear
@@ -248,7 +248,8 @@ impl NarrowKey {
         let (IpAddr::V4(s), IpAddr::V4(d)) = (obs.srcaddr, obs.dstaddr) else {
             return None;
         };
-        if obs.pkt_srcaddr != obs.srcaddr || obs.pkt_dstaddr != obs.dstaddr {
+        if obs.pkt_srcaddr != obs.srcaddr || obs.pkt_dstaddr != obs.dstaddr || obs.eni.0 > 0xffff
+        {
             return None;
         }
         Some(NarrowKey {
@@ -273,7 +274,7 @@ impl NarrowKey {
 impl Narrow {
     #[inline]
     fn matches(&self, k: &NarrowKey) -> bool {
-        self.eni == k.eni
+        u32::from(self.eni) == k.eni.0
             && self.tags & N_KEY == k.tags
             && self.ports == k.ports
             && self.src == k.src
@@ -283,7 +284,7 @@ impl Narrow {
     fn key(&self) -> Key {
         let (src, dst) = (IpAddr::V4(self.src.into()), IpAddr::V4(self.dst.into()));
         Key {
-            eni: self.eni,
+            eni: self.eni(),
             direction: if self.tags & 1 << 8 != 0 {
                 Direction::Egress
             } else {
@@ -302,6 +303,10 @@ impl Narrow {
             pkt_srcaddr: src,
             pkt_dstaddr: dst,
         }
+    }
+
+    fn eni(&self) -> EniNum {
+        EniNum(u32::from(self.eni))
     }
 
     fn shard(&self) -> u8 {
@@ -333,7 +338,7 @@ fn path_of(code: u32) -> Option<u8> {
 struct Extra {
     /// The first packet's sequence number, when it is not `seq_base + first`.
     first_seq: Option<u64>,
-    /// Added to the 32-bit counters (multiples of 2^32).
+    /// Added to the narrow counters (multiples of 2^16 packets, of 2^32 bytes).
     packets: u64,
     bytes: u64,
 }
@@ -420,7 +425,7 @@ impl Records {
         let s = &mut self.narrow[i as usize / NCHUNK][i as usize % NCHUNK];
         let x = self.extra.entry(i).or_default();
         if packets_wrapped {
-            x.packets += 1 << 32;
+            x.packets += 1 << 16;
         }
         if bytes_wrapped {
             x.bytes += 1 << 32;
@@ -458,7 +463,7 @@ impl Records {
         }
         let last = self.narrow.len() - 1;
         self.narrow[last].push(Narrow {
-            eni: k.eni,
+            eni: k.eni.0 as u16,
             tags,
             ports: k.ports,
             src: k.src,
@@ -1042,7 +1047,7 @@ impl ClosedWindow {
             .iter()
             .flatten()
             .map(|s| s.key.eni.get() + 1)
-            .chain(w.narrow.iter().flatten().map(|s| s.eni.get() + 1))
+            .chain(w.narrow.iter().flatten().map(|s| s.eni().get() + 1))
             .max()
             .unwrap_or(0);
         // Two passes over each store (count, then place) rather than a list of
@@ -1072,7 +1077,7 @@ impl ClosedWindow {
                 .iter()
                 .flatten()
                 .enumerate()
-                .map(|(i, s)| (i as u32, s.eni.get())),
+                .map(|(i, s)| (i as u32, s.eni().get())),
             narrow_len,
             enis,
         );
@@ -1305,7 +1310,7 @@ mod tests {
     fn narrow_counters_spill_instead_of_wrapping() {
         // A narrow slot counts packets and bytes in 32 bits and its first packet from
         // the window's first: what does not fit must still come out exact.
-        assert_eq!(std::mem::size_of::<Narrow>(), 36);
+        assert_eq!(std::mem::size_of::<Narrow>(), 32);
         let mut agg = Aggregator::new(600);
         let mut big = obs(1, Direction::Egress, Action::Accept, 0);
         big.bytes = u32::MAX;
@@ -1322,6 +1327,12 @@ mod tests {
         late.bytes = 1;
         agg.observe(&late, at(14, 0), 100 + (1 << 33));
         agg.observe(&late, at(15, 0), 100 + (1 << 33) + 1);
+        // 2^17 + 5 packets: the packet counter wraps twice.
+        let mut many = obs(4, Direction::Egress, Action::Accept, 0);
+        many.bytes = 1;
+        for seq in 0..(1 << 17) + 5 {
+            agg.observe(&many, at(16, 0), 1000 + seq);
+        }
         let mut out = Vec::new();
         agg.close_all(&mut out);
         let got: Vec<_> = out
@@ -1335,6 +1346,7 @@ mod tests {
                 (2, 40_000, 7, 2, 200),
                 (2, 1, 3, 1, 100),
                 (3, 40_000, 100 + (1 << 33), 2, 2),
+                (4, 40_000, 1000, (1 << 17) + 5, (1 << 17) + 5),
             ]
         );
     }
