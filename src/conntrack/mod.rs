@@ -221,11 +221,59 @@ struct Place {
     entry: ConnEntry,
 }
 
-/// The `shard` of a free [`Place`] (flow shards are below [`FLOW_SHARDS`]).
+/// A [`Place`] for a connection whose two addresses are IPv4 (most): 56 bytes.
+#[derive(Clone, Copy, Debug)]
+struct Place4 {
+    key: Key4,
+    entry: ConnEntry,
+}
+
+/// A [`ConnKey`] with two IPv4 addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Key4 {
+    eni: EniNum,
+    local: u32,
+    remote: u32,
+    /// local port | remote port << 16
+    ports: u32,
+    protocol: u8,
+}
+
+impl Key4 {
+    #[inline]
+    fn of(k: &ConnKey) -> Option<Key4> {
+        match (k.local, k.remote) {
+            (IpAddr::V4(l), IpAddr::V4(r)) => Some(Key4 {
+                eni: k.eni,
+                local: l.to_bits(),
+                remote: r.to_bits(),
+                ports: u32::from(k.local_port) | u32::from(k.remote_port) << 16,
+                protocol: k.protocol,
+            }),
+            _ => None,
+        }
+    }
+
+    fn key(&self) -> ConnKey {
+        ConnKey::new(
+            self.eni,
+            self.protocol,
+            IpAddr::V4(self.local.into()),
+            self.ports as u16,
+            IpAddr::V4(self.remote.into()),
+            (self.ports >> 16) as u16,
+        )
+    }
+}
+
+/// The `shard` of a free place (flow shards are below [`FLOW_SHARDS`]).
 const FREE: u8 = u8::MAX;
 
-/// Places per chunk of the store (320 KiB a chunk).
+/// Places per chunk of a store.
 const PLACES: usize = 4096;
+
+/// The high bit of a place's handle: set for a [`Place`], clear for a [`Place4`].
+const WIDE: u32 = 1 << 31;
 
 /// The table hash from the 32 hash bits kept in an index bucket: hashbrown takes the
 /// bucket position from the low bits and a tag from the top 7.
@@ -234,21 +282,68 @@ fn spread(h: u32) -> u64 {
     u64::from(h) << 32 | u64::from(h)
 }
 
-/// The tracked connections of one worker (all ENIs whose flows it owns).
-///
-/// Entries live in fixed chunks of places, reused through a free list, and the hash
-/// table holds only (place, 32 hash bits), 8 bytes a bucket: a table of 120k
-/// connections takes about 12 MB instead of the 23 MB of a table of whole entries
-/// (whose buckets are at most 7/8 full and as little as 7/16 after a doubling), a
-/// doubling copies 8-byte buckets, not 88-byte entries, and an entry never moves.
-#[derive(Default)]
-pub struct ConnTable {
-    index: HashTable<(u32, u32)>,
-    places: Vec<Vec<Place>>,
+/// Places in fixed chunks, reused through a free list: a place never moves.
+#[derive(Debug)]
+struct Store<T> {
+    chunks: Vec<Vec<T>>,
     /// Places handed out so far (live or free).
     used: u32,
     /// Free places below `used`.
     free: Vec<u32>,
+}
+
+impl<T> Default for Store<T> {
+    fn default() -> Self {
+        Store {
+            chunks: Vec::new(),
+            used: 0,
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<T> Store<T> {
+    #[inline]
+    fn get(&self, i: u32) -> &T {
+        &self.chunks[i as usize / PLACES][i as usize % PLACES]
+    }
+
+    #[inline]
+    fn get_mut(&mut self, i: u32) -> &mut T {
+        &mut self.chunks[i as usize / PLACES][i as usize % PLACES]
+    }
+
+    fn alloc(&mut self, place: T) -> u32 {
+        if let Some(i) = self.free.pop() {
+            *self.get_mut(i) = place;
+            return i;
+        }
+        let i = self.used;
+        assert!(i < WIDE - 1, "more than 2^31 tracked connections");
+        if (i as usize).is_multiple_of(PLACES) {
+            self.chunks.push(Vec::with_capacity(PLACES));
+        }
+        let last = self.chunks.len() - 1;
+        self.chunks[last].push(place);
+        self.used += 1;
+        i
+    }
+}
+
+/// The tracked connections of one worker (all ENIs whose flows it owns).
+///
+/// Entries live in fixed chunks of places (56 bytes for IPv4 connections, 80 for the
+/// others), reused through a free list, and the hash table holds only (place, 32
+/// hash bits), 8 bytes a bucket: a table of 120k connections takes about 9 MB
+/// instead of the 23 MB of a table of whole entries (whose buckets are at most 7/8
+/// full and as little as 7/16 after a doubling), a doubling copies 8-byte buckets,
+/// not whole entries, and an entry never moves.
+#[derive(Default)]
+pub struct ConnTable {
+    /// (handle: a [`Place4`] index, or [`WIDE`] | a [`Place`] index; 32 hash bits)
+    index: HashTable<(u32, u32)>,
+    narrow: Store<Place4>,
+    wide: Store<Place>,
     len: usize,
     hasher: foldhash::fast::RandomState,
     /// Changes whenever an entry is removed (see [`ConnRef`]).
@@ -281,14 +376,52 @@ impl ConnTable {
         (self.hasher.hash_one(key) >> 32) as u32
     }
 
+    /// The entry at handle `h` (live or free).
     #[inline]
-    fn place(&self, i: u32) -> &Place {
-        &self.places[i as usize / PLACES][i as usize % PLACES]
+    fn entry_at(&self, h: u32) -> &ConnEntry {
+        match h & WIDE {
+            0 => &self.narrow.get(h).entry,
+            _ => &self.wide.get(h & !WIDE).entry,
+        }
     }
 
     #[inline]
-    fn place_mut(&mut self, i: u32) -> &mut Place {
-        &mut self.places[i as usize / PLACES][i as usize % PLACES]
+    fn entry_at_mut(&mut self, h: u32) -> &mut ConnEntry {
+        match h & WIDE {
+            0 => &mut self.narrow.get_mut(h).entry,
+            _ => &mut self.wide.get_mut(h & !WIDE).entry,
+        }
+    }
+
+    fn key_at(&self, h: u32) -> ConnKey {
+        match h & WIDE {
+            0 => self.narrow.get(h).key.key(),
+            _ => self.wide.get(h & !WIDE).key,
+        }
+    }
+
+    /// The handle of `key`'s place, if it has one.
+    #[inline]
+    fn handle(&self, key: &ConnKey, h: u32) -> Option<u32> {
+        let (narrow, wide) = (&self.narrow, &self.wide);
+        let found = match Key4::of(key) {
+            Some(k4) => self.index.find(spread(h), |&(i, hh)| {
+                hh == h && i & WIDE == 0 && narrow.get(i).key == k4
+            }),
+            None => self.index.find(spread(h), |&(i, hh)| {
+                hh == h && i & WIDE != 0 && wide.get(i & !WIDE).key == *key
+            }),
+        };
+        found.map(|&(i, _)| i)
+    }
+
+    /// Whether handle `h` names a place that exists.
+    #[inline]
+    fn exists(&self, h: u32) -> bool {
+        match h & WIDE {
+            0 => h < self.narrow.used,
+            _ => h & !WIDE < self.wide.used,
+        }
     }
 
     /// Finds the live entry for `key`, applies the packet to it and returns its state
@@ -309,29 +442,30 @@ impl ConnTable {
     /// Where the entry for `key` is, live or expired, without changing anything.
     #[inline]
     pub fn find(&self, key: &ConnKey) -> Option<ConnRef> {
-        let h = self.hash(key);
-        let places = &self.places;
-        let &(i, _) = self.index.find(spread(h), |&(i, hh)| {
-            hh == h && places[i as usize / PLACES][i as usize % PLACES].key == *key
-        })?;
+        let i = self.handle(key, self.hash(key))?;
         Some(ConnRef {
             bucket: i,
             epoch: self.epoch,
         })
     }
 
-    /// Removes the entry at place `i` (live).
+    /// Removes the entry at handle `i` (live).
     fn remove(&mut self, i: u32) {
-        let p = *self.place(i);
-        let h = self.hash(&p.key);
+        let key = self.key_at(i);
+        let h = self.hash(&key);
         if let Ok(o) = self.index.find_entry(spread(h), |&(j, _)| j == i) {
             o.remove();
         }
-        self.place_mut(i).entry.shard = FREE;
-        self.free.push(i);
+        let e = self.entry_at_mut(i);
+        let (group, shard) = (e.group, e.shard);
+        e.shard = FREE;
+        match i & WIDE {
+            0 => self.narrow.free.push(i),
+            _ => self.wide.free.push(i & !WIDE),
+        }
         self.len -= 1;
         self.epoch = self.epoch.wrapping_add(1);
-        self.dec(p.entry.group, p.entry.shard);
+        self.dec(group, shard);
     }
 
     /// [`ConnTable::lookup`] for an entry found by [`ConnTable::find`] (or returned by
@@ -345,7 +479,7 @@ impl ConnTable {
         t: &ConntrackTimeouts,
     ) -> Option<ConnState> {
         self.entry(r)?;
-        let e = &mut self.place_mut(r.bucket).entry;
+        let e = self.entry_at_mut(r.bucket);
         if e.expired(now, t) {
             self.remove(r.bucket);
             self.expired += 1;
@@ -358,17 +492,17 @@ impl ConnTable {
     /// The entry at `r`, if `r` is not stale.
     #[inline]
     pub fn entry(&self, r: ConnRef) -> Option<&ConnEntry> {
-        if r.epoch != self.epoch || r.bucket >= self.used {
+        if r.epoch != self.epoch || !self.exists(r.bucket) {
             return None;
         }
-        Some(&self.place(r.bucket).entry).filter(|e| e.shard != FREE)
+        Some(self.entry_at(r.bucket)).filter(|e| e.shard != FREE)
     }
 
     /// The entry at `r`, if `r` is not stale, to change its caches.
     #[inline]
     pub fn entry_mut(&mut self, r: ConnRef) -> Option<&mut ConnEntry> {
         self.entry(r)?;
-        Some(&mut self.place_mut(r.bucket).entry)
+        Some(self.entry_at_mut(r.bucket))
     }
 
     /// The entry for `key`, live or expired.
@@ -434,37 +568,17 @@ impl ConnTable {
             e.fin_orig = false;
         }
         let h = self.hash(&key);
-        let places = &self.places;
-        let at = self
-            .index
-            .find(spread(h), |&(i, hh)| {
-                hh == h && places[i as usize / PLACES][i as usize % PLACES].key == key
-            })
-            .map(|&(i, _)| i);
-        let i = match at {
+        let i = match self.handle(&key, h) {
             Some(i) => {
                 // Replaced: its counts move to the new entry's group and shard.
-                let old = std::mem::replace(&mut self.place_mut(i).entry, e);
+                let old = std::mem::replace(self.entry_at_mut(i), e);
                 self.dec(old.group, old.shard);
                 i
             }
             None => {
-                let place = Place { key, entry: e };
-                let i = match self.free.pop() {
-                    Some(i) => {
-                        *self.place_mut(i) = place;
-                        i
-                    }
-                    None => {
-                        let i = self.used;
-                        if (i as usize).is_multiple_of(PLACES) {
-                            self.places.push(Vec::with_capacity(PLACES));
-                        }
-                        let last = self.places.len() - 1;
-                        self.places[last].push(place);
-                        self.used += 1;
-                        i
-                    }
+                let i = match Key4::of(&key) {
+                    Some(k4) => self.narrow.alloc(Place4 { key: k4, entry: e }),
+                    None => self.wide.alloc(Place { key, entry: e }) | WIDE,
                 };
                 self.index
                     .insert_unique(spread(h), (i, h), |&(_, hh)| spread(hh));
@@ -495,10 +609,17 @@ impl ConnTable {
     /// The live places whose entry `gone` says to remove, removed.
     fn remove_where(&mut self, mut gone: impl FnMut(&ConnKey, &mut ConnEntry) -> bool) -> u64 {
         let mut removed = 0;
-        for i in 0..self.used {
-            let p = self.place_mut(i);
-            if p.entry.shard != FREE && gone(&p.key, &mut p.entry) {
+        for i in 0..self.narrow.used {
+            let p = self.narrow.get_mut(i);
+            if p.entry.shard != FREE && gone(&p.key.key(), &mut p.entry) {
                 self.remove(i);
+                removed += 1;
+            }
+        }
+        for i in 0..self.wide.used {
+            let p = self.wide.get_mut(i);
+            if p.entry.shard != FREE && gone(&p.key, &mut p.entry) {
+                self.remove(i | WIDE);
                 removed += 1;
             }
         }
@@ -537,8 +658,9 @@ impl ConnTable {
         self.epoch = self.epoch.wrapping_add(1);
         self.group_count.clear();
         self.shard_count.clear();
-        for i in 0..self.used {
-            let e = self.place(i).entry;
+        let narrow = (0..self.narrow.used).map(|i| self.narrow.get(i).entry);
+        let wide = (0..self.wide.used).map(|i| self.wide.get(i).entry);
+        for e in narrow.chain(wide) {
             if e.shard == FREE {
                 continue;
             }
@@ -717,6 +839,37 @@ mod tests {
         // The per-connection memory the README's arithmetic counts on.
         assert_eq!(std::mem::size_of::<ConnEntry>(), 36);
         assert_eq!(std::mem::size_of::<Place>(), 80);
+        assert_eq!(std::mem::size_of::<Place4>(), 56);
+    }
+
+    #[test]
+    fn ipv4_and_ipv6_connections_live_side_by_side() {
+        // IPv4 connections and the others are kept in places of two sizes: each key
+        // finds its own entry, and removing one leaves the other.
+        let t = ConntrackTimeouts::default();
+        let mut ct = ConnTable::new();
+        let v4 = key(17);
+        let mut v6 = v4;
+        v6.local = "2600:1f18::5".parse().unwrap();
+        v6.remote = "2001:db8::9".parse().unwrap();
+        let mut mixed = v4;
+        mixed.remote = "2001:db8::9".parse().unwrap();
+        ct.insert(v4, Direction::Egress, 0, 1, 0, &t);
+        ct.insert(v6, Direction::Ingress, 0, 2, 5 * S, &t);
+        ct.insert(mixed, Direction::Egress, 0, 3, 10 * S, &t);
+        assert_eq!(ct.len(), 3);
+        assert_eq!(ct.get(&v4).unwrap().group, 1);
+        assert_eq!(ct.get(&v6).unwrap().group, 2);
+        assert_eq!(ct.get(&mixed).unwrap().group, 3);
+        // At 32 s only the IPv4 one (last seen at 0) has been idle over 30 s.
+        ct.sweep(32 * S, 0, true, &|_| t);
+        assert!(ct.get(&v4).is_none());
+        assert_eq!(ct.get(&v6).unwrap().origin, Direction::Ingress);
+        assert_eq!(ct.len(), 2);
+        assert!(ct.lookup(&v6, Direction::Egress, 0, 33 * S, &t).is_some());
+        ct.regroup(&|_| Some(9));
+        assert_eq!(ct.group_len(9), 2);
+        assert_eq!(ct.group_len(2), 0);
     }
 
     #[test]
