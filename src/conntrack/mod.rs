@@ -50,7 +50,7 @@ pub const FLOW_SHARDS: u32 = 64;
 
 /// (ENI, protocol, local address, local port or ICMP id, remote address, remote port).
 /// Ports are 0 for protocols without ports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnKey {
     pub eni: EniNum,
     pub protocol: u8,
@@ -76,6 +76,36 @@ impl ConnKey {
             remote_port,
             local,
             remote,
+        }
+    }
+}
+
+impl std::hash::Hash for ConnKey {
+    /// Two or four wide writes instead of the derived field-by-field ones (an
+    /// `IpAddr` alone hashes as a tag, a length and bytes): the per-packet path.
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let ports = u64::from(self.local_port) | u64::from(self.remote_port) << 16;
+        let tag = |v6: bool, a: u32| {
+            u64::from(self.eni.0 ^ u32::from(self.protocol) << 24 ^ a << 22)
+                .wrapping_add(u64::from(v6))
+        };
+        match (self.local, self.remote) {
+            (IpAddr::V4(l), IpAddr::V4(r)) => {
+                h.write_u64(tag(false, 0) << 32 | ports);
+                h.write_u64(u64::from(l.to_bits()) | u64::from(r.to_bits()) << 32);
+            }
+            (l, r) => {
+                let wide = |a: IpAddr| match a {
+                    IpAddr::V4(v) => u128::from(v.to_bits()),
+                    IpAddr::V6(v) => v.to_bits(),
+                };
+                h.write_u64(
+                    tag(true, u32::from(l.is_ipv6()) | u32::from(r.is_ipv6()) << 1) << 32 | ports,
+                );
+                h.write_u128(wide(l));
+                h.write_u128(wide(r));
+            }
         }
     }
 }

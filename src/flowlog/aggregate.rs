@@ -248,15 +248,12 @@ impl NarrowKey {
         let (IpAddr::V4(s), IpAddr::V4(d)) = (obs.srcaddr, obs.dstaddr) else {
             return None;
         };
-        if obs.pkt_srcaddr != obs.srcaddr || obs.pkt_dstaddr != obs.dstaddr || obs.eni.0 > 0xffff
-        {
+        if obs.pkt_srcaddr != obs.srcaddr || obs.pkt_dstaddr != obs.dstaddr || obs.eni.0 > 0xffff {
             return None;
         }
         Some(NarrowKey {
             eni: obs.eni,
-            tags: u32::from(obs.protocol)
-                | (obs.direction as u32) << 8
-                | (obs.action as u32) << 9,
+            tags: u32::from(obs.protocol) | (obs.direction as u32) << 8 | (obs.action as u32) << 9,
             ports: u32::from(obs.srcport) | u32::from(obs.dstport) << 16,
             src: s.to_bits(),
             dst: d.to_bits(),
@@ -440,7 +437,16 @@ impl Records {
     /// Opens narrow record number `narrow_len` for `k`'s first packet.
     #[inline]
     #[allow(clippy::too_many_arguments)]
-    fn push_narrow(&mut self, k: &NarrowKey, seq: u64, bytes: u32, at: u16, flags: u8, path: u32, shard: u8) {
+    fn push_narrow(
+        &mut self,
+        k: &NarrowKey,
+        seq: u64,
+        bytes: u32,
+        at: u16,
+        flags: u8,
+        path: u32,
+        shard: u8,
+    ) {
         let i = self.narrow_len;
         let off = seq.wrapping_sub(self.seq_base);
         let fits = seq >= self.seq_base && off <= u64::from(u32::MAX);
@@ -682,7 +688,8 @@ impl Aggregator {
                     }
                     None if !full && recs.narrow_len < WIDE - 1 => {
                         let i = recs.narrow_len;
-                        recs.index.insert_unique(spread(h), (i, h), |&(_, hh)| spread(hh));
+                        recs.index
+                            .insert_unique(spread(h), (i, h), |&(_, hh)| spread(hh));
                         recs.push_narrow(&k, seq, obs.bytes, at, flags, path, shard);
                         if let Some(hint) = hint {
                             *hint = i;
@@ -1170,9 +1177,7 @@ impl ClosedWindow {
             false => Extra::default(),
         };
         let acc = Accum {
-            first_seq: x
-                .first_seq
-                .unwrap_or(self.seq_base + u64::from(n.first)),
+            first_seq: x.first_seq.unwrap_or(self.seq_base + u64::from(n.first)),
             packets: u64::from(n.packets) + x.packets,
             bytes: u64::from(n.bytes) + x.bytes,
             start: u32::from(n.start),
