@@ -534,26 +534,6 @@ impl Engine {
             .process(&self.policy, pkt, ts, shard, &mut trace::NoTrace)
     }
 
-    /// Starts loading, without waiting for it, the connection-tracking state that
-    /// processing `pkt` will read: a caller that calls it a few packets ahead turns
-    /// the cache misses of those packets into overlapping ones. Changes nothing.
-    #[inline]
-    pub fn prefetch(&self, pkt: &Packet) {
-        let p = &*self.policy;
-        if !pkt.ports_known() {
-            return;
-        }
-        let (src, dst) = (p.addr_info(pkt.src).owner, p.addr_info(pkt.dst).owner);
-        if let Some(a) = src {
-            let key = conn_key(p, a.eni, Direction::Egress, pkt);
-            std::hint::black_box(self.core.ct.find(&key));
-        }
-        if let Some(b) = dst {
-            let key = conn_key(p, b.eni, Direction::Ingress, pkt);
-            std::hint::black_box(self.core.ct.find(&key));
-        }
-    }
-
     /// Where the flow-log record of the tracked connection `conn` (from the last
     /// [`Decision`]) in direction `dir` was last found: the hint that
     /// [`crate::flowlog::Aggregator::observe_hinted`] reads and updates. `None` once

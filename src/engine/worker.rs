@@ -155,12 +155,6 @@ impl Worker {
         self.engine.set_policy(policy, generation);
     }
 
-    /// See [`Engine::prefetch`].
-    #[inline]
-    pub fn prefetch(&self, pkt: &Packet) {
-        self.engine.prefetch(pkt)
-    }
-
     /// Judges `pkt` at capture time `ts` (`seq`: its place in the whole input, for
     /// record order; `shard`: its [`super::flow_shard`]), observes it for flow logs and
     /// counts its verdict.

@@ -72,7 +72,6 @@ pub(super) fn worker_loop(
             last_ts: None,
         };
         let per_packet = out_cfg.verdicts || out_cfg.block;
-        let prefetch_ahead: usize = std::env::var("VG_AHEAD").ok().and_then(|v| v.parse().ok()).unwrap_or(1 << 30);
         for i in work.from..work.to {
             let rec = &blk.block.records[i as usize];
             let index = blk.first_index + u64::from(i);
@@ -115,14 +114,6 @@ pub(super) fn worker_loop(
             out.last_ts = Some(out.last_ts.map_or(rec.ts, |t| t.max(rec.ts)));
             if workers > 1 && shard as usize % workers != me {
                 continue;
-            }
-            let ahead = i as usize + prefetch_ahead;
-            if ahead < work.to as usize {
-                if let Some((s, p)) = &blk.parsed[ahead] {
-                    if workers == 1 || *s as usize % workers == me {
-                        worker.prefetch(p);
-                    }
-                }
             }
             let seq = blk.first_seq + u64::from(i);
             let untracked_before = report.is_some().then(|| worker.untracked_checks());
