@@ -685,14 +685,9 @@ impl Core {
         }
 
         let now = ts.0;
-        // Built in place: a decision is some 230 bytes, mostly its two observations.
-        let mut d = Decision {
-            verdict: Verdict::Accept,
-            reason: Reason::Accepted,
-            obs: [None, None],
-            conn: [None, None],
-            tracked: [false, false],
-        };
+        let mut obs: [Option<Observation>; 2] = [None, None];
+        let mut conn: [Option<ConnRef>; 2] = [None, None];
+        let mut tracked = [false, false];
         // Public addressing goes through the internet gateway: NACLs apply on both
         // sides even within one subnet.
         let via_public = src.is_some_and(|o| o.is_public()) || dst.is_some_and(|o| o.is_public());
@@ -702,6 +697,8 @@ impl Core {
             }
             _ => true,
         };
+        let mut verdict = Verdict::Accept;
+        let mut reason = Reason::Accepted;
         if T::ON {
             trace::trace_path(tr, src, dst, pkt, cross_subnet);
         }
@@ -730,16 +727,16 @@ impl Core {
                     met,
                 );
             }
-            d.conn[0] = cref;
-            d.tracked[0] = outcome == SgOutcome::Tracked;
+            conn[0] = cref;
+            tracked[0] = outcome == SgOutcome::Tracked;
             match outcome {
                 SgOutcome::Denied => {
                     ok = false;
-                    d.reason = Reason::SgEgress { eni };
+                    reason = Reason::SgEgress { eni };
                 }
                 SgOutcome::Full => {
                     ok = false;
-                    d.reason = Reason::ConntrackFull { eni };
+                    reason = Reason::ConntrackFull { eni };
                 }
                 _ => {}
             }
@@ -747,18 +744,18 @@ impl Core {
                 let checked = self.nacl_check(policy, eni, Direction::Egress, pkt, cref, now);
                 if T::ON {
                     let passed = checked.is_ok();
-                    trace::trace_nacl(tr, policy, eni, Direction::Egress, pkt, d.tracked[0], passed);
+                    trace::trace_nacl(tr, policy, eni, Direction::Egress, pkt, tracked[0], passed);
                 }
                 if let Err(r) = checked {
                     ok = false;
-                    d.reason = r;
+                    reason = r;
                 }
             }
             // 1: to a resource of this VPC (an ENI, or any address of its CIDRs);
             // 8: through the internet gateway.
             let inside = dst.is_some() || policy.vpc.cidrs.iter().any(|c| c.contains(&pkt.dst));
             let traffic_path = if inside && !via_public { 1 } else { 8 };
-            d.obs[0] = Some(observation(
+            obs[0] = Some(observation(
                 policy,
                 eni,
                 Direction::Egress,
@@ -767,10 +764,10 @@ impl Core {
                 Some(traffic_path),
             ));
             if !ok {
-                d.verdict = Verdict::Reject;
+                verdict = Verdict::Reject;
             }
         }
-        if d.verdict == Verdict::Accept {
+        if verdict == Verdict::Accept {
             if let Some(b) = dst {
                 let eni = b.eni;
                 let mut ok = true;
@@ -780,7 +777,7 @@ impl Core {
                     (key, self.ct.find(&key))
                 });
                 // Whether a live entry waits for it (the SG check below says for sure).
-                d.tracked[1] = found.is_some_and(|f| f.1.is_some());
+                tracked[1] = found.is_some_and(|f| f.1.is_some());
                 let met = if T::ON { self.trace_met(found) } else { None };
                 if cross_subnet {
                     let checked = self.nacl_check(
@@ -803,7 +800,7 @@ impl Core {
                     }
                     if let Err(r) = checked {
                         ok = false;
-                        d.reason = r;
+                        reason = r;
                     }
                 }
                 if ok {
@@ -822,27 +819,33 @@ impl Core {
                             met,
                         );
                     }
-                    d.conn[1] = cref;
-                    d.tracked[1] = outcome == SgOutcome::Tracked;
+                    conn[1] = cref;
+                    tracked[1] = outcome == SgOutcome::Tracked;
                     match outcome {
                         SgOutcome::Denied => {
                             ok = false;
-                            d.reason = Reason::SgIngress { eni };
+                            reason = Reason::SgIngress { eni };
                         }
                         SgOutcome::Full => {
                             ok = false;
-                            d.reason = Reason::ConntrackFull { eni };
+                            reason = Reason::ConntrackFull { eni };
                         }
                         _ => {}
                     }
                 }
-                d.obs[1] = Some(observation(policy, eni, Direction::Ingress, ok, pkt, None));
+                obs[1] = Some(observation(policy, eni, Direction::Ingress, ok, pkt, None));
                 if !ok {
-                    d.verdict = Verdict::Reject;
+                    verdict = Verdict::Reject;
                 }
             }
         }
-        let decision = d;
+        let decision = Decision {
+            verdict,
+            reason,
+            obs,
+            conn,
+            tracked,
+        };
         if let Fragment::First { id } = pkt.fragment {
             if self.frags.len() < FRAGMENT_MEMORY_MAX {
                 let key = FragKey {
