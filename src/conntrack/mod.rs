@@ -137,25 +137,15 @@ impl ConnState {
 }
 
 /// One tracked connection. 36 bytes: aligned to 4, not 8, so that with its
-/// [`ConnKey`] it takes 80 bytes of a [`ConnTable`], not 88.
+/// [`ConnKey`] it takes 80 bytes of a [`ConnTable`], not 88 (fields in declaration
+/// order, widest first).
 #[derive(Clone, Copy, Debug)]
-#[repr(packed(4))]
+#[repr(C, packed(4))]
 pub struct ConnEntry {
     /// Capture time of the last packet, nanoseconds.
     pub last_seen: u64,
-    pub state: ConnState,
-    /// Direction, at this ENI, of the packet that created the entry.
-    pub origin: Direction,
-    /// Packets seen from the originator and from the responder (saturating).
-    pub orig_packets: u8,
-    pub reply_packets: u8,
-    pub fin_orig: bool,
-    pub fin_reply: bool,
     /// The allowance group (instance) the entry counts against.
     pub group: u32,
-    /// The flow shard ([`crate::engine::flow_shard`]) the entry counts against for
-    /// the global `--max-flows` limit.
-    pub shard: u8,
     /// Per direction at the ENI (`Direction as usize`): 0, or 1 + the hit slot
     /// ([`crate::policy::Policy::nacl_slot`]) of the NACL entry that allowed the
     /// connection's packets in that direction. The engine fills it for TCP and UDP,
@@ -166,6 +156,17 @@ pub struct ConnEntry {
     /// found ([`crate::flowlog::Aggregator::observe_hinted`]); a hint only, checked
     /// before use. Nothing here reads it.
     pub flow_log: [u32; 2],
+    pub state: ConnState,
+    /// Direction, at this ENI, of the packet that created the entry.
+    pub origin: Direction,
+    /// Packets seen from the originator and from the responder (saturating).
+    pub orig_packets: u8,
+    pub reply_packets: u8,
+    pub fin_orig: bool,
+    pub fin_reply: bool,
+    /// The flow shard ([`crate::engine::flow_shard`]) the entry counts against for
+    /// the global `--max-flows` limit.
+    pub shard: u8,
 }
 
 impl ConnEntry {

@@ -1361,8 +1361,8 @@ mod tests {
         // IPv4 records (narrow slots) and IPv6 ones (wide slots) of the same ENIs,
         // opened alternately, and a packet of both kinds seen twice at one ENI.
         let mut agg = Aggregator::new(60);
-        let mut seq = 0;
-        for round in 0..40u16 {
+        for (seq, round) in (0..40u16).enumerate() {
+            let seq = seq as u64;
             let eni = u32::from(round % 3);
             let mut o = obs(eni, Direction::Ingress, Action::Accept, 0);
             o.srcport = round;
@@ -1377,7 +1377,6 @@ mod tests {
             // Egress first: the order must still put ingress first.
             agg.observe(&e, at(5, 0), seq);
             agg.observe(&o, at(5, 0), seq);
-            seq += 1;
         }
         let (mut windows, mut skipdata) = (Vec::new(), Vec::new());
         agg.close_all_windows(&mut windows, &mut skipdata);
