@@ -87,6 +87,11 @@ pub(crate) struct LiveOutputArgs {
     /// the same verdicts and flow-log records.
     #[arg(long, value_name = "PATH")]
     capture: Option<PathBuf>,
+
+    /// Open the TAPs without IFF_VNET_HDR and offloads: the kernel then cuts every
+    /// GSO super-frame into wire packets before vpcgate reads them (slower for TCP).
+    #[arg(long = "no-offloads")]
+    no_offloads: bool,
 }
 
 pub(crate) const LAB_HELP: &str = "\
@@ -294,6 +299,18 @@ fn reload_router(router: &mut vpcgate::live::Router, paths: &[PathBuf]) -> Resul
     ))
 }
 
+/// `, offloads csum tso4 ...` or `, no offloads`.
+#[cfg(target_os = "linux")]
+fn offloads_text(o: Option<u32>) -> String {
+    match o {
+        Some(bits) => format!(
+            " (IFF_VNET_HDR, offloads: {})",
+            vpcgate::sys::tun::offload_names(bits)
+        ),
+        None => " (no offloads)".into(),
+    }
+}
+
 /// SIGHUP, as a flag for the live loop.
 fn hup_flag() -> Arc<std::sync::atomic::AtomicBool> {
     let hup = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -355,7 +372,7 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
         igw.is_none().then_some([0; 6]),
     ));
     for (port, what, name, created) in wanted {
-        match Device::open(port, &name) {
+        match Device::open(port, &name, !args.out.no_offloads) {
             Ok(d) => {
                 if let Some(mac) = created {
                     // The host side of an ENI's TAP carries the ENI's MAC.
@@ -366,7 +383,11 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
                     }
                     let _ = cmd.arg("up").status();
                 }
-                eprintln!("vpcgate tap: {what} on {}", d.name);
+                eprintln!(
+                    "vpcgate tap: {what} on {}{}",
+                    d.name,
+                    offloads_text(d.offloads)
+                );
                 devices.push(d);
             }
             Err(e) => {
@@ -432,6 +453,7 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
             let opts = lab::UpOptions {
                 name: args.lab.name.clone(),
                 prefix: args.prefix.clone(),
+                offloads: !args.out.no_offloads,
             };
             let mut l = match lab::up(vpc, &opts, args.out.aggregation_interval) {
                 Ok(l) => l,
@@ -459,6 +481,9 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
                         format!(" public {}", public.join(","))
                     }
                 );
+            }
+            if let Some(d) = l.devices.first() {
+                eprintln!("  TAPs{}", offloads_text(d.offloads));
             }
             println!("lab {} is up: {} namespaces", opts.name, l.nodes.len());
             let _ = std::io::Write::flush(&mut std::io::stdout());

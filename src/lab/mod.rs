@@ -435,6 +435,8 @@ pub struct UpOptions {
     pub name: String,
     /// Put before every namespace name.
     pub prefix: String,
+    /// Open the TAPs with `IFF_VNET_HDR` and offloads (GSO super-frames).
+    pub offloads: bool,
 }
 
 /// A lab that is up: the router and the devices to serve.
@@ -503,7 +505,11 @@ fn make_node(
     let ns = n.ns.as_str();
     append_state(&opts.name, &format!("netns {ns}"))?;
     ip(&["netns", "add", ns])?;
-    let dev = crate::live::tap::Device::open(n.port, &format!("vgl{}n{i}", std::process::id()))?;
+    let dev = crate::live::tap::Device::open(
+        n.port,
+        &format!("vgl{}n{i}", std::process::id()),
+        opts.offloads,
+    )?;
     ip(&["link", "set", &dev.name, "netns", ns])?;
     let range = format!(
         "net.ipv4.ip_local_port_range={} {}",

@@ -46,6 +46,14 @@ use crate::model::Vpc;
 use crate::policy::Policy;
 use crate::wire::checksum;
 use crate::wire::packet::{self, linktype, Packet, Timestamp};
+use crate::wire::vnet::{self, VnetHdr, VNET_HDR_LEN};
+
+/// A frame read from a TAP with `IFF_VNET_HDR`: its header, checked against it.
+#[derive(Clone, Copy)]
+struct Vnet {
+    hdr: VnetHdr,
+    plan: vnet::Plan,
+}
 
 /// Where a frame came from or goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -107,6 +115,12 @@ pub fn mac_text(m: [u8; 6]) -> String {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouterStats {
     pub frames: u64,
+    /// The wire packets those frames stand for, as `--capture` numbers them: a GSO
+    /// super-frame counts its segments, every other frame 1.
+    pub wire_packets: u64,
+    /// GSO super-frames read (TAPs with offloads), and the wire packets they stood for.
+    pub super_frames: u64,
+    pub super_frame_segments: u64,
     pub arp_answered: u64,
     pub evaluated: u64,
     pub accepted: u64,
@@ -392,6 +406,51 @@ impl Router {
         now: Timestamp,
     ) -> Vec<(Port, Vec<u8>)> {
         self.stats.frames += 1;
+        self.stats.wire_packets += 1;
+        self.handle(from, None, frame, now)
+    }
+
+    /// [`Router::handle_frame`] for a TAP opened with `IFF_VNET_HDR`: `buf` is the
+    /// 10-byte `virtio_net_hdr` and the frame, and so is every frame returned. A GSO
+    /// super-frame is judged once, as one packet (tracking moves as for one packet, its
+    /// TCP flags are the OR of its segments'), forwarded whole with its header, and
+    /// counted in flow logs and verdicts as the wire packets it stands for
+    /// ([`vnet::Plan`]). A header that does not fit its frame drops the frame, counted
+    /// by reason (`vnet-...`). Never panics.
+    pub fn handle_vnet_frame(
+        &mut self,
+        from: Port,
+        buf: &[u8],
+        now: Timestamp,
+    ) -> Vec<(Port, Vec<u8>)> {
+        self.stats.frames += 1;
+        let Some(hdr) = VnetHdr::parse(buf) else {
+            self.stats.wire_packets += 1;
+            return self.drop_frame(vnet::VnetError::TruncatedHeader.reason());
+        };
+        let frame = &buf[VNET_HDR_LEN..];
+        let plan = match vnet::plan(&hdr, frame) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.wire_packets += 1;
+                return self.drop_frame(e.reason());
+            }
+        };
+        self.stats.wire_packets += u64::from(plan.segments());
+        if plan.is_super_frame() {
+            self.stats.super_frames += 1;
+            self.stats.super_frame_segments += u64::from(plan.segments());
+        }
+        self.handle(from, Some(Vnet { hdr, plan }), frame, now)
+    }
+
+    fn handle(
+        &mut self,
+        from: Port,
+        vnet: Option<Vnet>,
+        frame: &[u8],
+        now: Timestamp,
+    ) -> Vec<(Port, Vec<u8>)> {
         self.collator.first_packet(now.secs());
         self.last_frame = Some(now);
         if let Port::Eni(i) = from {
@@ -410,8 +469,11 @@ impl Router {
             }
         }
         match ethertype {
-            arp::ETHERTYPE_ARP => self.arp(from, frame),
-            0x0800 | 0x86dd => self.ip(from, frame, now),
+            arp::ETHERTYPE_ARP => {
+                let out = self.arp(from, frame);
+                with_empty_hdr(out, vnet.is_some())
+            }
+            0x0800 | 0x86dd => self.ip(from, vnet, frame, now),
             _ => self.drop_frame("not-ip"),
         }
     }
@@ -461,11 +523,17 @@ impl Router {
         !self.vpc_cidrs.iter().any(|c| c.contains(&a))
     }
 
-    fn ip(&mut self, from: Port, frame: &[u8], now: Timestamp) -> Vec<(Port, Vec<u8>)> {
+    fn ip(
+        &mut self,
+        from: Port,
+        vnet: Option<Vnet>,
+        frame: &[u8],
+        now: Timestamp,
+    ) -> Vec<(Port, Vec<u8>)> {
         if frame[0] & 1 == 1 {
             // Broadcast and multicast (IPv6 neighbour discovery, mDNS, ...).
             if let Some(out) = self.neighbour_solicitation(from, frame) {
-                return out;
+                return with_empty_hdr(out, vnet.is_some());
             }
             return self.drop_frame("multicast");
         }
@@ -526,26 +594,45 @@ impl Router {
                 }
             }
         };
+        // One judgement; a super-frame is counted as the wire packets it stands for,
+        // each with its own sequence number and IP bytes, as replay of its segments
+        // counts them.
         let d = self.engine.process(&pkt, now);
-        self.stats.evaluated += 1;
-        self.seq += 1;
-        for obs in d.obs.iter().flatten() {
-            self.agg.observe(obs, now, self.seq);
-        }
+        let segments = vnet.map_or(1, |v| v.plan.segments());
+        let first_packet = self.stats.wire_packets + 1 - u64::from(segments);
         let reason = d.reason_text(&self.policy);
-        self.write_verdict(&pkt, from, to, now, d.verdict, &reason);
+        for s in 0..segments {
+            self.seq += 1;
+            for obs in d.obs.iter().flatten() {
+                let mut obs = *obs;
+                if let Some(b) = vnet.and_then(|v| v.plan.segment_ip_bytes(s)) {
+                    obs.bytes = b;
+                }
+                self.agg.observe(&obs, now, self.seq);
+            }
+            let number = first_packet + u64::from(s);
+            self.write_verdict(&pkt, number, from, to, now, d.verdict, &reason);
+        }
+        let n = u64::from(segments);
+        self.stats.evaluated += n;
         match d.verdict {
-            Verdict::Accept => self.stats.accepted += 1,
+            Verdict::Accept => self.stats.accepted += n,
             Verdict::Reject => {
-                self.stats.rejected += 1;
-                *self.stats.rejects.entry(reason).or_insert(0) += 1;
+                self.stats.rejected += n;
+                *self.stats.rejects.entry(reason).or_insert(0) += n;
                 return Vec::new();
             }
             Verdict::None => return self.drop_frame("not-evaluated"),
         }
-        let mut out = frame.to_vec();
+        let at = if vnet.is_some() { VNET_HDR_LEN } else { 0 };
+        let mut out = Vec::with_capacity(at + frame.len());
+        if let Some(v) = vnet {
+            out.extend_from_slice(&v.hdr.bytes());
+        }
+        out.extend_from_slice(frame);
         if let Some((is_src, old, new)) = nat {
-            rewrite_ipv4(&mut out, is_src, old, new);
+            let partial = vnet.is_some_and(|v| v.hdr.needs_csum());
+            rewrite_ipv4(&mut out[at..], is_src, old, new, partial);
             self.stats.translated += 1;
         }
         let (dst_mac, src_mac) = match to {
@@ -559,15 +646,17 @@ impl Router {
                 None => return self.drop_frame("internet-peer-mac-unknown"),
             },
         };
-        out[0..6].copy_from_slice(&dst_mac);
-        out[6..12].copy_from_slice(&src_mac);
+        out[at..at + 6].copy_from_slice(&dst_mac);
+        out[at + 6..at + 12].copy_from_slice(&src_mac);
         self.stats.forwarded += 1;
         vec![(to, out)]
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn write_verdict(
         &mut self,
         p: &Packet,
+        number: u64,
         from: Port,
         to: Port,
         now: Timestamp,
@@ -585,7 +674,7 @@ impl Router {
         let _ = write!(
             out,
             "{{\"packet\":{},\"time\":{}.{:09},\"from\":\"{}\",\"to\":\"{}\",\"src\":\"{}\",\"dst\":\"{}\",\"protocol\":{},\"src_port\":{},\"dst_port\":{}",
-            self.stats.frames,
+            number,
             now.secs(),
             now.subsec_nanos(),
             port(from, vpc),
@@ -701,12 +790,34 @@ fn neighbour_advertisement(
     )
 }
 
+/// Frames without offload (ARP and neighbour answers) for a TAP with `IFF_VNET_HDR`:
+/// an all-zero header before each.
+fn with_empty_hdr(frames: Vec<(Port, Vec<u8>)>, vnet: bool) -> Vec<(Port, Vec<u8>)> {
+    if !vnet {
+        return frames;
+    }
+    frames
+        .into_iter()
+        .map(|(p, f)| {
+            let mut b = Vec::with_capacity(VNET_HDR_LEN + f.len());
+            b.extend_from_slice(&[0; VNET_HDR_LEN]);
+            b.extend_from_slice(&f);
+            (p, b)
+        })
+        .collect()
+}
+
 /// Rewrites the IPv4 source (`is_src`) or destination address `old` of an Ethernet
 /// frame to `new`, fixing the IPv4 header checksum and, on an unfragmented or first
 /// fragment, the TCP or UDP checksum (RFC 1624). ICMP has no pseudo-header; the
 /// addresses quoted inside ICMP errors are not translated. The frame was parsed before,
 /// so its headers are there; a short frame is left as it is, never a panic.
-pub fn rewrite_ipv4(f: &mut [u8], is_src: bool, old: Ipv4Addr, new: Ipv4Addr) {
+///
+/// `partial`: the frame came with `VIRTIO_NET_HDR_F_NEEDS_CSUM`, so its TCP or UDP
+/// checksum field holds the pseudo-header sum itself, not its complement (the card
+/// finishes it): the same address change is added to that sum, which is RFC 1624's
+/// update with the other sign (`P' = P + ~m + m'`, i.e. `~update(~P)`).
+pub fn rewrite_ipv4(f: &mut [u8], is_src: bool, old: Ipv4Addr, new: Ipv4Addr, partial: bool) {
     let ip = 14;
     let Some(&vihl) = f.get(ip) else { return };
     let ihl = usize::from(vihl & 0x0f) * 4;
@@ -730,6 +841,11 @@ pub fn rewrite_ipv4(f: &mut [u8], is_src: bool, old: Ipv4Addr, new: Ipv4Addr) {
     };
     let Some(c) = f.get(at..at + 2) else { return };
     let stored = u16::from_be_bytes([c[0], c[1]]);
+    if partial {
+        let p = !checksum::update_addr(!stored, o, n);
+        f[at..at + 2].copy_from_slice(&p.to_be_bytes());
+        return;
+    }
     if f[ip + 9] == 17 && stored == 0 {
         return; // UDP without a checksum stays without one.
     }
@@ -744,6 +860,7 @@ pub fn rewrite_ipv4(f: &mut [u8], is_src: bool, old: Ipv4Addr, new: Ipv4Addr) {
 mod tests {
     use super::*;
     use crate::wire::emit::{frame, Eth, Ip, L4};
+    use crate::wire::vnet::{VnetHdr, VNET_HDR_LEN};
 
     const SECURECART: &str = include_str!("../../rulesets/securecart.toml");
     const ALB_A: u32 = 0; // eni-...0101, 10.0.1.10, public 203.0.113.10
@@ -942,6 +1059,7 @@ mod tests {
             true,
             "10.0.1.20".parse().unwrap(),
             "203.0.113.30".parse().unwrap(),
+            false,
         );
         let s = etherparse::SlicedPacket::from_ethernet(&f).unwrap();
         let Some(etherparse::NetSlice::Ipv4(v4)) = s.net else {
@@ -1099,6 +1217,208 @@ mod tests {
             "{s:?}"
         );
         assert!(s.drops.keys().any(|k| k.starts_with("malformed")), "{s:?}");
+    }
+
+    fn vnet_buf(h: &VnetHdr, f: &[u8]) -> Vec<u8> {
+        let mut b = h.bytes().to_vec();
+        b.extend_from_slice(f);
+        b
+    }
+
+    /// A super-frame is judged once and counted as the wire packets it stands for
+    /// (EMULATION.md §7 "Offloads"): packets = ceil(payload / gso_size), bytes = the
+    /// IP bytes of those packets; one verdict line per wire packet, numbered as the
+    /// capture numbers them. It leaves whole, with its header.
+    #[test]
+    fn a_super_frame_is_judged_once_and_counted_as_its_wire_packets() {
+        let mut r = router();
+        r.keep_verdicts();
+        // app-1 -> db-1:5432 (allowed), 10,000 bytes in 1,448-byte segments: 7 packets
+        // (6 × 1,448 = 8,688, and 1,312), each with 40 bytes of headers.
+        let (h, f) = crate::wire::vnet::tso_frame_ports(
+            "10.0.11.10",
+            "10.0.21.10",
+            (40000, 5432),
+            0x18,
+            10_000,
+            1448,
+        );
+        // A frame before it: the super-frame's packets are numbered 2 to 8.
+        r.handle_vnet_frame(
+            Port::Eni(APP_1),
+            &vnet_buf(&VnetHdr::default(), &arp_request("10.0.11.10", "10.0.11.1")),
+            T,
+        );
+        let out = r.handle_vnet_frame(Port::Eni(APP_1), &vnet_buf(&h, &f), T);
+        assert_eq!(out.len(), 1);
+        let (port, fwd) = &out[0];
+        assert_eq!(*port, Port::Eni(DB_1));
+        assert_eq!(VnetHdr::parse(fwd), Some(h), "the header goes along");
+        assert_eq!(&fwd[VNET_HDR_LEN + 12..], &f[12..], "only the MACs change");
+        let s = r.stats();
+        assert_eq!((s.frames, s.wire_packets), (2, 8));
+        assert_eq!((s.super_frames, s.super_frame_segments), (1, 7));
+        assert_eq!((s.evaluated, s.accepted, s.forwarded), (7, 7, 1));
+        assert_eq!(
+            r.engine_stats().conntrack_created,
+            2,
+            "one packet for tracking"
+        );
+        let v = String::from_utf8(r.take_verdicts()).unwrap();
+        let numbers: Vec<u64> = v
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["packet"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(numbers, [2, 3, 4, 5, 6, 7, 8]);
+        let recs = r.finish();
+        let ok: Vec<_> = recs
+            .iter()
+            .filter(|rec| rec.log_status == crate::flowlog::LogStatus::Ok)
+            .collect();
+        assert_eq!(ok.len(), 2, "app-1 egress, db-1 ingress");
+        for rec in ok {
+            assert_eq!(rec.packets, 7);
+            assert_eq!(rec.bytes, 7 * 40 + 10_000);
+        }
+    }
+
+    /// The gateway's 1:1 NAT on frames whose checksum the card finishes: the TCP field
+    /// holds the pseudo-header sum, and the address change must be added to it with the
+    /// other sign than RFC 1624's update of a finished checksum. Checked by cutting the
+    /// translated super-frame as the card would (from the partial sum) and verifying
+    /// every segment's checksums from scratch with etherparse; and on a frame without
+    /// GSO, finished the same way.
+    #[test]
+    fn nat_keeps_partial_checksums_right() {
+        let mut r = router();
+        let cases = [
+            // The internet to the ALB's public address (destination rewritten).
+            (Port::Igw, "192.0.2.10", "203.0.113.10", (50000, 443), 0x10),
+            // The ALB's reply (source rewritten).
+            (
+                Port::Eni(ALB_A),
+                "10.0.1.10",
+                "192.0.2.10",
+                (443, 50000),
+                0x18,
+            ),
+        ];
+        for (from, src, dst, ports, flags) in cases {
+            for (gso, payload) in [(true, 5000), (false, 900)] {
+                let (mut h, f) =
+                    crate::wire::vnet::tso_frame_ports(src, dst, ports, flags, payload, 1448);
+                if !gso {
+                    h.gso_type = crate::wire::vnet::GSO_NONE;
+                    h.gso_size = 0;
+                }
+                let out = r.handle_vnet_frame(from, &vnet_buf(&h, &f), T);
+                assert_eq!(out.len(), 1, "{src} -> {dst}: {:?}", r.stats());
+                let fwd = &out[0].1;
+                let h2 = VnetHdr::parse(fwd).unwrap();
+                let f2 = &fwd[VNET_HDR_LEN..];
+                let p = packet::parse(linktype::ETHERNET, f2).unwrap();
+                assert!(p.src != ip(src) || p.dst != ip(dst), "translated");
+                let plan = crate::wire::vnet::plan(&h2, f2).unwrap();
+                let mut n = 0;
+                plan.segment(f2, &mut Vec::new(), &mut |seg| {
+                    n += 1;
+                    assert!(checksums_ok(seg), "{src} -> {dst}, gso {gso}, segment {n}");
+                });
+                assert_eq!(n, if gso { 4 } else { 1 });
+                // The old sign would be wrong: the plain update breaks the partial sum.
+                let mut wrong = f.clone();
+                let (old, new) = match from {
+                    Port::Igw => ("203.0.113.10", "10.0.1.10"),
+                    _ => ("10.0.1.10", "203.0.113.10"),
+                };
+                rewrite_ipv4(
+                    &mut wrong,
+                    from != Port::Igw,
+                    old.parse().unwrap(),
+                    new.parse().unwrap(),
+                    false,
+                );
+                let plan = crate::wire::vnet::plan(&h, &wrong).unwrap();
+                let mut all_ok = true;
+                plan.segment(&wrong, &mut Vec::new(), &mut |seg| {
+                    all_ok &= checksums_ok(seg)
+                });
+                assert!(
+                    !all_ok,
+                    "the finished-checksum update does not fit a partial sum"
+                );
+            }
+        }
+        assert_eq!(r.stats().translated, 4);
+    }
+
+    /// Headers that do not fit their frames are dropped and counted by reason, and a
+    /// flood of random ones never panics.
+    #[test]
+    fn malformed_vnet_headers_are_dropped_and_counted_by_reason() {
+        let mut r = router();
+        let (h, f) = crate::wire::vnet::tso_frame_ports(
+            "10.0.11.10",
+            "10.0.21.10",
+            (40000, 5432),
+            0x10,
+            4000,
+            1448,
+        );
+        let bad = [
+            VnetHdr { gso_size: 0, ..h },
+            VnetHdr {
+                hdr_len: 60_000,
+                ..h
+            },
+            VnetHdr {
+                gso_type: crate::wire::vnet::GSO_TCPV6,
+                ..h
+            },
+            VnetHdr {
+                gso_type: crate::wire::vnet::GSO_UDP_L4,
+                csum_offset: 6,
+                ..h
+            },
+        ];
+        for b in bad {
+            assert!(r
+                .handle_vnet_frame(Port::Eni(APP_1), &vnet_buf(&b, &f), T)
+                .is_empty());
+        }
+        assert!(r
+            .handle_vnet_frame(Port::Eni(APP_1), &[1, 2, 3], T)
+            .is_empty());
+        let d = r.drops();
+        assert_eq!(d["vnet-bad-gso-size"], 1);
+        assert_eq!(d["vnet-hdr-len-beyond-frame"], 1);
+        assert_eq!(d["vnet-gso-protocol-mismatch"], 2);
+        assert_eq!(d["vnet-truncated-header"], 1);
+        assert_eq!(r.stats().evaluated, 0);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let good = vnet_buf(&h, &f);
+        for i in 0..10_000u64 {
+            let mut b = good[..(next() as usize % good.len()).max(1)].to_vec();
+            for _ in 0..(i % 4) {
+                let at = next() as usize % b.len().min(80);
+                b[at] = next() as u8;
+            }
+            let _ = r.handle_vnet_frame(Port::Eni(APP_1), &b, T);
+        }
+        let s = r.stats();
+        assert_eq!(s.frames, 10_005);
+        let vnet_reasons = s.drops.keys().filter(|k| k.starts_with("vnet-")).count();
+        assert!(vnet_reasons >= 4, "{s:?}");
     }
 
     /// EMULATION.md §4 on a reload: the tracked SSH session (office, allowed from the

@@ -1,6 +1,21 @@
 //! TAP devices and the live loop: one reader thread per device, the router in one
 //! thread, the wall clock as the time of each frame.
 //!
+//! **Offloads.** Devices are opened with `IFF_VNET_HDR` and offloads on (checksum, TSO
+//! for IPv4 and IPv6, USO where the kernel has it; [`crate::sys::tun::open_tap_vnet`]),
+//! unless the caller asks for plain frames. The hosts behind the TAPs then hand over
+//! GSO super-frames of up to 64 KiB and frames with partial checksums: each is read
+//! once, judged once by the router ([`Router::handle_vnet_frame`]: counted as the wire
+//! packets it stands for), and written whole, with its header, to the destination TAP,
+//! whose kernel cuts it or hands it on whole. `--capture` gets what the wire would
+//! carry: super-frames are cut in software ([`crate::wire::vnet::Plan::segment`]) and
+//! partial checksums finished, so that replay of the capture judges and counts the
+//! same packets.
+//!
+//! **Batches.** A reader waits until its device is readable, then reads frames straight
+//! into one buffer until the kernel has none left (EAGAIN) or the batch is full, and
+//! hands the batch to the router thread; buffers come back and are reused.
+//!
 //! Fail closed: the TAP devices are the only path between the ENIs' hosts; when the
 //! process ends, the devices it created disappear and a persistent device it attached to
 //! has no reader (the kernel drops what is written to it), so nothing passes.
@@ -8,8 +23,7 @@
 //! A reload ([`Control::reload`], SIGHUP) runs in the router's thread between two
 //! frames: the per-packet path takes no lock.
 //!
-//! Not here yet: multi-queue TAPs (`IFF_MULTI_QUEUE`) with per-flow-shard workers,
-//! GSO/TSO super-frames (`IFF_VNET_HDR`).
+//! Not here yet: multi-queue TAPs (`IFF_MULTI_QUEUE`) with per-flow-shard workers.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -29,16 +43,27 @@ pub struct Device {
     /// The kernel's name of the device (in the namespace where it was opened).
     pub name: String,
     pub file: Arc<File>,
+    /// The offloads on (`TUN_F_*` bits) when the device was opened with
+    /// `IFF_VNET_HDR`; `None`: plain Ethernet frames.
+    pub offloads: Option<u32>,
 }
 
 impl Device {
-    /// Creates (or attaches to the persistent) TAP `name` for `port`.
-    pub fn open(port: Port, name: &str) -> io::Result<Device> {
-        let (file, name) = crate::sys::tun::open_tap(name)?;
+    /// Creates (or attaches to the persistent) TAP `name` for `port`, with
+    /// `IFF_VNET_HDR` and offloads when `offload` is true.
+    pub fn open(port: Port, name: &str, offload: bool) -> io::Result<Device> {
+        let (file, name, offloads) = if offload {
+            let (f, n, o) = crate::sys::tun::open_tap_vnet(name)?;
+            (f, n, Some(o))
+        } else {
+            let (f, n) = crate::sys::tun::open_tap(name)?;
+            (f, n, None)
+        };
         Ok(Device {
             port,
             name,
             file: Arc::new(file),
+            offloads,
         })
     }
 }
@@ -79,6 +104,7 @@ pub fn wall_clock() -> Timestamp {
 struct Batch {
     /// The device's index in `devices`.
     dev: usize,
+    /// [`BATCH_BYTES`] long; frames are read straight into it.
     data: Vec<u8>,
     /// Where each frame ends in `data`.
     ends: Vec<usize>,
@@ -86,6 +112,11 @@ struct Batch {
 
 /// The most frames in one batch.
 const BATCH_FRAMES: usize = 256;
+/// The buffer of one batch: room for several 64 KiB super-frames.
+const BATCH_BYTES: usize = 512 * 1024;
+/// The room left for each read: a super-frame of 65,535 IP bytes, its Ethernet header
+/// (and a VLAN tag) and its virtio-net header.
+const FRAME_MAX: usize = 65_535 + 18 + crate::wire::vnet::VNET_HDR_LEN;
 
 enum Event {
     Frames(Batch),
@@ -103,7 +134,6 @@ fn reader(
 ) -> io::Result<()> {
     use rustix::event::{poll, PollFd, PollFlags};
     rustix::io::ioctl_fionbio(file, true)?;
-    let mut scratch = vec![0u8; 65_536];
     loop {
         let mut fds = [PollFd::new(
             file,
@@ -116,14 +146,15 @@ fn reader(
         }
         let mut batch = free.try_recv().unwrap_or_else(|_| Batch {
             dev,
-            data: Vec::with_capacity(64 * 1024),
+            data: vec![0; BATCH_BYTES],
             ends: Vec::with_capacity(BATCH_FRAMES),
         });
-        while batch.ends.len() < BATCH_FRAMES {
-            match (&*file).read(&mut scratch) {
+        let mut used = 0;
+        while batch.ends.len() < BATCH_FRAMES && used + FRAME_MAX <= batch.data.len() {
+            match (&*file).read(&mut batch.data[used..used + FRAME_MAX]) {
                 Ok(n) => {
-                    batch.data.extend_from_slice(&scratch[..n]);
-                    batch.ends.push(batch.data.len());
+                    used += n;
+                    batch.ends.push(used);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -134,6 +165,30 @@ fn reader(
             return Ok(());
         }
     }
+}
+
+/// Writes what the wire carries for one frame read from a device with `IFF_VNET_HDR`
+/// (`buf`: header and frame) to the capture: the wire packets of a super-frame, or the
+/// frame with its checksum finished. A header that does not fit its frame: the bytes
+/// after it as one frame (the router drops it and numbers it as one).
+fn capture_vnet(
+    c: &mut PcapWriter,
+    now: Timestamp,
+    buf: &[u8],
+    scratch: &mut Vec<u8>,
+) -> io::Result<()> {
+    use crate::wire::vnet::{plan, VnetHdr, VNET_HDR_LEN};
+    let frame = buf.get(VNET_HDR_LEN..).unwrap_or(buf);
+    let Some(p) = VnetHdr::parse(buf).and_then(|h| plan(&h, frame).ok()) else {
+        return c.write_packet(now, linktype::ETHERNET, frame, frame.len() as u32);
+    };
+    let mut result = Ok(());
+    p.segment(frame, scratch, &mut |seg| {
+        if result.is_ok() {
+            result = c.write_packet(now, linktype::ETHERNET, seg, seg.len() as u32);
+        }
+    });
+    result
 }
 
 /// Runs until `stop` is set (checked at least four times a second) or a device fails:
@@ -163,6 +218,8 @@ pub fn serve(
     }
     drop(tx);
     let files: Vec<(Port, Arc<File>)> = devices.iter().map(|d| (d.port, d.file.clone())).collect();
+    let vnet: Vec<bool> = devices.iter().map(|d| d.offloads.is_some()).collect();
+    let mut scratch = Vec::new();
     let mut last_tick = Instant::now();
     let mut result = Ok(());
     let mut per_device = vec![0u64; files.len()];
@@ -179,18 +236,27 @@ pub fn serve(
                     let frame = &batch.data[start..end];
                     start = end;
                     let now = wall_clock();
+                    let vnet = vnet[batch.dev];
                     if let Some(c) = out.capture.as_mut() {
-                        c.write_packet(now, linktype::ETHERNET, frame, frame.len() as u32)?;
+                        if vnet {
+                            capture_vnet(c, now, frame, &mut scratch)?;
+                        } else {
+                            c.write_packet(now, linktype::ETHERNET, frame, frame.len() as u32)?;
+                        }
                     }
                     per_device[batch.dev] += 1;
-                    for (to, f) in router.handle_frame(port, frame, now) {
+                    let sent = if vnet {
+                        router.handle_vnet_frame(port, frame, now)
+                    } else {
+                        router.handle_frame(port, frame, now)
+                    };
+                    for (to, f) in sent {
                         if let Some((_, file)) = files.iter().find(|(p, _)| *p == to) {
                             // A full or downed device drops the frame, as a wire would.
                             let _ = (&**file).write(&f);
                         }
                     }
                 }
-                batch.data.clear();
                 batch.ends.clear();
                 let _ = give_back[batch.dev].send(batch);
             }
@@ -287,6 +353,12 @@ pub fn summary(router: &Router) -> String {
         "vpcgate live: {} frames, {} ARP/ND answers, {} packets evaluated: {} accepted, {} rejected; {} forwarded ({} translated at the internet gateway)\n",
         s.frames, s.arp_answered, s.evaluated, s.accepted, s.rejected, s.forwarded, s.translated
     );
+    if s.super_frames > 0 {
+        t += &format!(
+            "  {} GSO super-frame(s) read, standing for {} wire packets (judged once each, counted as their packets)\n",
+            s.super_frames, s.super_frame_segments
+        );
+    }
     for (r, n) in &s.rejects {
         t += &format!("  rejected {n:>8}  {r}\n");
     }
