@@ -48,6 +48,31 @@ use crate::wire::checksum;
 use crate::wire::packet::{self, linktype, Packet, Timestamp};
 use crate::wire::vnet::{self, VnetHdr, VNET_HDR_LEN};
 
+/// What to do with a frame after [`Router::route_in_place`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Routed {
+    /// Write the (rewritten) frame to this port.
+    Forward(Port),
+    /// Write these frames instead (answers; none: the frame was dropped or rejected).
+    Frames(Vec<(Port, Vec<u8>)>),
+}
+
+impl Routed {
+    /// The frames to write, given the buffer routed in place.
+    pub fn frames(self, buf: Vec<u8>) -> Vec<(Port, Vec<u8>)> {
+        match self {
+            Routed::Forward(p) => vec![(p, buf)],
+            Routed::Frames(v) => v,
+        }
+    }
+}
+
+impl From<Vec<(Port, Vec<u8>)>> for Routed {
+    fn from(v: Vec<(Port, Vec<u8>)>) -> Routed {
+        Routed::Frames(v)
+    }
+}
+
 /// A frame read from a TAP with `IFF_VNET_HDR`: its header, checked against it.
 #[derive(Clone, Copy)]
 struct Vnet {
@@ -405,9 +430,8 @@ impl Router {
         frame: &[u8],
         now: Timestamp,
     ) -> Vec<(Port, Vec<u8>)> {
-        self.stats.frames += 1;
-        self.stats.wire_packets += 1;
-        self.handle(from, None, frame, now)
+        let mut b = frame.to_vec();
+        self.route_in_place(from, &mut b, false, now).frames(b)
     }
 
     /// [`Router::handle_frame`] for a TAP opened with `IFF_VNET_HDR`: `buf` is the
@@ -423,17 +447,38 @@ impl Router {
         buf: &[u8],
         now: Timestamp,
     ) -> Vec<(Port, Vec<u8>)> {
+        let mut b = buf.to_vec();
+        self.route_in_place(from, &mut b, true, now).frames(b)
+    }
+
+    /// What [`Router::handle_frame`] and [`Router::handle_vnet_frame`] do (`vnet`: `buf`
+    /// starts with a `virtio_net_hdr`), without copying a forwarded frame: its MACs
+    /// (and addresses, at the internet gateway) are rewritten in `buf`, which is then to
+    /// be written to the port [`Routed::Forward`] names. Never panics.
+    pub fn route_in_place(
+        &mut self,
+        from: Port,
+        buf: &mut [u8],
+        vnet: bool,
+        now: Timestamp,
+    ) -> Routed {
         self.stats.frames += 1;
+        if !vnet {
+            self.stats.wire_packets += 1;
+            return self.handle(from, None, buf, now);
+        }
         let Some(hdr) = VnetHdr::parse(buf) else {
             self.stats.wire_packets += 1;
-            return self.drop_frame(vnet::VnetError::TruncatedHeader.reason());
+            return self
+                .drop_frame(vnet::VnetError::TruncatedHeader.reason())
+                .into();
         };
-        let frame = &buf[VNET_HDR_LEN..];
+        let frame = &mut buf[VNET_HDR_LEN..];
         let plan = match vnet::plan(&hdr, frame) {
             Ok(p) => p,
             Err(e) => {
                 self.stats.wire_packets += 1;
-                return self.drop_frame(e.reason());
+                return self.drop_frame(e.reason()).into();
             }
         };
         self.stats.wire_packets += u64::from(plan.segments());
@@ -448,18 +493,18 @@ impl Router {
         &mut self,
         from: Port,
         vnet: Option<Vnet>,
-        frame: &[u8],
+        frame: &mut [u8],
         now: Timestamp,
-    ) -> Vec<(Port, Vec<u8>)> {
+    ) -> Routed {
         self.collator.first_packet(now.secs());
         self.last_frame = Some(now);
         if let Port::Eni(i) = from {
             if i as usize >= self.eni_macs.len() {
-                return self.drop_frame("unknown-port");
+                return self.drop_frame("unknown-port").into();
             }
         }
         let Some(ethertype) = be16(frame, 12) else {
-            return self.drop_frame("truncated-ethernet");
+            return self.drop_frame("truncated-ethernet").into();
         };
         if from == Port::Igw {
             let mut src = [0; 6];
@@ -471,10 +516,10 @@ impl Router {
         match ethertype {
             arp::ETHERTYPE_ARP => {
                 let out = self.arp(from, frame);
-                with_empty_hdr(out, vnet.is_some())
+                with_empty_hdr(out, vnet.is_some()).into()
             }
             0x0800 | 0x86dd => self.ip(from, vnet, frame, now),
-            _ => self.drop_frame("not-ip"),
+            _ => self.drop_frame("not-ip").into(),
         }
     }
 
@@ -523,42 +568,38 @@ impl Router {
         !self.vpc_cidrs.iter().any(|c| c.contains(&a))
     }
 
-    fn ip(
-        &mut self,
-        from: Port,
-        vnet: Option<Vnet>,
-        frame: &[u8],
-        now: Timestamp,
-    ) -> Vec<(Port, Vec<u8>)> {
+    fn ip(&mut self, from: Port, vnet: Option<Vnet>, frame: &mut [u8], now: Timestamp) -> Routed {
         if frame[0] & 1 == 1 {
             // Broadcast and multicast (IPv6 neighbour discovery, mDNS, ...).
             if let Some(out) = self.neighbour_solicitation(from, frame) {
-                return with_empty_hdr(out, vnet.is_some());
+                return with_empty_hdr(out, vnet.is_some()).into();
             }
-            return self.drop_frame("multicast");
+            return self.drop_frame("multicast").into();
         }
         let pkt = match packet::parse(linktype::ETHERNET, frame) {
             Ok(p) => p,
-            Err(e) => return self.drop_frame(&format!("malformed {}", e.reason())),
+            Err(e) => return self.drop_frame(&format!("malformed {}", e.reason())).into(),
         };
         // Where it goes, and the address translation on the way.
         let (to, nat) = match from {
             Port::Eni(i) => {
                 match self.policy.owner(pkt.src) {
                     Some(o) if o.eni.0 == i && !o.is_public() => {}
-                    _ => return self.drop_frame("source-not-owned-by-eni"),
+                    _ => return self.drop_frame("source-not-owned-by-eni").into(),
                 }
                 if self.policy.exempt_service(pkt.dst).is_some() {
-                    return self.drop_frame("vpc-service-not-served");
+                    return self.drop_frame("vpc-service-not-served").into();
                 }
                 match self.policy.owner(pkt.dst) {
                     Some(o) if o.is_public() => {
-                        return self.drop_frame("public-address-from-inside-not-emulated")
+                        return self
+                            .drop_frame("public-address-from-inside-not-emulated")
+                            .into()
                     }
-                    Some(o) if o.eni.0 == i => return self.drop_frame("to-itself"),
+                    Some(o) if o.eni.0 == i => return self.drop_frame("to-itself").into(),
                     Some(o) => (Port::Eni(o.eni.0), None),
                     None if !self.outside_vpc(pkt.dst) => {
-                        return self.drop_frame("destination-not-owned")
+                        return self.drop_frame("destination-not-owned").into()
                     }
                     None => match pkt.src {
                         IpAddr::V4(src) => {
@@ -568,7 +609,7 @@ impl Router {
                                 .map(|(public, _)| public);
                             match public {
                                 Some(p) => (Port::Igw, Some((true, src, p))),
-                                None => return self.drop_frame("no-public-ipv4"),
+                                None => return self.drop_frame("no-public-ipv4").into(),
                             }
                         }
                         IpAddr::V6(_) => (Port::Igw, None),
@@ -577,7 +618,7 @@ impl Router {
             }
             Port::Igw => {
                 if !self.outside_vpc(pkt.src) || self.policy.owner(pkt.src).is_some() {
-                    return self.drop_frame("internet-source-inside-vpc");
+                    return self.drop_frame("internet-source-inside-vpc").into();
                 }
                 match (self.policy.owner(pkt.dst), pkt.dst) {
                     (
@@ -590,7 +631,7 @@ impl Router {
                         IpAddr::V4(public),
                     ) => (Port::Eni(o.eni.0), Some((false, public, private))),
                     (Some(o), IpAddr::V6(_)) => (Port::Eni(o.eni.0), None),
-                    _ => return self.drop_frame("internet-destination-not-public"),
+                    _ => return self.drop_frame("internet-destination-not-public").into(),
                 }
             }
         };
@@ -620,20 +661,9 @@ impl Router {
             Verdict::Reject => {
                 self.stats.rejected += n;
                 *self.stats.rejects.entry(reason).or_insert(0) += n;
-                return Vec::new();
+                return Routed::Frames(Vec::new());
             }
-            Verdict::None => return self.drop_frame("not-evaluated"),
-        }
-        let at = if vnet.is_some() { VNET_HDR_LEN } else { 0 };
-        let mut out = Vec::with_capacity(at + frame.len());
-        if let Some(v) = vnet {
-            out.extend_from_slice(&v.hdr.bytes());
-        }
-        out.extend_from_slice(frame);
-        if let Some((is_src, old, new)) = nat {
-            let partial = vnet.is_some_and(|v| v.hdr.needs_csum());
-            rewrite_ipv4(&mut out[at..], is_src, old, new, partial);
-            self.stats.translated += 1;
+            Verdict::None => return self.drop_frame("not-evaluated").into(),
         }
         let (dst_mac, src_mac) = match to {
             Port::Eni(j) => {
@@ -643,13 +673,18 @@ impl Router {
             }
             Port::Igw => match self.igw_peer {
                 Some(m) => (m, self.igw_mac),
-                None => return self.drop_frame("internet-peer-mac-unknown"),
+                None => return self.drop_frame("internet-peer-mac-unknown").into(),
             },
         };
-        out[at..at + 6].copy_from_slice(&dst_mac);
-        out[at + 6..at + 12].copy_from_slice(&src_mac);
+        if let Some((is_src, old, new)) = nat {
+            let partial = vnet.is_some_and(|v| v.hdr.needs_csum());
+            rewrite_ipv4(frame, is_src, old, new, partial);
+            self.stats.translated += 1;
+        }
+        frame[0..6].copy_from_slice(&dst_mac);
+        frame[6..12].copy_from_slice(&src_mac);
         self.stats.forwarded += 1;
-        vec![(to, out)]
+        Routed::Forward(to)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1,5 +1,5 @@
-//! TAP devices and the live loop: one reader thread per device, the router in one
-//! thread, the wall clock as the time of each frame.
+//! TAP devices and the live loop: one thread reads every device, routes and writes,
+//! with the wall clock as the time of each frame.
 //!
 //! **Offloads.** Devices are opened with `IFF_VNET_HDR` and offloads on (checksum, TSO
 //! for IPv4 and IPv6, USO where the kernel has it; [`crate::sys::tun::open_tap_vnet`]),
@@ -12,9 +12,10 @@
 //! partial checksums finished, so that replay of the capture judges and counts the
 //! same packets.
 //!
-//! **Batches.** A reader waits until its device is readable, then reads frames straight
-//! into one buffer until the kernel has none left (EAGAIN) or the batch is full, and
-//! hands the batch to the router thread; buffers come back and are reused.
+//! **One thread** ([`serve`]): it waits until a device is readable, reads frames from
+//! it into one buffer until the kernel has none left (EAGAIN) or a batch's worth was
+//! read, and routes each in place: a forwarded frame is written from the buffer it was
+//! read into. No hand-off between threads, no copy beyond the kernel's.
 //!
 //! Fail closed: the TAP devices are the only path between the ENIs' hosts; when the
 //! process ends, the devices it created disappear and a persistent device it attached to
@@ -31,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::router::{Port, Router};
+use super::router::{Port, Routed, Router};
 use crate::capture::PcapWriter;
 use crate::output::FlowLogWriter;
 use crate::wire::packet::linktype;
@@ -99,73 +100,11 @@ pub fn wall_clock() -> Timestamp {
     Timestamp::from_secs_nanos(d.as_secs(), d.subsec_nanos())
 }
 
-/// Frames read from one device in one go (until the device had no more, or the
-/// batch was full): one buffer, reused once the router is done with it.
-struct Batch {
-    /// The device's index in `devices`.
-    dev: usize,
-    /// [`BATCH_BYTES`] long; frames are read straight into it.
-    data: Vec<u8>,
-    /// Where each frame ends in `data`.
-    ends: Vec<usize>,
-}
-
-/// The most frames in one batch.
+/// The most frames read from one device before the others get their turn.
 const BATCH_FRAMES: usize = 256;
-/// The buffer of one batch: room for several 64 KiB super-frames.
-const BATCH_BYTES: usize = 512 * 1024;
-/// The room left for each read: a super-frame of 65,535 IP bytes, its Ethernet header
-/// (and a VLAN tag) and its virtio-net header.
+/// The room for each read: a super-frame of 65,535 IP bytes, its Ethernet header (and a
+/// VLAN tag) and its virtio-net header.
 const FRAME_MAX: usize = 65_535 + 18 + crate::wire::vnet::VNET_HDR_LEN;
-
-enum Event {
-    Frames(Batch),
-    Failed(String, io::Error),
-}
-
-/// Reads device `dev` in batches: waits until it is readable, then reads frames until
-/// the kernel has none left (EAGAIN) or the batch is full, and hands the batch over.
-/// Buffers come back from the router through `free` and are reused.
-fn reader(
-    dev: usize,
-    file: &File,
-    tx: &crossbeam_channel::Sender<Event>,
-    free: &crossbeam_channel::Receiver<Batch>,
-) -> io::Result<()> {
-    use rustix::event::{poll, PollFd, PollFlags};
-    rustix::io::ioctl_fionbio(file, true)?;
-    loop {
-        let mut fds = [PollFd::new(
-            file,
-            PollFlags::IN | PollFlags::HUP | PollFlags::ERR,
-        )];
-        match poll(&mut fds, None) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-        let mut batch = free.try_recv().unwrap_or_else(|_| Batch {
-            dev,
-            data: vec![0; BATCH_BYTES],
-            ends: Vec::with_capacity(BATCH_FRAMES),
-        });
-        let mut used = 0;
-        while batch.ends.len() < BATCH_FRAMES && used + FRAME_MAX <= batch.data.len() {
-            match (&*file).read(&mut batch.data[used..used + FRAME_MAX]) {
-                Ok(n) => {
-                    used += n;
-                    batch.ends.push(used);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if !batch.ends.is_empty() && tx.send(Event::Frames(batch)).is_err() {
-            return Ok(());
-        }
-    }
-}
 
 /// Writes what the wire carries for one frame read from a device with `IFF_VNET_HDR`
 /// (`buf`: header and frame) to the capture: the wire packets of a super-frame, or the
@@ -195,77 +134,93 @@ fn capture_vnet(
 /// reads every device, routes each frame at the wall-clock time it was read, writes what
 /// the router returns, and writes the flow-log records of each window as it closes on
 /// the wall clock (whole lines, flushed). At the end, the open records are written too.
+///
+/// One thread: it waits until a device is readable (`poll`), reads each readable one
+/// until the kernel has no frame left (EAGAIN) or [`BATCH_FRAMES`] were read, into one
+/// buffer, reused; a forwarded frame is rewritten in that buffer and written from it
+/// ([`Router::route_in_place`]). No thread hand-off and no copy per frame beyond the
+/// kernel's two.
 pub fn serve(
     router: &mut Router,
     devices: &[Device],
     out: &mut Outputs,
     ctl: &mut Control<'_>,
 ) -> io::Result<()> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let stop = ctl.stop;
-    let (tx, rx) = crossbeam_channel::bounded::<Event>(64);
-    let mut give_back = Vec::new();
-    for (i, d) in devices.iter().enumerate() {
-        let (tx, file, name) = (tx.clone(), d.file.clone(), d.name.clone());
-        let (free_tx, free_rx) = crossbeam_channel::unbounded::<Batch>();
-        give_back.push(free_tx);
-        std::thread::Builder::new()
-            .name(format!("tap-{name}"))
-            .spawn(move || {
-                if let Err(e) = reader(i, &file, &tx, &free_rx) {
-                    let _ = tx.send(Event::Failed(name, e));
-                }
-            })?;
+    for d in devices {
+        rustix::io::ioctl_fionbio(&*d.file, true)?;
     }
-    drop(tx);
-    let files: Vec<(Port, Arc<File>)> = devices.iter().map(|d| (d.port, d.file.clone())).collect();
-    let vnet: Vec<bool> = devices.iter().map(|d| d.offloads.is_some()).collect();
+    let mut buf = vec![0u8; FRAME_MAX];
     let mut scratch = Vec::new();
     let mut last_tick = Instant::now();
     let mut result = Ok(());
-    let mut per_device = vec![0u64; files.len()];
+    let mut per_device = vec![0u64; devices.len()];
     let mut status = Status::default();
-    while !stop.load(Ordering::Relaxed) {
+    let mut ready = vec![false; devices.len()];
+    let wait = Timespec {
+        tv_sec: 0,
+        tv_nsec: 250_000_000,
+    };
+    'serve: while !stop.load(Ordering::Relaxed) {
         if ctl.reload.swap(false, Ordering::Relaxed) {
             (ctl.on_reload)(router);
         }
-        match rx.recv_timeout(Duration::from_millis(250)) {
-            Ok(Event::Frames(mut batch)) => {
-                let port = files[batch.dev].0;
-                let mut start = 0;
-                for &end in &batch.ends {
-                    let frame = &batch.data[start..end];
-                    start = end;
-                    let now = wall_clock();
-                    let vnet = vnet[batch.dev];
-                    if let Some(c) = out.capture.as_mut() {
-                        if vnet {
-                            capture_vnet(c, now, frame, &mut scratch)?;
-                        } else {
-                            c.write_packet(now, linktype::ETHERNET, frame, frame.len() as u32)?;
+        {
+            let mut fds: Vec<PollFd> = devices
+                .iter()
+                .map(|d| PollFd::new(&*d.file, PollFlags::IN | PollFlags::ERR))
+                .collect();
+            match poll(&mut fds, Some(&wait)) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            for (r, fd) in ready.iter_mut().zip(&fds) {
+                *r = !fd.revents().is_empty();
+            }
+        }
+        for (i, d) in devices.iter().enumerate() {
+            if !ready[i] {
+                continue;
+            }
+            let vnet = d.offloads.is_some();
+            for _ in 0..BATCH_FRAMES {
+                let n = match (&*d.file).read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        result = Err(io::Error::new(e.kind(), format!("reading {}: {e}", d.name)));
+                        break 'serve;
+                    }
+                };
+                let frame = &mut buf[..n];
+                let now = wall_clock();
+                if let Some(c) = out.capture.as_mut() {
+                    if vnet {
+                        capture_vnet(c, now, frame, &mut scratch)?;
+                    } else {
+                        c.write_packet(now, linktype::ETHERNET, frame, frame.len() as u32)?;
+                    }
+                }
+                per_device[i] += 1;
+                // A full or downed device drops the frame, as a wire would.
+                match router.route_in_place(d.port, frame, vnet, now) {
+                    Routed::Forward(to) => {
+                        if let Some(t) = devices.iter().find(|t| t.port == to) {
+                            let _ = (&*t.file).write(frame);
                         }
                     }
-                    per_device[batch.dev] += 1;
-                    let sent = if vnet {
-                        router.handle_vnet_frame(port, frame, now)
-                    } else {
-                        router.handle_frame(port, frame, now)
-                    };
-                    for (to, f) in sent {
-                        if let Some((_, file)) = files.iter().find(|(p, _)| *p == to) {
-                            // A full or downed device drops the frame, as a wire would.
-                            let _ = (&**file).write(&f);
+                    Routed::Frames(v) => {
+                        for (to, f) in v {
+                            if let Some(t) = devices.iter().find(|t| t.port == to) {
+                                let _ = (&*t.file).write(&f);
+                            }
                         }
                     }
                 }
-                batch.ends.clear();
-                let _ = give_back[batch.dev].send(batch);
             }
-            Ok(Event::Failed(name, e)) => {
-                result = Err(io::Error::new(e.kind(), format!("reading {name}: {e}")));
-                break;
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
         if last_tick.elapsed() >= Duration::from_secs(1) {
             last_tick = Instant::now();
