@@ -20,6 +20,13 @@ connections keep passing, untracked flows follow the new rules (as replay's
 --rules-at); a ruleset that does not load, or describes another network, is refused
 and the old one stays.
 
+Offloads: TAPs are opened with IFF_VNET_HDR and checksum, TSO (and USO where the
+kernel has it) offloads, so the hosts hand over GSO super-frames of up to 64 KiB:
+each is judged once and counted in flow logs and --verdicts as the wire packets it
+stands for (ceil(payload / gso_size) packets, their IP bytes); --capture writes
+those wire packets. Which offloads were enabled is printed at the start;
+--no-offloads opens plain TAPs (the kernel cuts super-frames first; slower).
+
 Examples:
   # Create the TAPs and print which is which:
   vpcgate tap --rules rulesets/securecart.toml --flow-log flows.log
@@ -34,6 +41,9 @@ Examples:
 
   # New rules while running (edit r.toml first):
   kill -HUP $(pidof vpcgate)
+
+  # Plain TAPs, no virtio-net header (for a program that writes plain frames):
+  vpcgate tap --rules r.toml --attach eni-0a1b2c3d4e5f60301=tap-db --no-offloads
 
   # The whole VPC as network namespaces, ready to ping: see `vpcgate lab up --help`.
 
@@ -125,8 +135,14 @@ Examples:
   sudo vpcgate lab up --rules r.toml --name second --prefix b- \\
       --capture all.pcap --flow-log flows.log --aggregation-interval 60
 
+  # Without offloads (every frame one wire packet; TCP several times slower):
+  sudo vpcgate lab up --rules r.toml --no-offloads
+
 On a terminal a status line on standard error gives frames/s per namespace and
 rejects. SIGHUP reloads the --rules paths (see `vpcgate lab reload --help`).
+The TAPs carry GSO super-frames (IFF_VNET_HDR with offloads, listed at the start):
+each is judged once and counted as the wire packets it stands for; the summary
+says how many super-frames were read.
 Exit status: 0 stopped by Ctrl-C/SIGTERM; 2 bad usage or a ruleset that does not
 load; 1 the lab could not be built or a device failed.";
 

@@ -177,6 +177,11 @@ pub struct Router {
     stats: RouterStats,
     seq: u64,
     verdicts: Option<Vec<u8>>,
+    /// The checks of the packet in hand, for the `why` of verdict lines (traced only
+    /// when verdicts are kept), and the writer of that text.
+    checks: crate::engine::trace::Checks,
+    why: String,
+    why_writer: crate::engine::trace::WhyWriter,
     /// How many rulesets this router has had (0: the first); the engine's generation.
     generation: usize,
     /// Orders the closed records and adds NODATA ones, as replay's merger does.
@@ -296,6 +301,9 @@ impl Router {
             stats: RouterStats::default(),
             seq: 0,
             verdicts: None,
+            checks: Default::default(),
+            why: String::new(),
+            why_writer: Default::default(),
             generation: 0,
             collator: Collator::new(n_enis, u64::from(aggregation_interval), true),
             last_frame: None,
@@ -638,18 +646,32 @@ impl Router {
         // One judgement; a super-frame is counted as the wire packets it stands for,
         // each with its own sequence number and IP bytes, as replay of its segments
         // counts them.
-        let d = self.engine.process(&pkt, now);
+        let d = if self.verdicts.is_some() {
+            self.checks.clear();
+            self.engine.process_traced(&pkt, now, &mut self.checks)
+        } else {
+            self.engine.process(&pkt, now)
+        };
         let segments = vnet.map_or(1, |v| v.plan.segments());
         let first_packet = self.stats.wire_packets + 1 - u64::from(segments);
         let reason = d.reason_text(&self.policy);
+        self.why.clear();
+        if self.verdicts.is_some() && d.verdict == Verdict::Accept {
+            self.why_writer
+                .write(&self.policy, &self.checks, &mut self.why);
+        }
+        // Where each observation's record was found: the segments after the first
+        // reach it without a hash probe.
+        let mut hints = [u32::MAX; 2];
         for s in 0..segments {
             self.seq += 1;
-            for obs in d.obs.iter().flatten() {
+            for (obs, hint) in d.obs.iter().zip(hints.iter_mut()) {
+                let Some(obs) = obs else { continue };
                 let mut obs = *obs;
                 if let Some(b) = vnet.and_then(|v| v.plan.segment_ip_bytes(s)) {
                     obs.bytes = b;
                 }
-                self.agg.observe(&obs, now, self.seq);
+                self.agg.observe_hinted(&obs, now, self.seq, 0, hint);
             }
             let number = first_packet + u64::from(s);
             self.write_verdict(&pkt, number, from, to, now, d.verdict, &reason);
@@ -730,6 +752,14 @@ impl Router {
         let _ = write!(out, ",\"action\":\"{}\"", verdict.as_str());
         if !reason.is_empty() {
             let _ = write!(out, ",\"reason\":{}", serde_json::Value::from(reason));
+        }
+        if verdict == Verdict::Accept {
+            // What let it through, as replay's lines say (README "Per-packet verdicts").
+            let _ = write!(
+                out,
+                ",\"why\":{}",
+                serde_json::Value::from(self.why.as_str())
+            );
         }
         out.extend_from_slice(b"}\n");
     }
@@ -1319,6 +1349,61 @@ mod tests {
             assert_eq!(rec.packets, 7);
             assert_eq!(rec.bytes, 7 * 40 + 10_000);
         }
+    }
+
+    /// Live verdict lines carry replay's `why` for accepted packets (README
+    /// "Per-packet verdicts"): the SG rule that admitted a new connection, then
+    /// `tracked` for its reply; a REJECT has a `reason` and no `why`.
+    #[test]
+    fn verdict_lines_say_why_a_packet_was_accepted() {
+        let mut r = router();
+        r.keep_verdicts();
+        r.handle_frame(
+            Port::Eni(APP_1),
+            &tcp("10.0.11.10", "10.0.21.10", 40000, 5432, 2),
+            T,
+        );
+        r.handle_frame(
+            Port::Eni(DB_1),
+            &tcp("10.0.21.10", "10.0.11.10", 5432, 40000, 0x12),
+            T,
+        );
+        r.handle_frame(
+            Port::Eni(DB_1),
+            &tcp("10.0.21.10", "10.0.11.10", 40001, 8080, 2),
+            T,
+        );
+        let v: Vec<serde_json::Value> = String::from_utf8(r.take_verdicts())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(v.len(), 3);
+        let why = |i: usize| v[i]["why"].as_str().unwrap_or("").to_string();
+        // app-1's egress rule (tcp 5432 to the db group), both NACLs, db-1's ingress.
+        assert!(
+            why(0).starts_with("sg-egress eni-0a1b2c3d4e5f60201 new by "),
+            "{}",
+            why(0)
+        );
+        assert!(why(0).contains("nacl-outbound acl-") && why(0).contains("nacl-inbound acl-"));
+        assert!(
+            why(0).contains("sg-ingress eni-0a1b2c3d4e5f60301 new by "),
+            "{}",
+            why(0)
+        );
+        assert!(
+            why(1).contains("sg-egress eni-0a1b2c3d4e5f60301 tracked"),
+            "{}",
+            why(1)
+        );
+        assert!(
+            why(1).contains("sg-ingress eni-0a1b2c3d4e5f60201 tracked"),
+            "{}",
+            why(1)
+        );
+        assert_eq!(v[2]["action"], "REJECT");
+        assert!(v[2].get("why").is_none() && v[2]["reason"].is_string());
     }
 
     /// The gateway's 1:1 NAT on frames whose checksum the card finishes: the TCP field

@@ -877,6 +877,11 @@ fn a_live_capture_replays_to_the_same_verdicts_and_flow_logs() {
     let (live, replayed) = replay_verdicts(&securecart(), out.path());
     assert!(live.len() >= 10, "{live:?}");
     assert!(live.iter().any(|v| v["action"] == "REJECT"));
+    // Accepted lines say what let them through, as replay's do.
+    assert!(live
+        .iter()
+        .filter(|v| v["action"] == "ACCEPT")
+        .all(|v| v["why"].as_str().is_some_and(|w| w.contains("sg-"))));
     assert_eq!(live, replayed);
     let live = replay_flow_logs(out.path());
     let ok = |v: &[String]| -> Vec<String> {
@@ -1031,8 +1036,10 @@ fn replay_verdicts(rules: &Path, dir: &Path) -> (Vec<serde_json::Value>, Vec<ser
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
             .filter(|v| v["action"] != "NONE")
             .map(|mut v| {
-                // The keys CLI.md fixes (live adds `from`/`to`, replay may add more).
-                const FIXED: [&str; 11] = [
+                // The keys CLI.md fixes and `why` (live adds `from`/`to`, replay may
+                // add more).
+                const FIXED: [&str; 12] = [
+                    "why",
                     "packet",
                     "time",
                     "src",
