@@ -1406,6 +1406,31 @@ mod tests {
         assert!(v[2].get("why").is_none() && v[2]["reason"].is_string());
     }
 
+    /// IPv6: a TSO super-frame from the internet to the ALB's IPv6 address (untranslated)
+    /// counts its segments with 60 bytes of headers each (40 IPv6 + 20 TCP).
+    #[test]
+    fn an_ipv6_super_frame_counts_its_segments() {
+        let mut r = router();
+        let (h, f) = crate::wire::vnet::tso_frame_ports(
+            "2001:db8::7",
+            "2600:1f18:4a3:6d01::10",
+            (50000, 443),
+            0x10,
+            5000,
+            1428,
+        );
+        let out = r.handle_vnet_frame(Port::Igw, &vnet_buf(&h, &f), T);
+        assert_eq!(out.len(), 1, "{:?}", r.stats());
+        assert_eq!(out[0].0, Port::Eni(ALB_A));
+        assert_eq!(r.stats().super_frame_segments, 4, "ceil(5000 / 1428)");
+        let recs = r.finish();
+        let rec = recs
+            .iter()
+            .find(|rec| rec.log_status == crate::flowlog::LogStatus::Ok)
+            .unwrap();
+        assert_eq!((rec.packets, rec.bytes), (4, 4 * 60 + 5000));
+    }
+
     /// The gateway's 1:1 NAT on frames whose checksum the card finishes: the TCP field
     /// holds the pseudo-header sum, and the address change must be added to it with the
     /// other sign than RFC 1624's update of a finished checksum. Checked by cutting the

@@ -1006,6 +1006,56 @@ fn bulk_transfers_cross_as_super_frames_counted_as_their_wire_packets() {
     );
 }
 
+/// `--no-offloads`: plain TAPs, so the kernel cuts super-frames before vpcgate reads
+/// them. The same transfer works, no super-frame is read, every frame is one wire
+/// packet (the capture holds exactly the frames read), and replay agrees.
+#[test]
+fn without_offloads_every_frame_is_one_wire_packet() {
+    if !require_root() {
+        return;
+    }
+    const BYTES: usize = 1 << 20;
+    let out = tempfile::tempdir().unwrap();
+    let p = |n: &str| out.path().join(n);
+    let log = std::fs::File::create(p("stderr.txt")).unwrap();
+    let mut lab = Lab::up_logged(
+        &securecart(),
+        "vgt-plain",
+        &[
+            "--no-offloads",
+            "--aggregation-interval",
+            "60",
+            "--flow-log",
+            p("live.log").to_str().unwrap(),
+            "--verdicts",
+            p("live.jsonl").to_str().unwrap(),
+            "--capture",
+            p("all.pcap").to_str().unwrap(),
+        ],
+        Stdio::from(log),
+    );
+    let _db = lab.serve_sending("db-1", 5432, BYTES);
+    assert_eq!(lab.fetch("app-1", "10.0.21.10", 5432), Some(BYTES));
+    assert!(lab.stop().expect("lab up stops on SIGTERM").success());
+    let stderr = std::fs::read_to_string(p("stderr.txt")).unwrap();
+    assert!(stderr.contains("TAPs (no offloads)"), "{stderr}");
+    assert!(!stderr.contains("super-frame"), "{stderr}");
+    let summary = stderr
+        .lines()
+        .find(|l| l.starts_with("vpcgate live: "))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let frames: u64 = summary.split_whitespace().nth(2).unwrap().parse().unwrap();
+    let mut r = vpcgate::capture::CaptureReader::open(&p("all.pcap")).unwrap();
+    let mut n = 0u64;
+    while r.next_packet().unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, frames, "{summary}");
+    assert!(n as usize > BYTES / 1500, "{summary}");
+    replay_verdicts(&securecart(), out.path());
+    replay_flow_logs(out.path());
+}
+
 /// Replays `all.pcap` of a live run in `dir` with `rules` (writing `replay.log` and
 /// `replay.jsonl`) and compares its verdicts with the live `live.jsonl` on the keys
 /// CLI.md fixes: evaluated packets only (live writes no line for the others), the same
