@@ -652,6 +652,50 @@ mod tests {
         assert_eq!(plan(&h, &f).unwrap().ip_bytes(), 3 * 28 + 2500);
     }
 
+    /// Any payload size, segment size, family and flags: the segments' payloads put
+    /// together are the super-frame's, there are as many as counted, their IP lengths
+    /// add up to [`Plan::ip_bytes`], and every checksum verifies from scratch.
+    #[test]
+    fn segmenting_any_super_frame_keeps_payload_count_bytes_and_checksums() {
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..300 {
+            let (src, dst) = if i % 2 == 0 {
+                ("10.1.2.3", "10.9.8.7")
+            } else {
+                ("2001:db8::3", "2001:db8::7")
+            };
+            let payload = (next() % 20_000) as usize;
+            let mss = 200 + (next() % 1400) as u16;
+            let flags = 0x10 | (next() as u8 & 0x89); // ACK, maybe FIN, PSH, CWR
+            let (h, f) = tso_frame(src, dst, flags, payload, mss);
+            let p = plan(&h, &f).unwrap();
+            let mut data = Vec::new();
+            let (mut n, mut ip_bytes) = (0u32, 0u64);
+            p.segment(&f, &mut Vec::new(), &mut |seg| {
+                n += 1;
+                assert!(checksums_ok(seg), "case {i}, segment {n}");
+                let e = etherparse::SlicedPacket::from_ethernet(seg).unwrap();
+                let Some(etherparse::TransportSlice::Tcp(t)) = e.transport else {
+                    panic!()
+                };
+                assert!(t.payload().len() <= usize::from(mss));
+                data.extend_from_slice(t.payload());
+                ip_bytes += (seg.len() - 14) as u64;
+            });
+            assert_eq!(n, p.segments(), "case {i}");
+            assert_eq!(n as usize, payload.div_ceil(usize::from(mss)).max(1));
+            assert_eq!(ip_bytes, p.ip_bytes(), "case {i}");
+            let l4 = if i % 2 == 0 { 34 } else { 54 };
+            assert_eq!(data, f[l4 + 20..], "case {i}");
+        }
+    }
+
     /// A frame without GSO whose checksum the card must finish: the capture gets the
     /// finished checksum.
     #[test]
