@@ -102,6 +102,20 @@ pub(crate) struct LiveOutputArgs {
     /// GSO super-frame into wire packets before vpcgate reads them (slower for TCP).
     #[arg(long = "no-offloads")]
     no_offloads: bool,
+
+    /// Worker threads: each TAP gets this many queues, worker W reads queue W of every
+    /// TAP and owns a share of the flow shards (default: the number of CPUs).
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+}
+
+impl LiveOutputArgs {
+    /// `--workers`, or the number of CPUs.
+    fn workers(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
 }
 
 pub(crate) const LAB_HELP: &str = "\
@@ -300,7 +314,10 @@ fn reload_rules(paths: &[PathBuf]) -> Result<vpcgate::model::Vpc, String> {
 
 /// Loads `paths` and hands them to the router: the line to print, `Ok` when the new
 /// ruleset is in force.
-fn reload_router(router: &mut vpcgate::live::Router, paths: &[PathBuf]) -> Result<String, String> {
+fn reload_router(
+    router: &mut dyn vpcgate::live::tap::Reload,
+    paths: &[PathBuf],
+) -> Result<String, String> {
     let shown = paths
         .iter()
         .map(|p| p.display().to_string())
@@ -363,6 +380,7 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
         Err(c) => return c,
     };
     let mut router = Router::new(vpc.clone(), args.out.aggregation_interval);
+    let workers = args.out.workers();
     router.set_nodata(!args.out.no_nodata);
     let mut devices = Vec::new();
     let mut wanted: Vec<(Port, String, String, Option<[u8; 6]>)> = vpc
@@ -388,7 +406,7 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
         igw.is_none().then_some([0; 6]),
     ));
     for (port, what, name, created) in wanted {
-        match Device::open(port, &name, !args.out.no_offloads) {
+        match Device::open_queues(port, &name, !args.out.no_offloads, workers) {
             Ok(d) => {
                 if let Some(mac) = created {
                     // The host side of an ENI's TAP carries the ENI's MAC.
@@ -418,7 +436,7 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
     let stop = stop_flag();
     let hup = hup_flag();
     let rules = args.rules.clone();
-    let mut on_reload = |r: &mut Router| match reload_router(r, &rules) {
+    let mut on_reload = |r: &mut dyn vpcgate::live::tap::Reload| match reload_router(r, &rules) {
         Ok(line) | Err(line) => eprintln!("vpcgate tap: {line}"),
     };
     let mut ctl = vpcgate::live::tap::Control {
@@ -426,7 +444,7 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
         reload: &hup,
         on_reload: &mut on_reload,
     };
-    let r = vpcgate::live::tap::serve(&mut router, &devices, &mut out, &mut ctl);
+    let r = vpcgate::live::tap::serve_with(&mut router, &devices, &mut out, &mut ctl, workers);
     eprint!("{}", vpcgate::live::tap::summary(&router));
     if let Some(w) = out.flow_log.take() {
         let _ = w.finish();
@@ -470,6 +488,7 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
                 name: args.lab.name.clone(),
                 prefix: args.prefix.clone(),
                 offloads: !args.out.no_offloads,
+                workers: args.out.workers(),
             };
             let mut l = match lab::up(vpc, &opts, args.out.aggregation_interval) {
                 Ok(l) => l,
@@ -504,7 +523,7 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
             println!("lab {} is up: {} namespaces", opts.name, l.nodes.len());
             let _ = std::io::Write::flush(&mut std::io::stdout());
             let (name, rules) = (opts.name.clone(), args.rules.clone());
-            let mut on_reload = |r: &mut vpcgate::live::Router| {
+            let mut on_reload = |r: &mut dyn vpcgate::live::tap::Reload| {
                 // `lab reload` names the paths in a request file; a bare SIGHUP
                 // reloads the paths `up` was given.
                 let paths = lab::take_reload_request(&name).unwrap_or_else(|| rules.clone());
@@ -521,7 +540,7 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
                 reload: &hup,
                 on_reload: &mut on_reload,
             };
-            let r = lab::run(&mut l, &opts.name, &mut out, &mut ctl);
+            let r = lab::run(&mut l, &opts.name, &mut out, &mut ctl, opts.workers);
             eprint!("{}", vpcgate::live::tap::summary(&l.router));
             if let Some(w) = out.flow_log.take() {
                 let _ = w.finish();

@@ -437,6 +437,8 @@ pub struct UpOptions {
     pub prefix: String,
     /// Open the TAPs with `IFF_VNET_HDR` and offloads (GSO super-frames).
     pub offloads: bool,
+    /// Worker threads, and queues per TAP.
+    pub workers: usize,
 }
 
 /// A lab that is up: the router and the devices to serve.
@@ -505,10 +507,11 @@ fn make_node(
     let ns = n.ns.as_str();
     append_state(&opts.name, &format!("netns {ns}"))?;
     ip(&["netns", "add", ns])?;
-    let dev = crate::live::tap::Device::open(
+    let dev = crate::live::tap::Device::open_queues(
         n.port,
         &format!("vgl{}n{i}", std::process::id()),
         opts.offloads,
+        opts.workers,
     )?;
     ip(&["link", "set", &dev.name, "netns", ns])?;
     let range = format!(
@@ -562,8 +565,9 @@ pub fn run(
     name: &str,
     out: &mut crate::live::tap::Outputs,
     ctl: &mut crate::live::tap::Control<'_>,
+    workers: usize,
 ) -> io::Result<()> {
-    let served = crate::live::tap::serve(&mut lab.router, &lab.devices, out, ctl);
+    let served = crate::live::tap::serve_with(&mut lab.router, &lab.devices, out, ctl, workers);
     lab.devices.clear();
     let removed = down(name);
     served?;

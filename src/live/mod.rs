@@ -16,5 +16,7 @@ pub mod arp;
 pub mod router;
 #[cfg(target_os = "linux")]
 pub mod tap;
+#[cfg(target_os = "linux")]
+pub mod workers;
 
 pub use router::{Port, Router, RouterStats};

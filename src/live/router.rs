@@ -146,6 +146,9 @@ pub struct RouterStats {
     /// GSO super-frames read (TAPs with offloads), and the wire packets they stood for.
     pub super_frames: u64,
     pub super_frame_segments: u64,
+    /// Frames a worker read and handed to the worker that owns their flow shard
+    /// (`--workers` above 1).
+    pub handed_off: u64,
     pub arp_answered: u64,
     pub evaluated: u64,
     pub accepted: u64,
@@ -186,8 +189,14 @@ pub struct Router {
     generation: usize,
     /// Orders the closed records and adds NODATA ones, as replay's merger does.
     collator: Collator,
-    /// The time of the last frame read.
+    /// The time of the last frame read, and of the first.
     last_frame: Option<Timestamp>,
+    first_frame: Option<Timestamp>,
+    /// Order flow-log records by the time their first packet was judged (a worker of
+    /// several, whose records are merged with the others'), not by this router's own
+    /// count.
+    seq_by_time: bool,
+    nodata: bool,
 }
 
 /// `Ok` when `new` describes the same network as `old` (what a reload may not change).
@@ -307,6 +316,9 @@ impl Router {
             generation: 0,
             collator: Collator::new(n_enis, u64::from(aggregation_interval), true),
             last_frame: None,
+            first_frame: None,
+            seq_by_time: false,
+            nodata: true,
         }
     }
 
@@ -416,8 +428,93 @@ impl Router {
         out
     }
 
+    /// A router for one worker of several, like this one (the same ruleset, window
+    /// length, verdicts kept or not, internet peer), with its own tracking and flow-log
+    /// records, which it orders by the time their first packet was judged; its
+    /// records are collated with the other workers' by the caller
+    /// ([`Router::close_records`]).
+    pub fn worker(&self) -> Router {
+        let mut r = Router::new(self.policy.vpc.clone(), self.agg.interval_secs());
+        r.igw_peer = self.igw_peer;
+        r.seq_by_time = true;
+        if self.verdicts.is_some() {
+            r.keep_verdicts();
+        }
+        r
+    }
+
+    /// Frees expired tracking state and closes the flow-log windows that ended by
+    /// `now`: their records in record order, without NODATA (for a worker of several:
+    /// the caller collates).
+    pub fn close_records(&mut self, now: Timestamp) -> Vec<FlowRecord> {
+        self.engine.housekeeping(now);
+        let mut recs = Vec::new();
+        self.agg.close_before(now.secs(), &mut recs);
+        recs
+    }
+
+    /// Every open record, in record order, without NODATA (for a worker of several).
+    pub fn close_all_records(&mut self) -> Vec<FlowRecord> {
+        let mut recs = Vec::new();
+        self.agg.close_all(&mut recs);
+        recs
+    }
+
+    /// The times of the first and the last frame read.
+    pub fn frame_times(&self) -> (Option<Timestamp>, Option<Timestamp>) {
+        (self.first_frame, self.last_frame)
+    }
+
+    /// Adds a worker's counters to this router's (for the summary).
+    pub fn absorb_stats(&mut self, o: &RouterStats) {
+        let s = &mut self.stats;
+        s.frames += o.frames;
+        s.wire_packets += o.wire_packets;
+        s.super_frames += o.super_frames;
+        s.super_frame_segments += o.super_frame_segments;
+        s.handed_off += o.handed_off;
+        s.arp_answered += o.arp_answered;
+        s.evaluated += o.evaluated;
+        s.accepted += o.accepted;
+        s.rejected += o.rejected;
+        s.forwarded += o.forwarded;
+        s.translated += o.translated;
+        for (k, v) in &o.drops {
+            *s.drops.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &o.rejects {
+            *s.rejects.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+
+    /// Counts frames handed to another worker.
+    pub fn count_handed_off(&mut self, n: u64) {
+        self.stats.handed_off += n;
+    }
+
+    /// Counts a frame dropped outside the router (e.g. a worker's full hand-off queue).
+    pub fn count_drop(&mut self, reason: &str) {
+        self.drop_frame(reason);
+    }
+
+    /// The MAC learned (or set) for the internet gateway's peer.
+    pub fn igw_peer(&self) -> Option<[u8; 6]> {
+        self.igw_peer
+    }
+
+    /// Whether NODATA records are written.
+    pub fn nodata(&self) -> bool {
+        self.nodata
+    }
+
+    /// The flow-log aggregation interval, in seconds.
+    pub fn interval_secs(&self) -> u32 {
+        self.agg.interval_secs()
+    }
+
     /// Whether to write NODATA records (default: yes, as replay does).
     pub fn set_nodata(&mut self, on: bool) {
+        self.nodata = on;
         self.collator = Collator::new(
             self.metas.len() as u32,
             u64::from(self.agg.interval_secs()),
@@ -506,6 +603,9 @@ impl Router {
     ) -> Routed {
         self.collator.first_packet(now.secs());
         self.last_frame = Some(now);
+        if self.first_frame.is_none() {
+            self.first_frame = Some(now);
+        }
         if let Port::Eni(i) = from {
             if i as usize >= self.eni_macs.len() {
                 return self.drop_frame("unknown-port").into();
@@ -665,13 +765,14 @@ impl Router {
         let mut hints = [u32::MAX; 2];
         for s in 0..segments {
             self.seq += 1;
+            let seq = if self.seq_by_time { now.0 } else { self.seq };
             for (obs, hint) in d.obs.iter().zip(hints.iter_mut()) {
                 let Some(obs) = obs else { continue };
                 let mut obs = *obs;
                 if let Some(b) = vnet.and_then(|v| v.plan.segment_ip_bytes(s)) {
                     obs.bytes = b;
                 }
-                self.agg.observe_hinted(&obs, now, self.seq, 0, hint);
+                self.agg.observe_hinted(&obs, now, seq, 0, hint);
             }
             let number = first_packet + u64::from(s);
             self.write_verdict(&pkt, number, from, to, now, d.verdict, &reason);

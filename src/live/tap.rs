@@ -43,7 +43,10 @@ pub struct Device {
     pub port: Port,
     /// The kernel's name of the device (in the namespace where it was opened).
     pub name: String,
+    /// The first queue.
     pub file: Arc<File>,
+    /// Every queue opened, the first included (several with `--workers`).
+    pub queues: Vec<Arc<File>>,
     /// The offloads on (`TUN_F_*` bits) when the device was opened with
     /// `IFF_VNET_HDR`; `None`: plain Ethernet frames.
     pub offloads: Option<u32>,
@@ -53,17 +56,19 @@ impl Device {
     /// Creates (or attaches to the persistent) TAP `name` for `port`, with
     /// `IFF_VNET_HDR` and offloads when `offload` is true.
     pub fn open(port: Port, name: &str, offload: bool) -> io::Result<Device> {
-        let (file, name, offloads) = if offload {
-            let (f, n, o) = crate::sys::tun::open_tap_vnet(name)?;
-            (f, n, Some(o))
-        } else {
-            let (f, n) = crate::sys::tun::open_tap(name)?;
-            (f, n, None)
-        };
+        Device::open_queues(port, name, offload, 1)
+    }
+
+    /// [`Device::open`] with `queues` queues (`IFF_MULTI_QUEUE`), one per worker; a
+    /// persistent TAP made without `multi_queue` gets one.
+    pub fn open_queues(port: Port, name: &str, offload: bool, queues: usize) -> io::Result<Device> {
+        let (files, name, offloads) = crate::sys::tun::open_tap_queues(name, offload, queues)?;
+        let queues: Vec<Arc<File>> = files.into_iter().map(Arc::new).collect();
         Ok(Device {
             port,
             name,
-            file: Arc::new(file),
+            file: queues[0].clone(),
+            queues,
             offloads,
         })
     }
@@ -89,7 +94,36 @@ pub struct Control<'a> {
     /// Set (by SIGHUP) to reload: the loop clears it and calls `on_reload` between two
     /// frames, in the router's thread, so the per-packet path takes no lock.
     pub reload: &'a AtomicBool,
-    pub on_reload: &'a mut dyn FnMut(&mut Router),
+    pub on_reload: &'a mut dyn FnMut(&mut dyn Reload),
+}
+
+/// What a reload puts a new ruleset in force on: the router, or every worker's.
+pub trait Reload {
+    /// As [`Router::reload`]: the tracked connections kept, or why it was refused (the
+    /// old ruleset then stays in force).
+    fn reload(&mut self, vpc: Arc<crate::model::Vpc>) -> Result<usize, String>;
+}
+
+impl Reload for Router {
+    fn reload(&mut self, vpc: Arc<crate::model::Vpc>) -> Result<usize, String> {
+        Router::reload(self, vpc)
+    }
+}
+
+/// [`serve`] with one thread (`workers` 1), or [`super::workers::serve_workers`] with
+/// `workers` threads over multi-queue TAPs.
+pub fn serve_with(
+    router: &mut Router,
+    devices: &[Device],
+    out: &mut Outputs,
+    ctl: &mut Control<'_>,
+    workers: usize,
+) -> io::Result<()> {
+    if workers > 1 {
+        super::workers::serve_workers(router, devices, out, ctl, workers)
+    } else {
+        serve(router, devices, out, ctl)
+    }
 }
 
 /// The wall clock as a [`Timestamp`].
@@ -128,6 +162,16 @@ fn capture_vnet(
         }
     });
     result
+}
+
+/// [`capture_vnet`]'s wire packets, as copies (for a worker of several).
+pub(crate) fn capture_vnet_into(buf: &[u8], scratch: &mut Vec<u8>, out: &mut Vec<Vec<u8>>) {
+    use crate::wire::vnet::{plan, VnetHdr, VNET_HDR_LEN};
+    let frame = buf.get(VNET_HDR_LEN..).unwrap_or(buf);
+    match VnetHdr::parse(buf).and_then(|h| plan(&h, frame).ok()) {
+        Some(p) => p.segment(frame, scratch, &mut |seg| out.push(seg.to_vec())),
+        None => out.push(frame.to_vec()),
+    }
 }
 
 /// Runs until `stop` is set (checked at least four times a second) or a device fails:
@@ -227,7 +271,10 @@ pub fn serve(
             let recs = router.tick(wall_clock());
             write_out(router, out, recs)?;
             if let Some(labels) = out.status.as_ref() {
-                eprint!("\r\x1b[K{}", status.line(labels, &per_device, router));
+                eprint!(
+                    "\r\x1b[K{}",
+                    status.line(labels, &per_device, router.stats().rejected)
+                );
             }
         }
     }
@@ -244,7 +291,7 @@ pub fn serve(
 
 /// The counters at the last status line.
 #[derive(Default)]
-struct Status {
+pub(crate) struct Status {
     at: Option<Instant>,
     frames: Vec<u64>,
     rejected: u64,
@@ -253,7 +300,7 @@ struct Status {
 impl Status {
     /// `alb-1 12/s  app-1 3/s  ...  rejects 2/s (41 in all)`: the rates since the
     /// last line.
-    fn line(&mut self, labels: &[String], frames: &[u64], router: &Router) -> String {
+    pub(crate) fn line(&mut self, labels: &[String], frames: &[u64], rejected: u64) -> String {
         let now = Instant::now();
         let secs = self
             .at
@@ -266,7 +313,6 @@ impl Status {
             let label = labels.get(i).map_or("?", |l| l.as_str());
             t += &format!("{label} {rate:.0}/s  ");
         }
-        let rejected = router.stats().rejected;
         t += &format!(
             "rejects {:.0}/s ({rejected} in all)",
             (rejected - self.rejected) as f64 / secs
@@ -314,6 +360,12 @@ pub fn summary(router: &Router) -> String {
             s.super_frames, s.super_frame_segments
         );
     }
+    if s.handed_off > 0 {
+        t += &format!(
+            "  {} frame(s) handed by the worker that read them to the worker that owns their flow\n",
+            s.handed_off
+        );
+    }
     for (r, n) in &s.rejects {
         t += &format!("  rejected {n:>8}  {r}\n");
     }
@@ -340,7 +392,7 @@ mod tests {
         let labels = vec!["alb-1".to_string(), "igw".to_string()];
         let mut s = Status::default();
         // The first line counts from zero over one second.
-        let line = s.line(&labels, &[30, 0], &router);
+        let line = s.line(&labels, &[30, 0], router.stats().rejected);
         assert_eq!(line, "alb-1 30/s  igw 0/s  rejects 0/s (0 in all)");
         assert_eq!(s.frames, [30, 0]);
     }

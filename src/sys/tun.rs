@@ -89,6 +89,48 @@ pub fn open_tap(name: &str) -> io::Result<(File, String)> {
 /// accepted.
 pub fn open_tap_vnet(name: &str) -> io::Result<(File, String, u32)> {
     let (file, name) = open_tap_flags(name, IFF_VNET_HDR)?;
+    let offloads = set_vnet(&file)?;
+    Ok((file, name, offloads))
+}
+
+/// Opens `queues` queues of the TAP device `name` (`IFF_MULTI_QUEUE`; the first open
+/// creates the device or attaches to the persistent one), with `IFF_VNET_HDR` and
+/// offloads when `vnet` is true. A persistent TAP made without `multi_queue` has one
+/// queue only: then one is opened. Returns the queues, the kernel's name and the
+/// offloads (`None` without `vnet`).
+pub fn open_tap_queues(
+    name: &str,
+    vnet: bool,
+    queues: usize,
+) -> io::Result<(Vec<File>, String, Option<u32>)> {
+    let single = || -> io::Result<(Vec<File>, String, Option<u32>)> {
+        if vnet {
+            let (f, n, o) = open_tap_vnet(name)?;
+            Ok((vec![f], n, Some(o)))
+        } else {
+            let (f, n) = open_tap(name)?;
+            Ok((vec![f], n, None))
+        }
+    };
+    if queues <= 1 {
+        return single();
+    }
+    let flags = IFF_MULTI_QUEUE | if vnet { IFF_VNET_HDR } else { 0 };
+    let (first, kernel_name) = match open_tap_with(name, flags) {
+        Ok(r) => r,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return single(),
+        Err(e) => return Err(e),
+    };
+    let offloads = if vnet { Some(set_vnet(&first)?) } else { None };
+    let mut files = vec![first];
+    for _ in 1..queues {
+        files.push(open_tap_with(&kernel_name, flags)?.0);
+    }
+    Ok((files, kernel_name, offloads))
+}
+
+/// The virtio-net header's size and the offloads, on a TAP opened with `IFF_VNET_HDR`.
+fn set_vnet(file: &File) -> io::Result<u32> {
     let size: libc::c_int = crate::wire::vnet::VNET_HDR_LEN as libc::c_int;
     // SAFETY: the descriptor is open and owned by `file`; TUNSETVNETHDRSZ reads one
     // `int` through the pointer, which points at `size`, alive for the whole call.
@@ -115,7 +157,7 @@ pub fn open_tap_vnet(name: &str) -> io::Result<(File, String, u32)> {
             )
         };
         if rc == 0 {
-            return Ok((file, name, want));
+            return Ok(want);
         }
         last = io::Error::last_os_error();
     }
