@@ -192,10 +192,13 @@ pub struct Router {
     /// The time of the last frame read, and of the first.
     last_frame: Option<Timestamp>,
     first_frame: Option<Timestamp>,
-    /// Order flow-log records by the time their first packet was judged (a worker of
-    /// several, whose records are merged with the others'), not by this router's own
-    /// count.
-    seq_by_time: bool,
+    /// A worker `w` of `n` (`Some((w, n))`): flow-log records are ordered by a number
+    /// that follows the time each frame was judged, unique over all workers (this
+    /// worker's numbers are `w` modulo `n`), so that the records and the frames of every
+    /// worker merge in one order; not by this router's own count.
+    seq_by_time: Option<(u64, u64)>,
+    /// That number, for the frame in hand.
+    frame_seq: u64,
     nodata: bool,
 }
 
@@ -317,7 +320,8 @@ impl Router {
             collator: Collator::new(n_enis, u64::from(aggregation_interval), true),
             last_frame: None,
             first_frame: None,
-            seq_by_time: false,
+            seq_by_time: None,
+            frame_seq: 0,
             nodata: true,
         }
     }
@@ -433,10 +437,10 @@ impl Router {
     /// records, which it orders by the time their first packet was judged; its
     /// records are collated with the other workers' by the caller
     /// ([`Router::close_records`]).
-    pub fn worker(&self) -> Router {
+    pub fn worker(&self, w: usize, n: usize) -> Router {
         let mut r = Router::new(self.policy.vpc.clone(), self.agg.interval_secs());
         r.igw_peer = self.igw_peer;
-        r.seq_by_time = true;
+        r.seq_by_time = Some((w as u64, n.max(1) as u64));
         if self.verdicts.is_some() {
             r.keep_verdicts();
         }
@@ -458,6 +462,16 @@ impl Router {
         let mut recs = Vec::new();
         self.agg.close_all(&mut recs);
         recs
+    }
+
+    /// A worker's number of the last frame routed ([`Router::worker`]).
+    pub fn frame_seq(&self) -> u64 {
+        self.frame_seq
+    }
+
+    /// The least number a worker's next frame can get, if the clock reads `now`.
+    pub fn next_seq_bound(&self, now: Timestamp) -> u64 {
+        now.0.max(self.frame_seq + 1)
     }
 
     /// The times of the first and the last frame read.
@@ -568,6 +582,11 @@ impl Router {
         now: Timestamp,
     ) -> Routed {
         self.stats.frames += 1;
+        if let Some((w, n)) = self.seq_by_time {
+            // The next number of this worker at or after both the clock and the last.
+            let base = now.0.max(self.frame_seq + 1);
+            self.frame_seq = base + (w + n - base % n) % n;
+        }
         if !vnet {
             self.stats.wire_packets += 1;
             return self.handle(from, None, buf, now);
@@ -765,7 +784,11 @@ impl Router {
         let mut hints = [u32::MAX; 2];
         for s in 0..segments {
             self.seq += 1;
-            let seq = if self.seq_by_time { now.0 } else { self.seq };
+            let seq = if self.seq_by_time.is_some() {
+                self.frame_seq
+            } else {
+                self.seq
+            };
             for (obs, hint) in d.obs.iter().zip(hints.iter_mut()) {
                 let Some(obs) = obs else { continue };
                 let mut obs = *obs;

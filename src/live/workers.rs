@@ -16,10 +16,12 @@
 //!   TAP.
 //! - The calling thread collates: flow-log records of every worker go through one
 //!   [`Collator`] (order, NODATA) as each window closes on every worker's clock, and
-//!   `--capture` and `--verdicts` are merged by the time each frame was judged (each
-//!   worker reports how far its clock went, so the merge waits for no one for long);
-//!   packet numbers are given in that merged order. So a replay of the capture gives
-//!   the same verdicts and records.
+//!   `--capture` and `--verdicts` are merged in the order of a number each worker
+//!   gives its frames as it judges them: the time, made unique (worker `w` of N takes
+//!   the numbers that are `w` modulo N, each above its last) and the same number orders
+//!   the flow-log records. Each worker reports how far its numbers went, so the merge
+//!   waits for no one for long; packet numbers are given in that merged order. So a
+//!   replay of the capture gives the same verdicts and records in the same order.
 //! - A reload is loaded and checked once, then handed to every worker, which puts it in
 //!   force between two batches; the tracked connections kept are summed.
 
@@ -47,6 +49,8 @@ struct Batch {
 /// One frame judged, for the capture and the verdicts.
 struct Judged {
     ts: Timestamp,
+    /// Its worker's number for it ([`Router::frame_seq`]): the merge order.
+    seq: u64,
     /// The wire packets of the frame (what `--capture` gets), one after the other.
     capture: Vec<Vec<u8>>,
     /// How many wire packets it stood for (the numbers it takes).
@@ -56,11 +60,12 @@ struct Judged {
 }
 
 enum ToMain {
-    /// Frames judged, in the order judged, and the worker's clock after them.
+    /// Frames judged, in the order judged, and the least number the worker's next
+    /// frame can get.
     Judged {
         worker: usize,
         frames: Vec<Judged>,
-        upto: Timestamp,
+        upto: u64,
     },
     /// Flow-log records of the windows that ended by `upto` on the worker's clock.
     Tick {
@@ -149,6 +154,7 @@ impl Worker<'_> {
         if self.capture || self.verdicts {
             self.judged.push(Judged {
                 ts: now,
+                seq: self.router.frame_seq(),
                 capture,
                 wire,
                 verdicts: self.router.take_verdicts(),
@@ -306,7 +312,7 @@ fn run_worker(mut me: Worker<'_>, links: &Links, stop: &AtomicBool) {
             let _ = links.to_main.send(ToMain::Judged {
                 worker: w,
                 frames,
-                upto: now,
+                upto: me.router.next_seq_bound(now),
             });
         }
         if stopping && !read_any {
@@ -364,13 +370,14 @@ impl Reload for AllWorkers<'_> {
 /// Capture and verdicts of every worker, merged by the time each frame was judged.
 struct Merge {
     queues: Vec<std::collections::VecDeque<Judged>>,
-    upto: Vec<Option<Timestamp>>,
+    upto: Vec<Option<u64>>,
     number: u64,
 }
 
 impl Merge {
-    /// Writes every frame judged no later than every worker's clock, in time order
-    /// (workers in order on a tie), numbering the wire packets as it goes.
+    /// Writes every frame whose number no worker can undercut any more, in the order
+    /// of the numbers (which follow the time each was judged; the flow-log records are
+    /// ordered by the same numbers), numbering the wire packets as it goes.
     fn emit(&mut self, out: &mut Outputs, all: bool) -> io::Result<()> {
         let bound = if all {
             None
@@ -386,10 +393,10 @@ impl Merge {
                 .queues
                 .iter()
                 .enumerate()
-                .filter_map(|(w, q)| q.front().map(|j| (j.ts, w)))
+                .filter_map(|(w, q)| q.front().map(|j| (j.seq, w)))
                 .min();
-            let Some((ts, w)) = next else { break };
-            if bound.is_some_and(|b| ts > b) {
+            let Some((seq, w)) = next else { break };
+            if bound.is_some_and(|b| seq >= b) {
                 break;
             }
             let j = self.queues[w].pop_front().expect("a front");
@@ -456,7 +463,7 @@ pub fn serve_workers(
     let stop_workers = AtomicBool::new(false);
     let igw_peer = AtomicU64::new(0);
     let keep = out.capture.is_some() || out.verdicts.is_some();
-    let templates: Vec<Router> = (0..n).map(|_| router.worker()).collect();
+    let templates: Vec<Router> = (0..n).map(|w| router.worker(w, n)).collect();
     let interval = u64::from(router.interval_secs());
     let mut collator = Collator::new(router.metas().len() as u32, interval, router.nodata());
     std::thread::scope(|sc| -> io::Result<()> {

@@ -1155,14 +1155,25 @@ paced([('vge0', frame('10.77.1.10', '10.77.1.20', 6, tcp(42000 + i, 8080, 2))) f
         .unwrap();
     assert!(sent.success(), "{sent:?}");
     std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    // SIGTERM to vpcgate itself (not to `timeout`, which would report the signal).
+    let pids = Command::new("ip")
+        .args(["netns", "pids", &ns])
+        .output()
+        .unwrap();
+    let pid = String::from_utf8_lossy(&pids.stdout)
+        .split_whitespace()
+        .find(|p| {
+            let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains("vpcgate")
+        })
+        .expect("vpcgate tap runs in the namespace")
+        .to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let status = child.wait().unwrap();
-    assert!(status.success(), "{status:?}");
     while let Ok(l) = rx.recv_timeout(Duration::from_secs(5)) {
         lines.push(l);
     }
+    assert!(status.success(), "{status:?}: {lines:?}");
     let summary = lines
         .iter()
         .find(|l| l.starts_with("vpcgate live:"))
