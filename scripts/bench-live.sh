@@ -5,7 +5,8 @@
 #           frame, write it to the other TAP): the ceiling of one TAP queue; once with
 #           plain frames, once with IFF_VNET_HDR and offloads (GSO super-frames)
 #   vpcgate `vpcgate lab up` on the ruleset below (the security groups judge every packet),
-#           with offloads (the default) and with --no-offloads; with BEFORE=PATH, also
+#           with offloads (the default, one worker per CPU), with --workers 1 and with
+#           --no-offloads; with BEFORE=PATH, also
 #           another vpcgate binary (an older build) the same way
 #   linux   veth pairs and a Linux router namespace whose nftables ruleset means the same
 #           (forward chain, policy drop, conntrack: new client->server 5201 accepted,
@@ -170,6 +171,7 @@ lab() {
   grep -h "super-frame" "$WORK/lab.err" >&2 || true
 }
 read -r VG_T1 VG_T4 VG_U <<< "$(lab "$BIN")"
+read -r VG1_T1 VG1_T4 VG1_U <<< "$(lab "$BIN" --workers 1)"
 read -r VGN_T1 VGN_T4 VGN_U <<< "$(lab "$BIN" --no-offloads)"
 if [[ -n ${BEFORE:-} ]]; then
   read -r VGB_T1 VGB_T4 VGB_U <<< "$(lab "$BEFORE")"
@@ -210,7 +212,8 @@ if [[ -n ${BEFORE:-} ]]; then
   echo "| vpcgate lab, $BEFORE | $VGB_T1 | $VGB_T4 | $VGB_U |"
 fi
 echo "| vpcgate lab --no-offloads | $VGN_T1 | $VGN_T4 | $VGN_U |"
-echo "| vpcgate lab (offloads) | $VG_T1 | $VG_T4 | $VG_U |"
+echo "| vpcgate lab --workers 1 (offloads) | $VG1_T1 | $VG1_T4 | $VG1_U |"
+echo "| vpcgate lab (offloads, --workers $(nproc)) | $VG_T1 | $VG_T4 | $VG_U |"
 echo "| Linux router + nftables conntrack | $LR_T1 | $LR_T4 | $LR_U |"
 echo
 echo "vpcgate UDP packets/s: $(pct "$VG_U" "$RAW_U") of the raw TAP forwarder (target 80 %)"

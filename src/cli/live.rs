@@ -27,6 +27,11 @@ stands for (ceil(payload / gso_size) packets, their IP bytes); --capture writes
 those wire packets. Which offloads were enabled is printed at the start;
 --no-offloads opens plain TAPs (the kernel cuts super-frames first; slower).
 
+Workers: --workers N (default: the number of CPUs) opens every TAP with N queues;
+worker W reads queue W of every TAP and owns the flows whose shard (replay's flow
+hash) is W modulo N; frames of other workers' flows are handed to them in batches.
+The same verdicts and records as one worker; --workers 1 serves from one thread.
+
 Examples:
   # Create the TAPs and print which is which:
   vpcgate tap --rules rulesets/securecart.toml --flow-log flows.log
@@ -41,6 +46,10 @@ Examples:
 
   # New rules while running (edit r.toml first):
   kill -HUP $(pidof vpcgate)
+
+  # One worker, one queue per TAP (a persistent TAP made without multi_queue
+  # has one queue anyway; worker 0 reads it and hands frames on):
+  vpcgate tap --rules r.toml --workers 1
 
   # Plain TAPs, no virtio-net header (for a program that writes plain frames):
   vpcgate tap --rules r.toml --attach eni-0a1b2c3d4e5f60301=tap-db --no-offloads
@@ -105,7 +114,7 @@ pub(crate) struct LiveOutputArgs {
 
     /// Worker threads: each TAP gets this many queues, worker W reads queue W of every
     /// TAP and owns a share of the flow shards (default: the number of CPUs).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
     workers: Option<usize>,
 }
 
@@ -149,8 +158,10 @@ Examples:
   sudo vpcgate lab up --rules r.toml --name second --prefix b- \\
       --capture all.pcap --flow-log flows.log --aggregation-interval 60
 
-  # Without offloads (every frame one wire packet; TCP several times slower):
+  # Without offloads (every frame one wire packet; TCP several times slower),
+  # and with one worker instead of one per CPU:
   sudo vpcgate lab up --rules r.toml --no-offloads
+  sudo vpcgate lab up --rules r.toml --workers 1
 
 On a terminal a status line on standard error gives frames/s per namespace and
 rejects. SIGHUP reloads the --rules paths (see `vpcgate lab reload --help`).
@@ -418,9 +429,10 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
                     let _ = cmd.arg("up").status();
                 }
                 eprintln!(
-                    "vpcgate tap: {what} on {}{}",
+                    "vpcgate tap: {what} on {}{}, {} queue(s)",
                     d.name,
-                    offloads_text(d.offloads)
+                    offloads_text(d.offloads),
+                    d.queues.len()
                 );
                 devices.push(d);
             }
@@ -518,7 +530,12 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
                 );
             }
             if let Some(d) = l.devices.first() {
-                eprintln!("  TAPs{}", offloads_text(d.offloads));
+                eprintln!(
+                    "  TAPs{}, {} queue(s) each, {} worker(s)",
+                    offloads_text(d.offloads),
+                    d.queues.len(),
+                    opts.workers
+                );
             }
             println!("lab {} is up: {} namespaces", opts.name, l.nodes.len());
             let _ = std::io::Write::flush(&mut std::io::stdout());

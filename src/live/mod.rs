@@ -9,8 +9,8 @@
 //!
 //! Offloads: TAPs are opened with `IFF_VNET_HDR`; a GSO super-frame is judged once and
 //! counted as the wire packets it stands for ([`Router::handle_vnet_frame`],
-//! [`crate::wire::vnet`]). What it does not do (yet): multi-queue TAPs with per-flow-shard
-//! workers (one thread serves every TAP). Reloads: [`Router::reload`].
+//! [`crate::wire::vnet`]). [`workers`]: `--workers N` over multi-queue TAPs, each worker
+//! owning a share of the flow shards. Reloads: [`Router::reload`].
 
 pub mod arp;
 pub mod router;

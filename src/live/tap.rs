@@ -1,5 +1,5 @@
-//! TAP devices and the live loop: one thread reads every device, routes and writes,
-//! with the wall clock as the time of each frame.
+//! TAP devices and the live loop of one worker: one thread reads every device, routes
+//! and writes, with the wall clock as the time of each frame.
 //!
 //! **Offloads.** Devices are opened with `IFF_VNET_HDR` and offloads on (checksum, TSO
 //! for IPv4 and IPv6, USO where the kernel has it; [`crate::sys::tun::open_tap_vnet`]),
@@ -24,7 +24,8 @@
 //! A reload ([`Control::reload`], SIGHUP) runs in the router's thread between two
 //! frames: the per-packet path takes no lock.
 //!
-//! Not here yet: multi-queue TAPs (`IFF_MULTI_QUEUE`) with per-flow-shard workers.
+//! With several workers (`--workers`), [`serve_with`] hands over to
+//! [`super::workers`]: multi-queue TAPs, a worker per queue owning its flow shards.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
