@@ -2,14 +2,19 @@
 # Live-mode benchmark (issue 12; not a test): the same two hosts, a client and a server
 # in two subnets, joined three ways, each measured with iperf3:
 #   raw     two TAP devices joined by a tiny C forwarder (one thread per TAP: read a
-#           frame, write it to the other TAP): the ceiling of one TAP queue
-#   vpcgate `vpcgate lab up` on the ruleset below (the security groups judge every packet)
+#           frame, write it to the other TAP): the ceiling of one TAP queue; once with
+#           plain frames, once with IFF_VNET_HDR and offloads (GSO super-frames)
+#   vpcgate `vpcgate lab up` on the ruleset below (the security groups judge every packet),
+#           with offloads (the default, one worker per CPU), with --workers 1 and with
+#           --no-offloads; with BEFORE=PATH, also
+#           another vpcgate binary (an older build) the same way
 #   linux   veth pairs and a Linux router namespace whose nftables ruleset means the same
 #           (forward chain, policy drop, conntrack: new client->server 5201 accepted,
 #           established/related accepted)
 # Measures: TCP throughput with 1 and 4 streams, UDP 64-byte datagrams per second
 # (received). Needs root, iperf3, nft, gcc, python3 and a release build
-# (cargo build --release). Usage: sudo scripts/bench-live.sh [SECONDS]   (default 5)
+# (cargo build --release). Usage: sudo [BEFORE=old/vpcgate] scripts/bench-live.sh [SECONDS]
+# (default 5)
 # Prints a Markdown table and the machine's load (other work on the box skews it).
 # Leaves nothing behind (namespaces vb-*, lr-*, tf-*).
 set -euo pipefail
@@ -85,17 +90,21 @@ cat > "$WORK/tapfwd.c" <<'C'
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+static int vnet;
 static int tap(const char *name) {
   struct ifreq r; int fd = open("/dev/net/tun", O_RDWR);
   if (fd < 0) { perror("open /dev/net/tun"); return -1; }
-  memset(&r, 0, sizeof r); r.ifr_flags = IFF_TAP | IFF_NO_PI;
+  memset(&r, 0, sizeof r); r.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
   strncpy(r.ifr_name, name, IFNAMSIZ - 1);
   if (ioctl(fd, TUNSETIFF, &r) < 0) { perror("TUNSETIFF"); return -1; }
+  if (vnet && ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN) < 0) {
+    perror("TUNSETOFFLOAD"); return -1;
+  }
   return fd;
 }
 static int fds[2];
 static void *pump(void *arg) {
-  int i = (int)(long)arg; static __thread char buf[65536];
+  int i = (int)(long)arg; static __thread char buf[65536 + 64];
   for (;;) {
     ssize_t n = read(fds[i], buf, sizeof buf);
     if (n > 0 && write(fds[1 - i], buf, n) < 0) {}
@@ -103,7 +112,8 @@ static void *pump(void *arg) {
   return 0;
 }
 int main(int argc, char **argv) {
-  if (argc != 3) return 2;
+  if (argc != 4) return 2;
+  vnet = argv[3][0] == 'v';
   fds[0] = tap(argv[1]); fds[1] = tap(argv[2]);
   if (fds[0] < 0 || fds[1] < 0) return 1;
   printf("ready\n"); fflush(stdout);
@@ -135,21 +145,37 @@ measure() {
   echo "$t1 $t4 $u"
 }
 
-# 1. raw: tapfwd between two namespaces in one subnet.
-for ns in tf-client tf-server; do ip netns add $ns; done
-"$WORK/tapfwd" tfa tfb > "$WORK/tapfwd.out" & PIDS+=($!)
-for _ in $(seq 50); do grep -q ready "$WORK/tapfwd.out" && break; sleep 0.1; done
-ip link set tfa netns tf-client; ip link set tfb netns tf-server
-ip -n tf-client addr add 10.88.1.10/24 dev tfa; ip -n tf-client link set tfa up
-ip -n tf-server addr add 10.88.1.20/24 dev tfb; ip -n tf-server link set tfb up
-read -r RAW_T1 RAW_T4 RAW_U < <(measure tf-client tf-server 10.88.1.20)
-kill "${PIDS[0]}"; ip netns del tf-client; ip netns del tf-server
+# 1. raw: tapfwd between two namespaces in one subnet; $1: plain or vnet.
+raw() {
+  for ns in tf-client tf-server; do ip netns add $ns; done
+  "$WORK/tapfwd" tfa tfb "$1" > "$WORK/tapfwd.out" & local pid=$!
+  for _ in $(seq 50); do grep -q ready "$WORK/tapfwd.out" && break; sleep 0.1; done
+  ip link set tfa netns tf-client; ip link set tfb netns tf-server
+  ip -n tf-client addr add 10.88.1.10/24 dev tfa; ip -n tf-client link set tfa up
+  ip -n tf-server addr add 10.88.1.20/24 dev tfb; ip -n tf-server link set tfb up
+  measure tf-client tf-server 10.88.1.20
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  ip netns del tf-client; ip netns del tf-server
+  rm -f "$WORK/tapfwd.out"
+}
+read -r RAW_T1 RAW_T4 RAW_U <<< "$(raw plain)"
+read -r RAWV_T1 RAWV_T4 RAWV_U <<< "$(raw vnet)"
 
-# 2. vpcgate lab.
-"$BIN" lab up --rules "$WORK/bench.toml" --name vgbench --prefix vb- > "$WORK/lab.out" 2> "$WORK/lab.err" & PIDS+=($!)
-for _ in $(seq 100); do grep -q "is up" "$WORK/lab.out" && break; sleep 0.1; done
-read -r VG_T1 VG_T4 VG_U < <(measure vb-client vb-server 10.88.2.10)
-kill -TERM "${PIDS[1]}"; wait "${PIDS[1]}" || true
+# 2. vpcgate lab: binary $1, more options after.
+lab() {
+  local bin=$1; shift
+  "$bin" lab up --rules "$WORK/bench.toml" --name vgbench --prefix vb- "$@" > "$WORK/lab.out" 2> "$WORK/lab.err" & local pid=$!
+  for _ in $(seq 100); do grep -q "is up" "$WORK/lab.out" && break; sleep 0.1; done
+  measure vb-client vb-server 10.88.2.10
+  kill -TERM "$pid"; wait "$pid" || true
+  grep -h "super-frame" "$WORK/lab.err" >&2 || true
+}
+read -r VG_T1 VG_T4 VG_U <<< "$(lab "$BIN")"
+read -r VG1_T1 VG1_T4 VG1_U <<< "$(lab "$BIN" --workers 1)"
+read -r VGN_T1 VGN_T4 VGN_U <<< "$(lab "$BIN" --no-offloads)"
+if [[ -n ${BEFORE:-} ]]; then
+  read -r VGB_T1 VGB_T4 VGB_U <<< "$(lab "$BEFORE")"
+fi
 
 # 3. Linux router with nftables and conntrack.
 for ns in lr-client lr-server lr-router; do ip netns add $ns; done
@@ -172,7 +198,7 @@ table inet vpc {
   }
 }
 NFT
-read -r LR_T1 LR_T4 LR_U < <(measure lr-client lr-server 10.88.2.10)
+read -r LR_T1 LR_T4 LR_U <<< "$(measure lr-client lr-server 10.88.2.10)"
 
 pct() { python3 -c "print('%.0f %%' % (100.0*float('$1')/float('$2')) if float('$2') else '-')"; }
 echo
@@ -181,7 +207,13 @@ echo
 echo "| path | TCP 1 stream (Gbit/s) | TCP 4 streams (Gbit/s) | UDP 64 B (packets/s received) |"
 echo "|---|---:|---:|---:|"
 echo "| raw TAP forwarder (ceiling, 1 queue) | $RAW_T1 | $RAW_T4 | $RAW_U |"
-echo "| vpcgate lab | $VG_T1 | $VG_T4 | $VG_U |"
+echo "| raw TAP forwarder, IFF_VNET_HDR + offloads | $RAWV_T1 | $RAWV_T4 | $RAWV_U |"
+if [[ -n ${BEFORE:-} ]]; then
+  echo "| vpcgate lab, $BEFORE | $VGB_T1 | $VGB_T4 | $VGB_U |"
+fi
+echo "| vpcgate lab --no-offloads | $VGN_T1 | $VGN_T4 | $VGN_U |"
+echo "| vpcgate lab --workers 1 (offloads) | $VG1_T1 | $VG1_T4 | $VG1_U |"
+echo "| vpcgate lab (offloads, --workers $(nproc)) | $VG_T1 | $VG_T4 | $VG_U |"
 echo "| Linux router + nftables conntrack | $LR_T1 | $LR_T4 | $LR_U |"
 echo
 echo "vpcgate UDP packets/s: $(pct "$VG_U" "$RAW_U") of the raw TAP forwarder (target 80 %)"

@@ -20,6 +20,18 @@ connections keep passing, untracked flows follow the new rules (as replay's
 --rules-at); a ruleset that does not load, or describes another network, is refused
 and the old one stays.
 
+Offloads: TAPs are opened with IFF_VNET_HDR and checksum, TSO (and USO where the
+kernel has it) offloads, so the hosts hand over GSO super-frames of up to 64 KiB:
+each is judged once and counted in flow logs and --verdicts as the wire packets it
+stands for (ceil(payload / gso_size) packets, their IP bytes); --capture writes
+those wire packets. Which offloads were enabled is printed at the start;
+--no-offloads opens plain TAPs (the kernel cuts super-frames first; slower).
+
+Workers: --workers N (default: the number of CPUs) opens every TAP with N queues;
+worker W reads queue W of every TAP and owns the flows whose shard (replay's flow
+hash) is W modulo N; frames of other workers' flows are handed to them in batches.
+The same verdicts and records as one worker; --workers 1 serves from one thread.
+
 Examples:
   # Create the TAPs and print which is which:
   vpcgate tap --rules rulesets/securecart.toml --flow-log flows.log
@@ -34,6 +46,13 @@ Examples:
 
   # New rules while running (edit r.toml first):
   kill -HUP $(pidof vpcgate)
+
+  # One worker, one queue per TAP (a persistent TAP made without multi_queue
+  # has one queue anyway; worker 0 reads it and hands frames on):
+  vpcgate tap --rules r.toml --workers 1
+
+  # Plain TAPs, no virtio-net header (for a program that writes plain frames):
+  vpcgate tap --rules r.toml --attach eni-0a1b2c3d4e5f60301=tap-db --no-offloads
 
   # The whole VPC as network namespaces, ready to ping: see `vpcgate lab up --help`.
 
@@ -87,6 +106,25 @@ pub(crate) struct LiveOutputArgs {
     /// the same verdicts and flow-log records.
     #[arg(long, value_name = "PATH")]
     capture: Option<PathBuf>,
+
+    /// Open the TAPs without IFF_VNET_HDR and offloads: the kernel then cuts every
+    /// GSO super-frame into wire packets before vpcgate reads them (slower for TCP).
+    #[arg(long = "no-offloads")]
+    no_offloads: bool,
+
+    /// Worker threads: each TAP gets this many queues, worker W reads queue W of every
+    /// TAP and owns a share of the flow shards (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    workers: Option<usize>,
+}
+
+impl LiveOutputArgs {
+    /// `--workers`, or the number of CPUs.
+    fn workers(&self) -> usize {
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
 }
 
 pub(crate) const LAB_HELP: &str = "\
@@ -120,8 +158,16 @@ Examples:
   sudo vpcgate lab up --rules r.toml --name second --prefix b- \\
       --capture all.pcap --flow-log flows.log --aggregation-interval 60
 
+  # Without offloads (every frame one wire packet; TCP several times slower),
+  # and with one worker instead of one per CPU:
+  sudo vpcgate lab up --rules r.toml --no-offloads
+  sudo vpcgate lab up --rules r.toml --workers 1
+
 On a terminal a status line on standard error gives frames/s per namespace and
 rejects. SIGHUP reloads the --rules paths (see `vpcgate lab reload --help`).
+The TAPs carry GSO super-frames (IFF_VNET_HDR with offloads, listed at the start):
+each is judged once and counted as the wire packets it stands for; the summary
+says how many super-frames were read.
 Exit status: 0 stopped by Ctrl-C/SIGTERM; 2 bad usage or a ruleset that does not
 load; 1 the lab could not be built or a device failed.";
 
@@ -279,7 +325,10 @@ fn reload_rules(paths: &[PathBuf]) -> Result<vpcgate::model::Vpc, String> {
 
 /// Loads `paths` and hands them to the router: the line to print, `Ok` when the new
 /// ruleset is in force.
-fn reload_router(router: &mut vpcgate::live::Router, paths: &[PathBuf]) -> Result<String, String> {
+fn reload_router(
+    router: &mut dyn vpcgate::live::tap::Reload,
+    paths: &[PathBuf],
+) -> Result<String, String> {
     let shown = paths
         .iter()
         .map(|p| p.display().to_string())
@@ -292,6 +341,18 @@ fn reload_router(router: &mut vpcgate::live::Router, paths: &[PathBuf]) -> Resul
     Ok(format!(
         "reloaded {shown}: {kept} tracked connection(s) kept, untracked flows follow the new rules"
     ))
+}
+
+/// `, offloads csum tso4 ...` or `, no offloads`.
+#[cfg(target_os = "linux")]
+fn offloads_text(o: Option<u32>) -> String {
+    match o {
+        Some(bits) => format!(
+            " (IFF_VNET_HDR, offloads: {})",
+            vpcgate::sys::tun::offload_names(bits)
+        ),
+        None => " (no offloads)".into(),
+    }
 }
 
 /// SIGHUP, as a flag for the live loop.
@@ -330,6 +391,7 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
         Err(c) => return c,
     };
     let mut router = Router::new(vpc.clone(), args.out.aggregation_interval);
+    let workers = args.out.workers();
     router.set_nodata(!args.out.no_nodata);
     let mut devices = Vec::new();
     let mut wanted: Vec<(Port, String, String, Option<[u8; 6]>)> = vpc
@@ -355,7 +417,7 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
         igw.is_none().then_some([0; 6]),
     ));
     for (port, what, name, created) in wanted {
-        match Device::open(port, &name) {
+        match Device::open_queues(port, &name, !args.out.no_offloads, workers) {
             Ok(d) => {
                 if let Some(mac) = created {
                     // The host side of an ENI's TAP carries the ENI's MAC.
@@ -366,7 +428,12 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
                     }
                     let _ = cmd.arg("up").status();
                 }
-                eprintln!("vpcgate tap: {what} on {}", d.name);
+                eprintln!(
+                    "vpcgate tap: {what} on {}{}, {} queue(s)",
+                    d.name,
+                    offloads_text(d.offloads),
+                    d.queues.len()
+                );
                 devices.push(d);
             }
             Err(e) => {
@@ -381,7 +448,7 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
     let stop = stop_flag();
     let hup = hup_flag();
     let rules = args.rules.clone();
-    let mut on_reload = |r: &mut Router| match reload_router(r, &rules) {
+    let mut on_reload = |r: &mut dyn vpcgate::live::tap::Reload| match reload_router(r, &rules) {
         Ok(line) | Err(line) => eprintln!("vpcgate tap: {line}"),
     };
     let mut ctl = vpcgate::live::tap::Control {
@@ -389,7 +456,7 @@ pub(crate) fn tap(args: TapArgs) -> ExitCode {
         reload: &hup,
         on_reload: &mut on_reload,
     };
-    let r = vpcgate::live::tap::serve(&mut router, &devices, &mut out, &mut ctl);
+    let r = vpcgate::live::tap::serve_with(&mut router, &devices, &mut out, &mut ctl, workers);
     eprint!("{}", vpcgate::live::tap::summary(&router));
     if let Some(w) = out.flow_log.take() {
         let _ = w.finish();
@@ -432,6 +499,8 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
             let opts = lab::UpOptions {
                 name: args.lab.name.clone(),
                 prefix: args.prefix.clone(),
+                offloads: !args.out.no_offloads,
+                workers: args.out.workers(),
             };
             let mut l = match lab::up(vpc, &opts, args.out.aggregation_interval) {
                 Ok(l) => l,
@@ -460,10 +529,18 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
                     }
                 );
             }
+            if let Some(d) = l.devices.first() {
+                eprintln!(
+                    "  TAPs{}, {} queue(s) each, {} worker(s)",
+                    offloads_text(d.offloads),
+                    d.queues.len(),
+                    opts.workers
+                );
+            }
             println!("lab {} is up: {} namespaces", opts.name, l.nodes.len());
             let _ = std::io::Write::flush(&mut std::io::stdout());
             let (name, rules) = (opts.name.clone(), args.rules.clone());
-            let mut on_reload = |r: &mut vpcgate::live::Router| {
+            let mut on_reload = |r: &mut dyn vpcgate::live::tap::Reload| {
                 // `lab reload` names the paths in a request file; a bare SIGHUP
                 // reloads the paths `up` was given.
                 let paths = lab::take_reload_request(&name).unwrap_or_else(|| rules.clone());
@@ -480,7 +557,7 @@ pub(crate) fn lab(cmd: LabCommand) -> ExitCode {
                 reload: &hup,
                 on_reload: &mut on_reload,
             };
-            let r = lab::run(&mut l, &opts.name, &mut out, &mut ctl);
+            let r = lab::run(&mut l, &opts.name, &mut out, &mut ctl, opts.workers);
             eprint!("{}", vpcgate::live::tap::summary(&l.router));
             if let Some(w) = out.flow_log.take() {
                 let _ = w.finish();

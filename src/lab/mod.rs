@@ -435,6 +435,10 @@ pub struct UpOptions {
     pub name: String,
     /// Put before every namespace name.
     pub prefix: String,
+    /// Open the TAPs with `IFF_VNET_HDR` and offloads (GSO super-frames).
+    pub offloads: bool,
+    /// Worker threads, and queues per TAP.
+    pub workers: usize,
 }
 
 /// A lab that is up: the router and the devices to serve.
@@ -503,7 +507,12 @@ fn make_node(
     let ns = n.ns.as_str();
     append_state(&opts.name, &format!("netns {ns}"))?;
     ip(&["netns", "add", ns])?;
-    let dev = crate::live::tap::Device::open(n.port, &format!("vgl{}n{i}", std::process::id()))?;
+    let dev = crate::live::tap::Device::open_queues(
+        n.port,
+        &format!("vgl{}n{i}", std::process::id()),
+        opts.offloads,
+        opts.workers,
+    )?;
     ip(&["link", "set", &dev.name, "netns", ns])?;
     let range = format!(
         "net.ipv4.ip_local_port_range={} {}",
@@ -556,8 +565,9 @@ pub fn run(
     name: &str,
     out: &mut crate::live::tap::Outputs,
     ctl: &mut crate::live::tap::Control<'_>,
+    workers: usize,
 ) -> io::Result<()> {
-    let served = crate::live::tap::serve(&mut lab.router, &lab.devices, out, ctl);
+    let served = crate::live::tap::serve_with(&mut lab.router, &lab.devices, out, ctl, workers);
     lab.devices.clear();
     let removed = down(name);
     served?;

@@ -7,13 +7,16 @@
 //! - [`tap`]: TAP devices and the loop that reads them, feeds the router with the wall
 //!   clock and writes flow logs as windows close. Linux only.
 //!
-//! What it does not do (yet): one router thread (no multi-queue TAPs, no per-flow-shard
-//! workers), no GSO/TSO super-frames (the TAPs are opened without `IFF_VNET_HDR`, so the
-//! kernel segments before vpcgate sees the frames). Reloads: [`Router::reload`].
+//! Offloads: TAPs are opened with `IFF_VNET_HDR`; a GSO super-frame is judged once and
+//! counted as the wire packets it stands for ([`Router::handle_vnet_frame`],
+//! [`crate::wire::vnet`]). [`workers`]: `--workers N` over multi-queue TAPs, each worker
+//! owning a share of the flow shards. Reloads: [`Router::reload`].
 
 pub mod arp;
 pub mod router;
 #[cfg(target_os = "linux")]
 pub mod tap;
+#[cfg(target_os = "linux")]
+pub mod workers;
 
 pub use router::{Port, Router, RouterStats};

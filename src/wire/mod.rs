@@ -4,6 +4,8 @@
 //!   [`packet::Packet`] view, fragments and all; the per-packet hot path.
 //! - [`checksum`]: RFC 1071 sums, pseudo-headers, and RFC 1624's incremental update
 //!   (what address translation needs).
+//! - [`vnet`]: the `virtio_net_hdr` of TAPs with offloads; GSO super-frames counted
+//!   and cut into wire packets.
 //! - [`emit`]: Ethernet II + IPv4/IPv6 + TCP/UDP/ICMP/other, every length and checksum
 //!   filled in.
 //!
@@ -13,3 +15,4 @@
 pub mod checksum;
 pub mod emit;
 pub mod packet;
+pub mod vnet;
