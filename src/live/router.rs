@@ -708,6 +708,7 @@ impl Router {
             Err(e) => return self.drop_frame(&format!("malformed {}", e.reason())).into(),
         };
         // Where it goes, and the address translation on the way.
+        let mut no_public = false;
         let (to, nat) = match from {
             Port::Eni(i) => {
                 match self.policy.owner(pkt.src) {
@@ -736,7 +737,12 @@ impl Router {
                                 .map(|(public, _)| public);
                             match public {
                                 Some(p) => (Port::Igw, Some((true, src, p))),
-                                None => return self.drop_frame("no-public-ipv4").into(),
+                                // Judged and logged as replay does; the internet
+                                // gateway drops it after (below).
+                                None => {
+                                    no_public = true;
+                                    (Port::Igw, None)
+                                }
                             }
                         }
                         IpAddr::V6(_) => (Port::Igw, None),
@@ -810,6 +816,11 @@ impl Router {
                 return Routed::Frames(Vec::new());
             }
             Verdict::None => return self.drop_frame("not-evaluated").into(),
+        }
+        if no_public {
+            // The ENI's security groups and NACL let it out (and its flow log says
+            // so), but the internet gateway has no public address to translate to.
+            return self.drop_frame("no-public-ipv4").into();
         }
         let (dst_mac, src_mac) = match to {
             Port::Eni(j) => {
@@ -1276,7 +1287,16 @@ mod tests {
         );
         assert!(out.is_empty());
         assert_eq!(r.drops()["no-public-ipv4"], 1);
-        assert_eq!(r.stats().evaluated, 0);
+        // Judged first, as replay judges it: the app SG allows HTTPS out, so the
+        // ENI's flow log has an ACCEPT record of it (AWS logs it at the ENI; the
+        // internet gateway drops it after).
+        assert_eq!((r.stats().evaluated, r.stats().accepted), (1, 1));
+        let recs = r.finish();
+        let rec = recs
+            .iter()
+            .find(|x| x.dstport == 443 && x.srcport == 40000)
+            .expect("a record of the packet");
+        assert_eq!((rec.action, rec.packets), (crate::model::Action::Accept, 1));
     }
 
     #[test]
