@@ -80,6 +80,26 @@ fn addr(w: [u32; 4], v6: bool) -> IpAddr {
     }
 }
 
+/// The direction in a slot's `tags` (bit 8).
+#[inline]
+fn tag_direction(tags: u32) -> Direction {
+    if tags & 1 << 8 != 0 {
+        Direction::Egress
+    } else {
+        Direction::Ingress
+    }
+}
+
+/// The action in a slot's `tags` (bit 9).
+#[inline]
+fn tag_action(tags: u32) -> Action {
+    if tags & 1 << 9 != 0 {
+        Action::Reject
+    } else {
+        Action::Accept
+    }
+}
+
 impl Compact {
     #[inline]
     fn of(k: &Key) -> Option<Compact> {
@@ -114,16 +134,8 @@ impl Compact {
         let dstaddr = addr(self.dst, self.tags & 1 << 11 != 0);
         Key {
             eni: self.eni,
-            direction: if self.tags & 1 << 8 != 0 {
-                Direction::Egress
-            } else {
-                Direction::Ingress
-            },
-            action: if self.tags & 1 << 9 != 0 {
-                Action::Reject
-            } else {
-                Action::Accept
-            },
+            direction: tag_direction(self.tags),
+            action: tag_action(self.tags),
             protocol: self.tags as u8,
             srcport: self.ports as u16,
             dstport: (self.ports >> 16) as u16,
@@ -282,16 +294,8 @@ impl Narrow {
         let (src, dst) = (IpAddr::V4(self.src.into()), IpAddr::V4(self.dst.into()));
         Key {
             eni: self.eni(),
-            direction: if self.tags & 1 << 8 != 0 {
-                Direction::Egress
-            } else {
-                Direction::Ingress
-            },
-            action: if self.tags & 1 << 9 != 0 {
-                Action::Reject
-            } else {
-                Action::Accept
-            },
+            direction: tag_direction(self.tags),
+            action: tag_action(self.tags),
             protocol: self.tags as u8,
             srcport: self.ports as u16,
             dstport: (self.ports >> 16) as u16,
