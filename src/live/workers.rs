@@ -9,6 +9,8 @@
 //!   handed over, a batch at a time, over a bounded channel, with one `eventfd` write
 //!   per batch to wake it: no lock and no atomic per frame. A full channel drops the
 //!   batch, counted (`worker-queue-full`), as a full NIC ring would.
+//! - Fragments go first to the worker of their address pair, which sends each later
+//!   fragment where its first fragment went (see [`owner`]).
 //! - Frames that are not IP, or that a worker cannot parse, are handled by the worker
 //!   that read them (ARP and neighbour answers need no state).
 //! - Each worker owns a [`Router`] of its own: its connection tracking and flow-log
@@ -35,7 +37,8 @@ use super::router::{Port, Routed, Router, RouterStats};
 use super::tap::{capture_vnet_into, wall_clock, Control, Device, Outputs, Reload, Status};
 use crate::flowlog::{Collator, FlowRecord, Run};
 use crate::model::Vpc;
-use crate::wire::packet::{self, linktype, Timestamp};
+use crate::pipeline::FragRoutes;
+use crate::wire::packet::{self, linktype, Fragment, Timestamp};
 use crate::wire::vnet::VNET_HDR_LEN;
 
 /// Frames handed from one worker to another: copies, with the device each came from.
@@ -90,15 +93,71 @@ enum ToMain {
 const BATCH_FRAMES: usize = 256;
 const FRAME_MAX: usize = 65_535 + 18 + VNET_HDR_LEN;
 
-/// The worker that owns `frame`'s flow shard; `None` for frames any worker handles
-/// (not IP, multicast, unparseable).
-fn owner(frame: &[u8], policy: &crate::policy::Policy, n: usize) -> Option<usize> {
+/// The worker that judges `frame`, as seen by worker `w`; `None` for frames any
+/// worker handles (not IP, multicast, unparseable).
+///
+/// Fragments first go to the worker of their address pair and protocol (the shard a
+/// packet without ports gets), the same for every fragment of a datagram. That worker
+/// remembers where each first fragment's flow shard sent it ([`FragRoutes`], as
+/// replay's reader does) and sends the later fragments there; a later fragment whose
+/// first it has not seen stays with it, as in replay.
+fn owner(
+    frame: &[u8],
+    policy: &crate::policy::Policy,
+    n: usize,
+    w: usize,
+    frags: &mut FragRoutes,
+) -> Option<usize> {
     let et = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
     if !(et == 0x0800 || et == 0x86dd) || frame[0] & 1 == 1 {
         return None;
     }
     let p = packet::parse(linktype::ETHERNET, frame).ok()?;
-    Some(crate::engine::flow_shard(&p, policy) as usize % n)
+    if p.fragment == Fragment::None {
+        return Some(crate::engine::flow_shard(&p, policy) as usize % n);
+    }
+    let mut pair = p;
+    (pair.src_port, pair.dst_port) = (0, 0);
+    let coordinator = crate::engine::flow_shard(&pair, policy) as usize % n;
+    if coordinator != w {
+        return Some(coordinator);
+    }
+    Some(frags.shard(&p, wall_clock(), policy) as usize % n)
+}
+
+/// Whether worker `w` is the fragment coordinator of `frame` (see [`owner`]): a
+/// fragment handed to `w` by another worker is routed again only then.
+fn coordinates(frame: &[u8], policy: &crate::policy::Policy, n: usize, w: usize) -> bool {
+    match packet::parse(linktype::ETHERNET, frame) {
+        Ok(p) if p.fragment != Fragment::None => {
+            let mut pair = p;
+            (pair.src_port, pair.dst_port) = (0, 0);
+            crate::engine::flow_shard(&pair, policy) as usize % n == w
+        }
+        _ => false,
+    }
+}
+
+/// Hands every non-empty batch in `out` to its worker.
+fn hand_over(out: &mut [Batch], links: &Links, router: &mut Router) {
+    for (o, b) in out.iter_mut().enumerate() {
+        if b.frames.is_empty() {
+            continue;
+        }
+        let batch = std::mem::take(b);
+        let count = batch.frames.len();
+        match links.handoff[o].0.try_send(batch) {
+            Ok(()) => {
+                router.count_handed_off(count as u64);
+                wake(&links.wake[o]);
+            }
+            Err(_) => {
+                for _ in 0..count {
+                    router.count_drop("worker-queue-full");
+                }
+            }
+        }
+    }
 }
 
 fn wake(fd: &OwnedFd) {
@@ -217,6 +276,7 @@ fn run_worker(mut me: Worker<'_>, links: &Links, stop: &AtomicBool) {
         tv_nsec: 250_000_000,
     };
     let mut ready = vec![false; queues.len()];
+    let mut frags = FragRoutes::default();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         while let Ok(vpc) = links.reload[w].1.try_recv() {
@@ -270,7 +330,7 @@ fn run_worker(mut me: Worker<'_>, links: &Links, stop: &AtomicBool) {
                 read_any = true;
                 let frame = &mut buf[..len];
                 let at = if vnet { VNET_HDR_LEN.min(len) } else { 0 };
-                match owner(&frame[at..], &policy, n) {
+                match owner(&frame[at..], &policy, n, w, &mut frags) {
                     Some(o) if o != w => {
                         let b = &mut out[o];
                         b.data.extend_from_slice(frame);
@@ -280,32 +340,34 @@ fn run_worker(mut me: Worker<'_>, links: &Links, stop: &AtomicBool) {
                 }
             }
         }
-        for (o, b) in out.iter_mut().enumerate() {
-            if b.frames.is_empty() {
-                continue;
-            }
-            let batch = std::mem::take(b);
-            let count = batch.frames.len();
-            match links.handoff[o].0.try_send(batch) {
-                Ok(()) => {
-                    me.router.count_handed_off(count as u64);
-                    wake(&links.wake[o]);
-                }
-                Err(_) => {
-                    for _ in 0..count {
-                        me.router.count_drop("worker-queue-full");
-                    }
-                }
-            }
-        }
+        hand_over(&mut out, links, &mut me.router);
         while let Ok(mut b) = links.handoff[w].1.try_recv() {
             read_any = true;
             let mut start = 0;
             for &(dev, end) in &b.frames {
-                me.process(dev, &mut b.data[start..end]);
+                let frame = &mut b.data[start..end];
                 start = end;
+                let at = if me.devices[dev].offloads.is_some() {
+                    VNET_HDR_LEN.min(frame.len())
+                } else {
+                    0
+                };
+                // A fragment this worker coordinates goes where its first went.
+                if coordinates(&frame[at..], &policy, n, w) {
+                    match owner(&frame[at..], &policy, n, w, &mut frags) {
+                        Some(o) if o != w => {
+                            let b = &mut out[o];
+                            b.data.extend_from_slice(frame);
+                            b.frames.push((dev, b.data.len()));
+                            continue;
+                        }
+                        _ => {}
+                    }
+                }
+                me.process(dev, frame);
             }
         }
+        hand_over(&mut out, links, &mut me.router);
         let now = wall_clock();
         if me.capture || me.verdicts {
             let frames = std::mem::take(&mut me.judged);

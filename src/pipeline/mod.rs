@@ -56,6 +56,7 @@ pub use crate::time::When;
 pub mod explain;
 mod merger;
 mod reader;
+pub(crate) use reader::FragRoutes;
 mod summary;
 mod worker;
 use merger::merger_loop;

@@ -258,7 +258,7 @@ pub(super) fn open_stream(
 /// that (a flood of first fragments) a later fragment may reach another worker than
 /// its first and be judged with unknown ports, as beyond the engine's own bound.
 #[derive(Default)]
-pub(super) struct FragRoutes {
+pub(crate) struct FragRoutes {
     /// (source, destination, protocol, id) → (shard, capture time in ns).
     map: HashMap<(IpAddr, IpAddr, u8, u32), (u8, u64)>,
     /// Capture time of the last pruning of expired entries.
@@ -270,7 +270,7 @@ impl FragRoutes {
     const NS: u64 = crate::wire::packet::NANOS_PER_SEC;
 
     /// The shard of `p`, remembering first fragments.
-    fn shard(&mut self, p: &Packet, ts: Timestamp, policy: &Policy) -> u8 {
+    pub(crate) fn shard(&mut self, p: &Packet, ts: Timestamp, policy: &Policy) -> u8 {
         match p.fragment {
             Fragment::None => flow_shard(p, policy),
             Fragment::First { id } => {

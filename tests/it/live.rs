@@ -1146,6 +1146,17 @@ paced([('vge0', frame('10.77.1.10', '10.77.1.20', 6, tcp(80, 40000 + i, 0x12))) 
 paced([('vge1', frame('10.77.1.20', '10.77.2.10', 17, udp(50000 + i, 53))) for i in range(100)])
 paced([('vge2', frame('10.77.2.10', '10.77.1.10', 6, tcp(41000 + i, 22, 2))) for i in range(100)])
 paced([('vge0', frame('10.77.1.10', '10.77.1.20', 6, tcp(42000 + i, 8080, 2))) for i in range(100)])
+def fragment(src, dst, proto, ident, offset8, more, payload):
+    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(payload), ident,
+                     (0x2000 if more else 0) | offset8, 64, proto, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
+    return bytes([2,0,0,0,0,1, 2,0,0,0,0,2]) + b'\x08\x00' + ip + payload
+def udp_in_two(i):
+    u = struct.pack('!HHHH', 51000 + i, 53, 32, 0) + b'x' * 24
+    return [fragment('10.77.1.20', '10.77.2.10', 17, 7000 + i, 0, True, u[:16]),
+            fragment('10.77.1.20', '10.77.2.10', 17, 7000 + i, 2, False, u[16:])]
+paced([('vge1', f) for i in range(60) for f in udp_in_two(i)])
 "#;
     let sent = Command::new("timeout")
         .args([
@@ -1224,8 +1235,18 @@ fn one_worker_and_two_give_the_same_verdicts_and_flow_logs() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (v1, r1, s1) = tap_run_on_crafted_frames(1);
     let (v2, r2, s2) = tap_run_on_crafted_frames(2);
-    assert_eq!(v1.len(), 900, "{s1}");
+    assert_eq!(v1.len(), 1020, "{s1}");
     assert!(v1.iter().any(|l| l.contains("REJECT")));
+    // 60 UDP datagrams admin -> other:53 in two fragments each: the later fragment
+    // has no ports and takes its first fragment's verdict (manual: "Connection
+    // tracking"), so all 120 are accepted, with any number of workers (a later
+    // fragment must reach the worker that judged its first).
+    let fragments: Vec<&String> = v1
+        .iter()
+        .filter(|l| l.contains("\"10.77.2.10\"") && l.contains("\"src_port\":0"))
+        .collect();
+    assert_eq!(fragments.len(), 60, "{fragments:?}");
+    assert!(fragments.iter().all(|l| l.contains("ACCEPT")), "{fragments:?}");
     assert_eq!(v1, v2);
     assert_eq!(r1, r2);
     // "vpcgate live: F frames, A ARP/ND answers, E packets evaluated: ...": the same
