@@ -1246,7 +1246,10 @@ fn one_worker_and_two_give_the_same_verdicts_and_flow_logs() {
         .filter(|l| l.contains("\"10.77.2.10\"") && l.contains("\"src_port\":0"))
         .collect();
     assert_eq!(fragments.len(), 60, "{fragments:?}");
-    assert!(fragments.iter().all(|l| l.contains("ACCEPT")), "{fragments:?}");
+    assert!(
+        fragments.iter().all(|l| l.contains("ACCEPT")),
+        "{fragments:?}"
+    );
     assert_eq!(v1, v2);
     assert_eq!(r1, r2);
     // "vpcgate live: F frames, A ARP/ND answers, E packets evaluated: ...": the same
