@@ -116,26 +116,49 @@ fn owner(
     if p.fragment == Fragment::None {
         return Some(crate::engine::flow_shard(&p, policy) as usize % n);
     }
-    let mut pair = p;
-    (pair.src_port, pair.dst_port) = (0, 0);
-    let coordinator = crate::engine::flow_shard(&pair, policy) as usize % n;
-    if coordinator != w {
-        return Some(coordinator);
-    }
-    Some(frags.shard(&p, wall_clock(), policy) as usize % n)
+    Some(fragment_owner(&p, policy, n, w, frags))
 }
 
-/// Whether worker `w` is the fragment coordinator of `frame` (see [`owner`]): a
-/// fragment handed to `w` by another worker is routed again only then.
-fn coordinates(frame: &[u8], policy: &crate::policy::Policy, n: usize, w: usize) -> bool {
-    match packet::parse(linktype::ETHERNET, frame) {
-        Ok(p) if p.fragment != Fragment::None => {
-            let mut pair = p;
-            (pair.src_port, pair.dst_port) = (0, 0);
-            crate::engine::flow_shard(&pair, policy) as usize % n == w
-        }
-        _ => false,
+/// The worker a fragment goes to next, as seen by worker `w`: its coordinator (the
+/// worker of its address pair and protocol), or, at the coordinator, where its first
+/// fragment went.
+fn fragment_owner(
+    p: &packet::Packet,
+    policy: &crate::policy::Policy,
+    n: usize,
+    w: usize,
+    frags: &mut FragRoutes,
+) -> usize {
+    let coordinator = fragment_coordinator(p, policy, n);
+    if coordinator != w {
+        return coordinator;
     }
+    frags.shard(p, wall_clock(), policy) as usize % n
+}
+
+/// The worker of a fragment's address pair and protocol (the shard of a packet
+/// without ports): the same for every fragment of a datagram.
+fn fragment_coordinator(p: &packet::Packet, policy: &crate::policy::Policy, n: usize) -> usize {
+    let mut pair = *p;
+    (pair.src_port, pair.dst_port) = (0, 0);
+    crate::engine::flow_shard(&pair, policy) as usize % n
+}
+
+/// Where a frame handed to worker `w` goes: `Some` for a fragment that `w`
+/// coordinates and whose first fragment went to another worker; `None` (judge it
+/// here) for everything else, fragments the coordinator sent here included.
+fn handed_fragment_owner(
+    frame: &[u8],
+    policy: &crate::policy::Policy,
+    n: usize,
+    w: usize,
+    frags: &mut FragRoutes,
+) -> Option<usize> {
+    let p = packet::parse(linktype::ETHERNET, frame).ok()?;
+    if p.fragment == Fragment::None || fragment_coordinator(&p, policy, n) != w {
+        return None;
+    }
+    Some(frags.shard(&p, wall_clock(), policy) as usize % n).filter(|&o| o != w)
 }
 
 /// Hands every non-empty batch in `out` to its worker.
@@ -353,16 +376,11 @@ fn run_worker(mut me: Worker<'_>, links: &Links, stop: &AtomicBool) {
                     0
                 };
                 // A fragment this worker coordinates goes where its first went.
-                if coordinates(&frame[at..], &policy, n, w) {
-                    match owner(&frame[at..], &policy, n, w, &mut frags) {
-                        Some(o) if o != w => {
-                            let b = &mut out[o];
-                            b.data.extend_from_slice(frame);
-                            b.frames.push((dev, b.data.len()));
-                            continue;
-                        }
-                        _ => {}
-                    }
+                if let Some(o) = handed_fragment_owner(&frame[at..], &policy, n, w, &mut frags) {
+                    let b = &mut out[o];
+                    b.data.extend_from_slice(frame);
+                    b.frames.push((dev, b.data.len()));
+                    continue;
                 }
                 me.process(dev, frame);
             }
